@@ -1,0 +1,136 @@
+-- chatsink schema, version 1.
+--
+-- Applied by `store::migrate` when `PRAGMA user_version` is 0; later changes are numbered
+-- migrations in src/store/migrations/ that bump user_version. Times are kept twice: as RFC 3339
+-- text with milliseconds in UTC (for people) and as epoch milliseconds (for indexes and ranges).
+
+-- Every verified webhook delivery, exactly as it arrived. Committed before the sender gets a 2xx.
+CREATE TABLE inbox (
+    id           INTEGER PRIMARY KEY,
+    delivery_id  TEXT UNIQUE,               -- rtk-uuid / dyte-uuid / webhook-id (NULL when absent)
+    body_sha256  TEXT NOT NULL UNIQUE,      -- hex; de-duplicates retries that change the delivery id
+    scheme       TEXT NOT NULL,             -- rtk-rsa | dyte-rsa | hmac | insecure
+    event        TEXT NOT NULL,
+    session_id   TEXT,
+    body         BLOB NOT NULL,             -- the raw bytes that were verified
+    received_at  TEXT NOT NULL,
+    received_ms  INTEGER NOT NULL
+);
+
+-- The ingest queue. A job is claimed with a lease (lease_token + claimed_until_ms) in a short
+-- transaction; it is finished only by the holder of the current lease.
+CREATE TABLE jobs (
+    id                INTEGER PRIMARY KEY,
+    kind              TEXT NOT NULL CHECK (kind IN ('delivery', 'reprocess')),
+    inbox_id          INTEGER UNIQUE REFERENCES inbox (id),
+    session_id        TEXT NOT NULL,
+    download_url      TEXT,
+    download_expiry_ms INTEGER,
+    state             TEXT NOT NULL CHECK (state IN ('pending', 'running', 'failed', 'done', 'dead')),
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms   INTEGER NOT NULL,
+    claimed_until_ms  INTEGER,
+    lease_token       TEXT,
+    last_error        TEXT,
+    rows_loaded       INTEGER,
+    rows_rejected     INTEGER,
+    created_ms        INTEGER NOT NULL,
+    updated_ms        INTEGER NOT NULL
+);
+CREATE INDEX jobs_runnable ON jobs (state, next_attempt_ms);
+CREATE INDEX jobs_session ON jobs (session_id);
+-- At most one open reprocess job per session, so two `reprocess` runs at once cannot double up.
+CREATE UNIQUE INDEX jobs_one_open_reprocess ON jobs (session_id)
+    WHERE kind = 'reprocess' AND state IN ('pending', 'running', 'failed');
+
+-- One row per meeting session: metadata from the webhook plus counts from the last load.
+CREATE TABLE sessions (
+    session_id        TEXT PRIMARY KEY,
+    meeting_id        TEXT,
+    title             TEXT,
+    created_at        TEXT,
+    started_at        TEXT,
+    ended_at          TEXT,
+    organizer_id      TEXT,
+    organizer_name    TEXT,
+    sort_ms           INTEGER NOT NULL,     -- start (or creation, or first message) time: list order
+    status            TEXT NOT NULL,        -- queued | loaded | failed | dead
+    message_count     INTEGER NOT NULL DEFAULT 0,
+    text_count        INTEGER NOT NULL DEFAULT 0,
+    image_count       INTEGER NOT NULL DEFAULT 0,
+    file_count        INTEGER NOT NULL DEFAULT 0,
+    other_count       INTEGER NOT NULL DEFAULT 0,
+    pinned_count      INTEGER NOT NULL DEFAULT 0,
+    rejected_count    INTEGER NOT NULL DEFAULT 0,
+    first_message_ms  INTEGER,
+    last_message_ms   INTEGER,
+    dump_path         TEXT,                 -- the stored raw dump, relative to the data dir
+    dump_sha256       TEXT,
+    loaded_ms         INTEGER,
+    updated_ms        INTEGER NOT NULL
+);
+CREATE INDEX sessions_newest ON sessions (sort_ms DESC, session_id DESC);
+CREATE INDEX sessions_status ON sessions (status);
+
+-- Chat messages. `seq` is the archive's own stable row id: a reload updates rows in place, so a
+-- message keeps its seq (and its place in keyset pagination) across reloads.
+CREATE TABLE messages (
+    seq           INTEGER PRIMARY KEY,
+    id            TEXT NOT NULL,
+    session_id    TEXT NOT NULL,
+    meeting_id    TEXT NOT NULL,
+    user_id       TEXT NOT NULL,
+    display_name  TEXT NOT NULL,
+    kind          TEXT NOT NULL,            -- text | image | file | the raw payloadType
+    pinned        INTEGER NOT NULL,
+    edited        INTEGER NOT NULL,
+    text          TEXT,
+    link          TEXT,
+    file_name     TEXT,
+    file_size     INTEGER,
+    payload       TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    created_ms    INTEGER NOT NULL,
+    UNIQUE (session_id, id)
+);
+-- One index per documented filter, each ending in (created_ms, seq) so a filtered page is read
+-- in order straight from the index (seq is the rowid, implicitly last in every index).
+CREATE INDEX messages_time ON messages (created_ms);
+CREATE INDEX messages_session_time ON messages (session_id, created_ms);
+CREATE INDEX messages_meeting_time ON messages (meeting_id, created_ms);
+CREATE INDEX messages_user_time ON messages (user_id, created_ms);
+CREATE INDEX messages_kind_time ON messages (kind, created_ms);
+CREATE INDEX messages_pinned_time ON messages (pinned, created_ms);
+CREATE INDEX messages_edited_time ON messages (edited, created_ms);
+
+-- Full-text search over message text, file names and display names (external content).
+CREATE VIRTUAL TABLE messages_fts USING fts5 (
+    text, file_name, display_name,
+    content = 'messages', content_rowid = 'seq',
+    tokenize = 'unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO messages_fts (rowid, text, file_name, display_name)
+    VALUES (new.seq, new.text, new.file_name, new.display_name);
+END;
+CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, text, file_name, display_name)
+    VALUES ('delete', old.seq, old.text, old.file_name, old.display_name);
+END;
+CREATE TRIGGER messages_fts_update AFTER UPDATE OF text, file_name, display_name ON messages BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, text, file_name, display_name)
+    VALUES ('delete', old.seq, old.text, old.file_name, old.display_name);
+    INSERT INTO messages_fts (rowid, text, file_name, display_name)
+    VALUES (new.seq, new.text, new.file_name, new.display_name);
+END;
+
+-- Dump rows that could not be parsed, kept with enough to diagnose them. Replaced on each load.
+CREATE TABLE rejected_rows (
+    id          INTEGER PRIMARY KEY,
+    session_id  TEXT,
+    line        INTEGER NOT NULL,
+    reason      TEXT NOT NULL,
+    raw         BLOB NOT NULL,
+    created_ms  INTEGER NOT NULL
+);
+CREATE INDEX rejected_rows_session ON rejected_rows (session_id);

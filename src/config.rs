@@ -1,0 +1,421 @@
+//! Every knob chatsink has: the command line (clap), each flag with its `CHATSINK_*` environment
+//! variable and a default that works on a laptop, resolved into one validated [`Settings`].
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::{ExposeSecret, SecretString};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const RTK_PUBLIC_KEY_URL: &str = "https://api.realtime.cloudflare.com/.well-known/webhooks.json";
+pub const RTK_API_BASE: &str = "https://api.cloudflare.com/client/v4";
+pub const DYTE_API_BASE: &str = "https://api.dyte.io/v2";
+pub const DEFAULT_ALLOW_HOSTS: &str = "*.amazonaws.com,*.cloudflarestorage.com,*.r2.dev";
+
+#[derive(Debug, Parser)]
+#[command(name = "chatsink", version, about = "Archive and query Cloudflare RealtimeKit meeting chat", long_about = None)]
+pub struct Cli {
+    /// Log format: human-readable `pretty` or one JSON object per line.
+    #[arg(long, global = true, env = "CHATSINK_LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Receive webhooks, run ingest workers and serve the query API.
+    Serve(ServeArgs),
+    /// Load a chat dump CSV by hand through the same parser and loader (no server needed).
+    Ingest(IngestArgs),
+    /// Re-load sessions from their stored dumps (or a fresh download) for cron.
+    Reprocess(ReprocessArgs),
+    /// List ingest jobs with their attempts and last error.
+    Jobs(JobsArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StorageArgs {
+    /// SQLite database file.
+    #[arg(long, env = "CHATSINK_DATABASE", default_value = "./chatsink.db")]
+    pub database: PathBuf,
+    /// Directory for raw dumps and generated files (such as the read token).
+    #[arg(long, env = "CHATSINK_DATA_DIR", default_value = "./chatsink-data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DownloadArgs {
+    /// Hosts chat dumps may be downloaded from: `*.example.com`, `host`, `host:port`, `127.0.0.1:9000`.
+    /// Private, loopback and link-local addresses are refused unless listed here as IP literals.
+    #[arg(long, env = "CHATSINK_DOWNLOAD_ALLOW_HOSTS", value_delimiter = ',', default_value = DEFAULT_ALLOW_HOSTS)]
+    pub download_allow_hosts: Vec<String>,
+    /// Allow plain `http` downloads (tests and local storage only).
+    #[arg(long, env = "CHATSINK_DOWNLOAD_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set)]
+    pub download_allow_http: bool,
+    /// Largest dump accepted, in decoded bytes.
+    #[arg(long, env = "CHATSINK_DOWNLOAD_MAX_BYTES", default_value_t = 512 * 1024 * 1024)]
+    pub download_max_bytes: u64,
+    /// Connect timeout for downloads and API calls, in seconds.
+    #[arg(long, env = "CHATSINK_DOWNLOAD_CONNECT_TIMEOUT_SECS", default_value_t = 10)]
+    pub download_connect_timeout_secs: u64,
+    /// Read timeout (no bytes for this long) for downloads and API calls, in seconds.
+    #[arg(long, env = "CHATSINK_DOWNLOAD_READ_TIMEOUT_SECS", default_value_t = 30)]
+    pub download_read_timeout_secs: u64,
+    /// Chat Replay API base URL (Cloudflare).
+    #[arg(long, env = "CHATSINK_RTK_API_BASE", default_value = RTK_API_BASE)]
+    pub rtk_api_base: String,
+    /// Cloudflare account id for the Chat Replay API.
+    #[arg(long, env = "CHATSINK_RTK_ACCOUNT_ID")]
+    pub rtk_account_id: Option<String>,
+    /// RealtimeKit app id for the Chat Replay API.
+    #[arg(long, env = "CHATSINK_RTK_APP_ID")]
+    pub rtk_app_id: Option<String>,
+    /// Cloudflare API token for the Chat Replay API.
+    #[arg(long, env = "CHATSINK_RTK_API_TOKEN", hide_env_values = true)]
+    pub rtk_api_token: Option<String>,
+    /// Dyte v2 API base URL (legacy).
+    #[arg(long, env = "CHATSINK_DYTE_API_BASE", default_value = DYTE_API_BASE)]
+    pub dyte_api_base: String,
+    /// Dyte organization id (legacy Chat Replay API, HTTP Basic user).
+    #[arg(long, env = "CHATSINK_DYTE_ORG_ID")]
+    pub dyte_org_id: Option<String>,
+    /// Dyte API key (legacy Chat Replay API, HTTP Basic password).
+    #[arg(long, env = "CHATSINK_DYTE_API_KEY", hide_env_values = true)]
+    pub dyte_api_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct JobArgs {
+    /// Attempts before a job is `dead`.
+    #[arg(long, env = "CHATSINK_JOB_MAX_ATTEMPTS", default_value_t = 8)]
+    pub job_max_attempts: u32,
+    /// How long a claimed job stays claimed without a heartbeat, in seconds.
+    #[arg(long, env = "CHATSINK_JOB_LEASE_SECS", default_value_t = 60)]
+    pub job_lease_secs: u64,
+    /// First retry delay in milliseconds; doubles per attempt (with jitter) up to the cap.
+    #[arg(long, env = "CHATSINK_JOB_BACKOFF_BASE_MS", default_value_t = 2000)]
+    pub job_backoff_base_ms: u64,
+    /// Longest retry delay, in seconds.
+    #[arg(long, env = "CHATSINK_JOB_BACKOFF_CAP_SECS", default_value_t = 3600)]
+    pub job_backoff_cap_secs: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CHATSINK_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// RealtimeKit RSA public key, SPKI PEM text (escaped `\n` accepted).
+    #[arg(long, env = "CHATSINK_RTK_PUBLIC_KEY", hide_env_values = true, conflicts_with = "rtk_public_key_file")]
+    pub rtk_public_key: Option<String>,
+    /// Path to the RealtimeKit RSA public key (SPKI PEM).
+    #[arg(long, env = "CHATSINK_RTK_PUBLIC_KEY_FILE")]
+    pub rtk_public_key_file: Option<PathBuf>,
+    /// Where the public key is fetched from when none is given (on first need, then cached).
+    #[arg(long, env = "CHATSINK_RTK_PUBLIC_KEY_URL", default_value = RTK_PUBLIC_KEY_URL)]
+    pub rtk_public_key_url: String,
+    /// Standard Webhooks HMAC secrets, comma-separated `whsec_<base64>`; several allow rotation.
+    #[arg(long, env = "CHATSINK_HMAC_SECRETS", value_delimiter = ',', hide_env_values = true)]
+    pub hmac_secrets: Vec<String>,
+    /// Accept deliveries without checking any signature. Local experiments only.
+    #[arg(long, env = "CHATSINK_INSECURE_SKIP_VERIFY", default_value_t = false)]
+    pub insecure_skip_verify: bool,
+    /// Largest webhook body accepted, in bytes.
+    #[arg(long, env = "CHATSINK_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Bearer tokens for the `/v1` query API, comma-separated. Generated on first start if none.
+    #[arg(long, env = "CHATSINK_READ_TOKENS", value_delimiter = ',', hide_env_values = true)]
+    pub read_tokens: Vec<String>,
+    /// Number of ingest workers.
+    #[arg(long, env = "CHATSINK_WORKERS", default_value_t = 2)]
+    pub workers: usize,
+    /// HTTP worker threads (0: one per core).
+    #[arg(long, env = "CHATSINK_HTTP_WORKERS", default_value_t = 0)]
+    pub http_workers: usize,
+    #[command(flatten)]
+    pub download: DownloadArgs,
+    #[command(flatten)]
+    pub jobs: JobArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// The chat dump CSV. It may hold rows of many sessions; each is loaded as its own unit.
+    pub file: PathBuf,
+    /// Treat the file as the dump of this one session (rows of other sessions are rejected).
+    #[arg(long)]
+    pub session: Option<String>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["session", "failed", "dead", "all", "since"])))]
+pub struct ReprocessArgs {
+    /// Reprocess this session (repeatable).
+    #[arg(long)]
+    pub session: Vec<String>,
+    /// Sessions whose last job failed and is waiting to retry.
+    #[arg(long)]
+    pub failed: bool,
+    /// Sessions whose last job is dead.
+    #[arg(long)]
+    pub dead: bool,
+    /// Every session chatsink knows.
+    #[arg(long)]
+    pub all: bool,
+    /// Sessions updated at or after this time (RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    #[command(flatten)]
+    pub download: DownloadArgs,
+    #[command(flatten)]
+    pub jobs: JobArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// Only jobs in this state.
+    #[arg(long, value_parser = ["pending", "running", "failed", "done", "dead"])]
+    pub state: Option<String>,
+    /// At most this many jobs, newest first.
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+/// A setting that cannot be used; `serve` refuses to start with this message.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {setting}: {message}")]
+pub struct SettingsError {
+    pub setting: &'static str,
+    pub message: String,
+}
+
+fn invalid(setting: &'static str, message: impl Into<String>) -> SettingsError {
+    SettingsError { setting, message: message.into() }
+}
+
+/// Where the RealtimeKit RSA public key comes from.
+#[derive(Debug, Clone)]
+pub enum RsaKeySource {
+    /// Given as text or read from a file at start-up.
+    Pem(String),
+    /// Fetched from this URL on first need, cached, re-fetched once when a signature fails.
+    Url(String),
+}
+
+#[derive(Debug, Clone)]
+pub enum ReplayApiCredentials {
+    Cloudflare { base: String, account_id: String, app_id: String, token: SecretString },
+    Dyte { base: String, org_id: String, api_key: SecretString },
+}
+
+#[derive(Debug, Clone)]
+pub struct DownloadSettings {
+    pub allow_hosts: Vec<String>,
+    pub allow_http: bool,
+    pub max_bytes: u64,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub replay_api: Option<ReplayApiCredentials>,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    pub max_attempts: u32,
+    pub lease: Duration,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct VerifySettings {
+    pub rsa_key: RsaKeySource,
+    /// Decoded HMAC keys (the bytes after `whsec_`).
+    pub hmac_keys: Vec<SecretString>,
+    pub insecure_skip_verify: bool,
+}
+
+/// Everything `serve` needs, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub database: PathBuf,
+    pub data_dir: PathBuf,
+    pub verify: VerifySettings,
+    pub max_body_bytes: usize,
+    pub read_tokens: Vec<SecretString>,
+    pub workers: usize,
+    pub http_workers: usize,
+    pub download: DownloadSettings,
+    pub jobs: JobSettings,
+}
+
+impl DownloadArgs {
+    pub fn settings(&self) -> Result<DownloadSettings, SettingsError> {
+        let nonempty = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+        let cloudflare = (nonempty(&self.rtk_account_id), nonempty(&self.rtk_app_id), nonempty(&self.rtk_api_token));
+        let replay_api = match cloudflare {
+            (Some(account_id), Some(app_id), Some(token)) => Some(ReplayApiCredentials::Cloudflare {
+                base: self.rtk_api_base.trim_end_matches('/').to_owned(),
+                account_id,
+                app_id,
+                token: SecretString::from(token),
+            }),
+            (None, None, None) => match (nonempty(&self.dyte_org_id), nonempty(&self.dyte_api_key)) {
+                (Some(org_id), Some(api_key)) => Some(ReplayApiCredentials::Dyte {
+                    base: self.dyte_api_base.trim_end_matches('/').to_owned(),
+                    org_id,
+                    api_key: SecretString::from(api_key),
+                }),
+                (None, None) => None,
+                _ => return Err(invalid("CHATSINK_DYTE_ORG_ID/CHATSINK_DYTE_API_KEY", "set both or neither")),
+            },
+            _ => {
+                return Err(invalid(
+                    "CHATSINK_RTK_ACCOUNT_ID/CHATSINK_RTK_APP_ID/CHATSINK_RTK_API_TOKEN",
+                    "set all three or none",
+                ))
+            }
+        };
+        let allow_hosts: Vec<String> =
+            self.download_allow_hosts.iter().map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect();
+        for pattern in &allow_hosts {
+            crate::ingest::HostPattern::parse(pattern)
+                .map_err(|e| invalid("CHATSINK_DOWNLOAD_ALLOW_HOSTS", format!("'{pattern}': {e}")))?;
+        }
+        if self.download_max_bytes == 0 {
+            return Err(invalid("CHATSINK_DOWNLOAD_MAX_BYTES", "must be above 0"));
+        }
+        Ok(DownloadSettings {
+            allow_hosts,
+            allow_http: self.download_allow_http,
+            max_bytes: self.download_max_bytes,
+            connect_timeout: Duration::from_secs(self.download_connect_timeout_secs.max(1)),
+            read_timeout: Duration::from_secs(self.download_read_timeout_secs.max(1)),
+            replay_api,
+        })
+    }
+}
+
+impl JobArgs {
+    pub fn settings(&self) -> Result<JobSettings, SettingsError> {
+        if self.job_max_attempts == 0 {
+            return Err(invalid("CHATSINK_JOB_MAX_ATTEMPTS", "must be at least 1"));
+        }
+        if self.job_lease_secs == 0 {
+            return Err(invalid("CHATSINK_JOB_LEASE_SECS", "must be at least 1"));
+        }
+        Ok(JobSettings {
+            max_attempts: self.job_max_attempts,
+            lease: Duration::from_secs(self.job_lease_secs),
+            backoff_base: Duration::from_millis(self.job_backoff_base_ms.max(1)),
+            backoff_cap: Duration::from_secs(self.job_backoff_cap_secs.max(1)),
+        })
+    }
+}
+
+/// Decodes a Standard Webhooks secret, `whsec_<base64>`, to its key bytes (kept as base64 text
+/// inside the secret wrapper so it never prints).
+pub fn parse_hmac_secret(raw: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine;
+    let encoded = raw.trim().strip_prefix("whsec_").ok_or("must start with 'whsec_'")?;
+    let key = base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|e| format!("not base64 after 'whsec_': {e}"))?;
+    if key.is_empty() {
+        return Err("is empty after 'whsec_'".into());
+    }
+    Ok(key)
+}
+
+/// RealtimeKit's key endpoint and env vars may carry the PEM with literal `\n` sequences.
+pub fn unescape_pem(text: &str) -> String {
+    text.replace("\\n", "\n").replace("\\r", "").trim().to_owned()
+}
+
+impl ServeArgs {
+    pub fn settings(&self) -> Result<Settings, SettingsError> {
+        let rsa_key = if let Some(pem) = &self.rtk_public_key {
+            let pem = unescape_pem(pem);
+            crate::webhook::parse_rsa_public_key(&pem).map_err(|e| invalid("CHATSINK_RTK_PUBLIC_KEY", e))?;
+            RsaKeySource::Pem(pem)
+        } else if let Some(path) = &self.rtk_public_key_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| invalid("CHATSINK_RTK_PUBLIC_KEY_FILE", format!("cannot read {}: {e}", path.display())))?;
+            let pem = unescape_pem(&text);
+            crate::webhook::parse_rsa_public_key(&pem)
+                .map_err(|e| invalid("CHATSINK_RTK_PUBLIC_KEY_FILE", format!("{}: {e}", path.display())))?;
+            RsaKeySource::Pem(pem)
+        } else {
+            let url = self.rtk_public_key_url.trim();
+            url::Url::parse(url).map_err(|e| invalid("CHATSINK_RTK_PUBLIC_KEY_URL", e.to_string()))?;
+            RsaKeySource::Url(url.to_owned())
+        };
+        let mut hmac_keys = Vec::new();
+        for (i, secret) in self.hmac_secrets.iter().filter(|s| !s.trim().is_empty()).enumerate() {
+            use base64::Engine;
+            let key = parse_hmac_secret(secret).map_err(|e| invalid("CHATSINK_HMAC_SECRETS", format!("secret #{}: {e}", i + 1)))?;
+            hmac_keys.push(SecretString::from(base64::engine::general_purpose::STANDARD.encode(key)));
+        }
+        if self.max_body_bytes == 0 {
+            return Err(invalid("CHATSINK_MAX_BODY_BYTES", "must be above 0"));
+        }
+        if self.workers == 0 {
+            return Err(invalid("CHATSINK_WORKERS", "must be at least 1"));
+        }
+        let read_tokens: Vec<SecretString> = self
+            .read_tokens
+            .iter()
+            .map(|t| t.trim())
+            .filter(|t| !t.is_empty())
+            .map(|t| SecretString::from(t.to_owned()))
+            .collect();
+        if read_tokens.iter().any(|t| t.expose_secret().len() < 16) {
+            return Err(invalid("CHATSINK_READ_TOKENS", "each token must be at least 16 characters"));
+        }
+        Ok(Settings {
+            listen: self.listen,
+            database: self.storage.database.clone(),
+            data_dir: self.storage.data_dir.clone(),
+            verify: VerifySettings { rsa_key, hmac_keys, insecure_skip_verify: self.insecure_skip_verify },
+            max_body_bytes: self.max_body_bytes,
+            read_tokens,
+            workers: self.workers,
+            http_workers: self.http_workers,
+            download: self.download.settings()?,
+            jobs: self.jobs.settings()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_secrets_must_be_whsec_base64() {
+        assert_eq!(parse_hmac_secret("whsec_c2VjcmV0").unwrap(), b"secret");
+        assert!(parse_hmac_secret("c2VjcmV0").is_err());
+        assert!(parse_hmac_secret("whsec_!!!").is_err());
+        assert!(parse_hmac_secret("whsec_").is_err());
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,106 @@
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use std::fmt;
+
+/// An instant in UTC with millisecond precision, as chatsink stores and serves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(i64);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("'{0}' is not a timestamp (RFC 3339, 'YYYY-MM-DD HH:MM:SS[.ffffff]Z' or epoch seconds/milliseconds)")]
+pub struct TimestampError(pub String);
+
+/// Epoch values at or above this are milliseconds, below it seconds (1e11 s is the year 5138).
+const EPOCH_MS_THRESHOLD: i64 = 100_000_000_000;
+
+impl Timestamp {
+    pub fn from_millis(ms: i64) -> Self {
+        Self(ms)
+    }
+
+    pub fn now() -> Self {
+        Self(Utc::now().timestamp_millis())
+    }
+
+    pub fn millis(self) -> i64 {
+        self.0
+    }
+
+    /// Parses every form FACTS.md lists for RealtimeKit and Dyte: RFC 3339
+    /// (`2026-06-03T10:00:00.000Z`), Dyte's `2022-12-13 07:08:39.051621Z`, and epoch seconds or
+    /// milliseconds. A zone-less date-time is taken as UTC.
+    pub fn parse(raw: &str) -> Result<Self, TimestampError> {
+        let s = raw.trim();
+        let err = || TimestampError(raw.to_owned());
+        if s.is_empty() {
+            return Err(err());
+        }
+        if s.bytes().all(|b| b.is_ascii_digit()) || (s.starts_with('-') && s.len() > 1 && s[1..].bytes().all(|b| b.is_ascii_digit())) {
+            let n: i64 = s.parse().map_err(|_| err())?;
+            let ms = if n.abs() >= EPOCH_MS_THRESHOLD { n } else { n.checked_mul(1000).ok_or_else(err)? };
+            return Ok(Self(ms));
+        }
+        if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+            return Ok(Self(t.timestamp_millis()));
+        }
+        // Dyte's form: a space instead of 'T', often microseconds, 'Z' or an offset.
+        let with_t = s.replacen(' ', "T", 1);
+        if let Ok(t) = DateTime::parse_from_rfc3339(&with_t) {
+            return Ok(Self(t.timestamp_millis()));
+        }
+        let naive = with_t.trim_end_matches('Z');
+        for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S"] {
+            if let Ok(t) = NaiveDateTime::parse_from_str(naive, format) {
+                return Ok(Self(Utc.from_utc_datetime(&t).timestamp_millis()));
+            }
+        }
+        Err(err())
+    }
+
+    /// RFC 3339 in UTC with exactly three fractional digits: `2026-06-03T10:00:00.000Z`.
+    pub fn to_rfc3339(self) -> String {
+        match Utc.timestamp_millis_opt(self.0).single() {
+            Some(t) => t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+            None => self.0.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_documented_form_to_the_same_instant() {
+        let expected = Timestamp::parse("2026-06-03T10:00:00.000Z").unwrap();
+        for form in [
+            "2026-06-03T10:00:00Z",
+            "2026-06-03T12:00:00.000+02:00",
+            "2026-06-03 10:00:00.000000Z",
+            "2026-06-03 10:00:00",
+            "1780480800",
+            "1780480800000",
+        ] {
+            assert_eq!(Timestamp::parse(form), Ok(expected), "{form}");
+        }
+        assert_eq!(expected.to_rfc3339(), "2026-06-03T10:00:00.000Z");
+    }
+
+    #[test]
+    fn keeps_milliseconds_and_truncates_microseconds() {
+        let t = Timestamp::parse("2022-12-13 07:08:39.051621Z").unwrap();
+        assert_eq!(t.to_rfc3339(), "2022-12-13T07:08:39.051Z");
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for bad in ["", "yesterday", "2026-13-01T00:00:00Z", "12:00", "1e9"] {
+            assert!(Timestamp::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

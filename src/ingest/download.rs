@@ -1,0 +1,198 @@
+//! Streams a dump from storage to a file in the data dir, behind the URL policy.
+//!
+//! Memory stays flat whatever the size: bytes go from the socket to disk chunk by chunk while a
+//! SHA-256 and a byte count run alongside; the cap applies to decoded (gunzipped) bytes.
+
+use super::url_policy::{PolicyError, UrlPolicy};
+use crate::config::DownloadSettings;
+use crate::domain::SessionId;
+use crate::store::SessionDump;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+use url::Url;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    #[error("download refused: {0}")]
+    Policy(#[from] PolicyError),
+    #[error("storage answered 403 Forbidden (the signed link has likely expired)")]
+    Forbidden,
+    #[error("the dump is larger than the {limit}-byte cap (CHATSINK_DOWNLOAD_MAX_BYTES)")]
+    TooLarge { limit: u64 },
+    #[error("storage answered HTTP {0}")]
+    Status(u16),
+    #[error("download failed: {0}")]
+    Network(String),
+    #[error("storing the dump failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("'{0}' is not a valid URL")]
+    BadUrl(String),
+}
+
+impl DownloadError {
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::Policy(_) | Self::TooLarge { .. } | Self::BadUrl(_) => true,
+            // A signed S3 link that answers 404 or 400 will answer the same next time.
+            Self::Status(code) => matches!(code, 400 | 404 | 410),
+            Self::Forbidden | Self::Network(_) | Self::Io(_) => false,
+        }
+    }
+}
+
+/// Resolves names for the download client and refuses the lot when any address is not allowed,
+/// so the client can only ever connect to an address that was checked.
+struct GuardedResolver {
+    policy: Arc<UrlPolicy>,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            for addr in &addrs {
+                policy.check_address(&host, addr.ip())?;
+            }
+            let addrs: Addrs = Box::new(addrs.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+#[derive(Clone)]
+pub struct Downloader {
+    client: reqwest::Client,
+    policy: Arc<UrlPolicy>,
+    max_bytes: u64,
+    data_dir: PathBuf,
+}
+
+impl Downloader {
+    pub fn new(settings: &DownloadSettings, data_dir: &Path) -> Result<Self, reqwest::Error> {
+        let policy = Arc::new(UrlPolicy::new(&settings.allow_hosts, settings.allow_http));
+        let redirect_policy = policy.clone();
+        let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(GuardedResolver { policy: policy.clone() }))
+            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() >= 5 {
+                    return attempt.error("more than 5 redirects");
+                }
+                match redirect_policy.check_url(attempt.url()) {
+                    Ok(()) => attempt.follow(),
+                    Err(e) => attempt.error(e),
+                }
+            }))
+            // A proxy would do its own DNS and bypass the address checks.
+            .no_proxy()
+            .connect_timeout(settings.connect_timeout)
+            .read_timeout(settings.read_timeout)
+            .gzip(true)
+            .user_agent(concat!("chatsink/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { client, policy, max_bytes: settings.max_bytes, data_dir: data_dir.to_owned() })
+    }
+
+    /// Downloads `url` and stores it as `dumps/<session>/<sha256>.csv` under the data dir, fsynced
+    /// before this returns so a load that points at it never points at nothing.
+    #[tracing::instrument(skip(self, url), fields(session_id = %session))]
+    pub async fn download(&self, url: &str, session: &SessionId) -> Result<SessionDump, DownloadError> {
+        let parsed = Url::parse(url).map_err(|_| DownloadError::BadUrl(url.to_owned()))?;
+        self.policy.check_url(&parsed)?;
+        let started = std::time::Instant::now();
+        let mut response = self.client.get(parsed).send().await.map_err(classify)?;
+        let status = response.status();
+        if status == reqwest::StatusCode::FORBIDDEN {
+            return Err(DownloadError::Forbidden);
+        }
+        if !status.is_success() {
+            return Err(DownloadError::Status(status.as_u16()));
+        }
+        // Content-Length is the decoded size only for unencoded bodies (reqwest drops it when it
+        // decompresses), so it can stop an oversized file before the first byte.
+        if response.content_length().is_some_and(|len| len > self.max_bytes) {
+            return Err(DownloadError::TooLarge { limit: self.max_bytes });
+        }
+        let tmp_dir = self.data_dir.join("tmp");
+        tokio::fs::create_dir_all(&tmp_dir).await?;
+        let tmp_path = tmp_dir.join(format!("{}.part", uuid::Uuid::new_v4()));
+        let result = self.stream_to(&mut response, &tmp_path).await;
+        let (sha256, bytes) = match result {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp_path).await;
+                return Err(e);
+            }
+        };
+        let relative = format!("dumps/{}/{}.csv", file_safe(session.as_str()), sha256);
+        let final_path = self.data_dir.join(&relative);
+        let dir = final_path.parent().expect("has a parent").to_owned();
+        tokio::fs::create_dir_all(&dir).await?;
+        tokio::fs::rename(&tmp_path, &final_path).await?;
+        sync_dir(&dir).await?;
+        tracing::info!(bytes, sha256 = %sha256, seconds = started.elapsed().as_secs_f64(), "dump downloaded");
+        Ok(SessionDump { path: relative, sha256 })
+    }
+
+    async fn stream_to(&self, response: &mut reqwest::Response, path: &Path) -> Result<(String, u64), DownloadError> {
+        let mut file = tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::create(path).await?);
+        let mut hasher = Sha256::new();
+        let mut total: u64 = 0;
+        while let Some(chunk) = response.chunk().await.map_err(classify)? {
+            total += chunk.len() as u64;
+            if total > self.max_bytes {
+                return Err(DownloadError::TooLarge { limit: self.max_bytes });
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await?;
+        }
+        file.flush().await?;
+        let file = file.into_inner();
+        file.sync_all().await?;
+        Ok((hex::encode(hasher.finalize()), total))
+    }
+}
+
+/// Finds a policy refusal in reqwest's error chain (from the resolver or the redirect check).
+fn classify(error: reqwest::Error) -> DownloadError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(e) = source {
+        if let Some(policy) = e.downcast_ref::<PolicyError>() {
+            return DownloadError::Policy(policy.clone());
+        }
+        source = e.source();
+    }
+    DownloadError::Network(error_chain(&error))
+}
+
+/// The error with its causes, `a: b: c`, for job records.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let cause = e.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+        source = e.source();
+    }
+    text
+}
+
+/// Session ids are validated, but file names get a stricter alphabet still.
+fn file_safe(raw: &str) -> String {
+    raw.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+async fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+}

@@ -1,0 +1,244 @@
+//! Turns a chat dump CSV into messages, streaming: one record buffer, whatever the file size.
+//!
+//! Columns are matched by header name (any order, extra columns ignored, a UTF-8 BOM tolerated).
+//! A row that cannot be parsed becomes a [`RejectedRow`] with its line, reason and raw bytes;
+//! the rest still load. A missing required column fails the whole dump: nothing can load.
+
+use crate::domain::{parse_bool, ChatMessage, MessageKind, SessionId, Timestamp};
+use crate::store::{LoadRow, RejectedRow};
+use csv::ByteRecord;
+use std::io::Read;
+
+/// The dump's columns (FACTS.md), in the order [`Columns`] keeps their positions.
+pub const REQUIRED_COLUMNS: [&str; 10] =
+    ["id", "participantId", "sessionId", "meetingId", "displayName", "pinned", "isEdited", "payloadType", "payload", "createdAt"];
+
+const ID: usize = 0;
+const PARTICIPANT: usize = 1;
+const SESSION: usize = 2;
+const MEETING: usize = 3;
+const DISPLAY_NAME: usize = 4;
+const PINNED: usize = 5;
+const EDITED: usize = 6;
+const PAYLOAD_TYPE: usize = 7;
+const PAYLOAD: usize = 8;
+const CREATED: usize = 9;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error("the dump is empty: no header row")]
+    Empty,
+    #[error("the dump's header lacks required column(s): {}", .0.join(", "))]
+    MissingColumns(Vec<&'static str>),
+    #[error("reading the dump failed: {0}")]
+    Read(#[from] csv::Error),
+}
+
+impl DumpError {
+    /// Header problems will not go away by trying again; read errors might.
+    pub fn is_permanent(&self) -> bool {
+        !matches!(self, Self::Read(_))
+    }
+}
+
+/// Streams a dump's rows as [`LoadRow`]s. A read error ends the iteration and is kept in
+/// [`DumpReader::error`]: the caller must then discard what it loaded.
+pub struct DumpReader<R: Read> {
+    reader: csv::Reader<R>,
+    columns: [usize; REQUIRED_COLUMNS.len()],
+    field_count: usize,
+    record: ByteRecord,
+    error: Option<csv::Error>,
+}
+
+impl<R: Read> DumpReader<R> {
+    pub fn new(input: R) -> Result<Self, DumpError> {
+        let mut reader = csv::ReaderBuilder::new().flexible(true).has_headers(true).from_reader(input);
+        let headers = reader.byte_headers()?.clone();
+        if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
+            return Err(DumpError::Empty);
+        }
+        let names: Vec<String> = headers
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| {
+                let raw = if i == 0 { raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw) } else { raw };
+                String::from_utf8_lossy(raw).trim().to_ascii_lowercase()
+            })
+            .collect();
+        let mut columns = [0; REQUIRED_COLUMNS.len()];
+        let mut missing = Vec::new();
+        for (slot, wanted) in REQUIRED_COLUMNS.iter().enumerate() {
+            match names.iter().position(|n| n == &wanted.to_ascii_lowercase()) {
+                Some(i) => columns[slot] = i,
+                None => missing.push(*wanted),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(DumpError::MissingColumns(missing));
+        }
+        Ok(Self { reader, columns, field_count: headers.len(), record: ByteRecord::new(), error: None })
+    }
+
+    /// The read error that ended the iteration early, if any.
+    pub fn error(&mut self) -> Option<csv::Error> {
+        self.error.take()
+    }
+
+    fn parse_record(&self) -> LoadRow {
+        let record = &self.record;
+        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        let reject = |reason: String| {
+            let session_id =
+                record.get(self.columns[SESSION]).and_then(|b| std::str::from_utf8(b).ok()).map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+            LoadRow::Rejected(RejectedRow { session_id, line, reason, raw: raw_bytes(record) })
+        };
+        if record.len() != self.field_count {
+            return reject(format!("expected {} fields, found {}", self.field_count, record.len()));
+        }
+        let mut fields: [&str; REQUIRED_COLUMNS.len()] = [""; REQUIRED_COLUMNS.len()];
+        for (slot, &index) in self.columns.iter().enumerate() {
+            match std::str::from_utf8(&record[index]) {
+                Ok(text) => fields[slot] = text,
+                Err(_) => return reject(format!("invalid UTF-8 in column {}", REQUIRED_COLUMNS[slot])),
+            }
+        }
+        let id = fields[ID].trim();
+        if id.is_empty() {
+            return reject("empty id".into());
+        }
+        let session_id = match SessionId::parse(fields[SESSION]) {
+            Ok(s) => s,
+            Err(e) => return reject(format!("bad sessionId: {e}")),
+        };
+        let Some(pinned) = parse_bool(fields[PINNED]) else {
+            return reject(format!("bad boolean in pinned: '{}'", truncate(fields[PINNED])));
+        };
+        let Some(edited) = parse_bool(fields[EDITED]) else {
+            return reject(format!("bad boolean in isEdited: '{}'", truncate(fields[EDITED])));
+        };
+        let created = match Timestamp::parse(fields[CREATED]) {
+            Ok(t) => t,
+            Err(_) => return reject(format!("bad time in createdAt: '{}'", truncate(fields[CREATED]))),
+        };
+        let kind = MessageKind::from_payload_type(fields[PAYLOAD_TYPE]);
+        let payload = fields[PAYLOAD].to_owned();
+        let (text, link, file_name, file_size) = ChatMessage::typed_fields(&kind, &payload);
+        LoadRow::Message(ChatMessage {
+            id: id.to_owned(),
+            session_id,
+            meeting_id: fields[MEETING].trim().to_owned(),
+            user_id: fields[PARTICIPANT].trim().to_owned(),
+            display_name: fields[DISPLAY_NAME].to_owned(),
+            pinned,
+            edited,
+            kind,
+            text,
+            link,
+            file_name,
+            file_size,
+            payload,
+            created,
+        })
+    }
+}
+
+impl<R: Read> Iterator for DumpReader<R> {
+    type Item = LoadRow;
+
+    fn next(&mut self) -> Option<LoadRow> {
+        if self.error.is_some() {
+            return None;
+        }
+        match self.reader.read_byte_record(&mut self.record) {
+            Ok(true) => Some(self.parse_record()),
+            Ok(false) => None,
+            Err(e) => {
+                self.error = Some(e);
+                None
+            }
+        }
+    }
+}
+
+/// The row re-encoded as one CSV record: every field's bytes exactly as read.
+fn raw_bytes(record: &ByteRecord) -> Vec<u8> {
+    let mut writer = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
+    let _ = writer.write_byte_record(record);
+    writer.into_inner().unwrap_or_default()
+}
+
+fn truncate(value: &str) -> &str {
+    match value.char_indices().nth(40) {
+        Some((i, _)) => &value[..i],
+        None => value,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str = "id,participantId,sessionId,meetingId,displayName,pinned,isEdited,payloadType,payload,createdAt\n";
+
+    fn rows(csv: &str) -> Vec<LoadRow> {
+        DumpReader::new(csv.as_bytes()).unwrap().collect()
+    }
+
+    #[test]
+    fn a_text_row_becomes_a_message() {
+        let rows = rows(&format!("{HEADER}m1,u1,s1,mt1,Ann,true,0,TEXT_MESSAGE,\"hi, \"\"you\"\"\",2026-06-03T10:00:00.000Z\n"));
+        let LoadRow::Message(m) = &rows[0] else { panic!("{rows:?}") };
+        assert_eq!((m.id.as_str(), m.user_id.as_str(), m.pinned, m.edited), ("m1", "u1", true, false));
+        assert_eq!(m.text.as_deref(), Some("hi, \"you\""));
+        assert_eq!(m.created.to_rfc3339(), "2026-06-03T10:00:00.000Z");
+    }
+
+    #[test]
+    fn columns_match_by_name_with_bom_and_extras() {
+        let csv = "\u{feff}createdAt,extra,payload,payloadType,isEdited,pinned,displayName,meetingId,sessionId,participantId,id\n\
+                   1780480800000,x,https://i/p.png,IMAGE_MESSAGE,FALSE,,Bo,mt,s,u,m\n";
+        let LoadRow::Message(m) = &rows(csv)[0] else { panic!() };
+        assert_eq!(m.kind, MessageKind::Image);
+        assert_eq!(m.link.as_deref(), Some("https://i/p.png"));
+        assert_eq!(m.display_name, "Bo");
+    }
+
+    #[test]
+    fn missing_columns_are_listed() {
+        let err = DumpReader::new("id,sessionId\n".as_bytes()).err().unwrap();
+        let message = err.to_string();
+        assert!(message.contains("participantId") && message.contains("createdAt") && !message.contains(" id,"), "{message}");
+        assert!(matches!(DumpReader::new("".as_bytes()).err().unwrap(), DumpError::Empty));
+    }
+
+    #[test]
+    fn bad_rows_are_rejected_with_line_and_reason() {
+        let csv = format!(
+            "{HEADER}m1,u,s,mt,A,maybe,0,TEXT_MESSAGE,x,2026-06-03T10:00:00Z\n\
+             m2,u,s,mt,A,0,0,TEXT_MESSAGE,x,not-a-time\n\
+             m3,u,s\n\
+             ,u,s,mt,A,0,0,TEXT_MESSAGE,x,2026-06-03T10:00:00Z\n"
+        );
+        let reasons: Vec<(u64, String)> = rows(&csv)
+            .into_iter()
+            .map(|r| match r {
+                LoadRow::Rejected(r) => (r.line, r.reason),
+                LoadRow::Message(m) => panic!("loaded {m:?}"),
+            })
+            .collect();
+        assert_eq!(reasons[0], (2, "bad boolean in pinned: 'maybe'".into()));
+        assert_eq!(reasons[1], (3, "bad time in createdAt: 'not-a-time'".into()));
+        assert_eq!(reasons[2], (4, "expected 10 fields, found 3".into()));
+        assert_eq!(reasons[3], (5, "empty id".into()));
+    }
+
+    #[test]
+    fn invalid_utf8_is_rejected_not_fatal() {
+        let mut csv = HEADER.as_bytes().to_vec();
+        csv.extend_from_slice(b"m1,u,s,mt,A\xff,0,0,TEXT_MESSAGE,x,2026-06-03T10:00:00Z\nm2,u,s,mt,A,0,0,TEXT_MESSAGE,y,2026-06-03T10:00:00Z\n");
+        let rows: Vec<LoadRow> = DumpReader::new(&csv[..]).unwrap().collect();
+        assert!(matches!(&rows[0], LoadRow::Rejected(r) if r.reason == "invalid UTF-8 in column displayName" && r.raw.contains(&0xff)));
+        assert!(matches!(&rows[1], LoadRow::Message(m) if m.id == "m2"));
+    }
+}

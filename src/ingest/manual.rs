@@ -1,0 +1,141 @@
+//! The cron and operator side of ingest: `chatsink ingest FILE` and `chatsink reprocess`.
+
+use super::pipeline::IngestContext;
+use super::worker::{run_claimed_job, AttemptResult};
+use super::{DumpReader, IngestError};
+use crate::domain::SessionId;
+use crate::store::{jobs, load, Database, JobState, LoadReport, LoadRow, ReprocessSelector};
+use rusqlite::TransactionBehavior;
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+/// Loads a dump file by hand. With `session`, the file is that session's dump (rows of other
+/// sessions are rejected). Without, each session in the file is loaded as its own unit, one
+/// transaction per run of consecutive rows; a session that shows up again later in the file is
+/// merged into what its first run loaded, so the end state equals the file either way.
+pub fn ingest_file(
+    db: &Database,
+    path: &Path,
+    session: Option<&SessionId>,
+    mut on_session: impl FnMut(&SessionId, &LoadReport),
+) -> Result<Vec<(SessionId, LoadReport)>, IngestError> {
+    let file = std::fs::File::open(path).map_err(|e| IngestError::Permanent(format!("cannot open {}: {e}", path.display())))?;
+    let mut reader = DumpReader::new(std::io::BufReader::with_capacity(1 << 20, file))?;
+    let mut conn = db.conn()?;
+    let mut results = Vec::new();
+    if let Some(session) = session {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let report = load::load_session(&tx, session, reader.by_ref(), true)?;
+        if let Some(e) = reader.error() {
+            return Err(IngestError::transient(format!("reading {}: {e}", path.display())));
+        }
+        tx.commit()?;
+        on_session(session, &report);
+        results.push((session.clone(), report));
+        return Ok(results);
+    }
+
+    let mut loaded: HashSet<SessionId> = HashSet::new();
+    let mut rows = reader.by_ref().peekable();
+    // Rejected rows that name no readable session join the next run.
+    let mut orphans: Vec<LoadRow> = Vec::new();
+    let mut current: Option<SessionId> = None;
+    while let Some(next) = rows.peek() {
+        let Some(session) = row_session(next).or_else(|| current.clone()) else {
+            orphans.push(rows.next().expect("peeked"));
+            continue;
+        };
+        current = Some(session.clone());
+        let run = orphans.drain(..).chain(std::iter::from_fn(|| match rows.peek() {
+            Some(row) if row_session(row).is_none_or(|s| s == session) => rows.next(),
+            _ => None,
+        }));
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let first_run = loaded.insert(session.clone());
+        let report = load::load_session(&tx, &session, run, first_run)?;
+        tx.commit()?;
+        on_session(&session, &report);
+        results.push((session, report));
+    }
+    drop(rows);
+    if let Some(e) = reader.error() {
+        return Err(IngestError::transient(format!("reading {} stopped early: {e}", path.display())));
+    }
+    if !orphans.is_empty() {
+        return Err(IngestError::Permanent(format!(
+            "{} row(s) could not be parsed and no row names a session to attach them to",
+            orphans.len()
+        )));
+    }
+    Ok(results)
+}
+
+fn row_session(row: &LoadRow) -> Option<SessionId> {
+    match row {
+        LoadRow::Message(m) => Some(m.session_id.clone()),
+        LoadRow::Rejected(r) => r.session_id.as_deref().and_then(|s| SessionId::parse(s).ok()),
+    }
+}
+
+/// What `reprocess` did for one session.
+#[derive(Debug)]
+pub struct ReprocessOutcome {
+    pub session_id: String,
+    pub job_id: i64,
+    pub result: Result<LoadReport, String>,
+}
+
+/// Enqueues one reprocess job per selected session (sharing any already open, so two runs at
+/// once cannot double up) and works through them; a job another process is running is waited for.
+pub async fn reprocess(
+    ctx: &IngestContext,
+    selector: &ReprocessSelector,
+    mut on_done: impl FnMut(&ReprocessOutcome),
+) -> Result<Vec<ReprocessOutcome>, IngestError> {
+    let selector_owned = selector.clone();
+    let sessions = ctx.db.run(move |conn| Ok(jobs::select_sessions(conn, &selector_owned)?)).await?;
+    let queued = ctx.db.run(move |conn| Ok(jobs::enqueue_reprocess(conn, &sessions)?)).await?;
+    let mut outcomes = Vec::with_capacity(queued.len());
+    for (session_id, job_id) in queued {
+        let result = run_to_end(ctx, job_id).await;
+        let outcome = ReprocessOutcome { session_id, job_id, result };
+        on_done(&outcome);
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+/// Claims `job_id` and runs it, or waits while another process runs it; one attempt either way.
+async fn run_to_end(ctx: &IngestContext, job_id: i64) -> Result<LoadReport, String> {
+    let lease = ctx.jobs.lease;
+    loop {
+        let claimed = ctx.db.run(move |conn| Ok(jobs::claim_next_job(conn, lease, Some(job_id))?)).await;
+        match claimed.map_err(|e| e.to_string())? {
+            Some(job) => {
+                return match run_claimed_job(ctx, job, None).await {
+                    AttemptResult::Done(report) => Ok(report),
+                    AttemptResult::Failed { state, error } => Err(format!("{} ({})", error, state.as_str())),
+                    AttemptResult::LeaseLost | AttemptResult::Released => continue,
+                };
+            }
+            None => {
+                let job = ctx.db.run(move |conn| Ok(jobs::get_job(conn, job_id)?)).await.map_err(|e| e.to_string())?;
+                let Some(job) = job else { return Err(format!("job {job_id} disappeared")) };
+                match job.state {
+                    JobState::Done => {
+                        return Ok(LoadReport {
+                            rows_loaded: job.rows_loaded.unwrap_or(0),
+                            rows_rejected: job.rows_rejected.unwrap_or(0),
+                            messages: job.rows_loaded.unwrap_or(0),
+                        })
+                    }
+                    JobState::Dead | JobState::Failed => {
+                        return Err(format!("{} ({})", job.last_error.unwrap_or_default(), job.state.as_str()))
+                    }
+                    JobState::Running | JobState::Pending => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Which URLs a dump may be downloaded from (the SSRF guard).
+//!
+//! A URL passes when its scheme is `https` (or `http` when allowed), its host matches the
+//! allow-list, and every address it stands for is public. Private, loopback, link-local and
+//! similar addresses pass only when the allow-list names that exact IP literal (tests use
+//! `127.0.0.1:PORT`); cloud metadata and unspecified addresses never pass.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use url::{Host, Url};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("URL scheme '{0}' is not allowed (https only; set CHATSINK_DOWNLOAD_ALLOW_HTTP=true for http)")]
+    Scheme(String),
+    #[error("URL has no host")]
+    NoHost,
+    #[error("host '{0}' is not in CHATSINK_DOWNLOAD_ALLOW_HOSTS")]
+    HostNotAllowed(String),
+    #[error("host '{host}' resolves to {ip}, a {kind} address, which is never downloaded from")]
+    AddressRefused { host: String, ip: IpAddr, kind: &'static str },
+}
+
+/// One allow-list entry: `*.example.com`, `example.com`, `example.com:9000`, `127.0.0.1:9000`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPattern {
+    host: PatternHost,
+    port: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PatternHost {
+    /// `*.suffix`: any subdomain of suffix, not suffix itself.
+    Subdomains(String),
+    Name(String),
+    Ip(IpAddr),
+}
+
+impl HostPattern {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim().to_ascii_lowercase();
+        if raw.is_empty() {
+            return Err("empty pattern".into());
+        }
+        if raw.trim_start_matches("*.").contains('*') {
+            return Err("'*' is only allowed as a leading '*.'".into());
+        }
+        // Let the URL parser split host and port, bracketed IPv6 included.
+        let probe = raw.replacen("*.", "wildcard-marker.", 1);
+        let url = Url::parse(&format!("http://{probe}/")).map_err(|e| format!("not a host pattern: {e}"))?;
+        let port = url.port();
+        if raw.contains('/') || raw.contains('@') {
+            return Err("not a host pattern: use host or host:port".into());
+        }
+        let host = match url.host() {
+            Some(Host::Ipv4(ip)) => PatternHost::Ip(IpAddr::V4(ip)),
+            Some(Host::Ipv6(ip)) => PatternHost::Ip(IpAddr::V6(ip)),
+            Some(Host::Domain(d)) => match d.strip_prefix("wildcard-marker.") {
+                Some(suffix) if !suffix.is_empty() => PatternHost::Subdomains(suffix.to_owned()),
+                Some(_) => return Err("a wildcard needs a domain after '*.'".into()),
+                None => PatternHost::Name(d.to_owned()),
+            },
+            None => return Err("no host".into()),
+        };
+        Ok(Self { host, port })
+    }
+
+    fn matches(&self, host: &Host<&str>, port: u16) -> bool {
+        if self.port.is_some_and(|p| p != port) {
+            return false;
+        }
+        match (&self.host, host) {
+            (PatternHost::Ip(ip), Host::Ipv4(h)) => *ip == IpAddr::V4(*h),
+            (PatternHost::Ip(ip), Host::Ipv6(h)) => *ip == IpAddr::V6(*h),
+            (PatternHost::Name(name), Host::Domain(h)) => name == &h.to_ascii_lowercase(),
+            (PatternHost::Subdomains(suffix), Host::Domain(h)) => {
+                let h = h.to_ascii_lowercase();
+                h.len() > suffix.len() + 1 && h.ends_with(suffix.as_str()) && h.as_bytes()[h.len() - suffix.len() - 1] == b'.'
+            }
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UrlPolicy {
+    patterns: Vec<HostPattern>,
+    allow_http: bool,
+}
+
+impl UrlPolicy {
+    /// Patterns were validated with the settings; an invalid one here is skipped.
+    pub fn new(patterns: &[String], allow_http: bool) -> Self {
+        Self { patterns: patterns.iter().filter_map(|p| HostPattern::parse(p).ok()).collect(), allow_http }
+    }
+
+    /// Checks everything that can be checked without DNS: scheme, host, and IP literals.
+    pub fn check_url(&self, url: &Url) -> Result<(), PolicyError> {
+        match url.scheme() {
+            "https" => {}
+            "http" if self.allow_http => {}
+            other => return Err(PolicyError::Scheme(other.to_owned())),
+        }
+        let host = url.host().ok_or(PolicyError::NoHost)?;
+        let port = url.port_or_known_default().unwrap_or(443);
+        if !self.patterns.iter().any(|p| p.matches(&host, port)) {
+            return Err(PolicyError::HostNotAllowed(url.host_str().unwrap_or_default().to_owned()));
+        }
+        match host {
+            Host::Ipv4(ip) => self.check_address(&ip.to_string(), IpAddr::V4(ip)),
+            Host::Ipv6(ip) => self.check_address(&ip.to_string(), IpAddr::V6(ip)),
+            Host::Domain(_) => Ok(()),
+        }
+    }
+
+    /// Checks one address a host resolved to (or an IP literal).
+    pub fn check_address(&self, host: &str, ip: IpAddr) -> Result<(), PolicyError> {
+        let Some(kind) = special_kind(ip) else {
+            return Ok(());
+        };
+        let never = matches!(kind, "cloud metadata" | "unspecified");
+        let named = self.patterns.iter().any(|p| p.host == PatternHost::Ip(canonical(ip)));
+        if named && !never {
+            return Ok(());
+        }
+        Err(PolicyError::AddressRefused { host: host.to_owned(), ip, kind })
+    }
+}
+
+/// IPv4-mapped IPv6 addresses are judged as the IPv4 address they carry.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// Why an address is not a public one, or `None` when it is.
+fn special_kind(ip: IpAddr) -> Option<&'static str> {
+    match canonical(ip) {
+        IpAddr::V4(v4) => special_v4(v4),
+        IpAddr::V6(v6) => special_v6(v6),
+    }
+}
+
+fn special_v4(ip: Ipv4Addr) -> Option<&'static str> {
+    let [a, b, c, _] = ip.octets();
+    Some(match () {
+        _ if ip == Ipv4Addr::new(169, 254, 169, 254) || ip == Ipv4Addr::new(169, 254, 170, 2) => "cloud metadata",
+        _ if ip.is_unspecified() || a == 0 => "unspecified",
+        _ if ip.is_loopback() => "loopback",
+        _ if ip.is_private() => "private",
+        _ if ip.is_link_local() => "link-local",
+        _ if a == 100 && (64..128).contains(&b) => "shared (carrier-grade NAT)",
+        _ if a == 192 && b == 0 && c == 0 => "IETF protocol",
+        _ if ip.is_documentation() => "documentation",
+        _ if a == 198 && (b == 18 || b == 19) => "benchmarking",
+        _ if ip.is_multicast() || ip.is_broadcast() || a >= 240 => "multicast or reserved",
+        _ => return None,
+    })
+}
+
+fn special_v6(ip: Ipv6Addr) -> Option<&'static str> {
+    let first = ip.segments()[0];
+    Some(match () {
+        _ if ip == "fd00:ec2::254".parse::<Ipv6Addr>().expect("literal") => "cloud metadata",
+        _ if ip.is_unspecified() => "unspecified",
+        _ if ip.is_loopback() => "loopback",
+        _ if (first & 0xfe00) == 0xfc00 => "unique-local (private)",
+        _ if (first & 0xffc0) == 0xfe80 => "link-local",
+        _ if ip.is_multicast() => "multicast or reserved",
+        _ if first == 0x2001 && ip.segments()[1] == 0x0db8 => "documentation",
+        // NAT64 and 6to4 embed an IPv4 address that may itself be private.
+        _ if first == 0x0064 && ip.segments()[1] == 0xff9b => "NAT64",
+        _ if first == 0x2002 => "6to4",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(hosts: &[&str], http: bool) -> UrlPolicy {
+        UrlPolicy::new(&hosts.iter().map(|s| s.to_string()).collect::<Vec<_>>(), http)
+    }
+
+    fn check(p: &UrlPolicy, url: &str) -> Result<(), PolicyError> {
+        p.check_url(&Url::parse(url).unwrap())
+    }
+
+    #[test]
+    fn wildcards_match_subdomains_only() {
+        let p = policy(&["*.amazonaws.com"], false);
+        assert!(check(&p, "https://bucket.s3.amazonaws.com/x.csv").is_ok());
+        assert!(check(&p, "https://amazonaws.com/x").is_err());
+        assert!(check(&p, "https://evilamazonaws.com/x").is_err());
+        assert!(check(&p, "https://amazonaws.com.evil.io/x").is_err());
+    }
+
+    #[test]
+    fn http_needs_permission() {
+        assert!(matches!(check(&policy(&["*.amazonaws.com"], false), "http://b.s3.amazonaws.com/"), Err(PolicyError::Scheme(_))));
+        assert!(check(&policy(&["*.amazonaws.com"], true), "http://b.s3.amazonaws.com/").is_ok());
+        assert!(matches!(check(&policy(&["*.amazonaws.com"], true), "file:///etc/passwd"), Err(PolicyError::Scheme(_))));
+    }
+
+    #[test]
+    fn loopback_only_when_named_as_an_ip_literal_with_its_port() {
+        let p = policy(&["127.0.0.1:9000"], true);
+        assert!(check(&p, "http://127.0.0.1:9000/d.csv").is_ok());
+        assert!(check(&p, "http://127.0.0.1:9001/d.csv").is_err());
+        assert!(check(&policy(&["*.amazonaws.com"], true), "http://127.0.0.1:9000/").is_err());
+        // A name that resolves to loopback is refused even when the name is allowed.
+        let p = policy(&["localhost:9000"], true);
+        assert!(matches!(p.check_address("localhost", "127.0.0.1".parse().unwrap()), Err(PolicyError::AddressRefused { .. })));
+    }
+
+    #[test]
+    fn metadata_and_mapped_addresses_are_refused() {
+        let p = policy(&["169.254.169.254", "[::ffff:10.0.0.1]"], true);
+        assert!(matches!(check(&p, "http://169.254.169.254/latest/meta-data"), Err(PolicyError::AddressRefused { kind: "cloud metadata", .. })));
+        for ip in ["::ffff:127.0.0.1", "::ffff:169.254.169.254", "fe80::1", "fc00::1", "10.1.2.3", "192.168.1.1", "100.64.0.1", "0.0.0.0", "::"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert!(policy(&[], true).check_address("h", ip).is_err(), "{ip}");
+        }
+        assert!(policy(&[], true).check_address("h", "52.216.1.1".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn patterns_validate() {
+        assert!(HostPattern::parse("*.amazonaws.com").is_ok());
+        assert!(HostPattern::parse("[::1]:9000").is_ok());
+        assert!(HostPattern::parse("a*.com").is_err());
+        assert!(HostPattern::parse("http://x/").is_err());
+        assert!(HostPattern::parse("").is_err());
+    }
+}

@@ -1,0 +1,184 @@
+//! The ingest workers that run inside `serve`: claim, run with a heartbeat on the lease, record
+//! the outcome. On shutdown an in-flight job gets a grace period, then is released unfinished.
+
+use super::pipeline::{process_job, IngestContext, JobOutcome};
+use super::IngestError;
+use crate::config::JobSettings;
+use crate::store::{jobs, ClaimedJob, JobState};
+use rand::Rng;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+/// How long a worker sleeps when the queue is empty and nobody wakes it.
+const IDLE_POLL: Duration = Duration::from_millis(1000);
+/// How long an in-flight job may run on after shutdown was asked for.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Exponential backoff with jitter: attempt 1 waits about `base`, doubling per attempt, capped,
+/// then drawn uniformly from the upper half so retries of many jobs spread out.
+pub fn retry_delay(attempt: u32, settings: &JobSettings) -> Duration {
+    let exp = settings.backoff_base.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(30)));
+    let capped = exp.min(settings.backoff_cap);
+    let half = capped / 2;
+    half + rand::thread_rng().gen_range(Duration::ZERO..=half)
+}
+
+pub struct WorkerPool {
+    handles: Vec<tokio::task::JoinHandle<()>>,
+    shutdown: watch::Sender<bool>,
+    wake: Arc<Notify>,
+}
+
+impl WorkerPool {
+    /// Wakes a sleeping worker: a job was just enqueued.
+    pub fn wake(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    pub fn running(&self) -> usize {
+        self.handles.iter().filter(|h| !h.is_finished()).count()
+    }
+
+    /// Stops claiming, lets in-flight jobs finish within the grace period, releases the rest.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for handle in self.handles {
+            let _ = handle.await;
+        }
+    }
+}
+
+pub fn spawn_workers(ctx: Arc<IngestContext>, count: usize) -> WorkerPool {
+    let (shutdown, stop) = watch::channel(false);
+    let wake = Arc::new(Notify::new());
+    let handles = (0..count)
+        .map(|n| {
+            let ctx = ctx.clone();
+            let stop = stop.clone();
+            let wake = wake.clone();
+            tokio::spawn(async move { run_worker(n, ctx, wake, stop).await })
+        })
+        .collect();
+    WorkerPool { handles, shutdown, wake }
+}
+
+async fn run_worker(n: usize, ctx: Arc<IngestContext>, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+    tracing::debug!(worker = n, "ingest worker started");
+    loop {
+        let stopping = *stop.borrow();
+        if stopping {
+            break;
+        }
+        let lease = ctx.jobs.lease;
+        match ctx.db.run(move |conn| Ok(jobs::claim_next_job(conn, lease, None)?)).await {
+            Ok(Some(job)) => {
+                run_claimed_job(&ctx, job, Some(stop.clone())).await;
+            }
+            Ok(None) => {
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(worker = n, error = %e, "claiming a job failed; retrying shortly");
+                tokio::select! {
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+    }
+    tracing::debug!(worker = n, "ingest worker stopped");
+}
+
+/// What became of one attempt.
+#[derive(Debug)]
+pub enum AttemptResult {
+    Done(crate::store::LoadReport),
+    Failed { state: JobState, error: String },
+    LeaseLost,
+    Released,
+}
+
+/// Runs a claimed job to the end of this attempt and records the result in its row. `stop`
+/// (shutdown) gives the job a grace period and then releases it.
+pub async fn run_claimed_job(ctx: &IngestContext, job: ClaimedJob, stop: Option<watch::Receiver<bool>>) -> AttemptResult {
+    let heartbeat = spawn_heartbeat(ctx, &job);
+    let work = process_job(ctx, &job);
+    tokio::pin!(work);
+    let result = match stop {
+        None => Some(work.await),
+        Some(mut stop) => {
+            tokio::select! {
+                r = &mut work => Some(r),
+                _ = async { drop(stop.wait_for(|s| *s).await) } => tokio::time::timeout(SHUTDOWN_GRACE, &mut work).await.ok(),
+            }
+        }
+    };
+    heartbeat.abort();
+    let Some(result) = result else {
+        let released = {
+            let job = job.clone();
+            ctx.db.run(move |conn| Ok(jobs::release_job(conn, &job)?)).await
+        };
+        tracing::warn!(job_id = job.id, released = ?released, "shutdown: job released unfinished");
+        return AttemptResult::Released;
+    };
+    match result {
+        Ok(JobOutcome::Loaded(report)) => AttemptResult::Done(report),
+        Ok(JobOutcome::LeaseLost) => {
+            tracing::warn!(job_id = job.id, "lease lost before the load committed; another worker owns the job");
+            AttemptResult::LeaseLost
+        }
+        Err(error) => record_failure(ctx, &job, error).await,
+    }
+}
+
+async fn record_failure(ctx: &IngestContext, job: &ClaimedJob, error: IngestError) -> AttemptResult {
+    let retry_in = match &error {
+        IngestError::Permanent(_) => None,
+        IngestError::Transient { .. } if job.attempt >= ctx.jobs.max_attempts => None,
+        IngestError::Transient { retry_after, .. } => {
+            let backoff = retry_delay(job.attempt, &ctx.jobs);
+            Some(retry_after.map_or(backoff, |after| after.max(backoff)))
+        }
+    };
+    let message = error.to_string();
+    let (id, token, text) = (job.id, job.lease_token.clone(), message.clone());
+    let recorded = ctx.db.run(move |conn| Ok(jobs::fail_job(conn, id, &token, &text, retry_in)?)).await;
+    match recorded {
+        Ok(Some(state)) => {
+            tracing::warn!(job_id = job.id, state = state.as_str(), retry_in_ms = retry_in.map(|d| d.as_millis() as u64), error = %message, "job attempt failed");
+            AttemptResult::Failed { state, error: message }
+        }
+        Ok(None) => AttemptResult::LeaseLost,
+        Err(e) => {
+            // The lease will expire and the job be claimed again: nothing is lost.
+            tracing::error!(job_id = job.id, error = %e, "could not record the job's failure");
+            AttemptResult::Failed { state: JobState::Running, error: message }
+        }
+    }
+}
+
+/// Extends the lease every third of its length while the job runs.
+fn spawn_heartbeat(ctx: &IngestContext, job: &ClaimedJob) -> tokio::task::JoinHandle<()> {
+    let db = ctx.db.clone();
+    let lease = ctx.jobs.lease;
+    let job = job.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(lease / 3);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let job = job.clone();
+            match db.run(move |conn| Ok(jobs::extend_lease(conn, &job, lease)?)).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => tracing::warn!(error = %e, "lease heartbeat failed"),
+            }
+        }
+    })
+}

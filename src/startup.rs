@@ -1,0 +1,130 @@
+//! Builds the running service: database, intake writer, verifier, ingest workers, HTTP server;
+//! and takes it down in order on SIGTERM / Ctrl-C.
+
+use crate::api::{self, ApiState};
+use crate::config::Settings;
+use crate::ingest::{spawn_workers, IngestContext, WorkerPool};
+use crate::store::{Database, IntakeWriter};
+use crate::webhook::{self, Verifier, WebhookState};
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// File in the data dir holding the generated read token when none is configured.
+pub const READ_TOKEN_FILE: &str = "read-token";
+
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    workers: WorkerPool,
+    db: Database,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("cannot create the data dir {}", settings.data_dir.display()))?;
+        let db = Database::open(&settings.database)
+            .with_context(|| format!("cannot open the database {}", settings.database.display()))?;
+        let intake = IntakeWriter::start(&settings.database)?;
+        let verifier = Verifier::new(&settings.verify).map_err(|e| anyhow::anyhow!("signature settings: {e}"))?;
+        verifier.prefetch_key();
+        let read_tokens = resolve_read_tokens(&settings.read_tokens, &settings.data_dir)?;
+
+        let ingest = Arc::new(IngestContext::new(
+            db.clone(),
+            settings.data_dir.clone(),
+            &settings.download,
+            settings.jobs.clone(),
+        )?);
+        let workers = spawn_workers(ingest, settings.workers);
+        let webhook_state = web::Data::new(WebhookState {
+            verifier,
+            intake,
+            max_body_bytes: settings.max_body_bytes,
+            wake: workers.wake(),
+        });
+        let api_state = web::Data::new(ApiState::new(db.clone(), read_tokens));
+
+        let listener = TcpListener::bind(settings.listen).with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let port = listener.local_addr()?.port();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(tracing_actix_web::TracingLogger::default())
+                .app_data(webhook_state.clone())
+                .app_data(api_state.clone())
+                .configure(webhook::configure)
+                .configure(api::configure)
+        })
+        .listen(listener)?
+        .shutdown_timeout(30);
+        if settings.http_workers > 0 {
+            server = server.workers(settings.http_workers);
+        }
+        tracing::info!(address = %settings.listen, port, database = %settings.database.display(), "chatsink listening");
+        Ok(Self { port, server: server.run(), workers, db })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGTERM / Ctrl-C, then: stop accepting and finish in-flight requests (actix),
+    /// finish or release in-flight jobs, checkpoint the WAL into the database file.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.server.await?;
+        tracing::info!("HTTP server stopped; stopping ingest workers");
+        self.workers.shutdown().await;
+        let checkpoint = self
+            .db
+            .run(|conn| {
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+                Ok(())
+            })
+            .await;
+        if let Err(e) = checkpoint {
+            tracing::warn!(error = %e, "WAL checkpoint at shutdown failed");
+        }
+        tracing::info!("chatsink stopped");
+        Ok(())
+    }
+}
+
+/// The configured read tokens, or the one generated in the data dir on first start.
+fn resolve_read_tokens(configured: &[SecretString], data_dir: &Path) -> anyhow::Result<Vec<SecretString>> {
+    if !configured.is_empty() {
+        return Ok(configured.to_vec());
+    }
+    let path: PathBuf = data_dir.join(READ_TOKEN_FILE);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let token = text.trim().to_owned();
+        if token.len() >= 16 {
+            tracing::info!(path = %path.display(), "query API token read from the data dir");
+            return Ok(vec![SecretString::from(token)]);
+        }
+    }
+    let token = SecretString::from(generate_token());
+    write_private(&path, token.expose_secret())?;
+    tracing::warn!(path = %path.display(), "no CHATSINK_READ_TOKENS set: generated a query API token; send it as 'Authorization: Bearer <token>'");
+    eprintln!("chatsink: query API token written to {}", path.display());
+    Ok(vec![token])
+}
+
+fn generate_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}

@@ -1,0 +1,103 @@
+//! The inbox: every verified delivery, stored before the sender is answered.
+
+use super::now_ms;
+use crate::domain::{ChatSynced, Timestamp};
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// A verified delivery, ready to store.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub delivery_id: Option<String>,
+    pub body_sha256: String,
+    pub scheme: &'static str,
+    pub event: String,
+    pub session_id: Option<String>,
+    pub body: Vec<u8>,
+    pub received: Timestamp,
+    pub chat_synced: Option<ChatSynced>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntakeOutcome {
+    /// Newly stored; `job_id` is set when the event enqueued an ingest job.
+    Stored { inbox_id: i64, job_id: Option<i64> },
+    /// The same delivery id or the same body was stored before: nothing was created.
+    Duplicate,
+}
+
+/// Stores one delivery and, for `meeting.chatSynced`, its ingest job and the session's metadata,
+/// all in the caller's transaction. De-duplication rests on the UNIQUE constraints, so two
+/// copies racing each other cannot both get in.
+pub fn insert_delivery(tx: &Connection, delivery: &NewDelivery) -> Result<IntakeOutcome, rusqlite::Error> {
+    let inbox_id: Option<i64> = tx
+        .query_row(
+            "INSERT INTO inbox (delivery_id, body_sha256, scheme, event, session_id, body, received_at, received_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT DO NOTHING
+             RETURNING id",
+            params![
+                delivery.delivery_id,
+                delivery.body_sha256,
+                delivery.scheme,
+                delivery.event,
+                delivery.session_id,
+                delivery.body,
+                delivery.received.to_rfc3339(),
+                delivery.received.millis(),
+            ],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let Some(inbox_id) = inbox_id else {
+        return Ok(IntakeOutcome::Duplicate);
+    };
+    let Some(chat) = &delivery.chat_synced else {
+        return Ok(IntakeOutcome::Stored { inbox_id, job_id: None });
+    };
+    let now = now_ms();
+    let job_id: i64 = tx.query_row(
+        "INSERT INTO jobs (kind, inbox_id, session_id, download_url, download_expiry_ms, state, next_attempt_ms, created_ms, updated_ms)
+         VALUES ('delivery', ?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5)
+         RETURNING id",
+        params![
+            inbox_id,
+            chat.session_id.as_str(),
+            chat.chat_download_url,
+            chat.chat_download_url_expiry.map(Timestamp::millis),
+            now
+        ],
+        |row| row.get(0),
+    )?;
+    let iso = |t: Option<Timestamp>| t.map(Timestamp::to_rfc3339);
+    let sort_ms = chat.started_at.or(chat.created_at).map(Timestamp::millis).unwrap_or(delivery.received.millis());
+    tx.execute(
+        "INSERT INTO sessions (session_id, meeting_id, title, created_at, started_at, ended_at, organizer_id, organizer_name,
+                               sort_ms, status, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10)
+         ON CONFLICT (session_id) DO UPDATE SET
+            meeting_id = coalesce(excluded.meeting_id, meeting_id),
+            title = coalesce(excluded.title, title),
+            created_at = coalesce(excluded.created_at, created_at),
+            started_at = coalesce(excluded.started_at, started_at),
+            ended_at = coalesce(excluded.ended_at, ended_at),
+            organizer_id = coalesce(excluded.organizer_id, organizer_id),
+            organizer_name = coalesce(excluded.organizer_name, organizer_name),
+            sort_ms = CASE WHEN excluded.started_at IS NOT NULL OR excluded.created_at IS NOT NULL
+                           THEN excluded.sort_ms ELSE sort_ms END,
+            status = 'queued',
+            updated_ms = excluded.updated_ms",
+        params![
+            chat.session_id.as_str(),
+            chat.meeting_id,
+            chat.title,
+            iso(chat.created_at),
+            iso(chat.started_at),
+            iso(chat.ended_at),
+            chat.organizer_id,
+            chat.organizer_name,
+            sort_ms,
+            now
+        ],
+    )?;
+    Ok(IntakeOutcome::Stored { inbox_id, job_id: Some(job_id) })
+}

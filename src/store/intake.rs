@@ -1,0 +1,154 @@
+//! Group commit for webhook intake.
+//!
+//! One dedicated thread owns a connection and turns every delivery that arrived while the
+//! previous commit was on its way to disk into one `BEGIN IMMEDIATE ... COMMIT`. Each caller is
+//! answered only after the commit that holds its delivery returned, so nothing is acknowledged
+//! before it is durable, and throughput is not capped at one fsync per delivery.
+
+use super::inbox::{insert_delivery, IntakeOutcome, NewDelivery};
+use super::{connect, StoreError};
+use rusqlite::{Connection, TransactionBehavior};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use tokio::sync::oneshot;
+
+/// Deliveries written in one transaction at most.
+const MAX_BATCH: usize = 512;
+
+type Reply = oneshot::Sender<Result<IntakeOutcome, String>>;
+
+/// A handle to the intake thread; cheap to clone.
+#[derive(Clone)]
+pub struct IntakeWriter {
+    queue: mpsc::SyncSender<(NewDelivery, Reply)>,
+}
+
+/// The file the writer's connection was opened on, to notice it being deleted or replaced:
+/// SQLite would otherwise keep writing to an unlinked inode and acknowledge lost data.
+struct OpenFile {
+    conn: Connection,
+    device: u64,
+    inode: u64,
+}
+
+impl IntakeWriter {
+    /// Starts the intake thread on `path`. The database must already be migrated.
+    pub fn start(path: &Path) -> Result<Self, StoreError> {
+        let first = open_file(path)?;
+        let (queue, receiver) = mpsc::sync_channel::<(NewDelivery, Reply)>(4 * MAX_BATCH);
+        let path = path.to_owned();
+        std::thread::Builder::new()
+            .name("chatsink-intake".into())
+            .spawn(move || run_writer(path, Some(first), receiver))
+            .expect("spawn intake thread");
+        Ok(Self { queue })
+    }
+
+    /// Stores a delivery durably; returns once its transaction has committed (or failed).
+    pub async fn store(&self, delivery: NewDelivery) -> Result<IntakeOutcome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let queue = self.queue.clone();
+        // The channel is bounded; a full queue waits here on the blocking pool, not on an
+        // async worker.
+        tokio::task::spawn_blocking(move || queue.send((delivery, reply)))
+            .await
+            .map_err(|_| StoreError::WriterGone)?
+            .map_err(|_| StoreError::WriterGone)?;
+        match answer.await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(message)) => Err(StoreError::Intake(message)),
+            Err(_) => Err(StoreError::WriterGone),
+        }
+    }
+}
+
+fn open_file(path: &Path) -> Result<OpenFile, StoreError> {
+    let conn = connect(path)?;
+    // Opening creates a missing file; a database that vanished must not come back empty here.
+    let meta = std::fs::metadata(path).map_err(|_| StoreError::FileReplaced(path.to_owned()))?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version == 0 {
+        return Err(StoreError::FileReplaced(path.to_owned()));
+    }
+    Ok(OpenFile { conn, device: meta.dev(), inode: meta.ino() })
+}
+
+fn still_same_file(path: &Path, open: &OpenFile) -> bool {
+    std::fs::metadata(path).map(|m| m.dev() == open.device && m.ino() == open.inode).unwrap_or(false)
+}
+
+fn run_writer(path: PathBuf, mut open: Option<OpenFile>, receiver: mpsc::Receiver<(NewDelivery, Reply)>) {
+    while let Ok(first) = receiver.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        if open.as_ref().is_some_and(|o| !still_same_file(&path, o)) {
+            tracing::error!(path = %path.display(), "database file was deleted or replaced; refusing writes until it is back");
+            open = None;
+        }
+        if open.is_none() {
+            open = match path.exists().then(|| open_file(&path)) {
+                Some(Ok(file)) => Some(file),
+                Some(Err(e)) => {
+                    fail_all(batch, &e.to_string());
+                    continue;
+                }
+                None => {
+                    fail_all(batch, &StoreError::FileReplaced(path.clone()).to_string());
+                    continue;
+                }
+            };
+        }
+        let file = open.as_mut().expect("opened above");
+        match write_batch(&mut file.conn, &batch) {
+            Ok(outcomes) => {
+                for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, deliveries = batch.len(), "intake commit failed; answering 503");
+                // A fresh connection next time: the fault may have left this one unusable.
+                open = None;
+                fail_all(batch, &e.to_string());
+            }
+        }
+    }
+}
+
+fn fail_all(batch: Vec<(NewDelivery, Reply)>, message: &str) {
+    for (_, reply) in batch {
+        let _ = reply.send(Err(message.to_owned()));
+    }
+}
+
+/// Writes a batch in one transaction; each delivery in its own savepoint, so one bad delivery
+/// fails alone. An error from the commit itself fails the whole batch.
+fn write_batch(
+    conn: &mut Connection,
+    batch: &[(NewDelivery, Reply)],
+) -> Result<Vec<Result<IntakeOutcome, String>>, rusqlite::Error> {
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for (delivery, _) in batch {
+        let mut savepoint = tx.savepoint()?;
+        match insert_delivery(&savepoint, delivery) {
+            Ok(outcome) => {
+                savepoint.commit()?;
+                outcomes.push(Ok(outcome));
+            }
+            Err(e) => {
+                savepoint.rollback()?;
+                drop(savepoint);
+                outcomes.push(Err(e.to_string()));
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(outcomes)
+}

@@ -1,0 +1,341 @@
+//! The ingest queue is this table. Workers claim a job with a lease in a short `BEGIN IMMEDIATE`
+//! transaction, work outside it, and finish with an update that only succeeds while their lease
+//! token is still the job's: a worker that lost its lease cannot overwrite a newer claim.
+
+use super::now_ms;
+use crate::domain::SessionId;
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// Created by a `meeting.chatSynced` delivery: download its URL.
+    Delivery,
+    /// Created by `reprocess`: re-parse the stored dump, or download a fresh one via the API.
+    Reprocess,
+}
+
+impl JobKind {
+    fn parse(raw: &str) -> Self {
+        if raw == "reprocess" {
+            Self::Reprocess
+        } else {
+            Self::Delivery
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    Pending,
+    Running,
+    /// Failed at least once; runs again at `next_attempt_ms`.
+    Failed,
+    Done,
+    /// Gave up: a permanent error or too many attempts.
+    Dead,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Failed => "failed",
+            Self::Done => "done",
+            Self::Dead => "dead",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "pending" => Self::Pending,
+            "running" => Self::Running,
+            "failed" => Self::Failed,
+            "done" => Self::Done,
+            "dead" => Self::Dead,
+            _ => return None,
+        })
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Done | Self::Dead)
+    }
+}
+
+/// A job as listed by `chatsink jobs`.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: i64,
+    pub kind: JobKind,
+    pub session_id: String,
+    pub state: JobState,
+    pub attempts: u32,
+    pub next_attempt_ms: i64,
+    pub last_error: Option<String>,
+    pub rows_loaded: Option<i64>,
+    pub rows_rejected: Option<i64>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// A job this worker holds the lease on.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub id: i64,
+    pub kind: JobKind,
+    pub session_id: SessionId,
+    pub download_url: Option<String>,
+    pub download_expiry_ms: Option<i64>,
+    /// 1 on the first attempt.
+    pub attempt: u32,
+    pub lease_token: String,
+}
+
+const JOB_COLUMNS: &str =
+    "id, kind, session_id, state, attempts, next_attempt_ms, last_error, rows_loaded, rows_rejected, created_ms, updated_ms";
+
+fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
+    let kind: String = row.get(1)?;
+    let state: String = row.get(3)?;
+    Ok(Job {
+        id: row.get(0)?,
+        kind: JobKind::parse(&kind),
+        session_id: row.get(2)?,
+        state: JobState::parse(&state).unwrap_or(JobState::Pending),
+        attempts: row.get(4)?,
+        next_attempt_ms: row.get(5)?,
+        last_error: row.get(6)?,
+        rows_loaded: row.get(7)?,
+        rows_rejected: row.get(8)?,
+        created_ms: row.get(9)?,
+        updated_ms: row.get(10)?,
+    })
+}
+
+/// Claims the runnable job that has waited longest: pending, failed and due, or running with an
+/// expired lease (its worker died). `only` restricts the claim to one job id.
+pub fn claim_next_job(conn: &mut Connection, lease: Duration, only: Option<i64>) -> rusqlite::Result<Option<ClaimedJob>> {
+    let now = now_ms();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let candidate = tx
+        .query_row(
+            "SELECT id, kind, session_id, download_url, download_expiry_ms, attempts FROM jobs
+             WHERE ((state IN ('pending', 'failed') AND next_attempt_ms <= ?1)
+                 OR (state = 'running' AND claimed_until_ms < ?1))
+               AND (?2 IS NULL OR id = ?2)
+             ORDER BY next_attempt_ms, id
+             LIMIT 1",
+            params![now, only],
+            |row| {
+                let kind: String = row.get(1)?;
+                let session: String = row.get(2)?;
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    JobKind::parse(&kind),
+                    session,
+                    row.get::<_, Option<String>>(3)?,
+                    row.get::<_, Option<i64>>(4)?,
+                    row.get::<_, u32>(5)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((id, kind, session, download_url, download_expiry_ms, attempts)) = candidate else {
+        return Ok(None);
+    };
+    let lease_token = uuid::Uuid::new_v4().to_string();
+    tx.execute(
+        "UPDATE jobs SET state = 'running', attempts = attempts + 1, claimed_until_ms = ?2, lease_token = ?3, updated_ms = ?4
+         WHERE id = ?1",
+        params![id, now + lease.as_millis() as i64, lease_token, now],
+    )?;
+    tx.commit()?;
+    let session_id = match SessionId::parse(&session) {
+        Ok(s) => s,
+        Err(e) => {
+            // Cannot happen for rows chatsink wrote; bury the job rather than loop on it.
+            let msg = format!("stored session id '{session}' is invalid: {e}");
+            fail_job(conn, id, &lease_token, &msg, None)?;
+            return Ok(None);
+        }
+    };
+    Ok(Some(ClaimedJob { id, kind, session_id, download_url, download_expiry_ms, attempt: attempts + 1, lease_token }))
+}
+
+/// Extends the lease while work goes on. False when the lease was lost.
+pub fn extend_lease(conn: &Connection, job: &ClaimedJob, lease: Duration) -> rusqlite::Result<bool> {
+    let now = now_ms();
+    let changed = conn.execute(
+        "UPDATE jobs SET claimed_until_ms = ?3, updated_ms = ?4 WHERE id = ?1 AND lease_token = ?2 AND state = 'running'",
+        params![job.id, job.lease_token, now + lease.as_millis() as i64, now],
+    )?;
+    Ok(changed == 1)
+}
+
+/// True while `token` is still the job's lease; call inside the transaction that finishes it.
+pub fn holds_lease(conn: &Connection, job_id: i64, token: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND lease_token = ?2 AND state = 'running')",
+        params![job_id, token],
+        |r| r.get(0),
+    )
+}
+
+/// Marks the job done, inside the transaction that loaded its rows. Older failed or dead jobs of
+/// the same session are superseded by this load. False when the lease was lost.
+pub fn complete_job(conn: &Connection, job: &ClaimedJob, rows_loaded: i64, rows_rejected: i64) -> rusqlite::Result<bool> {
+    let now = now_ms();
+    let changed = conn.execute(
+        "UPDATE jobs SET state = 'done', claimed_until_ms = NULL, last_error = NULL, rows_loaded = ?3, rows_rejected = ?4,
+                         updated_ms = ?5
+         WHERE id = ?1 AND lease_token = ?2 AND state = 'running'",
+        params![job.id, job.lease_token, rows_loaded, rows_rejected, now],
+    )?;
+    if changed == 1 && job.kind == JobKind::Reprocess {
+        conn.execute(
+            "UPDATE jobs SET state = 'done', last_error = 'superseded by job ' || ?2 || ': ' || coalesce(last_error, ''),
+                             updated_ms = ?3
+             WHERE session_id = ?1 AND id < ?2 AND state IN ('failed', 'dead')",
+            params![job.session_id.as_str(), job.id, now],
+        )?;
+    }
+    Ok(changed == 1)
+}
+
+/// Records a failed attempt: `retry_in` schedules the next one, `None` buries the job as dead.
+/// Returns the new state, or `None` when the lease was lost (someone else owns the job now).
+pub fn fail_job(
+    conn: &mut Connection,
+    job_id: i64,
+    token: &str,
+    error: &str,
+    retry_in: Option<Duration>,
+) -> rusqlite::Result<Option<JobState>> {
+    let now = now_ms();
+    let (state, next) = match retry_in {
+        Some(delay) => (JobState::Failed, now + delay.as_millis() as i64),
+        None => (JobState::Dead, now),
+    };
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let changed = tx.execute(
+        "UPDATE jobs SET state = ?3, next_attempt_ms = ?4, last_error = ?5, claimed_until_ms = NULL, updated_ms = ?6
+         WHERE id = ?1 AND lease_token = ?2 AND state = 'running'",
+        params![job_id, token, state.as_str(), next, error, now],
+    )?;
+    if changed == 1 {
+        tx.execute(
+            "UPDATE sessions SET status = ?2, updated_ms = ?3
+             WHERE session_id = (SELECT session_id FROM jobs WHERE id = ?1)",
+            params![job_id, state.as_str(), now],
+        )?;
+    }
+    tx.commit()?;
+    Ok((changed == 1).then_some(state))
+}
+
+/// Gives a claimed job back untouched (shutdown): the attempt does not count.
+pub fn release_job(conn: &Connection, job: &ClaimedJob) -> rusqlite::Result<bool> {
+    let changed = conn.execute(
+        "UPDATE jobs SET state = CASE WHEN attempts > 1 THEN 'failed' ELSE 'pending' END,
+                         attempts = max(attempts - 1, 0), claimed_until_ms = NULL, lease_token = NULL, updated_ms = ?3
+         WHERE id = ?1 AND lease_token = ?2 AND state = 'running'",
+        params![job.id, job.lease_token, now_ms()],
+    )?;
+    Ok(changed == 1)
+}
+
+pub fn list_jobs(conn: &Connection, state: Option<JobState>, limit: u32) -> rusqlite::Result<Vec<Job>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR state = ?1) ORDER BY id DESC LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![state.map(JobState::as_str), limit], job_from_row)?;
+    rows.collect()
+}
+
+pub fn get_job(conn: &Connection, id: i64) -> rusqlite::Result<Option<Job>> {
+    conn.query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), [id], job_from_row).optional()
+}
+
+/// Counts of jobs by state, for health and metrics.
+pub fn count_jobs_by_state(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+    let mut stmt = conn.prepare("SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+/// Which sessions `reprocess` works on.
+#[derive(Debug, Clone)]
+pub enum ReprocessSelector {
+    Sessions(Vec<SessionId>),
+    /// Sessions whose newest job is in this state (`failed` or `dead`).
+    LastJobIn(JobState),
+    All,
+    /// Sessions whose time (start, creation, or first message) is at or after this instant.
+    Since(i64),
+}
+
+pub fn select_sessions(conn: &Connection, selector: &ReprocessSelector) -> rusqlite::Result<Vec<String>> {
+    let collect = |sql: &str, param: Option<&dyn rusqlite::ToSql>| -> rusqlite::Result<Vec<String>> {
+        let mut stmt = conn.prepare(sql)?;
+        let rows = match param {
+            Some(p) => stmt.query_map([p], |r| r.get(0))?.collect(),
+            None => stmt.query_map([], |r| r.get(0))?.collect(),
+        };
+        rows
+    };
+    match selector {
+        ReprocessSelector::Sessions(ids) => Ok(ids.iter().map(|s| s.to_string()).collect()),
+        ReprocessSelector::All => collect("SELECT session_id FROM sessions ORDER BY session_id", None),
+        ReprocessSelector::Since(ms) => {
+            collect("SELECT session_id FROM sessions WHERE sort_ms >= ?1 ORDER BY session_id", Some(ms))
+        }
+        ReprocessSelector::LastJobIn(state) => collect(
+            "SELECT j.session_id FROM jobs j
+             WHERE j.id = (SELECT max(id) FROM jobs WHERE session_id = j.session_id) AND j.state = ?1
+             ORDER BY j.session_id",
+            Some(&state.as_str()),
+        ),
+    }
+}
+
+/// Enqueues one reprocess job per session, or finds the one already open: the partial UNIQUE
+/// index allows one open reprocess job per session, so concurrent runs share it.
+pub fn enqueue_reprocess(conn: &mut Connection, sessions: &[String]) -> rusqlite::Result<Vec<(String, i64)>> {
+    let now = now_ms();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut out = Vec::with_capacity(sessions.len());
+    {
+        let mut insert = tx.prepare(
+            "INSERT INTO jobs (kind, session_id, state, next_attempt_ms, created_ms, updated_ms)
+             VALUES ('reprocess', ?1, 'pending', ?2, ?2, ?2)
+             ON CONFLICT DO NOTHING",
+        )?;
+        let mut open = tx.prepare(
+            "SELECT id FROM jobs WHERE session_id = ?1 AND kind = 'reprocess' AND state IN ('pending', 'running', 'failed')",
+        )?;
+        for session in sessions {
+            insert.execute(params![session, now])?;
+            let id: i64 = open.query_row([session], |r| r.get(0))?;
+            // A reprocess job waiting on backoff is made due now: the operator asked for it.
+            tx.execute(
+                "UPDATE jobs SET next_attempt_ms = min(next_attempt_ms, ?2) WHERE id = ?1 AND state = 'failed'",
+                params![id, now],
+            )?;
+            out.push((session.clone(), id));
+        }
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+/// The oldest due job's age in milliseconds (queue lag), or 0 when none waits.
+pub fn oldest_pending_age_ms(conn: &Connection) -> rusqlite::Result<i64> {
+    let now = now_ms();
+    let oldest: Option<i64> = conn.query_row(
+        "SELECT min(next_attempt_ms) FROM jobs WHERE state IN ('pending', 'failed') AND next_attempt_ms <= ?1",
+        [now],
+        |r| r.get(0),
+    )?;
+    Ok(oldest.map(|t| now - t).unwrap_or(0))
+}

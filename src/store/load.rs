@@ -1,0 +1,142 @@
+//! Loading a session's messages. The caller owns the transaction: a load commits whole or not at
+//! all, so a crash mid-load leaves the previous state intact.
+
+use super::now_ms;
+use crate::domain::{ChatMessage, SessionId};
+use rusqlite::{params, Connection};
+
+/// A dump row that could not be turned into a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedRow {
+    /// The session the row claimed, when it could be read.
+    pub session_id: Option<String>,
+    /// 1-based line of the file where the row starts.
+    pub line: u64,
+    pub reason: String,
+    pub raw: Vec<u8>,
+}
+
+/// What the dump parser yields, row by row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadRow {
+    Message(ChatMessage),
+    Rejected(RejectedRow),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    pub rows_loaded: i64,
+    pub rows_rejected: i64,
+    /// Messages stored for the session after the load.
+    pub messages: i64,
+}
+
+/// Makes the session's stored messages equal to `rows`: new ids are inserted, changed ones
+/// updated in place (keeping their `seq`), unchanged ones left untouched, and ids absent from
+/// `rows` deleted. Loading the same rows twice therefore changes nothing. With `replace` false
+/// the rows are merged in without deleting (a later part of a multi-session file).
+///
+/// Rows whose session differs from `session` are recorded as rejected.
+pub fn load_session<I>(conn: &Connection, session: &SessionId, rows: I, replace: bool) -> rusqlite::Result<LoadReport>
+where
+    I: IntoIterator<Item = LoadRow>,
+{
+    let now = now_ms();
+    conn.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS load_seen (id TEXT PRIMARY KEY) WITHOUT ROWID;
+         DELETE FROM temp.load_seen;",
+    )?;
+    if replace {
+        conn.execute("DELETE FROM rejected_rows WHERE session_id = ?1", [session.as_str()])?;
+    }
+    let mut report = LoadReport::default();
+    {
+        let mut upsert = conn.prepare_cached(
+            "INSERT INTO messages (id, session_id, meeting_id, user_id, display_name, kind, pinned, edited,
+                                   text, link, file_name, file_size, payload, created_at, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+             ON CONFLICT (session_id, id) DO UPDATE SET
+                meeting_id = excluded.meeting_id, user_id = excluded.user_id, display_name = excluded.display_name,
+                kind = excluded.kind, pinned = excluded.pinned, edited = excluded.edited, text = excluded.text,
+                link = excluded.link, file_name = excluded.file_name, file_size = excluded.file_size,
+                payload = excluded.payload, created_at = excluded.created_at, created_ms = excluded.created_ms
+             WHERE (meeting_id, user_id, display_name, kind, pinned, edited, text, link, file_name, file_size,
+                    payload, created_ms)
+                IS NOT (excluded.meeting_id, excluded.user_id, excluded.display_name, excluded.kind,
+                        excluded.pinned, excluded.edited, excluded.text, excluded.link, excluded.file_name,
+                        excluded.file_size, excluded.payload, excluded.created_ms)",
+        )?;
+        let mut seen = conn.prepare_cached("INSERT OR IGNORE INTO temp.load_seen (id) VALUES (?1)")?;
+        let mut reject = conn.prepare_cached(
+            "INSERT INTO rejected_rows (session_id, line, reason, raw, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for row in rows {
+            match row {
+                LoadRow::Message(m) if &m.session_id == session => {
+                    upsert.execute(params![
+                        m.id,
+                        m.session_id.as_str(),
+                        m.meeting_id,
+                        m.user_id,
+                        m.display_name,
+                        m.kind.as_str(),
+                        m.pinned,
+                        m.edited,
+                        m.text,
+                        m.link,
+                        m.file_name,
+                        m.file_size,
+                        m.payload,
+                        m.created.to_rfc3339(),
+                        m.created.millis(),
+                    ])?;
+                    seen.execute([&m.id])?;
+                    report.rows_loaded += 1;
+                }
+                LoadRow::Message(m) => {
+                    let reason = format!("row belongs to session {}, not {session}", m.session_id);
+                    reject.execute(params![session.as_str(), 0, reason, m.id.as_bytes(), now])?;
+                    report.rows_rejected += 1;
+                }
+                LoadRow::Rejected(r) => {
+                    reject.execute(params![session.as_str(), r.line as i64, r.reason, r.raw, now])?;
+                    report.rows_rejected += 1;
+                }
+            }
+        }
+    }
+    if replace {
+        conn.execute(
+            "DELETE FROM messages WHERE session_id = ?1 AND id NOT IN (SELECT id FROM temp.load_seen)",
+            [session.as_str()],
+        )?;
+    }
+    report.messages = refresh_session_counts(conn, session, now)?;
+    Ok(report)
+}
+
+/// Recomputes the session's counts from its stored rows and marks it loaded. Creates the session
+/// row when the dump arrived without a webhook (`chatsink ingest`).
+fn refresh_session_counts(conn: &Connection, session: &SessionId, now: i64) -> rusqlite::Result<i64> {
+    conn.execute(
+        "INSERT INTO sessions (session_id, meeting_id, sort_ms, status, updated_ms)
+         SELECT ?1, (SELECT meeting_id FROM messages WHERE session_id = ?1 LIMIT 1),
+                coalesce((SELECT min(created_ms) FROM messages WHERE session_id = ?1), ?2), 'loaded', ?2
+         ON CONFLICT (session_id) DO NOTHING",
+        params![session.as_str(), now],
+    )?;
+    conn.execute(
+        "UPDATE sessions SET
+            meeting_id = coalesce(meeting_id, (SELECT meeting_id FROM messages WHERE session_id = ?1 LIMIT 1)),
+            (message_count, text_count, image_count, file_count, other_count, pinned_count, first_message_ms, last_message_ms) =
+                (SELECT count(*), coalesce(sum(kind = 'text'), 0), coalesce(sum(kind = 'image'), 0),
+                        coalesce(sum(kind = 'file'), 0), coalesce(sum(kind NOT IN ('text', 'image', 'file')), 0),
+                        coalesce(sum(pinned), 0), min(created_ms), max(created_ms)
+                 FROM messages WHERE session_id = ?1),
+            rejected_count = (SELECT count(*) FROM rejected_rows WHERE session_id = ?1),
+            status = 'loaded', loaded_ms = ?2, updated_ms = ?2
+         WHERE session_id = ?1",
+        params![session.as_str(), now],
+    )?;
+    conn.query_row("SELECT message_count FROM sessions WHERE session_id = ?1", [session.as_str()], |r| r.get(0))
+}

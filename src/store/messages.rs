@@ -1,0 +1,1 @@
+//! Read-side queries over messages, sessions and users (the query API).

@@ -1,0 +1,159 @@
+//! All SQL lives here, one file per table family. Nothing in this module knows about HTTP.
+//!
+//! Durability choices: WAL journal, `synchronous=FULL` (a commit is on disk before it returns),
+//! `BEGIN IMMEDIATE` for every write so writers queue on `busy_timeout` instead of failing on
+//! lock upgrade, and readers on their own pooled connections so they never wait on a writer.
+
+pub mod inbox;
+mod intake;
+pub mod jobs;
+pub mod load;
+pub mod messages;
+pub mod sessions;
+
+pub use inbox::{IntakeOutcome, NewDelivery};
+pub use intake::IntakeWriter;
+pub use jobs::{ClaimedJob, Job, JobKind, JobState, ReprocessSelector};
+pub use load::{LoadReport, LoadRow, RejectedRow};
+pub use sessions::{SessionDump, SessionRecord};
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The schema file at the top of the repository is migration 1; later ones follow in order.
+const MIGRATIONS: &[&str] = &[include_str!("../../schema.sql")];
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("connection pool: {0}")]
+    Pool(#[from] r2d2::Error),
+    #[error("database {path} was written by a newer chatsink (schema version {found}, this build knows {known})")]
+    TooNew { path: PathBuf, found: i64, known: i64 },
+    #[error("database file {0} is gone or was replaced underneath the running service")]
+    FileReplaced(PathBuf),
+    #[error("storing the delivery failed: {0}")]
+    Intake(String),
+    #[error("the database worker stopped")]
+    WriterGone,
+}
+
+pub type Pool = r2d2::Pool<SqliteConnectionManager>;
+
+/// Opens a connection with chatsink's pragmas.
+pub fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    configure(&conn)?;
+    Ok(conn)
+}
+
+fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -32000;",
+    )?;
+    Ok(())
+}
+
+/// Brings the database to the newest schema. Safe to call from several processes at once: the
+/// version check and each migration run inside one `BEGIN IMMEDIATE` transaction.
+pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    // WAL is a property of the file; setting it needs no transaction and persists.
+    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::TooNew { path: path.to_owned(), found: version, known });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// The database: a path, a pool of connections for reads and short writes.
+#[derive(Clone)]
+pub struct Database {
+    path: PathBuf,
+    pool: Pool,
+}
+
+impl Database {
+    /// Opens (creating if needed) and migrates the database.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let mut conn = connect(path)?;
+        migrate(&mut conn, path)?;
+        drop(conn);
+        let manager = SqliteConnectionManager::file(path)
+            .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_init(|conn| configure(conn));
+        let pool = r2d2::Pool::builder()
+            .max_size(16)
+            .min_idle(Some(0))
+            .connection_timeout(Duration::from_secs(15))
+            .build(manager)?;
+        Ok(Self { path: path.to_owned(), pool })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A pooled connection, for code already off the async executor.
+    pub fn conn(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, StoreError> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Runs blocking database work on tokio's blocking pool, never on an async worker.
+    pub async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get()?;
+            work(&mut conn)
+        })
+        .await
+        .unwrap_or(Err(StoreError::WriterGone))
+    }
+
+    /// Checks that the database accepts a write (used by `/healthz`).
+    pub async fn check_writable(&self) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        self.run(move |conn| {
+            if !path.exists() {
+                return Err(StoreError::FileReplaced(path));
+            }
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute("CREATE TEMP TABLE IF NOT EXISTS health_probe (x)", [])?;
+            tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// Milliseconds since the epoch, the unit of every `*_ms` column.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

@@ -1,0 +1,59 @@
+//! How receive failures map to HTTP: the sender retries 5xx and gives up on other 4xx, so a
+//! 4xx is kept for requests that are truly bad and every storage problem is a 503.
+
+use super::VerifyError;
+use crate::domain::EventError;
+use crate::store::StoreError;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("body is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("reading the body failed: {0}")]
+    BodyRead(String),
+    #[error(transparent)]
+    Signature(#[from] VerifyError),
+    #[error(transparent)]
+    Event(#[from] EventError),
+    #[error("the delivery could not be stored: {0}")]
+    Storage(StoreError),
+}
+
+impl ResponseError for WebhookError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyRead(_) | Self::Event(_) => StatusCode::BAD_REQUEST,
+            Self::Signature(VerifyError::KeyUnavailable(_)) | Self::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Signature(_) => StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (code, field) = match self {
+            Self::TooLarge { .. } => ("body_too_large", Some("body")),
+            Self::BodyRead(_) => ("bad_body", Some("body")),
+            Self::Signature(VerifyError::Missing) => ("missing_signature", None),
+            Self::Signature(VerifyError::Rejected { header, .. }) => ("invalid_signature", Some(*header)),
+            Self::Signature(VerifyError::KeyUnavailable(_)) => ("key_unavailable", None),
+            Self::Event(e) => ("invalid_event", Some(e.field)),
+            Self::Storage(_) => ("storage_unavailable", None),
+        };
+        match self.status_code() {
+            s if s.is_server_error() => tracing::error!(error = %self, "delivery not accepted; sender will retry"),
+            _ => tracing::warn!(error = %self, "delivery refused"),
+        }
+        let message = match self {
+            // Storage internals are for the log, not for the sender.
+            Self::Storage(_) => "the delivery could not be stored; retry later".to_owned(),
+            other => other.to_string(),
+        };
+        let mut response = HttpResponse::build(self.status_code());
+        if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
+            response.insert_header(("Retry-After", "5"));
+        }
+        response.json(serde_json::json!({"error": code, "field": field, "message": message}))
+    }
+}

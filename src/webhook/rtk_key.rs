@@ -1,0 +1,120 @@
+//! RealtimeKit's RSA public key: given in the configuration, or fetched from the well-known URL
+//! on first need and cached. When a signature fails with a fetched key, the key is fetched once
+//! more (at most once a minute) in case RealtimeKit rotated it. Start-up never waits for it.
+
+use crate::config::{unescape_pem, RsaKeySource};
+use rsa::pkcs1::DecodeRsaPublicKey;
+use rsa::pkcs8::DecodePublicKey;
+use rsa::RsaPublicKey;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+const REFETCH_INTERVAL: Duration = Duration::from_secs(60);
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Parses an SPKI (`BEGIN PUBLIC KEY`) or PKCS#1 (`BEGIN RSA PUBLIC KEY`) PEM.
+pub fn parse_rsa_public_key(pem: &str) -> Result<RsaPublicKey, String> {
+    let pem = unescape_pem(pem);
+    RsaPublicKey::from_public_key_pem(&pem)
+        .or_else(|_| RsaPublicKey::from_pkcs1_pem(&pem))
+        .map_err(|e| format!("not an RSA public key in PEM form: {e}"))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("the RealtimeKit public key could not be fetched from {url}: {reason}")]
+    Unavailable { url: String, reason: String },
+}
+
+pub struct RsaKeyStore {
+    source: RsaKeySource,
+    current: RwLock<Option<Arc<RsaPublicKey>>>,
+    fetching: tokio::sync::Mutex<()>,
+    last_fetch: Mutex<Option<Instant>>,
+    client: reqwest::Client,
+}
+
+impl RsaKeyStore {
+    pub fn new(source: RsaKeySource) -> Result<Self, String> {
+        let current = match &source {
+            RsaKeySource::Pem(pem) => Some(Arc::new(parse_rsa_public_key(pem)?)),
+            RsaKeySource::Url(_) => None,
+        };
+        let client = reqwest::Client::builder().timeout(FETCH_TIMEOUT).build().map_err(|e| e.to_string())?;
+        Ok(Self {
+            source,
+            current: RwLock::new(current),
+            fetching: tokio::sync::Mutex::new(()),
+            last_fetch: Mutex::new(None),
+            client,
+        })
+    }
+
+    /// Fetches the key in the background if it is not known yet, so the first delivery rarely
+    /// waits. Failure is only logged: the next delivery tries again.
+    pub fn prefetch(self: &Arc<Self>) {
+        if self.cached().is_none() {
+            let store = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.key().await {
+                    tracing::warn!(error = %e, "prefetching the RealtimeKit public key failed; will retry on first delivery");
+                }
+            });
+        }
+    }
+
+    fn cached(&self) -> Option<Arc<RsaPublicKey>> {
+        self.current.read().expect("key lock").clone()
+    }
+
+    /// The key, fetching it if it is not known yet.
+    pub async fn key(&self) -> Result<Arc<RsaPublicKey>, KeyError> {
+        if let Some(key) = self.cached() {
+            return Ok(key);
+        }
+        let _guard = self.fetching.lock().await;
+        if let Some(key) = self.cached() {
+            return Ok(key);
+        }
+        self.fetch().await
+    }
+
+    /// After a failed verification: a possibly rotated key, or `None` when the key is fixed by
+    /// configuration, was fetched less than a minute ago, or did not change.
+    pub async fn refreshed_key(&self, failed: &Arc<RsaPublicKey>) -> Option<Arc<RsaPublicKey>> {
+        if matches!(self.source, RsaKeySource::Pem(_)) {
+            return None;
+        }
+        let _guard = self.fetching.lock().await;
+        if let Some(current) = self.cached().filter(|c| !Arc::ptr_eq(c, failed)) {
+            return Some(current);
+        }
+        let recent = self.last_fetch.lock().expect("fetch lock").is_some_and(|t| t.elapsed() < REFETCH_INTERVAL);
+        if recent {
+            return None;
+        }
+        let key = self.fetch().await.ok()?;
+        (*key != **failed).then_some(key)
+    }
+
+    async fn fetch(&self) -> Result<Arc<RsaPublicKey>, KeyError> {
+        let RsaKeySource::Url(url) = &self.source else {
+            unreachable!("a configured key is always cached");
+        };
+        *self.last_fetch.lock().expect("fetch lock") = Some(Instant::now());
+        let unavailable = |reason: String| KeyError::Unavailable { url: url.clone(), reason };
+        let response = self.client.get(url).send().await.map_err(|e| unavailable(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(unavailable(format!("HTTP {}", response.status())));
+        }
+        let body: serde_json::Value = response.json().await.map_err(|e| unavailable(e.to_string()))?;
+        let pem = body
+            .pointer("/data/publicKey")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| unavailable("no data.publicKey in the answer".into()))?;
+        let key = Arc::new(parse_rsa_public_key(pem).map_err(unavailable)?);
+        *self.current.write().expect("key lock") = Some(key.clone());
+        tracing::info!(url = %url, "RealtimeKit public key fetched");
+        Ok(key)
+    }
+}

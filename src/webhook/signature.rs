@@ -1,0 +1,158 @@
+//! Deciding whether a delivery really comes from RealtimeKit (or a relay holding a shared
+//! secret). Always over the raw body bytes as received, never a re-serialisation.
+
+use super::rtk_key::{KeyError, RsaKeyStore};
+use super::standard_webhooks::{verify_hmac, HmacError};
+use crate::config::VerifySettings;
+use base64::Engine;
+use rsa::pkcs1v15::{Signature, VerifyingKey};
+use rsa::signature::Verifier as _;
+use rsa::RsaPublicKey;
+use secrecy::ExposeSecret;
+use sha2::Sha256;
+use std::sync::Arc;
+
+/// The headers verification looks at, lifted out of the HTTP request by the handler.
+#[derive(Debug, Default, Clone)]
+pub struct DeliveryHeaders {
+    pub rtk_signature: Option<String>,
+    pub rtk_uuid: Option<String>,
+    pub dyte_signature: Option<String>,
+    pub dyte_uuid: Option<String>,
+    pub webhook_id: Option<String>,
+    pub webhook_timestamp: Option<String>,
+    pub webhook_signature: Option<String>,
+}
+
+impl DeliveryHeaders {
+    /// The sender's id for this delivery, used for de-duplication.
+    pub fn delivery_id(&self) -> Option<String> {
+        [&self.rtk_uuid, &self.dyte_uuid, &self.webhook_id]
+            .into_iter()
+            .flatten()
+            .map(|s| s.trim())
+            .find(|s| !s.is_empty())
+            .map(str::to_owned)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    RtkRsa,
+    DyteRsa,
+    Hmac,
+    Insecure,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RtkRsa => "rtk-rsa",
+            Self::DyteRsa => "dyte-rsa",
+            Self::Hmac => "hmac",
+            Self::Insecure => "insecure",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("no signature header: send rtk-signature, dyte-signature or webhook-signature")]
+    Missing,
+    #[error("{header}: {reason}")]
+    Rejected { header: &'static str, reason: String },
+    /// The key could not be obtained: the sender should retry (503), not give up (401).
+    #[error("{0}")]
+    KeyUnavailable(#[from] KeyError),
+}
+
+pub struct Verifier {
+    rsa: Arc<RsaKeyStore>,
+    hmac_keys: Vec<Vec<u8>>,
+    insecure: bool,
+}
+
+impl Verifier {
+    pub fn new(settings: &VerifySettings) -> Result<Self, String> {
+        let hmac_keys = settings
+            .hmac_keys
+            .iter()
+            .map(|k| base64::engine::general_purpose::STANDARD.decode(k.expose_secret()).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            rsa: Arc::new(RsaKeyStore::new(settings.rsa_key.clone())?),
+            hmac_keys,
+            insecure: settings.insecure_skip_verify,
+        })
+    }
+
+    pub fn prefetch_key(&self) {
+        self.rsa.prefetch();
+    }
+
+    /// Accepts the delivery when any configured scheme whose header is present verifies it.
+    pub async fn verify(&self, headers: &DeliveryHeaders, body: &[u8]) -> Result<Scheme, VerifyError> {
+        if self.insecure {
+            tracing::warn!("signature NOT verified: --insecure-skip-verify is on");
+            return Ok(Scheme::Insecure);
+        }
+        let mut first_error = None;
+        if let (Some(signature), false) = (&headers.webhook_signature, self.hmac_keys.is_empty()) {
+            let now = chrono::Utc::now().timestamp();
+            match verify_hmac(
+                &self.hmac_keys,
+                headers.webhook_id.as_deref(),
+                headers.webhook_timestamp.as_deref(),
+                signature,
+                body,
+                now,
+            ) {
+                Ok(()) => return Ok(Scheme::Hmac),
+                Err(e) => first_error = Some(hmac_rejection(e)),
+            }
+        }
+        for (header, value, scheme) in [
+            ("rtk-signature", &headers.rtk_signature, Scheme::RtkRsa),
+            ("dyte-signature", &headers.dyte_signature, Scheme::DyteRsa),
+        ] {
+            let Some(value) = value else { continue };
+            match self.verify_rsa(header, value, body).await {
+                Ok(()) => return Ok(scheme),
+                Err(e @ VerifyError::KeyUnavailable(_)) => return Err(e),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.unwrap_or(VerifyError::Missing))
+    }
+
+    async fn verify_rsa(&self, header: &'static str, value: &str, body: &[u8]) -> Result<(), VerifyError> {
+        let rejected = |reason: &str| VerifyError::Rejected { header, reason: reason.to_owned() };
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(value.trim())
+            .map_err(|_| rejected("not base64"))?;
+        let signature = Signature::try_from(bytes.as_slice()).map_err(|_| rejected("malformed signature"))?;
+        let key = self.rsa.key().await?;
+        if rsa_matches(&key, body, &signature) {
+            return Ok(());
+        }
+        match self.rsa.refreshed_key(&key).await {
+            Some(rotated) if rsa_matches(&rotated, body, &signature) => Ok(()),
+            _ => Err(rejected("signature does not match the body")),
+        }
+    }
+}
+
+fn rsa_matches(key: &RsaPublicKey, body: &[u8], signature: &Signature) -> bool {
+    VerifyingKey::<Sha256>::new(key.clone()).verify(body, signature).is_ok()
+}
+
+fn hmac_rejection(e: HmacError) -> VerifyError {
+    let header = match e {
+        HmacError::MissingId => "webhook-id",
+        HmacError::BadTimestamp | HmacError::OutsideTolerance => "webhook-timestamp",
+        HmacError::NoSignature | HmacError::Mismatch => "webhook-signature",
+    };
+    VerifyError::Rejected { header, reason: e.to_string() }
+}
