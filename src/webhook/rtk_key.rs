@@ -30,7 +30,8 @@ pub struct RsaKeyStore {
     source: RsaKeySource,
     current: RwLock<Option<Arc<RsaPublicKey>>>,
     fetching: tokio::sync::Mutex<()>,
-    last_fetch: Mutex<Option<Instant>>,
+    /// When a failed signature last caused a re-fetch; such re-fetches are rate-limited.
+    last_refetch: Mutex<Option<Instant>>,
     client: reqwest::Client,
 }
 
@@ -45,7 +46,7 @@ impl RsaKeyStore {
             source,
             current: RwLock::new(current),
             fetching: tokio::sync::Mutex::new(()),
-            last_fetch: Mutex::new(None),
+            last_refetch: Mutex::new(None),
             client,
         })
     }
@@ -89,9 +90,12 @@ impl RsaKeyStore {
         if let Some(current) = self.cached().filter(|c| !Arc::ptr_eq(c, failed)) {
             return Some(current);
         }
-        let recent = self.last_fetch.lock().expect("fetch lock").is_some_and(|t| t.elapsed() < REFETCH_INTERVAL);
-        if recent {
-            return None;
+        {
+            let mut last = self.last_refetch.lock().expect("refetch lock");
+            if last.is_some_and(|t| t.elapsed() < REFETCH_INTERVAL) {
+                return None;
+            }
+            *last = Some(Instant::now());
         }
         let key = self.fetch().await.ok()?;
         (*key != **failed).then_some(key)
@@ -101,7 +105,6 @@ impl RsaKeyStore {
         let RsaKeySource::Url(url) = &self.source else {
             unreachable!("a configured key is always cached");
         };
-        *self.last_fetch.lock().expect("fetch lock") = Some(Instant::now());
         let unavailable = |reason: String| KeyError::Unavailable { url: url.clone(), reason };
         let response = self.client.get(url).send().await.map_err(|e| unavailable(e.to_string()))?;
         if !response.status().is_success() {

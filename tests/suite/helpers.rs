@@ -1,0 +1,362 @@
+#![allow(dead_code)]
+
+use base64::Engine;
+use chatsink::config::Cli;
+use chatsink::startup::Application;
+use rsa::pkcs1v15::SigningKey;
+use rsa::pkcs8::{EncodePublicKey, LineEnding};
+use rsa::signature::{SignatureEncoding, Signer};
+use rsa::{RsaPrivateKey, RsaPublicKey};
+use rusqlite::Connection;
+use sha2::Sha256;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const HMAC_KEY: &[u8] = b"chatsink-test-hmac-key-0123456789";
+pub const HMAC_KEY_2: &[u8] = b"second-rotated-key-abcdefghijklmn";
+pub const READ_TOKEN: &str = "test-read-token-0123456789abcdef";
+
+/// One RSA key pair per test binary (generation is the slow part), plus a second, wrong one.
+pub fn rsa_keys() -> &'static (RsaPrivateKey, RsaPrivateKey) {
+    static KEYS: OnceLock<(RsaPrivateKey, RsaPrivateKey)> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let mut rng = rand::thread_rng();
+        (RsaPrivateKey::new(&mut rng, 2048).unwrap(), RsaPrivateKey::new(&mut rng, 2048).unwrap())
+    })
+}
+
+pub fn public_pem(key: &RsaPrivateKey) -> String {
+    RsaPublicKey::from(key).to_public_key_pem(LineEnding::LF).unwrap()
+}
+
+/// Signs like RealtimeKit: base64 RSASSA-PKCS1-v1_5 SHA-256 over the raw body.
+pub fn rtk_sign(key: &RsaPrivateKey, body: &[u8]) -> String {
+    let signature = SigningKey::<Sha256>::new(key.clone()).sign(body);
+    base64::engine::general_purpose::STANDARD.encode(signature.to_bytes())
+}
+
+pub fn whsec(key: &[u8]) -> String {
+    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(key))
+}
+
+pub fn now_secs() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub db_path: PathBuf,
+    pub data_dir: PathBuf,
+    pub dir: tempfile::TempDir,
+    pub client: reqwest::Client,
+    pub server: tokio::task::JoinHandle<()>,
+}
+
+/// Extra `serve` flags per test; the defaults point at a temp dir with a test RSA key and HMAC
+/// secret, downloads allowed from loopback over http.
+#[derive(Default, Clone)]
+pub struct AppOptions {
+    pub args: Vec<String>,
+    pub allow_hosts: Option<String>,
+    pub dir: Option<PathBuf>,
+}
+
+impl AppOptions {
+    pub fn arg(mut self, flag: &str, value: &str) -> Self {
+        self.args.push(flag.into());
+        self.args.push(value.into());
+        self
+    }
+    pub fn allow_hosts(mut self, hosts: &str) -> Self {
+        self.allow_hosts = Some(hosts.into());
+        self
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let base = options.dir.clone().unwrap_or_else(|| dir.path().to_owned());
+    let db_path = base.join("chatsink.db");
+    let data_dir = base.join("data");
+    let key_path = dir.path().join("rtk.pem");
+    std::fs::write(&key_path, public_pem(&rsa_keys().0)).unwrap();
+    let mut args: Vec<String> = vec![
+        "chatsink".into(),
+        "serve".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--database".into(),
+        db_path.display().to_string(),
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+        "--rtk-public-key-file".into(),
+        key_path.display().to_string(),
+        "--hmac-secrets".into(),
+        whsec(HMAC_KEY),
+        "--read-tokens".into(),
+        READ_TOKEN.into(),
+        "--download-allow-hosts".into(),
+        options.allow_hosts.clone().unwrap_or_else(|| "127.0.0.1".into()),
+        "--download-allow-http".into(),
+        "true".into(),
+        "--job-backoff-base-ms".into(),
+        "50".into(),
+        "--download-read-timeout-secs".into(),
+        "3".into(),
+    ];
+    args.extend(options.args.iter().cloned());
+    let cli = <Cli as clap::Parser>::try_parse_from(&args).expect("valid test arguments");
+    let chatsink::config::Command::Serve(serve) = cli.command else { unreachable!() };
+    let settings = serve.settings().expect("valid test settings");
+    let app = Application::build(settings).await.expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let server = tokio::spawn(async move {
+        let _ = app.run_until_stopped().await;
+    });
+    TestApp { address, db_path, data_dir, dir, client: reqwest::Client::new(), server }
+}
+
+impl TestApp {
+    pub fn db(&self) -> Connection {
+        let conn = Connection::open(&self.db_path).unwrap();
+        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+        conn
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.db().query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    pub async fn post_webhook(&self, body: &[u8], headers: &[(&str, String)]) -> reqwest::Response {
+        let mut request = self.client.post(format!("{}/webhooks/realtimekit", self.address)).body(body.to_vec());
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// A delivery signed with the RealtimeKit key, with a fresh `rtk-uuid`.
+    pub async fn post_rtk(&self, body: &[u8]) -> reqwest::Response {
+        self.post_rtk_with_id(body, &uuid::Uuid::new_v4().to_string()).await
+    }
+
+    pub async fn post_rtk_with_id(&self, body: &[u8], id: &str) -> reqwest::Response {
+        let signature = rtk_sign(&rsa_keys().0, body);
+        self.post_webhook(body, &[("rtk-signature", signature), ("rtk-uuid", id.to_owned())]).await
+    }
+
+    pub async fn post_hmac(&self, body: &[u8], key: &[u8], timestamp: i64) -> reqwest::Response {
+        let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+        let signature = chatsink::webhook::sign_hmac(key, &id, timestamp, body);
+        self.post_webhook(
+            body,
+            &[("webhook-id", id), ("webhook-timestamp", timestamp.to_string()), ("webhook-signature", signature)],
+        )
+        .await
+    }
+
+    pub async fn get(&self, path_and_query: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{}", self.address, path_and_query))
+            .bearer_auth(READ_TOKEN)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Waits until every job is done or dead (or the timeout passes) and returns the states.
+    pub async fn wait_for_jobs(&self, timeout: Duration) -> Vec<(i64, String, Option<String>)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let jobs = self.jobs();
+            let settled = jobs.iter().all(|(_, s, _)| s == "done" || s == "dead");
+            if (settled && !jobs.is_empty()) || Instant::now() > deadline {
+                return jobs;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn jobs(&self) -> Vec<(i64, String, Option<String>)> {
+        let conn = self.db();
+        let mut stmt = conn.prepare("SELECT id, state, last_error FROM jobs ORDER BY id").unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
+    }
+}
+
+/// A `meeting.chatSynced` body as RealtimeKit sends it.
+pub fn chat_synced(session: &str, url: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "event": "meeting.chatSynced",
+        "sessionId": session,
+        "meetingId": format!("meeting-of-{session}"),
+        "title": "Weekly sync",
+        "chatDownloadUrl": url,
+        "chatDownloadUrlExpiry": "2099-06-10T10:30:00.000Z",
+        "createdAt": "2026-06-03T10:00:00.000Z",
+        "startedAt": "2026-06-03T10:00:05.000Z",
+        "endedAt": "2026-06-03T11:00:00.000Z",
+        "organizedBy": {"id": "org-1", "name": "Example organization"}
+    }))
+    .unwrap()
+}
+
+pub const DUMP_HEADER: &str = "id,participantId,sessionId,meetingId,displayName,pinned,isEdited,payloadType,payload,createdAt";
+
+/// One row of a dump, CSV-quoted.
+pub fn csv_row(fields: &[&str]) -> String {
+    let mut writer = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::new());
+    writer.write_record(fields).unwrap();
+    String::from_utf8(writer.into_inner().unwrap()).unwrap()
+}
+
+/// A dump of `n` text messages for `session`, `i`-th from `user-{i % 3}`.
+pub fn simple_dump(session: &str, n: usize) -> Vec<u8> {
+    let mut out = format!("{DUMP_HEADER}\r\n");
+    for i in 0..n {
+        let id = format!("{session}-m{i}");
+        let user = format!("user-{}", i % 3);
+        let text = format!("message {i}, with a comma");
+        let time = chatsink::domain::Timestamp::from_millis(1_780_480_800_000 + i as i64 * 1000).to_rfc3339();
+        out.push_str(&csv_row(&[&id, &user, session, "meeting-1", "Ann", "false", "false", "TEXT_MESSAGE", &text, &time]));
+    }
+    out.into_bytes()
+}
+
+// ---------------------------------------------------------------------------------------------
+// A scripted HTTP/1.1 server on loopback, standing in for S3 and the Chat Replay API. It speaks
+// raw HTTP over TCP so tests can also cut a body short or count bare connections.
+
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// 200 with this body.
+    Body(Vec<u8>),
+    /// Any status with a body and extra headers.
+    Status(u16, Vec<u8>, Vec<(String, String)>),
+    /// Declares `declared` bytes, sends `body`, then closes the connection.
+    CutShort { body: Vec<u8>, declared: usize },
+    /// 302 to this location.
+    Redirect(String),
+    /// Sends the body in chunks with a pause between them.
+    Slow { body: Vec<u8>, chunk: usize, pause: Duration },
+    /// A gzip-encoded body.
+    Gzip(Vec<u8>),
+}
+
+#[derive(Default)]
+struct FakeState {
+    routes: HashMap<String, VecDeque<Reply>>,
+    connections: usize,
+    requests: Vec<(String, Option<String>)>,
+}
+
+#[derive(Clone)]
+pub struct FakeServer {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<FakeState>>,
+}
+
+impl FakeServer {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(FakeState::default()));
+        let shared = state.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                shared.lock().unwrap().connections += 1;
+                tokio::spawn(serve_connection(socket, shared.clone()));
+            }
+        });
+        Self { addr, state }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Queues replies for a path; the last one repeats.
+    pub fn route(&self, path: &str, replies: Vec<Reply>) {
+        self.state.lock().unwrap().routes.insert(path.to_owned(), replies.into());
+    }
+
+    pub fn connections(&self) -> usize {
+        self.state.lock().unwrap().connections
+    }
+
+    pub fn requests(&self, path: &str) -> usize {
+        self.state.lock().unwrap().requests.iter().filter(|(p, _)| p == path).count()
+    }
+
+    pub fn authorization(&self, path: &str) -> Option<String> {
+        self.state.lock().unwrap().requests.iter().rev().find(|(p, _)| p == path).and_then(|(_, a)| a.clone())
+    }
+}
+
+async fn serve_connection(mut socket: tokio::net::TcpStream, state: Arc<Mutex<FakeState>>) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match socket.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&head).to_string();
+    let path = text.split_whitespace().nth(1).unwrap_or("/").split('?').next().unwrap_or("/").to_owned();
+    let authorization = text
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+        .map(|l| l.split_once(':').unwrap().1.trim().to_owned());
+    let reply = {
+        let mut state = state.lock().unwrap();
+        state.requests.push((path.clone(), authorization));
+        match state.routes.get_mut(&path) {
+            Some(queue) if queue.len() > 1 => queue.pop_front(),
+            Some(queue) => queue.front().cloned(),
+            None => None,
+        }
+    };
+    let reply = reply.unwrap_or(Reply::Status(404, b"not found".to_vec(), vec![]));
+    let head = |status: u16, len: usize, extra: &[(String, String)]| {
+        let mut h = format!("HTTP/1.1 {status} X\r\nContent-Length: {len}\r\nConnection: close\r\n");
+        for (k, v) in extra {
+            h.push_str(&format!("{k}: {v}\r\n"));
+        }
+        h.push_str("\r\n");
+        h.into_bytes()
+    };
+    let _ = match reply {
+        Reply::Body(body) => socket.write_all(&[head(200, body.len(), &[]), body].concat()).await,
+        Reply::Status(status, body, headers) => socket.write_all(&[head(status, body.len(), &headers), body].concat()).await,
+        Reply::CutShort { body, declared } => socket.write_all(&[head(200, declared, &[]), body].concat()).await,
+        Reply::Redirect(location) => socket.write_all(&head(302, 0, &[("Location".into(), location)])).await,
+        Reply::Gzip(body) => {
+            use std::io::Write;
+            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            encoder.write_all(&body).unwrap();
+            let gz = encoder.finish().unwrap();
+            socket.write_all(&[head(200, gz.len(), &[("Content-Encoding".into(), "gzip".into())]), gz].concat()).await
+        }
+        Reply::Slow { body, chunk, pause } => {
+            let mut result = socket.write_all(&head(200, body.len(), &[])).await;
+            for part in body.chunks(chunk.max(1)) {
+                if result.is_err() {
+                    break;
+                }
+                tokio::time::sleep(pause).await;
+                result = socket.write_all(part).await;
+            }
+            result
+        }
+    };
+    let _ = socket.shutdown().await;
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the real app on a random loopback port, a temp database, real signatures,
+//! and real HTTP servers on 127.0.0.1 playing S3 and the Chat Replay API.
+
+mod helpers;
+
+mod faults;
+mod ingest;
+mod receive;
