@@ -7,7 +7,9 @@
 use crate::domain::{parse_bool, ChatMessage, MessageKind, SessionId, Timestamp};
 use crate::store::{LoadRow, RejectedRow};
 use csv::ByteRecord;
+use std::collections::VecDeque;
 use std::io::Read;
+use std::sync::{Arc, Mutex};
 
 /// The dump's columns (FACTS.md), in the order [`Columns`] keeps their positions.
 pub const REQUIRED_COLUMNS: [&str; 10] =
@@ -44,7 +46,8 @@ impl DumpError {
 /// Streams a dump's rows as [`LoadRow`]s. A read error ends the iteration and is kept in
 /// [`DumpReader::error`]: the caller must then discard what it loaded.
 pub struct DumpReader<R: Read> {
-    reader: csv::Reader<R>,
+    reader: csv::Reader<CountLines<R>>,
+    lines: Arc<Mutex<NewlineIndex>>,
     columns: [usize; REQUIRED_COLUMNS.len()],
     field_count: usize,
     record: ByteRecord,
@@ -53,7 +56,9 @@ pub struct DumpReader<R: Read> {
 
 impl<R: Read> DumpReader<R> {
     pub fn new(input: R) -> Result<Self, DumpError> {
-        let mut reader = csv::ReaderBuilder::new().flexible(true).has_headers(true).from_reader(input);
+        let lines = Arc::new(Mutex::new(NewlineIndex::default()));
+        let counted = CountLines { inner: input, read: 0, index: lines.clone() };
+        let mut reader = csv::ReaderBuilder::new().flexible(true).has_headers(true).from_reader(counted);
         let headers = reader.byte_headers()?.clone();
         if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
             return Err(DumpError::Empty);
@@ -77,7 +82,7 @@ impl<R: Read> DumpReader<R> {
         if !missing.is_empty() {
             return Err(DumpError::MissingColumns(missing));
         }
-        Ok(Self { reader, columns, field_count: headers.len(), record: ByteRecord::new(), error: None })
+        Ok(Self { reader, lines, columns, field_count: headers.len(), record: ByteRecord::new(), error: None })
     }
 
     /// The read error that ended the iteration early, if any.
@@ -87,7 +92,8 @@ impl<R: Read> DumpReader<R> {
 
     fn parse_record(&self) -> LoadRow {
         let record = &self.record;
-        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        let start = record.position().map(|p| p.byte()).unwrap_or(0);
+        let line = self.lines.lock().expect("line index").line_of(start);
         let reject = |reason: String| {
             let session_id =
                 record.get(self.columns[SESSION]).and_then(|b| std::str::from_utf8(b).ok()).map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
@@ -161,6 +167,46 @@ impl<R: Read> Iterator for DumpReader<R> {
     }
 }
 
+/// Counts newlines as the CSV reader pulls bytes, so a row's line number is exact. (The csv
+/// crate's own `Position::line` runs one low after a CRLF terminator, which dumps use.)
+struct CountLines<R> {
+    inner: R,
+    read: u64,
+    index: Arc<Mutex<NewlineIndex>>,
+}
+
+/// Offsets of newlines read but not yet passed by a row start, plus how many were passed.
+#[derive(Default)]
+struct NewlineIndex {
+    passed: u64,
+    ahead: VecDeque<u64>,
+}
+
+impl NewlineIndex {
+    /// 1-based line of a row starting at byte `start`. The csv reader may report a row's start
+    /// at the `\n` of the CRLF before it, so newlines at `start` itself count as before the row.
+    /// Row starts only grow, so passed newlines are dropped and memory stays small.
+    fn line_of(&mut self, start: u64) -> u64 {
+        while self.ahead.front().is_some_and(|&offset| offset <= start) {
+            self.ahead.pop_front();
+            self.passed += 1;
+        }
+        self.passed + 1
+    }
+}
+
+impl<R: Read> Read for CountLines<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            let mut index = self.index.lock().expect("line index");
+            index.ahead.extend(memchr::memchr_iter(b'\n', &buf[..n]).map(|i| self.read + i as u64));
+            self.read += n as u64;
+        }
+        Ok(n)
+    }
+}
+
 /// The row re-encoded as one CSV record: every field's bytes exactly as read.
 fn raw_bytes(record: &ByteRecord) -> Vec<u8> {
     let mut writer = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
@@ -231,6 +277,24 @@ mod tests {
         assert_eq!(reasons[1], (3, "bad time in createdAt: 'not-a-time'".into()));
         assert_eq!(reasons[2], (4, "expected 10 fields, found 3".into()));
         assert_eq!(reasons[3], (5, "empty id".into()));
+    }
+
+    #[test]
+    fn line_numbers_are_exact_with_crlf_lf_and_multiline_fields() {
+        let csv = format!(
+            "{}\r\nm1,u,s,mt,A,x,0,TEXT_MESSAGE,x,2026-06-03T10:00:00Z\r\n\
+             m2,u,s,mt,A,0,0,TEXT_MESSAGE,\"two\r\nlines\",bad\n\
+             m3,u,s,mt,A,0,0,TEXT_MESSAGE,x,bad\r\n",
+            HEADER.trim_end()
+        );
+        let lines: Vec<u64> = rows(&csv)
+            .into_iter()
+            .map(|r| match r {
+                LoadRow::Rejected(r) => r.line,
+                LoadRow::Message(m) => panic!("{m:?}"),
+            })
+            .collect();
+        assert_eq!(lines, vec![2, 3, 5]);
     }
 
     #[test]
