@@ -26,7 +26,9 @@ pub fn run(command: Command) -> ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -43,8 +45,12 @@ fn ingest_command(args: IngestArgs) -> anyhow::Result<ExitCode> {
         .map(SessionId::parse)
         .transpose()
         .map_err(|e| anyhow::anyhow!("--session {e}"))?;
-    let db = Database::open(&args.storage.database)
-        .with_context(|| format!("cannot open the database {}", args.storage.database.display()))?;
+    let db = Database::open(&args.storage.database).with_context(|| {
+        format!(
+            "cannot open the database {}",
+            args.storage.database.display()
+        )
+    })?;
     let started = std::time::Instant::now();
     let results = ingest::ingest_file(&db, &args.file, session.as_ref(), |session, report| {
         tracing::info!(session_id = %session, rows_loaded = report.rows_loaded, rows_rejected = report.rows_rejected, "session loaded");
@@ -78,25 +84,52 @@ async fn reprocess_command(args: ReprocessArgs) -> anyhow::Result<ExitCode> {
     } else {
         ReprocessSelector::All
     };
-    let db = Database::open(&args.storage.database)
-        .with_context(|| format!("cannot open the database {}", args.storage.database.display()))?;
-    let ctx = IngestContext::new(db, args.storage.data_dir.clone(), &args.download.settings()?, args.jobs.settings()?)?;
+    let db = Database::open(&args.storage.database).with_context(|| {
+        format!(
+            "cannot open the database {}",
+            args.storage.database.display()
+        )
+    })?;
+    let ctx = IngestContext::new(
+        db,
+        args.storage.data_dir.clone(),
+        &args.download.settings()?,
+        args.jobs.settings()?,
+    )?;
     let outcomes = ingest::reprocess(&ctx, &selector, |o| match &o.result {
-        Ok(r) => println!("{}\tok\t{} loaded, {} rejected", o.session_id, r.rows_loaded, r.rows_rejected),
+        Ok(r) => println!(
+            "{}\tok\t{} loaded, {} rejected",
+            o.session_id, r.rows_loaded, r.rows_rejected
+        ),
         Err(e) => println!("{}\tfailed\t{e}", o.session_id),
     })
     .await?;
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
-    println!("reprocessed {} session(s): {} ok, {failed} failed", outcomes.len(), outcomes.len() - failed);
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    println!(
+        "reprocessed {} session(s): {} ok, {failed} failed",
+        outcomes.len(),
+        outcomes.len() - failed
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn jobs_command(args: JobsArgs) -> anyhow::Result<ExitCode> {
-    let db = Database::open(&args.storage.database)
-        .with_context(|| format!("cannot open the database {}", args.storage.database.display()))?;
+    let db = Database::open(&args.storage.database).with_context(|| {
+        format!(
+            "cannot open the database {}",
+            args.storage.database.display()
+        )
+    })?;
     let state = args.state.as_deref().and_then(JobState::parse);
     let list = jobs::list_jobs(&*db.conn()?, state, args.limit)?;
-    println!("{:>6}  {:<9}  {:<8}  {:>8}  {:<24}  {:<36}  last error", "id", "kind", "state", "attempts", "updated", "session");
+    println!(
+        "{:>6}  {:<9}  {:<8}  {:>8}  {:<24}  {:<36}  last error",
+        "id", "kind", "state", "attempts", "updated", "session"
+    );
     for job in list {
         let kind = match job.kind {
             crate::store::JobKind::Delivery => "delivery",

@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub const RTK_PUBLIC_KEY_URL: &str = "https://api.realtime.cloudflare.com/.well-known/webhooks.json";
+pub const RTK_PUBLIC_KEY_URL: &str =
+    "https://api.realtime.cloudflare.com/.well-known/webhooks.json";
 pub const RTK_API_BASE: &str = "https://api.cloudflare.com/client/v4";
 pub const DYTE_API_BASE: &str = "https://api.dyte.io/v2";
 pub const DEFAULT_ALLOW_HOSTS: &str = "*.amazonaws.com,*.cloudflarestorage.com,*.r2.dev";
@@ -16,7 +17,13 @@ pub const DEFAULT_ALLOW_HOSTS: &str = "*.amazonaws.com,*.cloudflarestorage.com,*
 #[command(name = "chatsink", version, about = "Archive and query Cloudflare RealtimeKit meeting chat", long_about = None)]
 pub struct Cli {
     /// Log format: human-readable `pretty` or one JSON object per line.
-    #[arg(long, global = true, env = "CHATSINK_LOG_FORMAT", value_enum, default_value = "pretty")]
+    #[arg(
+        long,
+        global = true,
+        env = "CHATSINK_LOG_FORMAT",
+        value_enum,
+        default_value = "pretty"
+    )]
     pub log_format: LogFormat,
 
     #[command(subcommand)]
@@ -64,10 +71,18 @@ pub struct DownloadArgs {
     #[arg(long, env = "CHATSINK_DOWNLOAD_MAX_BYTES", default_value_t = 512 * 1024 * 1024)]
     pub download_max_bytes: u64,
     /// Connect timeout for downloads and API calls, in seconds.
-    #[arg(long, env = "CHATSINK_DOWNLOAD_CONNECT_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(
+        long,
+        env = "CHATSINK_DOWNLOAD_CONNECT_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
     pub download_connect_timeout_secs: u64,
     /// Read timeout (no bytes for this long) for downloads and API calls, in seconds.
-    #[arg(long, env = "CHATSINK_DOWNLOAD_READ_TIMEOUT_SECS", default_value_t = 30)]
+    #[arg(
+        long,
+        env = "CHATSINK_DOWNLOAD_READ_TIMEOUT_SECS",
+        default_value_t = 30
+    )]
     pub download_read_timeout_secs: u64,
     /// Chat Replay API base URL (Cloudflare).
     #[arg(long, env = "CHATSINK_RTK_API_BASE", default_value = RTK_API_BASE)]
@@ -116,7 +131,12 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub storage: StorageArgs,
     /// RealtimeKit RSA public key, SPKI PEM text (escaped `\n` accepted).
-    #[arg(long, env = "CHATSINK_RTK_PUBLIC_KEY", hide_env_values = true, conflicts_with = "rtk_public_key_file")]
+    #[arg(
+        long,
+        env = "CHATSINK_RTK_PUBLIC_KEY",
+        hide_env_values = true,
+        conflicts_with = "rtk_public_key_file"
+    )]
     pub rtk_public_key: Option<String>,
     /// Path to the RealtimeKit RSA public key (SPKI PEM).
     #[arg(long, env = "CHATSINK_RTK_PUBLIC_KEY_FILE")]
@@ -125,7 +145,12 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATSINK_RTK_PUBLIC_KEY_URL", default_value = RTK_PUBLIC_KEY_URL)]
     pub rtk_public_key_url: String,
     /// Standard Webhooks HMAC secrets, comma-separated `whsec_<base64>`; several allow rotation.
-    #[arg(long, env = "CHATSINK_HMAC_SECRETS", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long,
+        env = "CHATSINK_HMAC_SECRETS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub hmac_secrets: Vec<String>,
     /// Accept deliveries without checking any signature. Local experiments only.
     #[arg(long, env = "CHATSINK_INSECURE_SKIP_VERIFY", default_value_t = false)]
@@ -134,7 +159,12 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATSINK_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
     /// Bearer tokens for the `/v1` query API, comma-separated. Generated on first start if none.
-    #[arg(long, env = "CHATSINK_READ_TOKENS", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long,
+        env = "CHATSINK_READ_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub read_tokens: Vec<String>,
     /// Number of ingest workers.
     #[arg(long, env = "CHATSINK_WORKERS", default_value_t = 2)]
@@ -206,7 +236,10 @@ pub struct SettingsError {
 }
 
 fn invalid(setting: &'static str, message: impl Into<String>) -> SettingsError {
-    SettingsError { setting, message: message.into() }
+    SettingsError {
+        setting,
+        message: message.into(),
+    }
 }
 
 /// Where the RealtimeKit RSA public key comes from.
@@ -220,8 +253,17 @@ pub enum RsaKeySource {
 
 #[derive(Debug, Clone)]
 pub enum ReplayApiCredentials {
-    Cloudflare { base: String, account_id: String, app_id: String, token: SecretString },
-    Dyte { base: String, org_id: String, api_key: SecretString },
+    Cloudflare {
+        base: String,
+        account_id: String,
+        app_id: String,
+        token: SecretString,
+    },
+    Dyte {
+        base: String,
+        org_id: String,
+        api_key: SecretString,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -267,23 +309,40 @@ pub struct Settings {
 
 impl DownloadArgs {
     pub fn settings(&self) -> Result<DownloadSettings, SettingsError> {
-        let nonempty = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
-        let cloudflare = (nonempty(&self.rtk_account_id), nonempty(&self.rtk_app_id), nonempty(&self.rtk_api_token));
+        let nonempty = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let cloudflare = (
+            nonempty(&self.rtk_account_id),
+            nonempty(&self.rtk_app_id),
+            nonempty(&self.rtk_api_token),
+        );
         let replay_api = match cloudflare {
-            (Some(account_id), Some(app_id), Some(token)) => Some(ReplayApiCredentials::Cloudflare {
-                base: self.rtk_api_base.trim_end_matches('/').to_owned(),
-                account_id,
-                app_id,
-                token: SecretString::from(token),
-            }),
-            (None, None, None) => match (nonempty(&self.dyte_org_id), nonempty(&self.dyte_api_key)) {
+            (Some(account_id), Some(app_id), Some(token)) => {
+                Some(ReplayApiCredentials::Cloudflare {
+                    base: self.rtk_api_base.trim_end_matches('/').to_owned(),
+                    account_id,
+                    app_id,
+                    token: SecretString::from(token),
+                })
+            }
+            (None, None, None) => match (nonempty(&self.dyte_org_id), nonempty(&self.dyte_api_key))
+            {
                 (Some(org_id), Some(api_key)) => Some(ReplayApiCredentials::Dyte {
                     base: self.dyte_api_base.trim_end_matches('/').to_owned(),
                     org_id,
                     api_key: SecretString::from(api_key),
                 }),
                 (None, None) => None,
-                _ => return Err(invalid("CHATSINK_DYTE_ORG_ID/CHATSINK_DYTE_API_KEY", "set both or neither")),
+                _ => {
+                    return Err(invalid(
+                        "CHATSINK_DYTE_ORG_ID/CHATSINK_DYTE_API_KEY",
+                        "set both or neither",
+                    ))
+                }
             },
             _ => {
                 return Err(invalid(
@@ -292,11 +351,16 @@ impl DownloadArgs {
                 ))
             }
         };
-        let allow_hosts: Vec<String> =
-            self.download_allow_hosts.iter().map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect();
+        let allow_hosts: Vec<String> = self
+            .download_allow_hosts
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
         for pattern in &allow_hosts {
-            crate::ingest::HostPattern::parse(pattern)
-                .map_err(|e| invalid("CHATSINK_DOWNLOAD_ALLOW_HOSTS", format!("'{pattern}': {e}")))?;
+            crate::ingest::HostPattern::parse(pattern).map_err(|e| {
+                invalid("CHATSINK_DOWNLOAD_ALLOW_HOSTS", format!("'{pattern}': {e}"))
+            })?;
         }
         if self.download_max_bytes == 0 {
             return Err(invalid("CHATSINK_DOWNLOAD_MAX_BYTES", "must be above 0"));
@@ -333,8 +397,13 @@ impl JobArgs {
 /// inside the secret wrapper so it never prints).
 pub fn parse_hmac_secret(raw: &str) -> Result<Vec<u8>, String> {
     use base64::Engine;
-    let encoded = raw.trim().strip_prefix("whsec_").ok_or("must start with 'whsec_'")?;
-    let key = base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|e| format!("not base64 after 'whsec_': {e}"))?;
+    let encoded = raw
+        .trim()
+        .strip_prefix("whsec_")
+        .ok_or("must start with 'whsec_'")?;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|e| format!("not base64 after 'whsec_': {e}"))?;
     if key.is_empty() {
         return Err("is empty after 'whsec_'".into());
     }
@@ -343,32 +412,53 @@ pub fn parse_hmac_secret(raw: &str) -> Result<Vec<u8>, String> {
 
 /// RealtimeKit's key endpoint and env vars may carry the PEM with literal `\n` sequences.
 pub fn unescape_pem(text: &str) -> String {
-    text.replace("\\n", "\n").replace("\\r", "").trim().to_owned()
+    text.replace("\\n", "\n")
+        .replace("\\r", "")
+        .trim()
+        .to_owned()
 }
 
 impl ServeArgs {
     pub fn settings(&self) -> Result<Settings, SettingsError> {
         let rsa_key = if let Some(pem) = &self.rtk_public_key {
             let pem = unescape_pem(pem);
-            crate::webhook::parse_rsa_public_key(&pem).map_err(|e| invalid("CHATSINK_RTK_PUBLIC_KEY", e))?;
+            crate::webhook::parse_rsa_public_key(&pem)
+                .map_err(|e| invalid("CHATSINK_RTK_PUBLIC_KEY", e))?;
             RsaKeySource::Pem(pem)
         } else if let Some(path) = &self.rtk_public_key_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| invalid("CHATSINK_RTK_PUBLIC_KEY_FILE", format!("cannot read {}: {e}", path.display())))?;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                invalid(
+                    "CHATSINK_RTK_PUBLIC_KEY_FILE",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
             let pem = unescape_pem(&text);
-            crate::webhook::parse_rsa_public_key(&pem)
-                .map_err(|e| invalid("CHATSINK_RTK_PUBLIC_KEY_FILE", format!("{}: {e}", path.display())))?;
+            crate::webhook::parse_rsa_public_key(&pem).map_err(|e| {
+                invalid(
+                    "CHATSINK_RTK_PUBLIC_KEY_FILE",
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
             RsaKeySource::Pem(pem)
         } else {
             let url = self.rtk_public_key_url.trim();
-            url::Url::parse(url).map_err(|e| invalid("CHATSINK_RTK_PUBLIC_KEY_URL", e.to_string()))?;
+            url::Url::parse(url)
+                .map_err(|e| invalid("CHATSINK_RTK_PUBLIC_KEY_URL", e.to_string()))?;
             RsaKeySource::Url(url.to_owned())
         };
         let mut hmac_keys = Vec::new();
-        for (i, secret) in self.hmac_secrets.iter().filter(|s| !s.trim().is_empty()).enumerate() {
+        for (i, secret) in self
+            .hmac_secrets
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .enumerate()
+        {
             use base64::Engine;
-            let key = parse_hmac_secret(secret).map_err(|e| invalid("CHATSINK_HMAC_SECRETS", format!("secret #{}: {e}", i + 1)))?;
-            hmac_keys.push(SecretString::from(base64::engine::general_purpose::STANDARD.encode(key)));
+            let key = parse_hmac_secret(secret)
+                .map_err(|e| invalid("CHATSINK_HMAC_SECRETS", format!("secret #{}: {e}", i + 1)))?;
+            hmac_keys.push(SecretString::from(
+                base64::engine::general_purpose::STANDARD.encode(key),
+            ));
         }
         if self.max_body_bytes == 0 {
             return Err(invalid("CHATSINK_MAX_BODY_BYTES", "must be above 0"));
@@ -384,13 +474,20 @@ impl ServeArgs {
             .map(|t| SecretString::from(t.to_owned()))
             .collect();
         if read_tokens.iter().any(|t| t.expose_secret().len() < 16) {
-            return Err(invalid("CHATSINK_READ_TOKENS", "each token must be at least 16 characters"));
+            return Err(invalid(
+                "CHATSINK_READ_TOKENS",
+                "each token must be at least 16 characters",
+            ));
         }
         Ok(Settings {
             listen: self.listen,
             database: self.storage.database.clone(),
             data_dir: self.storage.data_dir.clone(),
-            verify: VerifySettings { rsa_key, hmac_keys, insecure_skip_verify: self.insecure_skip_verify },
+            verify: VerifySettings {
+                rsa_key,
+                hmac_keys,
+                insecure_skip_verify: self.insecure_skip_verify,
+            },
             max_body_bytes: self.max_body_bytes,
             read_tokens,
             workers: self.workers,

@@ -25,12 +25,14 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&settings.data_dir)
-            .with_context(|| format!("cannot create the data dir {}", settings.data_dir.display()))?;
+        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+            format!("cannot create the data dir {}", settings.data_dir.display())
+        })?;
         let db = Database::open(&settings.database)
             .with_context(|| format!("cannot open the database {}", settings.database.display()))?;
         let intake = IntakeWriter::start(&settings.database)?;
-        let verifier = Verifier::new(&settings.verify).map_err(|e| anyhow::anyhow!("signature settings: {e}"))?;
+        let verifier = Verifier::new(&settings.verify)
+            .map_err(|e| anyhow::anyhow!("signature settings: {e}"))?;
         verifier.prefetch_key();
         let read_tokens = resolve_read_tokens(&settings.read_tokens, &settings.data_dir)?;
 
@@ -49,7 +51,8 @@ impl Application {
         });
         let api_state = web::Data::new(ApiState::new(db.clone(), read_tokens));
 
-        let listener = TcpListener::bind(settings.listen).with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let listener = TcpListener::bind(settings.listen)
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let mut server = HttpServer::new(move || {
             App::new()
@@ -65,7 +68,12 @@ impl Application {
             server = server.workers(settings.http_workers);
         }
         tracing::info!(address = %settings.listen, port, database = %settings.database.display(), "chatsink listening");
-        Ok(Self { port, server: server.run(), workers, db })
+        Ok(Self {
+            port,
+            server: server.run(),
+            workers,
+            db,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -94,7 +102,10 @@ impl Application {
 }
 
 /// The configured read tokens, or the one generated in the data dir on first start.
-fn resolve_read_tokens(configured: &[SecretString], data_dir: &Path) -> anyhow::Result<Vec<SecretString>> {
+fn resolve_read_tokens(
+    configured: &[SecretString],
+    data_dir: &Path,
+) -> anyhow::Result<Vec<SecretString>> {
     if !configured.is_empty() {
         return Ok(configured.to_vec());
     }
@@ -123,7 +134,12 @@ fn generate_token() -> String {
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(contents.as_bytes())?;
     file.write_all(b"\n")?;
     file.sync_all()

@@ -36,22 +36,33 @@ pub struct EventError {
 }
 
 fn bad(field: &'static str, message: impl Into<String>) -> EventError {
-    EventError { field, message: message.into() }
+    EventError {
+        field,
+        message: message.into(),
+    }
 }
 
 /// Parses a delivery body. Only what chatsink needs is required; optional fields that do not
 /// parse are dropped rather than rejected, because a 4xx is never retried by the sender and
 /// would lose the chat for a cosmetic field.
 pub fn parse_event(body: &[u8]) -> Result<WebhookEvent, EventError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| bad("body", format!("not valid JSON: {e}")))?;
-    let object = value.as_object().ok_or_else(|| bad("body", "must be a JSON object"))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| bad("body", format!("not valid JSON: {e}")))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| bad("body", "must be a JSON object"))?;
     let name = match object.get("event") {
         Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_owned(),
         Some(_) => return Err(bad("event", "must be a non-empty string")),
         None => return Err(bad("event", "is required")),
     };
     let text = |key: &str| object.get(key).and_then(Value::as_str).map(str::to_owned);
-    let time = |key: &str| object.get(key).and_then(Value::as_str).and_then(|s| Timestamp::parse(s).ok());
+    let time = |key: &str| {
+        object
+            .get(key)
+            .and_then(Value::as_str)
+            .and_then(|s| Timestamp::parse(s).ok())
+    };
     let nested_session = object
         .get("meeting")
         .and_then(|m| m.get("sessionId").or_else(|| m.get("session_id")))
@@ -59,25 +70,37 @@ pub fn parse_event(body: &[u8]) -> Result<WebhookEvent, EventError> {
         .map(str::to_owned);
 
     if name != CHAT_SYNCED {
-        return Ok(WebhookEvent { name, session_id: text("sessionId").or(nested_session), chat_synced: None });
+        return Ok(WebhookEvent {
+            name,
+            session_id: text("sessionId").or(nested_session),
+            chat_synced: None,
+        });
     }
 
     let session_id = match object.get("sessionId") {
-        Some(Value::String(s)) => SessionId::parse(s).map_err(|e| bad("sessionId", e.to_string()))?,
+        Some(Value::String(s)) => {
+            SessionId::parse(s).map_err(|e| bad("sessionId", e.to_string()))?
+        }
         Some(_) => return Err(bad("sessionId", "must be a string")),
         None => return Err(bad("sessionId", "is required for meeting.chatSynced")),
     };
     let chat_download_url = match object.get("chatDownloadUrl") {
         Some(Value::String(s)) if !s.trim().is_empty() => {
             let url = s.trim();
-            url::Url::parse(url).map_err(|e| bad("chatDownloadUrl", format!("not a valid URL: {e}")))?;
+            url::Url::parse(url)
+                .map_err(|e| bad("chatDownloadUrl", format!("not a valid URL: {e}")))?;
             url.to_owned()
         }
         Some(_) => return Err(bad("chatDownloadUrl", "must be a non-empty string")),
         None => return Err(bad("chatDownloadUrl", "is required for meeting.chatSynced")),
     };
     let organizer = object.get("organizedBy");
-    let organizer_field = |key: &str| organizer.and_then(|o| o.get(key)).and_then(Value::as_str).map(str::to_owned);
+    let organizer_field = |key: &str| {
+        organizer
+            .and_then(|o| o.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
     let chat_synced = ChatSynced {
         session_id: session_id.clone(),
         meeting_id: text("meetingId"),
@@ -90,7 +113,11 @@ pub fn parse_event(body: &[u8]) -> Result<WebhookEvent, EventError> {
         organizer_id: organizer_field("id"),
         organizer_name: organizer_field("name"),
     };
-    Ok(WebhookEvent { name, session_id: Some(session_id.to_string()), chat_synced: Some(chat_synced) })
+    Ok(WebhookEvent {
+        name,
+        session_id: Some(session_id.to_string()),
+        chat_synced: Some(chat_synced),
+    })
 }
 
 #[cfg(test)]
@@ -106,14 +133,20 @@ mod tests {
         let chat = event.chat_synced.unwrap();
         assert_eq!(chat.session_id.as_str(), "s-1");
         assert_eq!(chat.organizer_name.as_deref(), Some("Org"));
-        assert_eq!(chat.chat_download_url_expiry.unwrap().to_rfc3339(), "2026-06-10T10:30:00.000Z");
+        assert_eq!(
+            chat.chat_download_url_expiry.unwrap().to_rfc3339(),
+            "2026-06-10T10:30:00.000Z"
+        );
     }
 
     #[test]
     fn parses_the_legacy_dyte_expiry() {
         let body = br#"{"event":"meeting.chatSynced","sessionId":"s","chatDownloadUrl":"https://x/y","chatDownloadUrlExpiry":"2022-12-13 07:08:39.051621Z"}"#;
         let chat = parse_event(body).unwrap().chat_synced.unwrap();
-        assert_eq!(chat.chat_download_url_expiry.unwrap().to_rfc3339(), "2022-12-13T07:08:39.051Z");
+        assert_eq!(
+            chat.chat_download_url_expiry.unwrap().to_rfc3339(),
+            "2022-12-13T07:08:39.051Z"
+        );
     }
 
     #[test]
@@ -121,13 +154,24 @@ mod tests {
         assert_eq!(parse_event(b"nope").unwrap_err().field, "body");
         assert_eq!(parse_event(b"[]").unwrap_err().field, "body");
         assert_eq!(parse_event(b"{}").unwrap_err().field, "event");
-        assert_eq!(parse_event(br#"{"event":"meeting.chatSynced","chatDownloadUrl":"https://x"}"#).unwrap_err().field, "sessionId");
-        assert_eq!(parse_event(br#"{"event":"meeting.chatSynced","sessionId":"s"}"#).unwrap_err().field, "chatDownloadUrl");
+        assert_eq!(
+            parse_event(br#"{"event":"meeting.chatSynced","chatDownloadUrl":"https://x"}"#)
+                .unwrap_err()
+                .field,
+            "sessionId"
+        );
+        assert_eq!(
+            parse_event(br#"{"event":"meeting.chatSynced","sessionId":"s"}"#)
+                .unwrap_err()
+                .field,
+            "chatDownloadUrl"
+        );
     }
 
     #[test]
     fn other_events_find_their_nested_session() {
-        let event = parse_event(br#"{"event":"meeting.ended","meeting":{"sessionId":"s-9"}}"#).unwrap();
+        let event =
+            parse_event(br#"{"event":"meeting.ended","meeting":{"sessionId":"s-9"}}"#).unwrap();
         assert_eq!(event.session_id.as_deref(), Some("s-9"));
         assert!(event.chat_synced.is_none());
     }

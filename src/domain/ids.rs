@@ -24,7 +24,8 @@ impl SessionId {
         if raw.len() > 200 {
             return Err(SessionIdError::TooLong);
         }
-        if raw == "." || raw == ".." || raw.chars().any(|c| c.is_control() || c == '/' || c == '\\') {
+        if raw == "." || raw == ".." || raw.chars().any(|c| c.is_control() || c == '/' || c == '\\')
+        {
             return Err(SessionIdError::BadCharacter);
         }
         Ok(Self(raw.to_owned()))
@@ -49,8 +50,14 @@ mod tests {
     fn accepts_uuids_and_rejects_path_tricks() {
         assert!(SessionId::parse("05e57591-d89e-45c9-ae44-08dc1eaad0e0").is_ok());
         assert_eq!(SessionId::parse(" "), Err(SessionIdError::Empty));
-        assert_eq!(SessionId::parse("../etc"), Err(SessionIdError::BadCharacter));
+        assert_eq!(
+            SessionId::parse("../etc"),
+            Err(SessionIdError::BadCharacter)
+        );
         assert_eq!(SessionId::parse(".."), Err(SessionIdError::BadCharacter));
-        assert_eq!(SessionId::parse(&"a".repeat(201)), Err(SessionIdError::TooLong));
+        assert_eq!(
+            SessionId::parse(&"a".repeat(201)),
+            Err(SessionIdError::TooLong)
+        );
     }
 }

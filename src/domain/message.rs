@@ -60,7 +60,11 @@ impl FilePayload {
             serde_json::Value::String(s) => s.trim().parse().ok(),
             _ => None,
         });
-        Some(Self { link: text("link"), name: text("name"), size })
+        Some(Self {
+            link: text("link"),
+            name: text("name"),
+            size,
+        })
     }
 }
 
@@ -85,7 +89,10 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     /// Fills the typed fields that `kind` implies from the raw payload.
-    pub fn typed_fields(kind: &MessageKind, payload: &str) -> (Option<String>, Option<String>, Option<String>, Option<i64>) {
+    pub fn typed_fields(
+        kind: &MessageKind,
+        payload: &str,
+    ) -> (Option<String>, Option<String>, Option<String>, Option<i64>) {
         match kind {
             MessageKind::Text => (Some(payload.to_owned()), None, None, None),
             MessageKind::Image => (None, Some(payload.to_owned()), None, None),
@@ -115,7 +122,15 @@ mod tests {
 
     #[test]
     fn booleans_in_every_documented_form() {
-        for (raw, want) in [("true", true), ("TRUE", true), ("1", true), ("false", false), ("FALSE", false), ("0", false), ("", false)] {
+        for (raw, want) in [
+            ("true", true),
+            ("TRUE", true),
+            ("1", true),
+            ("false", false),
+            ("FALSE", false),
+            ("0", false),
+            ("", false),
+        ] {
             assert_eq!(parse_bool(raw), Some(want), "{raw}");
         }
         assert_eq!(parse_bool("yes"), None);
@@ -123,15 +138,32 @@ mod tests {
 
     #[test]
     fn file_payloads_parse_or_stay_raw() {
-        let file = FilePayload::parse(r#"{"link":"https://x/y.pdf","name":"y.pdf","size":"12"}"#).unwrap();
-        assert_eq!(file, FilePayload { link: Some("https://x/y.pdf".into()), name: Some("y.pdf".into()), size: Some(12) });
+        let file =
+            FilePayload::parse(r#"{"link":"https://x/y.pdf","name":"y.pdf","size":"12"}"#).unwrap();
+        assert_eq!(
+            file,
+            FilePayload {
+                link: Some("https://x/y.pdf".into()),
+                name: Some("y.pdf".into()),
+                size: Some(12)
+            }
+        );
         assert_eq!(FilePayload::parse("not json"), None);
-        assert_eq!(ChatMessage::typed_fields(&MessageKind::File, "not json"), (None, None, None, None));
+        assert_eq!(
+            ChatMessage::typed_fields(&MessageKind::File, "not json"),
+            (None, None, None, None)
+        );
     }
 
     #[test]
     fn unknown_payload_types_are_kept_verbatim() {
-        assert_eq!(MessageKind::from_payload_type("POLL_MESSAGE").as_str(), "POLL_MESSAGE");
-        assert_eq!(MessageKind::from_payload_type("IMAGE_MESSAGE"), MessageKind::Image);
+        assert_eq!(
+            MessageKind::from_payload_type("POLL_MESSAGE").as_str(),
+            "POLL_MESSAGE"
+        );
+        assert_eq!(
+            MessageKind::from_payload_type("IMAGE_MESSAGE"),
+            MessageKind::Image
+        );
     }
 }

@@ -34,9 +34,15 @@ impl Timestamp {
         if s.is_empty() {
             return Err(err());
         }
-        if s.bytes().all(|b| b.is_ascii_digit()) || (s.starts_with('-') && s.len() > 1 && s[1..].bytes().all(|b| b.is_ascii_digit())) {
+        if s.bytes().all(|b| b.is_ascii_digit())
+            || (s.starts_with('-') && s.len() > 1 && s[1..].bytes().all(|b| b.is_ascii_digit()))
+        {
             let n: i64 = s.parse().map_err(|_| err())?;
-            let ms = if n.abs() >= EPOCH_MS_THRESHOLD { n } else { n.checked_mul(1000).ok_or_else(err)? };
+            let ms = if n.abs() >= EPOCH_MS_THRESHOLD {
+                n
+            } else {
+                n.checked_mul(1000).ok_or_else(err)?
+            };
             return Ok(Self(ms));
         }
         if let Ok(t) = DateTime::parse_from_rfc3339(s) {

@@ -55,7 +55,8 @@ impl Resolve for GuardedResolver {
         let policy = self.policy.clone();
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             for addr in &addrs {
                 policy.check_address(&host, addr.ip())?;
             }
@@ -78,7 +79,9 @@ impl Downloader {
         let policy = Arc::new(UrlPolicy::new(&settings.allow_hosts, settings.allow_http));
         let redirect_policy = policy.clone();
         let client = reqwest::Client::builder()
-            .dns_resolver(Arc::new(GuardedResolver { policy: policy.clone() }))
+            .dns_resolver(Arc::new(GuardedResolver {
+                policy: policy.clone(),
+            }))
             .redirect(reqwest::redirect::Policy::custom(move |attempt| {
                 if attempt.previous().len() >= 5 {
                     return attempt.error("more than 5 redirects");
@@ -95,13 +98,22 @@ impl Downloader {
             .gzip(true)
             .user_agent(concat!("chatsink/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { client, policy, max_bytes: settings.max_bytes, data_dir: data_dir.to_owned() })
+        Ok(Self {
+            client,
+            policy,
+            max_bytes: settings.max_bytes,
+            data_dir: data_dir.to_owned(),
+        })
     }
 
     /// Downloads `url` and stores it as `dumps/<session>/<sha256>.csv` under the data dir, fsynced
     /// before this returns so a load that points at it never points at nothing.
     #[tracing::instrument(skip(self, url), fields(session_id = %session))]
-    pub async fn download(&self, url: &str, session: &SessionId) -> Result<SessionDump, DownloadError> {
+    pub async fn download(
+        &self,
+        url: &str,
+        session: &SessionId,
+    ) -> Result<SessionDump, DownloadError> {
         let parsed = Url::parse(url).map_err(|_| DownloadError::BadUrl(url.to_owned()))?;
         self.policy.check_url(&parsed)?;
         let started = std::time::Instant::now();
@@ -115,8 +127,13 @@ impl Downloader {
         }
         // Content-Length is the decoded size only for unencoded bodies (reqwest drops it when it
         // decompresses), so it can stop an oversized file before the first byte.
-        if response.content_length().is_some_and(|len| len > self.max_bytes) {
-            return Err(DownloadError::TooLarge { limit: self.max_bytes });
+        if response
+            .content_length()
+            .is_some_and(|len| len > self.max_bytes)
+        {
+            return Err(DownloadError::TooLarge {
+                limit: self.max_bytes,
+            });
         }
         let tmp_dir = self.data_dir.join("tmp");
         tokio::fs::create_dir_all(&tmp_dir).await?;
@@ -136,17 +153,27 @@ impl Downloader {
         tokio::fs::rename(&tmp_path, &final_path).await?;
         sync_dir(&dir).await?;
         tracing::info!(bytes, sha256 = %sha256, seconds = started.elapsed().as_secs_f64(), "dump downloaded");
-        Ok(SessionDump { path: relative, sha256 })
+        Ok(SessionDump {
+            path: relative,
+            sha256,
+        })
     }
 
-    async fn stream_to(&self, response: &mut reqwest::Response, path: &Path) -> Result<(String, u64), DownloadError> {
-        let mut file = tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::create(path).await?);
+    async fn stream_to(
+        &self,
+        response: &mut reqwest::Response,
+        path: &Path,
+    ) -> Result<(String, u64), DownloadError> {
+        let mut file =
+            tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::create(path).await?);
         let mut hasher = Sha256::new();
         let mut total: u64 = 0;
         while let Some(chunk) = response.chunk().await.map_err(classify)? {
             total += chunk.len() as u64;
             if total > self.max_bytes {
-                return Err(DownloadError::TooLarge { limit: self.max_bytes });
+                return Err(DownloadError::TooLarge {
+                    limit: self.max_bytes,
+                });
             }
             hasher.update(&chunk);
             file.write_all(&chunk).await?;
@@ -187,7 +214,15 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 
 /// Session ids are validated, but file names get a stricter alphabet still.
 fn file_safe(raw: &str) -> String {
-    raw.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+    raw.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 async fn sync_dir(dir: &Path) -> std::io::Result<()> {

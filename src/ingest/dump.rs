@@ -12,8 +12,18 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 
 /// The dump's columns (FACTS.md), in the order [`Columns`] keeps their positions.
-pub const REQUIRED_COLUMNS: [&str; 10] =
-    ["id", "participantId", "sessionId", "meetingId", "displayName", "pinned", "isEdited", "payloadType", "payload", "createdAt"];
+pub const REQUIRED_COLUMNS: [&str; 10] = [
+    "id",
+    "participantId",
+    "sessionId",
+    "meetingId",
+    "displayName",
+    "pinned",
+    "isEdited",
+    "payloadType",
+    "payload",
+    "createdAt",
+];
 
 const ID: usize = 0;
 const PARTICIPANT: usize = 1;
@@ -57,8 +67,15 @@ pub struct DumpReader<R: Read> {
 impl<R: Read> DumpReader<R> {
     pub fn new(input: R) -> Result<Self, DumpError> {
         let lines = Arc::new(Mutex::new(NewlineIndex::default()));
-        let counted = CountLines { inner: input, read: 0, index: lines.clone() };
-        let mut reader = csv::ReaderBuilder::new().flexible(true).has_headers(true).from_reader(counted);
+        let counted = CountLines {
+            inner: input,
+            read: 0,
+            index: lines.clone(),
+        };
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(true)
+            .has_headers(true)
+            .from_reader(counted);
         let headers = reader.byte_headers()?.clone();
         if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
             return Err(DumpError::Empty);
@@ -67,7 +84,11 @@ impl<R: Read> DumpReader<R> {
             .iter()
             .enumerate()
             .map(|(i, raw)| {
-                let raw = if i == 0 { raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw) } else { raw };
+                let raw = if i == 0 {
+                    raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw)
+                } else {
+                    raw
+                };
                 String::from_utf8_lossy(raw).trim().to_ascii_lowercase()
             })
             .collect();
@@ -82,7 +103,14 @@ impl<R: Read> DumpReader<R> {
         if !missing.is_empty() {
             return Err(DumpError::MissingColumns(missing));
         }
-        Ok(Self { reader, lines, columns, field_count: headers.len(), record: ByteRecord::new(), error: None })
+        Ok(Self {
+            reader,
+            lines,
+            columns,
+            field_count: headers.len(),
+            record: ByteRecord::new(),
+            error: None,
+        })
     }
 
     /// The read error that ended the iteration early, if any.
@@ -95,18 +123,35 @@ impl<R: Read> DumpReader<R> {
         let start = record.position().map(|p| p.byte()).unwrap_or(0);
         let line = self.lines.lock().expect("line index").line_of(start);
         let reject = |reason: String| {
-            let session_id =
-                record.get(self.columns[SESSION]).and_then(|b| std::str::from_utf8(b).ok()).map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
-            LoadRow::Rejected(RejectedRow { session_id, line, reason, raw: raw_bytes(record) })
+            let session_id = record
+                .get(self.columns[SESSION])
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty());
+            LoadRow::Rejected(RejectedRow {
+                session_id,
+                line,
+                reason,
+                raw: raw_bytes(record),
+            })
         };
         if record.len() != self.field_count {
-            return reject(format!("expected {} fields, found {}", self.field_count, record.len()));
+            return reject(format!(
+                "expected {} fields, found {}",
+                self.field_count,
+                record.len()
+            ));
         }
         let mut fields: [&str; REQUIRED_COLUMNS.len()] = [""; REQUIRED_COLUMNS.len()];
         for (slot, &index) in self.columns.iter().enumerate() {
             match std::str::from_utf8(&record[index]) {
                 Ok(text) => fields[slot] = text,
-                Err(_) => return reject(format!("invalid UTF-8 in column {}", REQUIRED_COLUMNS[slot])),
+                Err(_) => {
+                    return reject(format!(
+                        "invalid UTF-8 in column {}",
+                        REQUIRED_COLUMNS[slot]
+                    ))
+                }
             }
         }
         let id = fields[ID].trim();
@@ -118,14 +163,25 @@ impl<R: Read> DumpReader<R> {
             Err(e) => return reject(format!("bad sessionId: {e}")),
         };
         let Some(pinned) = parse_bool(fields[PINNED]) else {
-            return reject(format!("bad boolean in pinned: '{}'", truncate(fields[PINNED])));
+            return reject(format!(
+                "bad boolean in pinned: '{}'",
+                truncate(fields[PINNED])
+            ));
         };
         let Some(edited) = parse_bool(fields[EDITED]) else {
-            return reject(format!("bad boolean in isEdited: '{}'", truncate(fields[EDITED])));
+            return reject(format!(
+                "bad boolean in isEdited: '{}'",
+                truncate(fields[EDITED])
+            ));
         };
         let created = match Timestamp::parse(fields[CREATED]) {
             Ok(t) => t,
-            Err(_) => return reject(format!("bad time in createdAt: '{}'", truncate(fields[CREATED]))),
+            Err(_) => {
+                return reject(format!(
+                    "bad time in createdAt: '{}'",
+                    truncate(fields[CREATED])
+                ))
+            }
         };
         let kind = MessageKind::from_payload_type(fields[PAYLOAD_TYPE]);
         let payload = fields[PAYLOAD].to_owned();
@@ -200,7 +256,9 @@ impl<R: Read> Read for CountLines<R> {
         let n = self.inner.read(buf)?;
         if n > 0 {
             let mut index = self.index.lock().expect("line index");
-            index.ahead.extend(memchr::memchr_iter(b'\n', &buf[..n]).map(|i| self.read + i as u64));
+            index
+                .ahead
+                .extend(memchr::memchr_iter(b'\n', &buf[..n]).map(|i| self.read + i as u64));
             self.read += n as u64;
         }
         Ok(n)
@@ -209,7 +267,9 @@ impl<R: Read> Read for CountLines<R> {
 
 /// The row re-encoded as one CSV record: every field's bytes exactly as read.
 fn raw_bytes(record: &ByteRecord) -> Vec<u8> {
-    let mut writer = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
     let _ = writer.write_byte_record(record);
     writer.into_inner().unwrap_or_default()
 }
@@ -234,8 +294,13 @@ mod tests {
     #[test]
     fn a_text_row_becomes_a_message() {
         let rows = rows(&format!("{HEADER}m1,u1,s1,mt1,Ann,true,0,TEXT_MESSAGE,\"hi, \"\"you\"\"\",2026-06-03T10:00:00.000Z\n"));
-        let LoadRow::Message(m) = &rows[0] else { panic!("{rows:?}") };
-        assert_eq!((m.id.as_str(), m.user_id.as_str(), m.pinned, m.edited), ("m1", "u1", true, false));
+        let LoadRow::Message(m) = &rows[0] else {
+            panic!("{rows:?}")
+        };
+        assert_eq!(
+            (m.id.as_str(), m.user_id.as_str(), m.pinned, m.edited),
+            ("m1", "u1", true, false)
+        );
         assert_eq!(m.text.as_deref(), Some("hi, \"you\""));
         assert_eq!(m.created.to_rfc3339(), "2026-06-03T10:00:00.000Z");
     }
@@ -244,7 +309,9 @@ mod tests {
     fn columns_match_by_name_with_bom_and_extras() {
         let csv = "\u{feff}createdAt,extra,payload,payloadType,isEdited,pinned,displayName,meetingId,sessionId,participantId,id\n\
                    1780480800000,x,https://i/p.png,IMAGE_MESSAGE,FALSE,,Bo,mt,s,u,m\n";
-        let LoadRow::Message(m) = &rows(csv)[0] else { panic!() };
+        let LoadRow::Message(m) = &rows(csv)[0] else {
+            panic!()
+        };
         assert_eq!(m.kind, MessageKind::Image);
         assert_eq!(m.link.as_deref(), Some("https://i/p.png"));
         assert_eq!(m.display_name, "Bo");
@@ -254,8 +321,16 @@ mod tests {
     fn missing_columns_are_listed() {
         let err = DumpReader::new("id,sessionId\n".as_bytes()).err().unwrap();
         let message = err.to_string();
-        assert!(message.contains("participantId") && message.contains("createdAt") && !message.contains(" id,"), "{message}");
-        assert!(matches!(DumpReader::new("".as_bytes()).err().unwrap(), DumpError::Empty));
+        assert!(
+            message.contains("participantId")
+                && message.contains("createdAt")
+                && !message.contains(" id,"),
+            "{message}"
+        );
+        assert!(matches!(
+            DumpReader::new("".as_bytes()).err().unwrap(),
+            DumpError::Empty
+        ));
     }
 
     #[test]
@@ -274,7 +349,10 @@ mod tests {
             })
             .collect();
         assert_eq!(reasons[0], (2, "bad boolean in pinned: 'maybe'".into()));
-        assert_eq!(reasons[1], (3, "bad time in createdAt: 'not-a-time'".into()));
+        assert_eq!(
+            reasons[1],
+            (3, "bad time in createdAt: 'not-a-time'".into())
+        );
         assert_eq!(reasons[2], (4, "expected 10 fields, found 3".into()));
         assert_eq!(reasons[3], (5, "empty id".into()));
     }
@@ -302,7 +380,9 @@ mod tests {
         let mut csv = HEADER.as_bytes().to_vec();
         csv.extend_from_slice(b"m1,u,s,mt,A\xff,0,0,TEXT_MESSAGE,x,2026-06-03T10:00:00Z\nm2,u,s,mt,A,0,0,TEXT_MESSAGE,y,2026-06-03T10:00:00Z\n");
         let rows: Vec<LoadRow> = DumpReader::new(&csv[..]).unwrap().collect();
-        assert!(matches!(&rows[0], LoadRow::Rejected(r) if r.reason == "invalid UTF-8 in column displayName" && r.raw.contains(&0xff)));
+        assert!(
+            matches!(&rows[0], LoadRow::Rejected(r) if r.reason == "invalid UTF-8 in column displayName" && r.raw.contains(&0xff))
+        );
         assert!(matches!(&rows[1], LoadRow::Message(m) if m.id == "m2"));
     }
 }

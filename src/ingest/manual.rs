@@ -20,7 +20,8 @@ pub fn ingest_file(
     session: Option<&SessionId>,
     mut on_session: impl FnMut(&SessionId, &LoadReport),
 ) -> Result<Vec<(SessionId, LoadReport)>, IngestError> {
-    let file = std::fs::File::open(path).map_err(|e| IngestError::Permanent(format!("cannot open {}: {e}", path.display())))?;
+    let file = std::fs::File::open(path)
+        .map_err(|e| IngestError::Permanent(format!("cannot open {}: {e}", path.display())))?;
     let mut reader = DumpReader::new(std::io::BufReader::with_capacity(1 << 20, file))?;
     let mut conn = db.conn()?;
     let mut results = Vec::new();
@@ -28,7 +29,10 @@ pub fn ingest_file(
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let report = load::load_session(&tx, session, reader.by_ref(), true)?;
         if let Some(e) = reader.error() {
-            return Err(IngestError::transient(format!("reading {}: {e}", path.display())));
+            return Err(IngestError::transient(format!(
+                "reading {}: {e}",
+                path.display()
+            )));
         }
         tx.commit()?;
         on_session(session, &report);
@@ -47,10 +51,12 @@ pub fn ingest_file(
             continue;
         };
         current = Some(session.clone());
-        let run = orphans.drain(..).chain(std::iter::from_fn(|| match rows.peek() {
-            Some(row) if row_session(row).is_none_or(|s| s == session) => rows.next(),
-            _ => None,
-        }));
+        let run = orphans
+            .drain(..)
+            .chain(std::iter::from_fn(|| match rows.peek() {
+                Some(row) if row_session(row).is_none_or(|s| s == session) => rows.next(),
+                _ => None,
+            }));
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let first_run = loaded.insert(session.clone());
         let report = load::load_session(&tx, &session, run, first_run)?;
@@ -60,7 +66,10 @@ pub fn ingest_file(
     }
     drop(rows);
     if let Some(e) = reader.error() {
-        return Err(IngestError::transient(format!("reading {} stopped early: {e}", path.display())));
+        return Err(IngestError::transient(format!(
+            "reading {} stopped early: {e}",
+            path.display()
+        )));
     }
     if !orphans.is_empty() {
         return Err(IngestError::Permanent(format!(
@@ -74,7 +83,10 @@ pub fn ingest_file(
 fn row_session(row: &LoadRow) -> Option<SessionId> {
     match row {
         LoadRow::Message(m) => Some(m.session_id.clone()),
-        LoadRow::Rejected(r) => r.session_id.as_deref().and_then(|s| SessionId::parse(s).ok()),
+        LoadRow::Rejected(r) => r
+            .session_id
+            .as_deref()
+            .and_then(|s| SessionId::parse(s).ok()),
     }
 }
 
@@ -94,12 +106,22 @@ pub async fn reprocess(
     mut on_done: impl FnMut(&ReprocessOutcome),
 ) -> Result<Vec<ReprocessOutcome>, IngestError> {
     let selector_owned = selector.clone();
-    let sessions = ctx.db.run(move |conn| Ok(jobs::select_sessions(conn, &selector_owned)?)).await?;
-    let queued = ctx.db.run(move |conn| Ok(jobs::enqueue_reprocess(conn, &sessions)?)).await?;
+    let sessions = ctx
+        .db
+        .run(move |conn| Ok(jobs::select_sessions(conn, &selector_owned)?))
+        .await?;
+    let queued = ctx
+        .db
+        .run(move |conn| Ok(jobs::enqueue_reprocess(conn, &sessions)?))
+        .await?;
     let mut outcomes = Vec::with_capacity(queued.len());
     for (session_id, job_id) in queued {
         let result = run_to_end(ctx, job_id).await;
-        let outcome = ReprocessOutcome { session_id, job_id, result };
+        let outcome = ReprocessOutcome {
+            session_id,
+            job_id,
+            result,
+        };
         on_done(&outcome);
         outcomes.push(outcome);
     }
@@ -110,18 +132,29 @@ pub async fn reprocess(
 async fn run_to_end(ctx: &IngestContext, job_id: i64) -> Result<LoadReport, String> {
     let lease = ctx.jobs.lease;
     loop {
-        let claimed = ctx.db.run(move |conn| Ok(jobs::claim_next_job(conn, lease, Some(job_id))?)).await;
+        let claimed = ctx
+            .db
+            .run(move |conn| Ok(jobs::claim_next_job(conn, lease, Some(job_id))?))
+            .await;
         match claimed.map_err(|e| e.to_string())? {
             Some(job) => {
                 return match run_claimed_job(ctx, job, None).await {
                     AttemptResult::Done(report) => Ok(report),
-                    AttemptResult::Failed { state, error } => Err(format!("{} ({})", error, state.as_str())),
+                    AttemptResult::Failed { state, error } => {
+                        Err(format!("{} ({})", error, state.as_str()))
+                    }
                     AttemptResult::LeaseLost | AttemptResult::Released => continue,
                 };
             }
             None => {
-                let job = ctx.db.run(move |conn| Ok(jobs::get_job(conn, job_id)?)).await.map_err(|e| e.to_string())?;
-                let Some(job) = job else { return Err(format!("job {job_id} disappeared")) };
+                let job = ctx
+                    .db
+                    .run(move |conn| Ok(jobs::get_job(conn, job_id)?))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let Some(job) = job else {
+                    return Err(format!("job {job_id} disappeared"));
+                };
                 match job.state {
                     JobState::Done => {
                         return Ok(LoadReport {
@@ -131,9 +164,15 @@ async fn run_to_end(ctx: &IngestContext, job_id: i64) -> Result<LoadReport, Stri
                         })
                     }
                     JobState::Dead | JobState::Failed => {
-                        return Err(format!("{} ({})", job.last_error.unwrap_or_default(), job.state.as_str()))
+                        return Err(format!(
+                            "{} ({})",
+                            job.last_error.unwrap_or_default(),
+                            job.state.as_str()
+                        ))
                     }
-                    JobState::Running | JobState::Pending => tokio::time::sleep(Duration::from_millis(200)).await,
+                    JobState::Running | JobState::Pending => {
+                        tokio::time::sleep(Duration::from_millis(200)).await
+                    }
                 }
             }
         }

@@ -30,12 +30,18 @@ pub enum IngestError {
     Permanent(String),
     /// May succeed later: retried with backoff (no sooner than `retry_after`).
     #[error("{message}")]
-    Transient { message: String, retry_after: Option<Duration> },
+    Transient {
+        message: String,
+        retry_after: Option<Duration>,
+    },
 }
 
 impl IngestError {
     pub fn transient(message: impl Into<String>) -> Self {
-        Self::Transient { message: message.into(), retry_after: None }
+        Self::Transient {
+            message: message.into(),
+            retry_after: None,
+        }
     }
 
     pub fn is_permanent(&self) -> bool {
@@ -58,7 +64,10 @@ impl From<ReplayApiError> for IngestError {
         if e.is_permanent() {
             Self::Permanent(e.to_string())
         } else {
-            Self::Transient { message: e.to_string(), retry_after: e.retry_after() }
+            Self::Transient {
+                message: e.to_string(),
+                retry_after: e.retry_after(),
+            }
         }
     }
 }

@@ -21,7 +21,12 @@ pub struct IngestContext {
 }
 
 impl IngestContext {
-    pub fn new(db: Database, data_dir: PathBuf, download: &DownloadSettings, jobs: JobSettings) -> anyhow::Result<Self> {
+    pub fn new(
+        db: Database,
+        data_dir: PathBuf,
+        download: &DownloadSettings,
+        jobs: JobSettings,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             downloader: Downloader::new(download, &data_dir)?,
             replay_api: ReplayApi::new(download),
@@ -49,7 +54,8 @@ pub async fn process_job(ctx: &IngestContext, job: &ClaimedJob) -> Result<JobOut
     let path = ctx.data_dir.join(&dump.path);
     let job = job.clone();
     let outcome = tokio::task::spawn_blocking(move || -> Result<JobOutcome, IngestError> {
-        let file = std::fs::File::open(&path).map_err(|e| IngestError::transient(format!("opening {}: {e}", path.display())))?;
+        let file = std::fs::File::open(&path)
+            .map_err(|e| IngestError::transient(format!("opening {}: {e}", path.display())))?;
         let mut reader = DumpReader::new(std::io::BufReader::with_capacity(256 * 1024, file))?;
         let mut conn = db.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -59,7 +65,9 @@ pub async fn process_job(ctx: &IngestContext, job: &ClaimedJob) -> Result<JobOut
         let report = load::load_session(&tx, &job.session_id, reader.by_ref(), true)?;
         if let Some(e) = reader.error() {
             // Dropping the transaction rolls the partial load back.
-            return Err(IngestError::transient(format!("reading the stored dump: {e}")));
+            return Err(IngestError::transient(format!(
+                "reading the stored dump: {e}"
+            )));
         }
         sessions::set_session_dump(&tx, &job.session_id, &dump)?;
         if !jobs::complete_job(&tx, &job, report.rows_loaded, report.rows_rejected)? {
@@ -71,7 +79,11 @@ pub async fn process_job(ctx: &IngestContext, job: &ClaimedJob) -> Result<JobOut
     .await
     .map_err(|e| IngestError::transient(format!("load task failed: {e}")))??;
     if let JobOutcome::Loaded(report) = &outcome {
-        tracing::info!(rows_loaded = report.rows_loaded, rows_rejected = report.rows_rejected, "session loaded");
+        tracing::info!(
+            rows_loaded = report.rows_loaded,
+            rows_rejected = report.rows_rejected,
+            "session loaded"
+        );
     }
     Ok(outcome)
 }
@@ -81,21 +93,35 @@ pub async fn process_job(ctx: &IngestContext, job: &ClaimedJob) -> Result<JobOut
 async fn obtain_dump(ctx: &IngestContext, job: &ClaimedJob) -> Result<SessionDump, IngestError> {
     match job.kind {
         JobKind::Delivery => {
-            let url = job.download_url.as_deref().ok_or_else(|| IngestError::Permanent("job has no download URL".into()))?;
-            let expired = job.download_expiry_ms.is_some_and(|expiry| expiry <= crate::store::now_ms());
+            let url = job
+                .download_url
+                .as_deref()
+                .ok_or_else(|| IngestError::Permanent("job has no download URL".into()))?;
+            let expired = job
+                .download_expiry_ms
+                .is_some_and(|expiry| expiry <= crate::store::now_ms());
             if expired {
-                return refresh_and_download(ctx, &job.session_id, "the download URL has expired").await;
+                return refresh_and_download(ctx, &job.session_id, "the download URL has expired")
+                    .await;
             }
             match ctx.downloader.download(url, &job.session_id).await {
                 Err(super::DownloadError::Forbidden) => {
-                    refresh_and_download(ctx, &job.session_id, "storage answered 403 (expired link)").await
+                    refresh_and_download(
+                        ctx,
+                        &job.session_id,
+                        "storage answered 403 (expired link)",
+                    )
+                    .await
                 }
                 other => Ok(other?),
             }
         }
         JobKind::Reprocess => {
             let session = job.session_id.clone();
-            let stored = ctx.db.run(move |conn| Ok(sessions::session_dump(conn, &session)?)).await?;
+            let stored = ctx
+                .db
+                .run(move |conn| Ok(sessions::session_dump(conn, &session)?))
+                .await?;
             match stored {
                 Some(dump) if ctx.data_dir.join(&dump.path).is_file() => Ok(dump),
                 _ => refresh_and_download(ctx, &job.session_id, "no stored dump").await,
@@ -104,11 +130,20 @@ async fn obtain_dump(ctx: &IngestContext, job: &ClaimedJob) -> Result<SessionDum
     }
 }
 
-async fn refresh_and_download(ctx: &IngestContext, session: &SessionId, why: &str) -> Result<SessionDump, IngestError> {
+async fn refresh_and_download(
+    ctx: &IngestContext,
+    session: &SessionId,
+    why: &str,
+) -> Result<SessionDump, IngestError> {
     let Some(api) = &ctx.replay_api else {
-        return Err(IngestError::Permanent(format!("{why}, and {NO_CREDENTIALS}")));
+        return Err(IngestError::Permanent(format!(
+            "{why}, and {NO_CREDENTIALS}"
+        )));
     };
-    tracing::info!(reason = why, "fetching a fresh download URL from the Chat Replay API");
+    tracing::info!(
+        reason = why,
+        "fetching a fresh download URL from the Chat Replay API"
+    );
     let fresh = api.fresh_download_url(session).await?;
     Ok(ctx.downloader.download(&fresh.url, session).await?)
 }

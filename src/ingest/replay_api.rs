@@ -61,17 +61,28 @@ impl ReplayApi {
             .user_agent(concat!("chatsink/", env!("CARGO_PKG_VERSION")))
             .build()
             .ok()?;
-        Some(Self { client, credentials })
+        Some(Self {
+            client,
+            credentials,
+        })
     }
 
     #[tracing::instrument(skip(self), fields(session_id = %session))]
-    pub async fn fresh_download_url(&self, session: &SessionId) -> Result<FreshUrl, ReplayApiError> {
+    pub async fn fresh_download_url(
+        &self,
+        session: &SessionId,
+    ) -> Result<FreshUrl, ReplayApiError> {
         let mut tries = 0;
         loop {
             match self.request_once(session).await {
-                Err(ReplayApiError::RateLimited(wait)) if wait <= MAX_INLINE_RETRY_AFTER && tries < MAX_INLINE_RETRIES => {
+                Err(ReplayApiError::RateLimited(wait))
+                    if wait <= MAX_INLINE_RETRY_AFTER && tries < MAX_INLINE_RETRIES =>
+                {
                     tries += 1;
-                    tracing::warn!(wait_ms = wait.as_millis() as u64, "Chat Replay API rate limit; waiting as told");
+                    tracing::warn!(
+                        wait_ms = wait.as_millis() as u64,
+                        "Chat Replay API rate limit; waiting as told"
+                    );
                     tokio::time::sleep(wait).await;
                 }
                 other => return other,
@@ -80,7 +91,8 @@ impl ReplayApi {
     }
 
     async fn request_once(&self, session: &SessionId) -> Result<FreshUrl, ReplayApiError> {
-        let session_segment: String = url::form_urlencoded::byte_serialize(session.as_str().as_bytes()).collect();
+        let session_segment: String =
+            url::form_urlencoded::byte_serialize(session.as_str().as_bytes()).collect();
         let request = match &self.credentials {
             ReplayApiCredentials::Cloudflare { base, account_id, app_id, token } => self
                 .client
@@ -91,7 +103,10 @@ impl ReplayApi {
                 .get(format!("{base}/sessions/{session_segment}/chat"))
                 .basic_auth(org_id, Some(api_key.expose_secret())),
         };
-        let response = request.send().await.map_err(|e| ReplayApiError::Network(super::download::error_chain(&e)))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ReplayApiError::Network(super::download::error_chain(&e)))?;
         let status = response.status().as_u16();
         match status {
             200..=299 => {}
@@ -108,15 +123,25 @@ impl ReplayApi {
             }
             _ => return Err(ReplayApiError::Status(status)),
         }
-        let body: serde_json::Value =
-            response.json().await.map_err(|e| ReplayApiError::BadAnswer(super::download::error_chain(&e)))?;
-        let data = body.get("data").ok_or_else(|| ReplayApiError::BadAnswer("no 'data' object".into()))?;
+        let body: serde_json::Value = response
+            .json()
+            .await
+            .map_err(|e| ReplayApiError::BadAnswer(super::download::error_chain(&e)))?;
+        let data = body
+            .get("data")
+            .ok_or_else(|| ReplayApiError::BadAnswer("no 'data' object".into()))?;
         let url = data
             .get("chat_download_url")
             .and_then(|v| v.as_str())
             .filter(|s| !s.is_empty())
             .ok_or_else(|| ReplayApiError::BadAnswer("no 'data.chat_download_url'".into()))?;
-        let expiry = data.get("chat_download_url_expiry").and_then(|v| v.as_str()).and_then(|s| Timestamp::parse(s).ok());
-        Ok(FreshUrl { url: url.to_owned(), expiry })
+        let expiry = data
+            .get("chat_download_url_expiry")
+            .and_then(|v| v.as_str())
+            .and_then(|s| Timestamp::parse(s).ok());
+        Ok(FreshUrl {
+            url: url.to_owned(),
+            expiry,
+        })
     }
 }

@@ -17,7 +17,11 @@ pub enum PolicyError {
     #[error("host '{0}' is not in CHATSINK_DOWNLOAD_ALLOW_HOSTS")]
     HostNotAllowed(String),
     #[error("host '{host}' resolves to {ip}, a {kind} address, which is never downloaded from")]
-    AddressRefused { host: String, ip: IpAddr, kind: &'static str },
+    AddressRefused {
+        host: String,
+        ip: IpAddr,
+        kind: &'static str,
+    },
 }
 
 /// One allow-list entry: `*.example.com`, `example.com`, `example.com:9000`, `127.0.0.1:9000`.
@@ -46,7 +50,8 @@ impl HostPattern {
         }
         // Let the URL parser split host and port, bracketed IPv6 included.
         let probe = raw.replacen("*.", "wildcard-marker.", 1);
-        let url = Url::parse(&format!("http://{probe}/")).map_err(|e| format!("not a host pattern: {e}"))?;
+        let url = Url::parse(&format!("http://{probe}/"))
+            .map_err(|e| format!("not a host pattern: {e}"))?;
         let port = url.port();
         if raw.contains('/') || raw.contains('@') {
             return Err("not a host pattern: use host or host:port".into());
@@ -74,7 +79,9 @@ impl HostPattern {
             (PatternHost::Name(name), Host::Domain(h)) => name == &h.to_ascii_lowercase(),
             (PatternHost::Subdomains(suffix), Host::Domain(h)) => {
                 let h = h.to_ascii_lowercase();
-                h.len() > suffix.len() + 1 && h.ends_with(suffix.as_str()) && h.as_bytes()[h.len() - suffix.len() - 1] == b'.'
+                h.len() > suffix.len() + 1
+                    && h.ends_with(suffix.as_str())
+                    && h.as_bytes()[h.len() - suffix.len() - 1] == b'.'
             }
             _ => false,
         }
@@ -90,7 +97,13 @@ pub struct UrlPolicy {
 impl UrlPolicy {
     /// Patterns were validated with the settings; an invalid one here is skipped.
     pub fn new(patterns: &[String], allow_http: bool) -> Self {
-        Self { patterns: patterns.iter().filter_map(|p| HostPattern::parse(p).ok()).collect(), allow_http }
+        Self {
+            patterns: patterns
+                .iter()
+                .filter_map(|p| HostPattern::parse(p).ok())
+                .collect(),
+            allow_http,
+        }
     }
 
     /// Checks everything that can be checked without DNS: scheme, host, and IP literals.
@@ -103,7 +116,9 @@ impl UrlPolicy {
         let host = url.host().ok_or(PolicyError::NoHost)?;
         let port = url.port_or_known_default().unwrap_or(443);
         if !self.patterns.iter().any(|p| p.matches(&host, port)) {
-            return Err(PolicyError::HostNotAllowed(url.host_str().unwrap_or_default().to_owned()));
+            return Err(PolicyError::HostNotAllowed(
+                url.host_str().unwrap_or_default().to_owned(),
+            ));
         }
         match host {
             Host::Ipv4(ip) => self.check_address(&ip.to_string(), IpAddr::V4(ip)),
@@ -118,11 +133,18 @@ impl UrlPolicy {
             return Ok(());
         };
         let never = matches!(kind, "cloud metadata" | "unspecified");
-        let named = self.patterns.iter().any(|p| p.host == PatternHost::Ip(canonical(ip)));
+        let named = self
+            .patterns
+            .iter()
+            .any(|p| p.host == PatternHost::Ip(canonical(ip)));
         if named && !never {
             return Ok(());
         }
-        Err(PolicyError::AddressRefused { host: host.to_owned(), ip, kind })
+        Err(PolicyError::AddressRefused {
+            host: host.to_owned(),
+            ip,
+            kind,
+        })
     }
 }
 
@@ -145,7 +167,9 @@ fn special_kind(ip: IpAddr) -> Option<&'static str> {
 fn special_v4(ip: Ipv4Addr) -> Option<&'static str> {
     let [a, b, c, _] = ip.octets();
     Some(match () {
-        _ if ip == Ipv4Addr::new(169, 254, 169, 254) || ip == Ipv4Addr::new(169, 254, 170, 2) => "cloud metadata",
+        _ if ip == Ipv4Addr::new(169, 254, 169, 254) || ip == Ipv4Addr::new(169, 254, 170, 2) => {
+            "cloud metadata"
+        }
         _ if ip.is_unspecified() || a == 0 => "unspecified",
         _ if ip.is_loopback() => "loopback",
         _ if ip.is_private() => "private",
@@ -181,7 +205,10 @@ mod tests {
     use super::*;
 
     fn policy(hosts: &[&str], http: bool) -> UrlPolicy {
-        UrlPolicy::new(&hosts.iter().map(|s| s.to_string()).collect::<Vec<_>>(), http)
+        UrlPolicy::new(
+            &hosts.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            http,
+        )
     }
 
     fn check(p: &UrlPolicy, url: &str) -> Result<(), PolicyError> {
@@ -199,9 +226,22 @@ mod tests {
 
     #[test]
     fn http_needs_permission() {
-        assert!(matches!(check(&policy(&["*.amazonaws.com"], false), "http://b.s3.amazonaws.com/"), Err(PolicyError::Scheme(_))));
-        assert!(check(&policy(&["*.amazonaws.com"], true), "http://b.s3.amazonaws.com/").is_ok());
-        assert!(matches!(check(&policy(&["*.amazonaws.com"], true), "file:///etc/passwd"), Err(PolicyError::Scheme(_))));
+        assert!(matches!(
+            check(
+                &policy(&["*.amazonaws.com"], false),
+                "http://b.s3.amazonaws.com/"
+            ),
+            Err(PolicyError::Scheme(_))
+        ));
+        assert!(check(
+            &policy(&["*.amazonaws.com"], true),
+            "http://b.s3.amazonaws.com/"
+        )
+        .is_ok());
+        assert!(matches!(
+            check(&policy(&["*.amazonaws.com"], true), "file:///etc/passwd"),
+            Err(PolicyError::Scheme(_))
+        ));
     }
 
     #[test]
@@ -209,21 +249,46 @@ mod tests {
         let p = policy(&["127.0.0.1:9000"], true);
         assert!(check(&p, "http://127.0.0.1:9000/d.csv").is_ok());
         assert!(check(&p, "http://127.0.0.1:9001/d.csv").is_err());
-        assert!(check(&policy(&["*.amazonaws.com"], true), "http://127.0.0.1:9000/").is_err());
+        assert!(check(
+            &policy(&["*.amazonaws.com"], true),
+            "http://127.0.0.1:9000/"
+        )
+        .is_err());
         // A name that resolves to loopback is refused even when the name is allowed.
         let p = policy(&["localhost:9000"], true);
-        assert!(matches!(p.check_address("localhost", "127.0.0.1".parse().unwrap()), Err(PolicyError::AddressRefused { .. })));
+        assert!(matches!(
+            p.check_address("localhost", "127.0.0.1".parse().unwrap()),
+            Err(PolicyError::AddressRefused { .. })
+        ));
     }
 
     #[test]
     fn metadata_and_mapped_addresses_are_refused() {
         let p = policy(&["169.254.169.254", "[::ffff:10.0.0.1]"], true);
-        assert!(matches!(check(&p, "http://169.254.169.254/latest/meta-data"), Err(PolicyError::AddressRefused { kind: "cloud metadata", .. })));
-        for ip in ["::ffff:127.0.0.1", "::ffff:169.254.169.254", "fe80::1", "fc00::1", "10.1.2.3", "192.168.1.1", "100.64.0.1", "0.0.0.0", "::"] {
+        assert!(matches!(
+            check(&p, "http://169.254.169.254/latest/meta-data"),
+            Err(PolicyError::AddressRefused {
+                kind: "cloud metadata",
+                ..
+            })
+        ));
+        for ip in [
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "fe80::1",
+            "fc00::1",
+            "10.1.2.3",
+            "192.168.1.1",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::",
+        ] {
             let ip: IpAddr = ip.parse().unwrap();
             assert!(policy(&[], true).check_address("h", ip).is_err(), "{ip}");
         }
-        assert!(policy(&[], true).check_address("h", "52.216.1.1".parse().unwrap()).is_ok());
+        assert!(policy(&[], true)
+            .check_address("h", "52.216.1.1".parse().unwrap())
+            .is_ok());
     }
 
     #[test]

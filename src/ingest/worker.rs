@@ -18,7 +18,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// Exponential backoff with jitter: attempt 1 waits about `base`, doubling per attempt, capped,
 /// then drawn uniformly from the upper half so retries of many jobs spread out.
 pub fn retry_delay(attempt: u32, settings: &JobSettings) -> Duration {
-    let exp = settings.backoff_base.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(30)));
+    let exp = settings
+        .backoff_base
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(30)));
     let capped = exp.min(settings.backoff_cap);
     let half = capped / 2;
     half + rand::thread_rng().gen_range(Duration::ZERO..=half)
@@ -60,10 +62,19 @@ pub fn spawn_workers(ctx: Arc<IngestContext>, count: usize) -> WorkerPool {
             tokio::spawn(async move { run_worker(n, ctx, wake, stop).await })
         })
         .collect();
-    WorkerPool { handles, shutdown, wake }
+    WorkerPool {
+        handles,
+        shutdown,
+        wake,
+    }
 }
 
-async fn run_worker(n: usize, ctx: Arc<IngestContext>, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+async fn run_worker(
+    n: usize,
+    ctx: Arc<IngestContext>,
+    wake: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
     tracing::debug!(worker = n, "ingest worker started");
     loop {
         let stopping = *stop.borrow();
@@ -71,7 +82,11 @@ async fn run_worker(n: usize, ctx: Arc<IngestContext>, wake: Arc<Notify>, mut st
             break;
         }
         let lease = ctx.jobs.lease;
-        match ctx.db.run(move |conn| Ok(jobs::claim_next_job(conn, lease, None)?)).await {
+        match ctx
+            .db
+            .run(move |conn| Ok(jobs::claim_next_job(conn, lease, None)?))
+            .await
+        {
             Ok(Some(job)) => {
                 run_claimed_job(&ctx, job, Some(stop.clone())).await;
             }
@@ -105,7 +120,11 @@ pub enum AttemptResult {
 
 /// Runs a claimed job to the end of this attempt and records the result in its row. `stop`
 /// (shutdown) gives the job a grace period and then releases it.
-pub async fn run_claimed_job(ctx: &IngestContext, job: ClaimedJob, stop: Option<watch::Receiver<bool>>) -> AttemptResult {
+pub async fn run_claimed_job(
+    ctx: &IngestContext,
+    job: ClaimedJob,
+    stop: Option<watch::Receiver<bool>>,
+) -> AttemptResult {
     let heartbeat = spawn_heartbeat(ctx, &job);
     let work = process_job(ctx, &job);
     tokio::pin!(work);
@@ -122,7 +141,9 @@ pub async fn run_claimed_job(ctx: &IngestContext, job: ClaimedJob, stop: Option<
     let Some(result) = result else {
         let released = {
             let job = job.clone();
-            ctx.db.run(move |conn| Ok(jobs::release_job(conn, &job)?)).await
+            ctx.db
+                .run(move |conn| Ok(jobs::release_job(conn, &job)?))
+                .await
         };
         tracing::warn!(job_id = job.id, released = ?released, "shutdown: job released unfinished");
         return AttemptResult::Released;
@@ -130,14 +151,21 @@ pub async fn run_claimed_job(ctx: &IngestContext, job: ClaimedJob, stop: Option<
     match result {
         Ok(JobOutcome::Loaded(report)) => AttemptResult::Done(report),
         Ok(JobOutcome::LeaseLost) => {
-            tracing::warn!(job_id = job.id, "lease lost before the load committed; another worker owns the job");
+            tracing::warn!(
+                job_id = job.id,
+                "lease lost before the load committed; another worker owns the job"
+            );
             AttemptResult::LeaseLost
         }
         Err(error) => record_failure(ctx, &job, error).await,
     }
 }
 
-async fn record_failure(ctx: &IngestContext, job: &ClaimedJob, error: IngestError) -> AttemptResult {
+async fn record_failure(
+    ctx: &IngestContext,
+    job: &ClaimedJob,
+    error: IngestError,
+) -> AttemptResult {
     let retry_in = match &error {
         IngestError::Permanent(_) => None,
         IngestError::Transient { .. } if job.attempt >= ctx.jobs.max_attempts => None,
@@ -148,17 +176,26 @@ async fn record_failure(ctx: &IngestContext, job: &ClaimedJob, error: IngestErro
     };
     let message = error.to_string();
     let (id, token, text) = (job.id, job.lease_token.clone(), message.clone());
-    let recorded = ctx.db.run(move |conn| Ok(jobs::fail_job(conn, id, &token, &text, retry_in)?)).await;
+    let recorded = ctx
+        .db
+        .run(move |conn| Ok(jobs::fail_job(conn, id, &token, &text, retry_in)?))
+        .await;
     match recorded {
         Ok(Some(state)) => {
             tracing::warn!(job_id = job.id, state = state.as_str(), retry_in_ms = retry_in.map(|d| d.as_millis() as u64), error = %message, "job attempt failed");
-            AttemptResult::Failed { state, error: message }
+            AttemptResult::Failed {
+                state,
+                error: message,
+            }
         }
         Ok(None) => AttemptResult::LeaseLost,
         Err(e) => {
             // The lease will expire and the job be claimed again: nothing is lost.
             tracing::error!(job_id = job.id, error = %e, "could not record the job's failure");
-            AttemptResult::Failed { state: JobState::Running, error: message }
+            AttemptResult::Failed {
+                state: JobState::Running,
+                error: message,
+            }
         }
     }
 }
@@ -174,7 +211,10 @@ fn spawn_heartbeat(ctx: &IngestContext, job: &ClaimedJob) -> tokio::task::JoinHa
         loop {
             tick.tick().await;
             let job = job.clone();
-            match db.run(move |conn| Ok(jobs::extend_lease(conn, &job, lease)?)).await {
+            match db
+                .run(move |conn| Ok(jobs::extend_lease(conn, &job, lease)?))
+                .await
+            {
                 Ok(true) => {}
                 Ok(false) => return,
                 Err(e) => tracing::warn!(error = %e, "lease heartbeat failed"),

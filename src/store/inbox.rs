@@ -28,7 +28,10 @@ pub enum IntakeOutcome {
 /// Stores one delivery and, for `meeting.chatSynced`, its ingest job and the session's metadata,
 /// all in the caller's transaction. De-duplication rests on the UNIQUE constraints, so two
 /// copies racing each other cannot both get in.
-pub fn insert_delivery(tx: &Connection, delivery: &NewDelivery) -> Result<IntakeOutcome, rusqlite::Error> {
+pub fn insert_delivery(
+    tx: &Connection,
+    delivery: &NewDelivery,
+) -> Result<IntakeOutcome, rusqlite::Error> {
     let inbox_id: Option<i64> = tx
         .query_row(
             "INSERT INTO inbox (delivery_id, body_sha256, scheme, event, session_id, body, received_at, received_ms)
@@ -52,7 +55,10 @@ pub fn insert_delivery(tx: &Connection, delivery: &NewDelivery) -> Result<Intake
         return Ok(IntakeOutcome::Duplicate);
     };
     let Some(chat) = &delivery.chat_synced else {
-        return Ok(IntakeOutcome::Stored { inbox_id, job_id: None });
+        return Ok(IntakeOutcome::Stored {
+            inbox_id,
+            job_id: None,
+        });
     };
     let now = now_ms();
     let job_id: i64 = tx.query_row(
@@ -69,7 +75,11 @@ pub fn insert_delivery(tx: &Connection, delivery: &NewDelivery) -> Result<Intake
         |row| row.get(0),
     )?;
     let iso = |t: Option<Timestamp>| t.map(Timestamp::to_rfc3339);
-    let sort_ms = chat.started_at.or(chat.created_at).map(Timestamp::millis).unwrap_or(delivery.received.millis());
+    let sort_ms = chat
+        .started_at
+        .or(chat.created_at)
+        .map(Timestamp::millis)
+        .unwrap_or(delivery.received.millis());
     tx.execute(
         "INSERT INTO sessions (session_id, meeting_id, title, created_at, started_at, ended_at, organizer_id, organizer_name,
                                sort_ms, status, updated_ms)
@@ -99,5 +109,8 @@ pub fn insert_delivery(tx: &Connection, delivery: &NewDelivery) -> Result<Intake
             now
         ],
     )?;
-    Ok(IntakeOutcome::Stored { inbox_id, job_id: Some(job_id) })
+    Ok(IntakeOutcome::Stored {
+        inbox_id,
+        job_id: Some(job_id),
+    })
 }

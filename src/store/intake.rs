@@ -51,7 +51,7 @@ impl IntakeWriter {
         let queue = self.queue.clone();
         // The channel is bounded; a full queue waits here on the blocking pool, not on an
         // async worker.
-        tokio::task::spawn_blocking(move || queue.send((delivery, reply)))
+        tokio::task::spawn_blocking(move || queue.send((delivery, reply)).map_err(drop))
             .await
             .map_err(|_| StoreError::WriterGone)?
             .map_err(|_| StoreError::WriterGone)?;
@@ -71,14 +71,24 @@ fn open_file(path: &Path) -> Result<OpenFile, StoreError> {
     if version == 0 {
         return Err(StoreError::FileReplaced(path.to_owned()));
     }
-    Ok(OpenFile { conn, device: meta.dev(), inode: meta.ino() })
+    Ok(OpenFile {
+        conn,
+        device: meta.dev(),
+        inode: meta.ino(),
+    })
 }
 
 fn still_same_file(path: &Path, open: &OpenFile) -> bool {
-    std::fs::metadata(path).map(|m| m.dev() == open.device && m.ino() == open.inode).unwrap_or(false)
+    std::fs::metadata(path)
+        .map(|m| m.dev() == open.device && m.ino() == open.inode)
+        .unwrap_or(false)
 }
 
-fn run_writer(path: PathBuf, mut open: Option<OpenFile>, receiver: mpsc::Receiver<(NewDelivery, Reply)>) {
+fn run_writer(
+    path: PathBuf,
+    mut open: Option<OpenFile>,
+    receiver: mpsc::Receiver<(NewDelivery, Reply)>,
+) {
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {

@@ -115,7 +115,11 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
 
 /// Claims the runnable job that has waited longest: pending, failed and due, or running with an
 /// expired lease (its worker died). `only` restricts the claim to one job id.
-pub fn claim_next_job(conn: &mut Connection, lease: Duration, only: Option<i64>) -> rusqlite::Result<Option<ClaimedJob>> {
+pub fn claim_next_job(
+    conn: &mut Connection,
+    lease: Duration,
+    only: Option<i64>,
+) -> rusqlite::Result<Option<ClaimedJob>> {
     let now = now_ms();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let candidate = tx
@@ -160,11 +164,23 @@ pub fn claim_next_job(conn: &mut Connection, lease: Duration, only: Option<i64>)
             return Ok(None);
         }
     };
-    Ok(Some(ClaimedJob { id, kind, session_id, download_url, download_expiry_ms, attempt: attempts + 1, lease_token }))
+    Ok(Some(ClaimedJob {
+        id,
+        kind,
+        session_id,
+        download_url,
+        download_expiry_ms,
+        attempt: attempts + 1,
+        lease_token,
+    }))
 }
 
 /// Extends the lease while work goes on. False when the lease was lost.
-pub fn extend_lease(conn: &Connection, job: &ClaimedJob, lease: Duration) -> rusqlite::Result<bool> {
+pub fn extend_lease(
+    conn: &Connection,
+    job: &ClaimedJob,
+    lease: Duration,
+) -> rusqlite::Result<bool> {
     let now = now_ms();
     let changed = conn.execute(
         "UPDATE jobs SET claimed_until_ms = ?3, updated_ms = ?4 WHERE id = ?1 AND lease_token = ?2 AND state = 'running'",
@@ -184,7 +200,12 @@ pub fn holds_lease(conn: &Connection, job_id: i64, token: &str) -> rusqlite::Res
 
 /// Marks the job done, inside the transaction that loaded its rows. Older failed or dead jobs of
 /// the same session are superseded by this load. False when the lease was lost.
-pub fn complete_job(conn: &Connection, job: &ClaimedJob, rows_loaded: i64, rows_rejected: i64) -> rusqlite::Result<bool> {
+pub fn complete_job(
+    conn: &Connection,
+    job: &ClaimedJob,
+    rows_loaded: i64,
+    rows_rejected: i64,
+) -> rusqlite::Result<bool> {
     let now = now_ms();
     let changed = conn.execute(
         "UPDATE jobs SET state = 'done', claimed_until_ms = NULL, last_error = NULL, rows_loaded = ?3, rows_rejected = ?4,
@@ -245,7 +266,11 @@ pub fn release_job(conn: &Connection, job: &ClaimedJob) -> rusqlite::Result<bool
     Ok(changed == 1)
 }
 
-pub fn list_jobs(conn: &Connection, state: Option<JobState>, limit: u32) -> rusqlite::Result<Vec<Job>> {
+pub fn list_jobs(
+    conn: &Connection,
+    state: Option<JobState>,
+    limit: u32,
+) -> rusqlite::Result<Vec<Job>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR state = ?1) ORDER BY id DESC LIMIT ?2"
     ))?;
@@ -254,12 +279,18 @@ pub fn list_jobs(conn: &Connection, state: Option<JobState>, limit: u32) -> rusq
 }
 
 pub fn get_job(conn: &Connection, id: i64) -> rusqlite::Result<Option<Job>> {
-    conn.query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), [id], job_from_row).optional()
+    conn.query_row(
+        &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+        [id],
+        job_from_row,
+    )
+    .optional()
 }
 
 /// Counts of jobs by state, for health and metrics.
 pub fn count_jobs_by_state(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
-    let mut stmt = conn.prepare("SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state")?;
+    let mut stmt =
+        conn.prepare("SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     rows.collect()
 }
@@ -275,15 +306,19 @@ pub enum ReprocessSelector {
     Since(i64),
 }
 
-pub fn select_sessions(conn: &Connection, selector: &ReprocessSelector) -> rusqlite::Result<Vec<String>> {
-    let collect = |sql: &str, param: Option<&dyn rusqlite::ToSql>| -> rusqlite::Result<Vec<String>> {
-        let mut stmt = conn.prepare(sql)?;
-        let rows = match param {
-            Some(p) => stmt.query_map([p], |r| r.get(0))?.collect(),
-            None => stmt.query_map([], |r| r.get(0))?.collect(),
+pub fn select_sessions(
+    conn: &Connection,
+    selector: &ReprocessSelector,
+) -> rusqlite::Result<Vec<String>> {
+    let collect =
+        |sql: &str, param: Option<&dyn rusqlite::ToSql>| -> rusqlite::Result<Vec<String>> {
+            let mut stmt = conn.prepare(sql)?;
+            let rows = match param {
+                Some(p) => stmt.query_map([p], |r| r.get(0))?.collect(),
+                None => stmt.query_map([], |r| r.get(0))?.collect(),
+            };
+            rows
         };
-        rows
-    };
     match selector {
         ReprocessSelector::Sessions(ids) => Ok(ids.iter().map(|s| s.to_string()).collect()),
         ReprocessSelector::All => collect("SELECT session_id FROM sessions ORDER BY session_id", None),
@@ -301,7 +336,10 @@ pub fn select_sessions(conn: &Connection, selector: &ReprocessSelector) -> rusql
 
 /// Enqueues one reprocess job per session, or finds the one already open: the partial UNIQUE
 /// index allows one open reprocess job per session, so concurrent runs share it.
-pub fn enqueue_reprocess(conn: &mut Connection, sessions: &[String]) -> rusqlite::Result<Vec<(String, i64)>> {
+pub fn enqueue_reprocess(
+    conn: &mut Connection,
+    sessions: &[String],
+) -> rusqlite::Result<Vec<(String, i64)>> {
     let now = now_ms();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut out = Vec::with_capacity(sessions.len());

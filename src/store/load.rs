@@ -37,7 +37,12 @@ pub struct LoadReport {
 /// the rows are merged in without deleting (a later part of a multi-session file).
 ///
 /// Rows whose session differs from `session` are recorded as rejected.
-pub fn load_session<I>(conn: &Connection, session: &SessionId, rows: I, replace: bool) -> rusqlite::Result<LoadReport>
+pub fn load_session<I>(
+    conn: &Connection,
+    session: &SessionId,
+    rows: I,
+    replace: bool,
+) -> rusqlite::Result<LoadReport>
 where
     I: IntoIterator<Item = LoadRow>,
 {
@@ -47,7 +52,10 @@ where
          DELETE FROM temp.load_seen;",
     )?;
     if replace {
-        conn.execute("DELETE FROM rejected_rows WHERE session_id = ?1", [session.as_str()])?;
+        conn.execute(
+            "DELETE FROM rejected_rows WHERE session_id = ?1",
+            [session.as_str()],
+        )?;
     }
     let mut report = LoadReport::default();
     {
@@ -66,7 +74,8 @@ where
                         excluded.pinned, excluded.edited, excluded.text, excluded.link, excluded.file_name,
                         excluded.file_size, excluded.payload, excluded.created_ms)",
         )?;
-        let mut seen = conn.prepare_cached("INSERT OR IGNORE INTO temp.load_seen (id) VALUES (?1)")?;
+        let mut seen =
+            conn.prepare_cached("INSERT OR IGNORE INTO temp.load_seen (id) VALUES (?1)")?;
         let mut reject = conn.prepare_cached(
             "INSERT INTO rejected_rows (session_id, line, reason, raw, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
@@ -99,7 +108,13 @@ where
                     report.rows_rejected += 1;
                 }
                 LoadRow::Rejected(r) => {
-                    reject.execute(params![session.as_str(), r.line as i64, r.reason, r.raw, now])?;
+                    reject.execute(params![
+                        session.as_str(),
+                        r.line as i64,
+                        r.reason,
+                        r.raw,
+                        now
+                    ])?;
                     report.rows_rejected += 1;
                 }
             }
@@ -117,7 +132,11 @@ where
 
 /// Recomputes the session's counts from its stored rows and marks it loaded. Creates the session
 /// row when the dump arrived without a webhook (`chatsink ingest`).
-fn refresh_session_counts(conn: &Connection, session: &SessionId, now: i64) -> rusqlite::Result<i64> {
+fn refresh_session_counts(
+    conn: &Connection,
+    session: &SessionId,
+    now: i64,
+) -> rusqlite::Result<i64> {
     conn.execute(
         "INSERT INTO sessions (session_id, meeting_id, sort_ms, status, updated_ms)
          SELECT ?1, (SELECT meeting_id FROM messages WHERE session_id = ?1 LIMIT 1),
@@ -138,5 +157,9 @@ fn refresh_session_counts(conn: &Connection, session: &SessionId, now: i64) -> r
          WHERE session_id = ?1",
         params![session.as_str(), now],
     )?;
-    conn.query_row("SELECT message_count FROM sessions WHERE session_id = ?1", [session.as_str()], |r| r.get(0))
+    conn.query_row(
+        "SELECT message_count FROM sessions WHERE session_id = ?1",
+        [session.as_str()],
+        |r| r.get(0),
+    )
 }

@@ -1,1 +1,292 @@
-//! Read-side queries over messages, sessions and users (the query API).
+//! Read-side queries for the analysts' API. Every documented filter is served from an index
+//! (see schema.sql) and pages are keyset pages over (created_ms, seq), so a page boundary never
+//! moves when other sessions load.
+
+use super::sessions::{session_from_row, SessionRecord, SESSION_COLUMNS};
+use rusqlite::types::Value;
+use rusqlite::{params_from_iter, Connection, Row};
+
+/// The filters of `/v1/messages`, already validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct MessageFilter {
+    pub users: Vec<String>,
+    /// Stored kinds: `text`, `image`, `file`.
+    pub kinds: Vec<String>,
+    pub pinned: Option<bool>,
+    pub edited: Option<bool>,
+    pub session: Option<String>,
+    pub meeting: Option<String>,
+    /// Half-open: `since <= created_ms < until`.
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    /// An FTS5 query over text, file names and display names.
+    pub text_query: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Order {
+    Asc,
+    Desc,
+}
+
+/// Where a keyset page starts: strictly after this (created_ms, seq) in the page's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct After {
+    pub created_ms: i64,
+    pub seq: i64,
+}
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageRow {
+    pub seq: i64,
+    pub id: String,
+    pub session_id: String,
+    pub meeting_id: String,
+    pub user_id: String,
+    pub display_name: String,
+    pub kind: String,
+    pub pinned: bool,
+    pub edited: bool,
+    pub text: Option<String>,
+    pub link: Option<String>,
+    pub file_name: Option<String>,
+    pub file_size: Option<i64>,
+    pub payload: String,
+    pub created_at: String,
+    pub created_ms: i64,
+}
+
+const MESSAGE_COLUMNS: &str =
+    "seq, id, session_id, meeting_id, user_id, display_name, kind, pinned, edited, text, link,
+     file_name, file_size, payload, created_at, created_ms";
+
+fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRow> {
+    Ok(MessageRow {
+        seq: row.get(0)?,
+        id: row.get(1)?,
+        session_id: row.get(2)?,
+        meeting_id: row.get(3)?,
+        user_id: row.get(4)?,
+        display_name: row.get(5)?,
+        kind: row.get(6)?,
+        pinned: row.get(7)?,
+        edited: row.get(8)?,
+        text: row.get(9)?,
+        link: row.get(10)?,
+        file_name: row.get(11)?,
+        file_size: row.get(12)?,
+        payload: row.get(13)?,
+        created_at: row.get(14)?,
+        created_ms: row.get(15)?,
+    })
+}
+
+/// The WHERE clause for a filter, with its parameters in order.
+fn where_clause(filter: &MessageFilter) -> (String, Vec<Value>) {
+    let mut clauses: Vec<String> = Vec::new();
+    let mut params: Vec<Value> = Vec::new();
+    let mut any_of = |column: &str, values: &[String], params: &mut Vec<Value>| {
+        if values.len() == 1 {
+            clauses.push(format!("{column} = ?"));
+        } else {
+            clauses.push(format!(
+                "{column} IN ({})",
+                vec!["?"; values.len()].join(", ")
+            ));
+        }
+        params.extend(values.iter().map(|v| Value::Text(v.clone())));
+    };
+    if !filter.users.is_empty() {
+        any_of("user_id", &filter.users, &mut params);
+    }
+    if !filter.kinds.is_empty() {
+        any_of("kind", &filter.kinds, &mut params);
+    }
+    if let Some(session) = &filter.session {
+        any_of("session_id", std::slice::from_ref(session), &mut params);
+    }
+    if let Some(meeting) = &filter.meeting {
+        any_of("meeting_id", std::slice::from_ref(meeting), &mut params);
+    }
+    if let Some(pinned) = filter.pinned {
+        clauses.push("pinned = ?".into());
+        params.push(Value::Integer(pinned as i64));
+    }
+    if let Some(edited) = filter.edited {
+        clauses.push("edited = ?".into());
+        params.push(Value::Integer(edited as i64));
+    }
+    if let Some(since) = filter.since_ms {
+        clauses.push("created_ms >= ?".into());
+        params.push(Value::Integer(since));
+    }
+    if let Some(until) = filter.until_ms {
+        clauses.push("created_ms < ?".into());
+        params.push(Value::Integer(until));
+    }
+    if let Some(q) = &filter.text_query {
+        clauses.push("seq IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?)".into());
+        params.push(Value::Text(q.clone()));
+    }
+    let sql = if clauses.is_empty() {
+        "1".to_owned()
+    } else {
+        clauses.join(" AND ")
+    };
+    (sql, params)
+}
+
+/// The SQL and parameters of one page; public so tests can `EXPLAIN QUERY PLAN` it.
+pub fn message_page_sql(
+    filter: &MessageFilter,
+    order: Order,
+    after: Option<After>,
+    limit: u32,
+) -> (String, Vec<Value>) {
+    let (mut condition, mut params) = where_clause(filter);
+    let (cmp, dir) = match order {
+        Order::Asc => (">", "ASC"),
+        Order::Desc => ("<", "DESC"),
+    };
+    if let Some(after) = after {
+        condition.push_str(&format!(" AND (created_ms, seq) {cmp} (?, ?)"));
+        params.push(Value::Integer(after.created_ms));
+        params.push(Value::Integer(after.seq));
+    }
+    params.push(Value::Integer(limit as i64));
+    (
+        format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE {condition} ORDER BY created_ms {dir}, seq {dir} LIMIT ?"),
+        params,
+    )
+}
+
+/// One page of messages in (created_ms, seq) order, starting after `after`.
+pub fn message_page(
+    conn: &Connection,
+    filter: &MessageFilter,
+    order: Order,
+    after: Option<After>,
+    limit: u32,
+) -> rusqlite::Result<Vec<MessageRow>> {
+    let (sql, params) = message_page_sql(filter, order, after, limit);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params_from_iter(params), message_from_row)?;
+    rows.collect()
+}
+
+/// Newest first: keyset over (sort_ms DESC, session_id DESC).
+pub fn session_page(
+    conn: &Connection,
+    after: Option<(i64, String)>,
+    limit: u32,
+) -> rusqlite::Result<Vec<SessionRecord>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {SESSION_COLUMNS} FROM sessions
+         WHERE ?1 IS NULL OR (sort_ms, session_id) < (?1, ?2)
+         ORDER BY sort_ms DESC, session_id DESC LIMIT ?3"
+    ))?;
+    let (ms, id) = match after {
+        Some((ms, id)) => (Some(ms), Some(id)),
+        None => (None, None),
+    };
+    let rows = stmt.query_map(rusqlite::params![ms, id, limit], session_from_row)?;
+    rows.collect()
+}
+
+/// A participant seen in the archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub user_id: String,
+    pub display_name: String,
+    pub message_count: i64,
+    pub session_count: i64,
+}
+
+/// Participants ordered by id, keyset after `after`; `session` limits them to one session.
+pub fn user_page(
+    conn: &Connection,
+    session: Option<&str>,
+    after: Option<&str>,
+    limit: u32,
+) -> rusqlite::Result<Vec<UserRecord>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT user_id, count(*), count(DISTINCT session_id),
+                (SELECT display_name FROM messages latest WHERE latest.user_id = m.user_id
+                 ORDER BY created_ms DESC, seq DESC LIMIT 1)
+         FROM messages m
+         WHERE (?1 IS NULL OR user_id > ?1) AND (?2 IS NULL OR session_id = ?2)
+         GROUP BY user_id ORDER BY user_id LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(rusqlite::params![after, session, limit], |r| {
+        Ok(UserRecord {
+            user_id: r.get(0)?,
+            message_count: r.get(1)?,
+            session_count: r.get(2)?,
+            display_name: r.get(3)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Aggregates for `/v1/stats` over the same filters as `/v1/messages`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageStats {
+    pub total: i64,
+    pub by_kind: Vec<(String, i64)>,
+    pub pinned: i64,
+    pub unpinned: i64,
+    /// (UTC day `YYYY-MM-DD`, count), oldest first.
+    pub by_day: Vec<(String, i64)>,
+    /// (user id, latest display name, count), most messages first.
+    pub top_users: Vec<(String, String, i64)>,
+}
+
+pub fn message_stats(
+    conn: &Connection,
+    filter: &MessageFilter,
+    top: u32,
+) -> rusqlite::Result<MessageStats> {
+    let (condition, params) = where_clause(filter);
+    let pairs = |sql: String| -> rusqlite::Result<Vec<(String, i64)>> {
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(params.iter()), |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        rows.collect()
+    };
+    let by_kind = pairs(format!(
+        "SELECT kind, count(*) FROM messages WHERE {condition} GROUP BY kind ORDER BY kind"
+    ))?;
+    let by_pinned = pairs(format!(
+        "SELECT CAST(pinned AS TEXT), count(*) FROM messages WHERE {condition} GROUP BY pinned"
+    ))?;
+    let by_day = pairs(format!(
+        "SELECT strftime('%Y-%m-%d', created_ms / 1000, 'unixepoch') AS day, count(*) FROM messages WHERE {condition}
+         GROUP BY day ORDER BY day"
+    ))?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT user_id, count(*) AS n,
+                (SELECT display_name FROM messages latest WHERE latest.user_id = m.user_id ORDER BY created_ms DESC, seq DESC LIMIT 1)
+         FROM messages m WHERE {condition} GROUP BY user_id ORDER BY n DESC, user_id LIMIT {top}"
+    ))?;
+    let top_users = stmt
+        .query_map(params_from_iter(params.iter()), |r| {
+            Ok((r.get(0)?, r.get(2)?, r.get(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let count = |flag: &str| {
+        by_pinned
+            .iter()
+            .find(|(k, _)| k == flag)
+            .map_or(0, |(_, n)| *n)
+    };
+    Ok(MessageStats {
+        total: by_kind.iter().map(|(_, n)| n).sum(),
+        pinned: count("1"),
+        unpinned: count("0"),
+        by_kind,
+        by_day,
+        top_users,
+    })
+}

@@ -11,6 +11,8 @@ pub mod load;
 pub mod messages;
 pub mod sessions;
 
+pub use messages::{After, MessageFilter, MessageRow, Order};
+
 pub use inbox::{IntakeOutcome, NewDelivery};
 pub use intake::IntakeWriter;
 pub use jobs::{ClaimedJob, Job, JobKind, JobState, ReprocessSelector};
@@ -34,7 +36,11 @@ pub enum StoreError {
     #[error("connection pool: {0}")]
     Pool(#[from] r2d2::Error),
     #[error("database {path} was written by a newer chatsink (schema version {found}, this build knows {known})")]
-    TooNew { path: PathBuf, found: i64, known: i64 },
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
     #[error("database file {0} is gone or was replaced underneath the running service")]
     FileReplaced(PathBuf),
     #[error("storing the delivery failed: {0}")]
@@ -49,7 +55,9 @@ pub type Pool = r2d2::Pool<SqliteConnectionManager>;
 pub fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     configure(&conn)?;
     Ok(conn)
@@ -75,7 +83,11 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let known = MIGRATIONS.len() as i64;
     if version > known {
-        return Err(StoreError::TooNew { path: path.to_owned(), found: version, known });
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found: version,
+            known,
+        });
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         tx.execute_batch(sql)?;
@@ -109,7 +121,10 @@ impl Database {
             .min_idle(Some(0))
             .connection_timeout(Duration::from_secs(15))
             .build(manager)?;
-        Ok(Self { path: path.to_owned(), pool })
+        Ok(Self {
+            path: path.to_owned(),
+            pool,
+        })
     }
 
     pub fn path(&self) -> &Path {

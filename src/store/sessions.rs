@@ -66,11 +66,18 @@ pub fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionReco
 }
 
 pub fn get_session(conn: &Connection, session_id: &str) -> rusqlite::Result<Option<SessionRecord>> {
-    conn.query_row(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE session_id = ?1"), [session_id], session_from_row)
-        .optional()
+    conn.query_row(
+        &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE session_id = ?1"),
+        [session_id],
+        session_from_row,
+    )
+    .optional()
 }
 
-pub fn session_dump(conn: &Connection, session: &SessionId) -> rusqlite::Result<Option<SessionDump>> {
+pub fn session_dump(
+    conn: &Connection,
+    session: &SessionId,
+) -> rusqlite::Result<Option<SessionDump>> {
     conn.query_row(
         "SELECT dump_path, dump_sha256 FROM sessions WHERE session_id = ?1 AND dump_path IS NOT NULL",
         [session.as_str()],
@@ -80,7 +87,11 @@ pub fn session_dump(conn: &Connection, session: &SessionId) -> rusqlite::Result<
 }
 
 /// Records the dump a session was loaded from; in the load's transaction.
-pub fn set_session_dump(conn: &Connection, session: &SessionId, dump: &SessionDump) -> rusqlite::Result<()> {
+pub fn set_session_dump(
+    conn: &Connection,
+    session: &SessionId,
+    dump: &SessionDump,
+) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE sessions SET dump_path = ?2, dump_sha256 = ?3, updated_ms = ?4 WHERE session_id = ?1",
         params![session.as_str(), dump.path, dump.sha256, now_ms()],

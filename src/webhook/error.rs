@@ -26,7 +26,9 @@ impl ResponseError for WebhookError {
         match self {
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyRead(_) | Self::Event(_) => StatusCode::BAD_REQUEST,
-            Self::Signature(VerifyError::KeyUnavailable(_)) | Self::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Signature(VerifyError::KeyUnavailable(_)) | Self::Storage(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Signature(_) => StatusCode::UNAUTHORIZED,
         }
     }
@@ -36,13 +38,17 @@ impl ResponseError for WebhookError {
             Self::TooLarge { .. } => ("body_too_large", Some("body")),
             Self::BodyRead(_) => ("bad_body", Some("body")),
             Self::Signature(VerifyError::Missing) => ("missing_signature", None),
-            Self::Signature(VerifyError::Rejected { header, .. }) => ("invalid_signature", Some(*header)),
+            Self::Signature(VerifyError::Rejected { header, .. }) => {
+                ("invalid_signature", Some(*header))
+            }
             Self::Signature(VerifyError::KeyUnavailable(_)) => ("key_unavailable", None),
             Self::Event(e) => ("invalid_event", Some(e.field)),
             Self::Storage(_) => ("storage_unavailable", None),
         };
         match self.status_code() {
-            s if s.is_server_error() => tracing::error!(error = %self, "delivery not accepted; sender will retry"),
+            s if s.is_server_error() => {
+                tracing::error!(error = %self, "delivery not accepted; sender will retry")
+            }
             _ => tracing::warn!(error = %self, "delivery refused"),
         }
         let message = match self {

@@ -63,13 +63,25 @@ async fn receive_webhook(
         received,
         chat_synced: event.chat_synced,
     };
-    match state.intake.store(delivery).await.map_err(WebhookError::Storage)? {
+    match state
+        .intake
+        .store(delivery)
+        .await
+        .map_err(WebhookError::Storage)?
+    {
         IntakeOutcome::Stored { inbox_id, job_id } => {
             if job_id.is_some() {
                 state.wake.notify_one();
             }
-            tracing::info!(inbox_id, job_id, scheme = scheme.as_str(), "delivery stored");
-            Ok(HttpResponse::Ok().json(serde_json::json!({"status": "accepted", "inboxId": inbox_id, "jobId": job_id})))
+            tracing::info!(
+                inbox_id,
+                job_id,
+                scheme = scheme.as_str(),
+                "delivery stored"
+            );
+            Ok(HttpResponse::Ok().json(
+                serde_json::json!({"status": "accepted", "inboxId": inbox_id, "jobId": job_id}),
+            ))
         }
         IntakeOutcome::Duplicate => {
             tracing::info!("duplicate delivery ignored");
@@ -80,7 +92,11 @@ async fn receive_webhook(
 
 /// Reads at most `limit` bytes; a longer body is refused as soon as it shows, without reading
 /// the rest (a declared Content-Length over the limit is refused before reading anything).
-async fn read_body(request: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<web::Bytes, WebhookError> {
+async fn read_body(
+    request: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, WebhookError> {
     let declared = request
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
@@ -89,7 +105,8 @@ async fn read_body(request: &HttpRequest, mut payload: web::Payload, limit: usiz
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(WebhookError::TooLarge { limit });
     }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(8192).min(limit as u64) as usize);
+    let mut body =
+        web::BytesMut::with_capacity(declared.unwrap_or(8192).min(limit as u64) as usize);
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| WebhookError::BodyRead(e.to_string()))?;
         if body.len() + chunk.len() > limit {
@@ -101,7 +118,13 @@ async fn read_body(request: &HttpRequest, mut payload: web::Payload, limit: usiz
 }
 
 fn delivery_headers(request: &HttpRequest) -> DeliveryHeaders {
-    let get = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let get = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     DeliveryHeaders {
         rtk_signature: get("rtk-signature"),
         rtk_uuid: get("rtk-uuid"),

@@ -41,7 +41,10 @@ impl RsaKeyStore {
             RsaKeySource::Pem(pem) => Some(Arc::new(parse_rsa_public_key(pem)?)),
             RsaKeySource::Url(_) => None,
         };
-        let client = reqwest::Client::builder().timeout(FETCH_TIMEOUT).build().map_err(|e| e.to_string())?;
+        let client = reqwest::Client::builder()
+            .timeout(FETCH_TIMEOUT)
+            .build()
+            .map_err(|e| e.to_string())?;
         Ok(Self {
             source,
             current: RwLock::new(current),
@@ -105,12 +108,23 @@ impl RsaKeyStore {
         let RsaKeySource::Url(url) = &self.source else {
             unreachable!("a configured key is always cached");
         };
-        let unavailable = |reason: String| KeyError::Unavailable { url: url.clone(), reason };
-        let response = self.client.get(url).send().await.map_err(|e| unavailable(e.to_string()))?;
+        let unavailable = |reason: String| KeyError::Unavailable {
+            url: url.clone(),
+            reason,
+        };
+        let response = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
         if !response.status().is_success() {
             return Err(unavailable(format!("HTTP {}", response.status())));
         }
-        let body: serde_json::Value = response.json().await.map_err(|e| unavailable(e.to_string()))?;
+        let body: serde_json::Value = response
+            .json()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
         let pem = body
             .pointer("/data/publicKey")
             .and_then(|v| v.as_str())

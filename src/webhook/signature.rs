@@ -60,7 +60,10 @@ pub enum VerifyError {
     #[error("no signature header: send rtk-signature, dyte-signature or webhook-signature")]
     Missing,
     #[error("{header}: {reason}")]
-    Rejected { header: &'static str, reason: String },
+    Rejected {
+        header: &'static str,
+        reason: String,
+    },
     /// The key could not be obtained: the sender should retry (503), not give up (401).
     #[error("{0}")]
     KeyUnavailable(#[from] KeyError),
@@ -77,7 +80,11 @@ impl Verifier {
         let hmac_keys = settings
             .hmac_keys
             .iter()
-            .map(|k| base64::engine::general_purpose::STANDARD.decode(k.expose_secret()).map_err(|e| e.to_string()))
+            .map(|k| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(k.expose_secret())
+                    .map_err(|e| e.to_string())
+            })
             .collect::<Result<_, _>>()?;
         Ok(Self {
             rsa: Arc::new(RsaKeyStore::new(settings.rsa_key.clone())?),
@@ -91,7 +98,11 @@ impl Verifier {
     }
 
     /// Accepts the delivery when any configured scheme whose header is present verifies it.
-    pub async fn verify(&self, headers: &DeliveryHeaders, body: &[u8]) -> Result<Scheme, VerifyError> {
+    pub async fn verify(
+        &self,
+        headers: &DeliveryHeaders,
+        body: &[u8],
+    ) -> Result<Scheme, VerifyError> {
         if self.insecure {
             tracing::warn!("signature NOT verified: --insecure-skip-verify is on");
             return Ok(Scheme::Insecure);
@@ -127,12 +138,21 @@ impl Verifier {
         Err(first_error.unwrap_or(VerifyError::Missing))
     }
 
-    async fn verify_rsa(&self, header: &'static str, value: &str, body: &[u8]) -> Result<(), VerifyError> {
-        let rejected = |reason: &str| VerifyError::Rejected { header, reason: reason.to_owned() };
+    async fn verify_rsa(
+        &self,
+        header: &'static str,
+        value: &str,
+        body: &[u8],
+    ) -> Result<(), VerifyError> {
+        let rejected = |reason: &str| VerifyError::Rejected {
+            header,
+            reason: reason.to_owned(),
+        };
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(value.trim())
             .map_err(|_| rejected("not base64"))?;
-        let signature = Signature::try_from(bytes.as_slice()).map_err(|_| rejected("malformed signature"))?;
+        let signature =
+            Signature::try_from(bytes.as_slice()).map_err(|_| rejected("malformed signature"))?;
         let key = self.rsa.key().await?;
         if rsa_matches(&key, body, &signature) {
             return Ok(());
@@ -145,7 +165,9 @@ impl Verifier {
 }
 
 fn rsa_matches(key: &RsaPublicKey, body: &[u8], signature: &Signature) -> bool {
-    VerifyingKey::<Sha256>::new(key.clone()).verify(body, signature).is_ok()
+    VerifyingKey::<Sha256>::new(key.clone())
+        .verify(body, signature)
+        .is_ok()
 }
 
 fn hmac_rejection(e: HmacError) -> VerifyError {
@@ -154,5 +176,8 @@ fn hmac_rejection(e: HmacError) -> VerifyError {
         HmacError::BadTimestamp | HmacError::OutsideTolerance => "webhook-timestamp",
         HmacError::NoSignature | HmacError::Mismatch => "webhook-signature",
     };
-    VerifyError::Rejected { header, reason: e.to_string() }
+    VerifyError::Rejected {
+        header,
+        reason: e.to_string(),
+    }
 }

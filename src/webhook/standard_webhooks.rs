@@ -31,9 +31,14 @@ pub fn verify_hmac(
     body: &[u8],
     now_secs: i64,
 ) -> Result<(), HmacError> {
-    let id = id.map(str::trim).filter(|s| !s.is_empty()).ok_or(HmacError::MissingId)?;
+    let id = id
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or(HmacError::MissingId)?;
     let timestamp_text = timestamp.map(str::trim).ok_or(HmacError::BadTimestamp)?;
-    let timestamp: i64 = timestamp_text.parse().map_err(|_| HmacError::BadTimestamp)?;
+    let timestamp: i64 = timestamp_text
+        .parse()
+        .map_err(|_| HmacError::BadTimestamp)?;
     if (now_secs - timestamp).abs() > TOLERANCE_SECS {
         return Err(HmacError::OutsideTolerance);
     }
@@ -66,7 +71,10 @@ pub fn sign_hmac(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts any key length");
     mac.update(format!("{id}.{timestamp}.").as_bytes());
     mac.update(body);
-    format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    )
 }
 
 #[cfg(test)]
@@ -78,8 +86,21 @@ mod tests {
         let old = b"old-key".to_vec();
         let new = b"new-key".to_vec();
         let header = sign_hmac(&new, "msg_1", 1000, b"{}");
-        assert_eq!(verify_hmac(&[old.clone(), new], Some("msg_1"), Some("1000"), &header, b"{}", 1000), Ok(()));
-        assert_eq!(verify_hmac(&[old], Some("msg_1"), Some("1000"), &header, b"{}", 1000), Err(HmacError::Mismatch));
+        assert_eq!(
+            verify_hmac(
+                &[old.clone(), new],
+                Some("msg_1"),
+                Some("1000"),
+                &header,
+                b"{}",
+                1000
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            verify_hmac(&[old], Some("msg_1"), Some("1000"), &header, b"{}", 1000),
+            Err(HmacError::Mismatch)
+        );
     }
 
     #[test]
@@ -87,23 +108,67 @@ mod tests {
         let key = b"k".to_vec();
         let good = sign_hmac(&key, "i", 5, b"x");
         let header = format!("v1,AAAA v2,zzz {good}");
-        assert_eq!(verify_hmac(&[key], Some("i"), Some("5"), &header, b"x", 5), Ok(()));
+        assert_eq!(
+            verify_hmac(&[key], Some("i"), Some("5"), &header, b"x", 5),
+            Ok(())
+        );
     }
 
     #[test]
     fn tolerance_both_directions() {
         let key = b"k".to_vec();
         let h = sign_hmac(&key, "i", 1000, b"x");
-        for (now, ok) in [(1000 + 299, true), (1000 - 299, true), (1000 + 300, true), (1000 + 301, false), (1000 - 301, false)] {
-            assert_eq!(verify_hmac(&[key.clone()], Some("i"), Some("1000"), &h, b"x", now).is_ok(), ok, "{now}");
+        for (now, ok) in [
+            (1000 + 299, true),
+            (1000 - 299, true),
+            (1000 + 300, true),
+            (1000 + 301, false),
+            (1000 - 301, false),
+        ] {
+            assert_eq!(
+                verify_hmac(
+                    std::slice::from_ref(&key),
+                    Some("i"),
+                    Some("1000"),
+                    &h,
+                    b"x",
+                    now
+                )
+                .is_ok(),
+                ok,
+                "{now}"
+            );
         }
     }
 
     #[test]
     fn malformed_headers() {
         let key = vec![1u8];
-        assert_eq!(verify_hmac(&[key.clone()], None, Some("1"), "v1,AA==", b"", 1), Err(HmacError::MissingId));
-        assert_eq!(verify_hmac(&[key.clone()], Some("i"), Some("x"), "v1,AA==", b"", 1), Err(HmacError::BadTimestamp));
-        assert_eq!(verify_hmac(&[key], Some("i"), Some("1"), "garbage", b"", 1), Err(HmacError::NoSignature));
+        assert_eq!(
+            verify_hmac(
+                std::slice::from_ref(&key),
+                None,
+                Some("1"),
+                "v1,AA==",
+                b"",
+                1
+            ),
+            Err(HmacError::MissingId)
+        );
+        assert_eq!(
+            verify_hmac(
+                std::slice::from_ref(&key),
+                Some("i"),
+                Some("x"),
+                "v1,AA==",
+                b"",
+                1
+            ),
+            Err(HmacError::BadTimestamp)
+        );
+        assert_eq!(
+            verify_hmac(&[key], Some("i"), Some("1"), "garbage", b"", 1),
+            Err(HmacError::NoSignature)
+        );
     }
 }

@@ -27,12 +27,30 @@ fn help_documents_every_command_and_setting() {
     for command in ["serve", "ingest", "reprocess", "jobs"] {
         assert!(top.contains(command), "{top}");
     }
-    let serve = stdout(&chatsink(&["serve", "--help"], &dir.path().join("x.db"), dir.path()));
+    let serve = stdout(&chatsink(
+        &["serve", "--help"],
+        &dir.path().join("x.db"),
+        dir.path(),
+    ));
     for var in [
-        "CHATSINK_LISTEN", "CHATSINK_DATABASE", "CHATSINK_DATA_DIR", "CHATSINK_RTK_PUBLIC_KEY", "CHATSINK_RTK_PUBLIC_KEY_FILE",
-        "CHATSINK_RTK_PUBLIC_KEY_URL", "CHATSINK_HMAC_SECRETS", "CHATSINK_READ_TOKENS", "CHATSINK_MAX_BODY_BYTES",
-        "CHATSINK_DOWNLOAD_ALLOW_HOSTS", "CHATSINK_DOWNLOAD_ALLOW_HTTP", "CHATSINK_RTK_API_BASE", "CHATSINK_RTK_ACCOUNT_ID",
-        "CHATSINK_RTK_APP_ID", "CHATSINK_RTK_API_TOKEN", "CHATSINK_WORKERS", "CHATSINK_LOG_FORMAT", "insecure-skip-verify",
+        "CHATSINK_LISTEN",
+        "CHATSINK_DATABASE",
+        "CHATSINK_DATA_DIR",
+        "CHATSINK_RTK_PUBLIC_KEY",
+        "CHATSINK_RTK_PUBLIC_KEY_FILE",
+        "CHATSINK_RTK_PUBLIC_KEY_URL",
+        "CHATSINK_HMAC_SECRETS",
+        "CHATSINK_READ_TOKENS",
+        "CHATSINK_MAX_BODY_BYTES",
+        "CHATSINK_DOWNLOAD_ALLOW_HOSTS",
+        "CHATSINK_DOWNLOAD_ALLOW_HTTP",
+        "CHATSINK_RTK_API_BASE",
+        "CHATSINK_RTK_ACCOUNT_ID",
+        "CHATSINK_RTK_APP_ID",
+        "CHATSINK_RTK_API_TOKEN",
+        "CHATSINK_WORKERS",
+        "CHATSINK_LOG_FORMAT",
+        "insecure-skip-verify",
     ] {
         assert!(serve.contains(var), "serve --help lacks {var}");
     }
@@ -43,13 +61,34 @@ fn serve_refuses_invalid_settings_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("x.db");
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["serve", "--rtk-public-key-file", "/nonexistent/key.pem"], "CHATSINK_RTK_PUBLIC_KEY_FILE"),
-        (vec!["serve", "--rtk-public-key", "not a pem"], "CHATSINK_RTK_PUBLIC_KEY"),
-        (vec!["serve", "--hmac-secrets", "plainsecret"], "CHATSINK_HMAC_SECRETS"),
-        (vec!["serve", "--hmac-secrets", "whsec_!!!"], "CHATSINK_HMAC_SECRETS"),
-        (vec!["serve", "--download-allow-hosts", "a*.com"], "CHATSINK_DOWNLOAD_ALLOW_HOSTS"),
-        (vec!["serve", "--read-tokens", "short"], "CHATSINK_READ_TOKENS"),
-        (vec!["serve", "--rtk-account-id", "only-one"], "CHATSINK_RTK_ACCOUNT_ID"),
+        (
+            vec!["serve", "--rtk-public-key-file", "/nonexistent/key.pem"],
+            "CHATSINK_RTK_PUBLIC_KEY_FILE",
+        ),
+        (
+            vec!["serve", "--rtk-public-key", "not a pem"],
+            "CHATSINK_RTK_PUBLIC_KEY",
+        ),
+        (
+            vec!["serve", "--hmac-secrets", "plainsecret"],
+            "CHATSINK_HMAC_SECRETS",
+        ),
+        (
+            vec!["serve", "--hmac-secrets", "whsec_!!!"],
+            "CHATSINK_HMAC_SECRETS",
+        ),
+        (
+            vec!["serve", "--download-allow-hosts", "a*.com"],
+            "CHATSINK_DOWNLOAD_ALLOW_HOSTS",
+        ),
+        (
+            vec!["serve", "--read-tokens", "short"],
+            "CHATSINK_READ_TOKENS",
+        ),
+        (
+            vec!["serve", "--rtk-account-id", "only-one"],
+            "CHATSINK_RTK_ACCOUNT_ID",
+        ),
         (vec!["serve", "--listen", "nowhere"], "--listen"),
     ];
     for (args, expected) in cases {
@@ -58,7 +97,10 @@ fn serve_refuses_invalid_settings_with_a_clear_message() {
         assert!(!output.status.success(), "{args:?} started");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
-    assert!(!db.exists(), "nothing was created for a refused configuration");
+    assert!(
+        !db.exists(),
+        "nothing was created for a refused configuration"
+    );
 }
 
 #[test]
@@ -80,16 +122,41 @@ fn ingest_loads_a_multi_session_file_each_session_as_a_unit() {
 
     for _ in 0..2 {
         let output = chatsink(&["ingest", file.to_str().unwrap()], &db, dir.path());
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        assert!(stdout(&output).contains("10 row(s) loaded, 1 rejected"), "{}", stdout(&output));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            stdout(&output).contains("10 row(s) loaded, 1 rejected"),
+            "{}",
+            stdout(&output)
+        );
     }
     let conn = rusqlite::Connection::open(&db).unwrap();
     let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
-    assert_eq!(count("SELECT count(*) FROM messages WHERE session_id = 's-a'"), 6, "both runs of s-a are kept");
-    assert_eq!(count("SELECT count(*) FROM messages WHERE session_id = 's-b'"), 4);
-    assert_eq!(count("SELECT message_count FROM sessions WHERE session_id = 's-a'"), 6);
-    assert_eq!(count("SELECT rejected_count FROM sessions WHERE session_id = 's-b'"), 1);
-    assert_eq!(count("SELECT count(*) FROM rejected_rows"), 1, "running twice does not double rejected rows");
+    assert_eq!(
+        count("SELECT count(*) FROM messages WHERE session_id = 's-a'"),
+        6,
+        "both runs of s-a are kept"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM messages WHERE session_id = 's-b'"),
+        4
+    );
+    assert_eq!(
+        count("SELECT message_count FROM sessions WHERE session_id = 's-a'"),
+        6
+    );
+    assert_eq!(
+        count("SELECT rejected_count FROM sessions WHERE session_id = 's-b'"),
+        1
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM rejected_rows"),
+        1,
+        "running twice does not double rejected rows"
+    );
 }
 
 #[test]
@@ -100,9 +167,17 @@ fn ingest_with_session_rejects_rows_of_other_sessions_and_errors_are_clear() {
     let mut content = simple_dump("s-one", 3);
     content.extend_from_slice(&simple_dump("s-other", 1)[DUMP_HEADER.len() + 2..]);
     std::fs::write(&file, &content).unwrap();
-    let output = chatsink(&["ingest", file.to_str().unwrap(), "--session", "s-one"], &db, dir.path());
+    let output = chatsink(
+        &["ingest", file.to_str().unwrap(), "--session", "s-one"],
+        &db,
+        dir.path(),
+    );
     assert!(output.status.success());
-    assert!(stdout(&output).contains("3 row(s) loaded, 1 rejected"), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("3 row(s) loaded, 1 rejected"),
+        "{}",
+        stdout(&output)
+    );
 
     let missing = chatsink(&["ingest", "/nonexistent.csv"], &db, dir.path());
     assert!(!missing.status.success());
@@ -113,7 +188,10 @@ fn ingest_with_session_rejects_rows_of_other_sessions_and_errors_are_clear() {
     let bad = chatsink(&["ingest", headerless.to_str().unwrap()], &db, dir.path());
     assert!(!bad.status.success());
     let stderr = String::from_utf8_lossy(&bad.stderr);
-    assert!(stderr.contains("lacks required column(s): participantId, meetingId"), "{stderr}");
+    assert!(
+        stderr.contains("lacks required column(s): participantId, meetingId"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,7 +199,8 @@ async fn reprocess_reloads_from_the_stored_dump_without_network() {
     let storage = FakeServer::start().await;
     let app = spawn_app().await;
     storage.route("/d.csv", vec![Reply::Body(simple_dump("s-re", 12))]);
-    app.post_rtk(&chat_synced("s-re", &storage.url("/d.csv"))).await;
+    app.post_rtk(&chat_synced("s-re", &storage.url("/d.csv")))
+        .await;
     app.wait_for_jobs(Duration::from_secs(20)).await;
     assert_eq!(storage.requests("/d.csv"), 1);
     // What an older parser might have left behind: a wrong text and a lost row.
@@ -130,12 +209,35 @@ async fn reprocess_reloads_from_the_stored_dump_without_network() {
         .unwrap();
     let before = storage.connections();
 
-    let output = chatsink(&["reprocess", "--session", "s-re"], &app.db_path, &app.data_dir);
-    assert!(output.status.success(), "{}{}", stdout(&output), String::from_utf8_lossy(&output.stderr));
-    assert!(stdout(&output).contains("s-re\tok\t12 loaded"), "{}", stdout(&output));
-    assert_eq!(storage.connections(), before, "no network: the stored dump was used");
-    assert_eq!(app.count("SELECT count(*) FROM messages WHERE session_id = 's-re'"), 12);
-    assert_eq!(app.count("SELECT count(*) FROM messages WHERE text = 'garbled'"), 0);
+    let output = chatsink(
+        &["reprocess", "--session", "s-re"],
+        &app.db_path,
+        &app.data_dir,
+    );
+    assert!(
+        output.status.success(),
+        "{}{}",
+        stdout(&output),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout(&output).contains("s-re\tok\t12 loaded"),
+        "{}",
+        stdout(&output)
+    );
+    assert_eq!(
+        storage.connections(),
+        before,
+        "no network: the stored dump was used"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM messages WHERE session_id = 's-re'"),
+        12
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM messages WHERE text = 'garbled'"),
+        0
+    );
 
     // --all runs while serve runs, twice at once: no double load.
     let (db, data) = (app.db_path.clone(), app.data_dir.clone());
@@ -150,34 +252,55 @@ async fn reprocess_reloads_from_the_stored_dump_without_network() {
         assert!(output.status.success(), "{}", stdout(&output));
     }
     assert_eq!(app.count("SELECT count(*) FROM messages"), 12);
-    assert_eq!(app.count("SELECT count(*) FROM jobs WHERE state NOT IN ('done')"), 0);
+    assert_eq!(
+        app.count("SELECT count(*) FROM jobs WHERE state NOT IN ('done')"),
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reprocess_dead_fetches_a_fresh_url_and_jobs_lists_errors() {
     let server = FakeServer::start().await;
     let app = spawn_app().await;
-    server.route("/gone.csv", vec![Reply::Status(403, b"expired".to_vec(), vec![])]);
-    app.post_rtk(&chat_synced("s-dead", &server.url("/gone.csv"))).await;
+    server.route(
+        "/gone.csv",
+        vec![Reply::Status(403, b"expired".to_vec(), vec![])],
+    );
+    app.post_rtk(&chat_synced("s-dead", &server.url("/gone.csv")))
+        .await;
     let jobs = app.wait_for_jobs(Duration::from_secs(20)).await;
     assert_eq!(jobs[0].1, "dead");
 
     let listing = chatsink(&["jobs", "--state", "dead"], &app.db_path, &app.data_dir);
     assert!(listing.status.success());
     let text = stdout(&listing);
-    assert!(text.contains("s-dead") && text.contains("dead") && text.contains("403"), "{text}");
-    let bad_state = chatsink(&["jobs", "--state", "sleeping"], &app.db_path, &app.data_dir);
+    assert!(
+        text.contains("s-dead") && text.contains("dead") && text.contains("403"),
+        "{text}"
+    );
+    let bad_state = chatsink(
+        &["jobs", "--state", "sleeping"],
+        &app.db_path,
+        &app.data_dir,
+    );
     assert!(!bad_state.status.success());
 
     // Without credentials reprocess fails and says so, with a non-zero exit.
     let failed = chatsink(&["reprocess", "--dead"], &app.db_path, &app.data_dir);
     assert!(!failed.status.success());
-    assert!(stdout(&failed).contains("CHATSINK_RTK_API_TOKEN"), "{}", stdout(&failed));
+    assert!(
+        stdout(&failed).contains("CHATSINK_RTK_API_TOKEN"),
+        "{}",
+        stdout(&failed)
+    );
 
     // With credentials, the Chat Replay API hands out a fresh link.
     let replay = "/client/v4/accounts/acc/realtime/kit/app/sessions/s-dead/chat";
     let answer = serde_json::json!({"success": true, "data": {"chat_download_url": server.url("/fresh.csv"), "chat_download_url_expiry": "2099-01-01T00:00:00Z"}});
-    server.route(replay, vec![Reply::Body(serde_json::to_vec(&answer).unwrap())]);
+    server.route(
+        replay,
+        vec![Reply::Body(serde_json::to_vec(&answer).unwrap())],
+    );
     server.route("/fresh.csv", vec![Reply::Body(simple_dump("s-dead", 5))]);
     let output = Command::new(env!("CARGO_BIN_EXE_chatsink"))
         .args(["reprocess", "--dead"])
@@ -192,10 +315,21 @@ async fn reprocess_dead_fetches_a_fresh_url_and_jobs_lists_errors() {
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", stdout(&output));
-    assert_eq!(app.count("SELECT count(*) FROM messages WHERE session_id = 's-dead'"), 5);
-    assert_eq!(app.count("SELECT count(*) FROM jobs WHERE state = 'dead'"), 0, "the dead job is superseded");
+    assert_eq!(
+        app.count("SELECT count(*) FROM messages WHERE session_id = 's-dead'"),
+        5
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM jobs WHERE state = 'dead'"),
+        0,
+        "the dead job is superseded"
+    );
     let again = chatsink(&["reprocess", "--dead"], &app.db_path, &app.data_dir);
-    assert!(stdout(&again).contains("reprocessed 0 session(s)"), "{}", stdout(&again));
+    assert!(
+        stdout(&again).contains("reprocessed 0 session(s)"),
+        "{}",
+        stdout(&again)
+    );
 }
 
 #[test]
@@ -203,7 +337,11 @@ fn reprocess_needs_a_selection() {
     let dir = tempfile::tempdir().unwrap();
     let output = chatsink(&["reprocess"], &dir.path().join("x.db"), dir.path());
     assert!(!output.status.success());
-    let bad_time = chatsink(&["reprocess", "--since", "last tuesday"], &dir.path().join("x.db"), dir.path());
+    let bad_time = chatsink(
+        &["reprocess", "--since", "last tuesday"],
+        &dir.path().join("x.db"),
+        dir.path(),
+    );
     assert!(!bad_time.status.success());
     assert!(String::from_utf8_lossy(&bad_time.stderr).contains("--since"));
 }

@@ -25,12 +25,17 @@ pub fn rsa_keys() -> &'static (RsaPrivateKey, RsaPrivateKey) {
     static KEYS: OnceLock<(RsaPrivateKey, RsaPrivateKey)> = OnceLock::new();
     KEYS.get_or_init(|| {
         let mut rng = rand::thread_rng();
-        (RsaPrivateKey::new(&mut rng, 2048).unwrap(), RsaPrivateKey::new(&mut rng, 2048).unwrap())
+        (
+            RsaPrivateKey::new(&mut rng, 2048).unwrap(),
+            RsaPrivateKey::new(&mut rng, 2048).unwrap(),
+        )
     })
 }
 
 pub fn public_pem(key: &RsaPrivateKey) -> String {
-    RsaPublicKey::from(key).to_public_key_pem(LineEnding::LF).unwrap()
+    RsaPublicKey::from(key)
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap()
 }
 
 /// Signs like RealtimeKit: base64 RSASSA-PKCS1-v1_5 SHA-256 over the raw body.
@@ -40,7 +45,10 @@ pub fn rtk_sign(key: &RsaPrivateKey, body: &[u8]) -> String {
 }
 
 pub fn whsec(key: &[u8]) -> String {
-    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(key))
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    )
 }
 
 pub fn now_secs() -> i64 {
@@ -104,7 +112,10 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         "--read-tokens".into(),
         READ_TOKEN.into(),
         "--download-allow-hosts".into(),
-        options.allow_hosts.clone().unwrap_or_else(|| "127.0.0.1".into()),
+        options
+            .allow_hosts
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1".into()),
         "--download-allow-http".into(),
         "true".into(),
         "--job-backoff-base-ms".into(),
@@ -114,14 +125,23 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     ];
     args.extend(options.args.iter().cloned());
     let cli = <Cli as clap::Parser>::try_parse_from(&args).expect("valid test arguments");
-    let chatsink::config::Command::Serve(serve) = cli.command else { unreachable!() };
+    let chatsink::config::Command::Serve(serve) = cli.command else {
+        unreachable!()
+    };
     let settings = serve.settings().expect("valid test settings");
     let app = Application::build(settings).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let server = tokio::spawn(async move {
         let _ = app.run_until_stopped().await;
     });
-    TestApp { address, db_path, data_dir, dir, client: reqwest::Client::new(), server }
+    TestApp {
+        address,
+        db_path,
+        data_dir,
+        dir,
+        client: reqwest::Client::new(),
+        server,
+    }
 }
 
 impl TestApp {
@@ -136,7 +156,10 @@ impl TestApp {
     }
 
     pub async fn post_webhook(&self, body: &[u8], headers: &[(&str, String)]) -> reqwest::Response {
-        let mut request = self.client.post(format!("{}/webhooks/realtimekit", self.address)).body(body.to_vec());
+        let mut request = self
+            .client
+            .post(format!("{}/webhooks/realtimekit", self.address))
+            .body(body.to_vec());
         for (name, value) in headers {
             request = request.header(*name, value);
         }
@@ -145,12 +168,17 @@ impl TestApp {
 
     /// A delivery signed with the RealtimeKit key, with a fresh `rtk-uuid`.
     pub async fn post_rtk(&self, body: &[u8]) -> reqwest::Response {
-        self.post_rtk_with_id(body, &uuid::Uuid::new_v4().to_string()).await
+        self.post_rtk_with_id(body, &uuid::Uuid::new_v4().to_string())
+            .await
     }
 
     pub async fn post_rtk_with_id(&self, body: &[u8], id: &str) -> reqwest::Response {
         let signature = rtk_sign(&rsa_keys().0, body);
-        self.post_webhook(body, &[("rtk-signature", signature), ("rtk-uuid", id.to_owned())]).await
+        self.post_webhook(
+            body,
+            &[("rtk-signature", signature), ("rtk-uuid", id.to_owned())],
+        )
+        .await
     }
 
     pub async fn post_hmac(&self, body: &[u8], key: &[u8], timestamp: i64) -> reqwest::Response {
@@ -158,7 +186,11 @@ impl TestApp {
         let signature = chatsink::webhook::sign_hmac(key, &id, timestamp, body);
         self.post_webhook(
             body,
-            &[("webhook-id", id), ("webhook-timestamp", timestamp.to_string()), ("webhook-signature", signature)],
+            &[
+                ("webhook-id", id),
+                ("webhook-timestamp", timestamp.to_string()),
+                ("webhook-signature", signature),
+            ],
         )
         .await
     }
@@ -187,8 +219,13 @@ impl TestApp {
 
     pub fn jobs(&self) -> Vec<(i64, String, Option<String>)> {
         let conn = self.db();
-        let mut stmt = conn.prepare("SELECT id, state, last_error FROM jobs ORDER BY id").unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
+        let mut stmt = conn
+            .prepare("SELECT id, state, last_error FROM jobs ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
     }
 }
 
@@ -213,7 +250,9 @@ pub const DUMP_HEADER: &str = "id,participantId,sessionId,meetingId,displayName,
 
 /// One row of a dump, CSV-quoted.
 pub fn csv_row(fields: &[&str]) -> String {
-    let mut writer = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::new());
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new());
     writer.write_record(fields).unwrap();
     String::from_utf8(writer.into_inner().unwrap()).unwrap()
 }
@@ -225,8 +264,20 @@ pub fn simple_dump(session: &str, n: usize) -> Vec<u8> {
         let id = format!("{session}-m{i}");
         let user = format!("user-{}", i % 3);
         let text = format!("message {i}, with a comma");
-        let time = chatsink::domain::Timestamp::from_millis(1_780_480_800_000 + i as i64 * 1000).to_rfc3339();
-        out.push_str(&csv_row(&[&id, &user, session, "meeting-1", "Ann", "false", "false", "TEXT_MESSAGE", &text, &time]));
+        let time = chatsink::domain::Timestamp::from_millis(1_780_480_800_000 + i as i64 * 1000)
+            .to_rfc3339();
+        out.push_str(&csv_row(&[
+            &id,
+            &user,
+            session,
+            "meeting-1",
+            "Ann",
+            "false",
+            "false",
+            "TEXT_MESSAGE",
+            &text,
+            &time,
+        ]));
     }
     out.into_bytes()
 }
@@ -246,7 +297,11 @@ pub enum Reply {
     /// 302 to this location.
     Redirect(String),
     /// Sends the body in chunks with a pause between them.
-    Slow { body: Vec<u8>, chunk: usize, pause: Duration },
+    Slow {
+        body: Vec<u8>,
+        chunk: usize,
+        pause: Duration,
+    },
     /// A gzip-encoded body.
     Gzip(Vec<u8>),
 }
@@ -285,7 +340,11 @@ impl FakeServer {
 
     /// Queues replies for a path; the last one repeats.
     pub fn route(&self, path: &str, replies: Vec<Reply>) {
-        self.state.lock().unwrap().routes.insert(path.to_owned(), replies.into());
+        self.state
+            .lock()
+            .unwrap()
+            .routes
+            .insert(path.to_owned(), replies.into());
     }
 
     pub fn connections(&self) -> usize {
@@ -293,11 +352,24 @@ impl FakeServer {
     }
 
     pub fn requests(&self, path: &str) -> usize {
-        self.state.lock().unwrap().requests.iter().filter(|(p, _)| p == path).count()
+        self.state
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .filter(|(p, _)| p == path)
+            .count()
     }
 
     pub fn authorization(&self, path: &str) -> Option<String> {
-        self.state.lock().unwrap().requests.iter().rev().find(|(p, _)| p == path).and_then(|(_, a)| a.clone())
+        self.state
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .rev()
+            .find(|(p, _)| p == path)
+            .and_then(|(_, a)| a.clone())
     }
 }
 
@@ -311,7 +383,14 @@ async fn serve_connection(mut socket: tokio::net::TcpStream, state: Arc<Mutex<Fa
         }
     }
     let text = String::from_utf8_lossy(&head).to_string();
-    let path = text.split_whitespace().nth(1).unwrap_or("/").split('?').next().unwrap_or("/").to_owned();
+    let path = text
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("/")
+        .split('?')
+        .next()
+        .unwrap_or("/")
+        .to_owned();
     let authorization = text
         .lines()
         .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
@@ -327,7 +406,8 @@ async fn serve_connection(mut socket: tokio::net::TcpStream, state: Arc<Mutex<Fa
     };
     let reply = reply.unwrap_or(Reply::Status(404, b"not found".to_vec(), vec![]));
     let head = |status: u16, len: usize, extra: &[(String, String)]| {
-        let mut h = format!("HTTP/1.1 {status} X\r\nContent-Length: {len}\r\nConnection: close\r\n");
+        let mut h =
+            format!("HTTP/1.1 {status} X\r\nContent-Length: {len}\r\nConnection: close\r\n");
         for (k, v) in extra {
             h.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -335,16 +415,41 @@ async fn serve_connection(mut socket: tokio::net::TcpStream, state: Arc<Mutex<Fa
         h.into_bytes()
     };
     let _ = match reply {
-        Reply::Body(body) => socket.write_all(&[head(200, body.len(), &[]), body].concat()).await,
-        Reply::Status(status, body, headers) => socket.write_all(&[head(status, body.len(), &headers), body].concat()).await,
-        Reply::CutShort { body, declared } => socket.write_all(&[head(200, declared, &[]), body].concat()).await,
-        Reply::Redirect(location) => socket.write_all(&head(302, 0, &[("Location".into(), location)])).await,
+        Reply::Body(body) => {
+            socket
+                .write_all(&[head(200, body.len(), &[]), body].concat())
+                .await
+        }
+        Reply::Status(status, body, headers) => {
+            socket
+                .write_all(&[head(status, body.len(), &headers), body].concat())
+                .await
+        }
+        Reply::CutShort { body, declared } => {
+            socket
+                .write_all(&[head(200, declared, &[]), body].concat())
+                .await
+        }
+        Reply::Redirect(location) => {
+            socket
+                .write_all(&head(302, 0, &[("Location".into(), location)]))
+                .await
+        }
         Reply::Gzip(body) => {
             use std::io::Write;
-            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             encoder.write_all(&body).unwrap();
             let gz = encoder.finish().unwrap();
-            socket.write_all(&[head(200, gz.len(), &[("Content-Encoding".into(), "gzip".into())]), gz].concat()).await
+            socket
+                .write_all(
+                    &[
+                        head(200, gz.len(), &[("Content-Encoding".into(), "gzip".into())]),
+                        gz,
+                    ]
+                    .concat(),
+                )
+                .await
         }
         Reply::Slow { body, chunk, pause } => {
             let mut result = socket.write_all(&head(200, body.len(), &[])).await;

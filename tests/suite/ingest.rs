@@ -26,7 +26,14 @@ struct Expected {
 }
 
 fn expected_rows(session: &str) -> Vec<Expected> {
-    let row = |id: &str, user: &str, name: &str, pinned: bool, edited: bool, ptype: &str, payload: &str, created: &str| Expected {
+    let row = |id: &str,
+               user: &str,
+               name: &str,
+               pinned: bool,
+               edited: bool,
+               ptype: &str,
+               payload: &str,
+               created: &str| Expected {
         id: id.into(),
         user: user.into(),
         display_name: name.into(),
@@ -43,15 +50,86 @@ fn expected_rows(session: &str) -> Vec<Expected> {
         created_at: String::new(),
     };
     let mut rows = vec![
-        row("m1", "u-ann", "Ann, \"the\" host", true, false, "TEXT_MESSAGE", "Hello, \"world\"\r\nsecond line", "2026-06-03T10:00:01.000Z"),
-        row("m2", "u-bo", "Bo 李", false, true, "TEXT_MESSAGE", "emoji 🎉👩‍👩‍👧 CJK 你好 RTL שלום مرحبا", "2026-06-03 10:00:02.123456Z"),
-        row("m3", "u-ann", "Ann", false, false, "IMAGE_MESSAGE", "https://cdn.example/img.png", "1780480803000"),
-        row("m4", "u-cy", "Cy", true, true, "FILE_MESSAGE", r#"{"link":"https://cdn.example/f.pdf","name":"report, final.pdf","size":12345}"#, "1780480804"),
-        row("m5", "u-cy", "Cy", false, false, "FILE_MESSAGE", "not json at all", "2026-06-03T12:00:05+02:00"),
-        row("m6", "u-bo", "Bo", false, false, "POLL_MESSAGE", "{\"q\":\"lunch?\"}", "2026-06-03T10:00:06Z"),
-        row("m7", "u-ann", "Ann", false, false, "TEXT_MESSAGE", "=HYPERLINK(\"http://evil\")", "2026-06-03T10:00:07.000Z"),
+        row(
+            "m1",
+            "u-ann",
+            "Ann, \"the\" host",
+            true,
+            false,
+            "TEXT_MESSAGE",
+            "Hello, \"world\"\r\nsecond line",
+            "2026-06-03T10:00:01.000Z",
+        ),
+        row(
+            "m2",
+            "u-bo",
+            "Bo 李",
+            false,
+            true,
+            "TEXT_MESSAGE",
+            "emoji 🎉👩‍👩‍👧 CJK 你好 RTL שלום مرحبا",
+            "2026-06-03 10:00:02.123456Z",
+        ),
+        row(
+            "m3",
+            "u-ann",
+            "Ann",
+            false,
+            false,
+            "IMAGE_MESSAGE",
+            "https://cdn.example/img.png",
+            "1780480803000",
+        ),
+        row(
+            "m4",
+            "u-cy",
+            "Cy",
+            true,
+            true,
+            "FILE_MESSAGE",
+            r#"{"link":"https://cdn.example/f.pdf","name":"report, final.pdf","size":12345}"#,
+            "1780480804",
+        ),
+        row(
+            "m5",
+            "u-cy",
+            "Cy",
+            false,
+            false,
+            "FILE_MESSAGE",
+            "not json at all",
+            "2026-06-03T12:00:05+02:00",
+        ),
+        row(
+            "m6",
+            "u-bo",
+            "Bo",
+            false,
+            false,
+            "POLL_MESSAGE",
+            "{\"q\":\"lunch?\"}",
+            "2026-06-03T10:00:06Z",
+        ),
+        row(
+            "m7",
+            "u-ann",
+            "Ann",
+            false,
+            false,
+            "TEXT_MESSAGE",
+            "=HYPERLINK(\"http://evil\")",
+            "2026-06-03T10:00:07.000Z",
+        ),
     ];
-    let times = ["2026-06-03T10:00:01.000Z", "2026-06-03T10:00:02.123Z", "2026-06-03T10:00:03.000Z", "2026-06-03T10:00:04.000Z", "2026-06-03T10:00:05.000Z", "2026-06-03T10:00:06.000Z", "2026-06-03T10:00:07.000Z"];
+    let times = [
+        "2026-06-03T10:00:01.000Z",
+        "2026-06-03T10:00:02.123Z",
+        "2026-06-03T10:00:03.000Z",
+        "2026-06-03T10:00:04.000Z",
+        "2026-06-03T10:00:05.000Z",
+        "2026-06-03T10:00:06.000Z",
+        "2026-06-03T10:00:07.000Z",
+    ];
     for (r, t) in rows.iter_mut().zip(times) {
         r.created_at = t.into();
         r.kind = match r.payload_type.as_str() {
@@ -112,7 +190,10 @@ fn stored_rows(app: &TestApp, session: &str) -> Vec<Expected> {
     stmt.query_map([session], |r| {
         let created_at: String = r.get(12)?;
         let created_ms: i64 = r.get(13)?;
-        assert_eq!(chatsink::domain::Timestamp::from_millis(created_ms).to_rfc3339(), created_at);
+        assert_eq!(
+            chatsink::domain::Timestamp::from_millis(created_ms).to_rfc3339(),
+            created_at
+        );
         Ok(Expected {
             id: r.get(0)?,
             user: r.get(1)?,
@@ -136,7 +217,13 @@ fn stored_rows(app: &TestApp, session: &str) -> Vec<Expected> {
 }
 
 fn strip_raw(rows: &[Expected]) -> Vec<Expected> {
-    rows.iter().map(|r| Expected { payload_type: String::new(), created_raw: String::new(), ..r.clone() }).collect()
+    rows.iter()
+        .map(|r| Expected {
+            payload_type: String::new(),
+            created_raw: String::new(),
+            ..r.clone()
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -144,8 +231,16 @@ async fn a_signed_delivery_becomes_rows_with_every_field_right() {
     let storage = FakeServer::start().await;
     let app = spawn_app().await;
     let rows = expected_rows("s-fields");
-    storage.route("/dump.csv", vec![Reply::Body(tricky_dump("s-fields", &rows))]);
-    assert_eq!(app.post_rtk(&chat_synced("s-fields", &storage.url("/dump.csv"))).await.status(), 200);
+    storage.route(
+        "/dump.csv",
+        vec![Reply::Body(tricky_dump("s-fields", &rows))],
+    );
+    assert_eq!(
+        app.post_rtk(&chat_synced("s-fields", &storage.url("/dump.csv")))
+            .await
+            .status(),
+        200
+    );
     let jobs = app.wait_for_jobs(WAIT).await;
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].1, "done", "{jobs:?}");
@@ -163,17 +258,37 @@ async fn a_signed_delivery_becomes_rows_with_every_field_right() {
     let count_kind = |k: &str| rows.iter().filter(|r| r.kind == k).count() as i64;
     assert_eq!(status, "loaded");
     assert_eq!(count, rows.len() as i64);
-    assert_eq!((text, image, file, other), (count_kind("text"), count_kind("image"), count_kind("file"), count_kind("POLL_MESSAGE")));
+    assert_eq!(
+        (text, image, file, other),
+        (
+            count_kind("text"),
+            count_kind("image"),
+            count_kind("file"),
+            count_kind("POLL_MESSAGE")
+        )
+    );
     assert_eq!(pinned, rows.iter().filter(|r| r.pinned).count() as i64);
     assert_eq!(rejected, 0);
-    let (loaded, job_rejected): (i64, i64) =
-        conn.query_row("SELECT rows_loaded, rows_rejected FROM jobs", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let (loaded, job_rejected): (i64, i64) = conn
+        .query_row("SELECT rows_loaded, rows_rejected FROM jobs", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
     assert_eq!((loaded, job_rejected), (rows.len() as i64, 0));
     // The raw dump is kept under the data dir, named by session and content hash.
-    let dump_path: String = conn.query_row("SELECT dump_path FROM sessions WHERE session_id = 's-fields'", [], |r| r.get(0)).unwrap();
+    let dump_path: String = conn
+        .query_row(
+            "SELECT dump_path FROM sessions WHERE session_id = 's-fields'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     let stored = std::fs::read(app.data_dir.join(&dump_path)).unwrap();
     assert_eq!(stored, tricky_dump("s-fields", &rows));
-    assert!(dump_path.ends_with(&format!("{}.csv", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&stored)))));
+    assert!(dump_path.ends_with(&format!(
+        "{}.csv",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&stored))
+    )));
 }
 
 #[tokio::test]
@@ -187,15 +302,28 @@ async fn bad_rows_are_rejected_and_counted_while_the_rest_load() {
     dump.extend_from_slice(b"bad4,u,s-rej,m,A\xfe,0,0,TEXT_MESSAGE,x,2026-06-03T10:00:00Z\r\n");
     dump.extend_from_slice(b",u,s-rej,m,A,0,0,TEXT_MESSAGE,x,2026-06-03T10:00:00Z\r\n");
     storage.route("/d.csv", vec![Reply::Body(dump)]);
-    app.post_rtk(&chat_synced("s-rej", &storage.url("/d.csv"))).await;
+    app.post_rtk(&chat_synced("s-rej", &storage.url("/d.csv")))
+        .await;
     let jobs = app.wait_for_jobs(WAIT).await;
     assert_eq!(jobs[0].1, "done");
-    assert_eq!(app.count("SELECT count(*) FROM messages WHERE session_id = 's-rej'"), 5);
+    assert_eq!(
+        app.count("SELECT count(*) FROM messages WHERE session_id = 's-rej'"),
+        5
+    );
     assert_eq!(app.count("SELECT rows_rejected FROM jobs"), 5);
-    assert_eq!(app.count("SELECT rejected_count FROM sessions WHERE session_id = 's-rej'"), 5);
+    assert_eq!(
+        app.count("SELECT rejected_count FROM sessions WHERE session_id = 's-rej'"),
+        5
+    );
     let conn = app.db();
-    let mut stmt = conn.prepare("SELECT line, reason FROM rejected_rows ORDER BY line").unwrap();
-    let rejected: Vec<(i64, String)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+    let mut stmt = conn
+        .prepare("SELECT line, reason FROM rejected_rows ORDER BY line")
+        .unwrap();
+    let rejected: Vec<(i64, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(
         rejected,
         vec![
@@ -206,16 +334,30 @@ async fn bad_rows_are_rejected_and_counted_while_the_rest_load() {
             (11, "empty id".to_owned()),
         ]
     );
-    let raw: Vec<u8> = conn.query_row("SELECT raw FROM rejected_rows WHERE line = 10", [], |r| r.get(0)).unwrap();
-    assert!(raw.windows(2).any(|w| w == b"A\xfe"), "raw bytes keep the invalid byte");
+    let raw: Vec<u8> = conn
+        .query_row("SELECT raw FROM rejected_rows WHERE line = 10", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(
+        raw.windows(2).any(|w| w == b"A\xfe"),
+        "raw bytes keep the invalid byte"
+    );
 }
 
 #[tokio::test]
 async fn storage_500_then_200_is_retried_and_loaded_once() {
     let storage = FakeServer::start().await;
     let app = spawn_app().await;
-    storage.route("/d.csv", vec![Reply::Status(500, b"oops".to_vec(), vec![]), Reply::Body(simple_dump("s-500", 20))]);
-    app.post_rtk(&chat_synced("s-500", &storage.url("/d.csv"))).await;
+    storage.route(
+        "/d.csv",
+        vec![
+            Reply::Status(500, b"oops".to_vec(), vec![]),
+            Reply::Body(simple_dump("s-500", 20)),
+        ],
+    );
+    app.post_rtk(&chat_synced("s-500", &storage.url("/d.csv")))
+        .await;
     let jobs = app.wait_for_jobs(WAIT).await;
     assert_eq!(jobs[0].1, "done", "{jobs:?}");
     assert_eq!(app.count("SELECT attempts FROM jobs"), 2);
@@ -230,15 +372,24 @@ async fn a_connection_reset_mid_body_is_retried_without_partial_rows() {
     let dump = simple_dump("s-reset", 200);
     storage.route(
         "/d.csv",
-        vec![Reply::CutShort { body: dump[..dump.len() / 2].to_vec(), declared: dump.len() }, Reply::Body(dump.clone())],
+        vec![
+            Reply::CutShort {
+                body: dump[..dump.len() / 2].to_vec(),
+                declared: dump.len(),
+            },
+            Reply::Body(dump.clone()),
+        ],
     );
-    app.post_rtk(&chat_synced("s-reset", &storage.url("/d.csv"))).await;
+    app.post_rtk(&chat_synced("s-reset", &storage.url("/d.csv")))
+        .await;
     let jobs = app.wait_for_jobs(WAIT).await;
     assert_eq!(jobs[0].1, "done", "{jobs:?}");
     assert_eq!(app.count("SELECT attempts FROM jobs"), 2);
     assert_eq!(app.count("SELECT count(*) FROM messages"), 200);
     // Only the complete dump was kept; the partial one left nothing in the data dir.
-    let tmp = std::fs::read_dir(app.data_dir.join("tmp")).map(|d| d.count()).unwrap_or(0);
+    let tmp = std::fs::read_dir(app.data_dir.join("tmp"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     assert_eq!(tmp, 0);
 }
 
@@ -263,15 +414,28 @@ fn replay_answer(url: &str) -> Reply {
 async fn an_expired_url_is_refreshed_through_the_chat_replay_api() {
     let server = FakeServer::start().await;
     let app = spawn_app_with(api_args(&server)).await;
-    server.route(&REPLAY_PATH.replace("SESSION", "s-exp"), vec![replay_answer(&server.url("/fresh.csv"))]);
+    server.route(
+        &REPLAY_PATH.replace("SESSION", "s-exp"),
+        vec![replay_answer(&server.url("/fresh.csv"))],
+    );
     server.route("/fresh.csv", vec![Reply::Body(simple_dump("s-exp", 3))]);
-    let mut body: serde_json::Value = serde_json::from_slice(&chat_synced("s-exp", &server.url("/stale.csv"))).unwrap();
+    let mut body: serde_json::Value =
+        serde_json::from_slice(&chat_synced("s-exp", &server.url("/stale.csv"))).unwrap();
     body["chatDownloadUrlExpiry"] = "2022-12-13 07:08:39.051621Z".into();
     app.post_rtk(&serde_json::to_vec(&body).unwrap()).await;
     let jobs = app.wait_for_jobs(WAIT).await;
     assert_eq!(jobs[0].1, "done", "{jobs:?}");
-    assert_eq!(server.requests("/stale.csv"), 0, "an expired link is not even tried");
-    assert_eq!(server.authorization(&REPLAY_PATH.replace("SESSION", "s-exp")).as_deref(), Some("Bearer cf-token"));
+    assert_eq!(
+        server.requests("/stale.csv"),
+        0,
+        "an expired link is not even tried"
+    );
+    assert_eq!(
+        server
+            .authorization(&REPLAY_PATH.replace("SESSION", "s-exp"))
+            .as_deref(),
+        Some("Bearer cf-token")
+    );
     assert_eq!(app.count("SELECT count(*) FROM messages"), 3);
 }
 
@@ -282,11 +446,26 @@ async fn a_403_is_refreshed_and_a_429_waits_as_told() {
     let replay = REPLAY_PATH.replace("SESSION", "s-403");
     server.route(
         &replay,
-        vec![Reply::Status(429, b"{}".to_vec(), vec![("Retry-After".into(), "1".into())]), replay_answer(&server.url("/fresh.csv"))],
+        vec![
+            Reply::Status(
+                429,
+                b"{}".to_vec(),
+                vec![("Retry-After".into(), "1".into())],
+            ),
+            replay_answer(&server.url("/fresh.csv")),
+        ],
     );
-    server.route("/old.csv", vec![Reply::Status(403, b"<Error>AccessDenied</Error>".to_vec(), vec![])]);
+    server.route(
+        "/old.csv",
+        vec![Reply::Status(
+            403,
+            b"<Error>AccessDenied</Error>".to_vec(),
+            vec![],
+        )],
+    );
     server.route("/fresh.csv", vec![Reply::Body(simple_dump("s-403", 4))]);
-    app.post_rtk(&chat_synced("s-403", &server.url("/old.csv"))).await;
+    app.post_rtk(&chat_synced("s-403", &server.url("/old.csv")))
+        .await;
     let jobs = app.wait_for_jobs(WAIT).await;
     assert_eq!(jobs[0].1, "done", "{jobs:?}");
     assert_eq!(server.requests(&replay), 2);
@@ -297,15 +476,29 @@ async fn a_403_is_refreshed_and_a_429_waits_as_told() {
 async fn a_403_without_credentials_is_dead_with_a_clear_error() {
     let storage = FakeServer::start().await;
     let app = spawn_app().await;
-    storage.route("/d.csv", vec![Reply::Status(403, b"denied".to_vec(), vec![])]);
-    app.post_rtk(&chat_synced("s-nocred", &storage.url("/d.csv"))).await;
+    storage.route(
+        "/d.csv",
+        vec![Reply::Status(403, b"denied".to_vec(), vec![])],
+    );
+    app.post_rtk(&chat_synced("s-nocred", &storage.url("/d.csv")))
+        .await;
     let jobs = app.wait_for_jobs(WAIT).await;
     let (_, state, error) = &jobs[0];
     assert_eq!(state, "dead");
     let error = error.as_deref().unwrap();
-    assert!(error.contains("403") && error.contains("CHATSINK_RTK_API_TOKEN"), "{error}");
-    assert_eq!(app.count("SELECT attempts FROM jobs"), 1, "no pointless retries");
-    assert_eq!(app.count("SELECT count(*) FROM sessions WHERE status = 'dead'"), 1);
+    assert!(
+        error.contains("403") && error.contains("CHATSINK_RTK_API_TOKEN"),
+        "{error}"
+    );
+    assert_eq!(
+        app.count("SELECT attempts FROM jobs"),
+        1,
+        "no pointless retries"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM sessions WHERE status = 'dead'"),
+        1
+    );
 }
 
 #[tokio::test]
@@ -313,13 +506,34 @@ async fn refused_urls_make_no_connection() {
     let storage = FakeServer::start().await;
     storage.route("/d.csv", vec![Reply::Body(simple_dump("x", 1))]);
     // Loopback is allowed only on some other port: this listener's port is not on the list.
-    let app = spawn_app_with(AppOptions::default().allow_hosts("*.amazonaws.com,127.0.0.1:1")).await;
+    let app =
+        spawn_app_with(AppOptions::default().allow_hosts("*.amazonaws.com,127.0.0.1:1")).await;
     let cases = [
-        ("s-host", "https://evil.example.com/d.csv".to_owned(), "not in CHATSINK_DOWNLOAD_ALLOW_HOSTS"),
-        ("s-loop", storage.url("/d.csv"), "not in CHATSINK_DOWNLOAD_ALLOW_HOSTS"),
-        ("s-meta", "http://169.254.169.254/latest/meta-data/".to_owned(), "not in CHATSINK_DOWNLOAD_ALLOW_HOSTS"),
-        ("s-ftp", "ftp://bucket.s3.amazonaws.com/d.csv".to_owned(), "scheme"),
-        ("s-localhost", format!("http://localhost:{}/d.csv", storage.addr.port()), "not in CHATSINK_DOWNLOAD_ALLOW_HOSTS"),
+        (
+            "s-host",
+            "https://evil.example.com/d.csv".to_owned(),
+            "not in CHATSINK_DOWNLOAD_ALLOW_HOSTS",
+        ),
+        (
+            "s-loop",
+            storage.url("/d.csv"),
+            "not in CHATSINK_DOWNLOAD_ALLOW_HOSTS",
+        ),
+        (
+            "s-meta",
+            "http://169.254.169.254/latest/meta-data/".to_owned(),
+            "not in CHATSINK_DOWNLOAD_ALLOW_HOSTS",
+        ),
+        (
+            "s-ftp",
+            "ftp://bucket.s3.amazonaws.com/d.csv".to_owned(),
+            "scheme",
+        ),
+        (
+            "s-localhost",
+            format!("http://localhost:{}/d.csv", storage.addr.port()),
+            "not in CHATSINK_DOWNLOAD_ALLOW_HOSTS",
+        ),
     ];
     for (session, url, _) in &cases {
         app.post_rtk(&chat_synced(session, url)).await;
@@ -328,10 +542,16 @@ async fn refused_urls_make_no_connection() {
     assert_eq!(jobs.len(), cases.len());
     for ((_, state, error), (session, _, reason)) in jobs.iter().zip(&cases) {
         assert_eq!(state, "dead", "{session}");
-        assert!(error.as_deref().unwrap().contains(reason), "{session}: {error:?}");
+        assert!(
+            error.as_deref().unwrap().contains(reason),
+            "{session}: {error:?}"
+        );
     }
     assert_eq!(storage.connections(), 0, "the listener saw nothing");
-    assert_eq!(app.count("SELECT attempts FROM jobs WHERE state = 'dead'") , 1);
+    assert_eq!(
+        app.count("SELECT attempts FROM jobs WHERE state = 'dead'"),
+        1
+    );
 }
 
 #[tokio::test]
@@ -339,14 +559,31 @@ async fn metadata_and_names_resolving_to_loopback_are_refused_even_when_listed()
     let storage = FakeServer::start().await;
     storage.route("/d.csv", vec![Reply::Body(simple_dump("x", 1))]);
     let port = storage.addr.port();
-    let app = spawn_app_with(AppOptions::default().allow_hosts(&format!("169.254.169.254,localhost:{port}"))).await;
-    app.post_rtk(&chat_synced("s-meta", "http://169.254.169.254/latest/meta-data/")).await;
-    app.post_rtk(&chat_synced("s-name", &format!("http://localhost:{port}/d.csv"))).await;
+    let app = spawn_app_with(
+        AppOptions::default().allow_hosts(&format!("169.254.169.254,localhost:{port}")),
+    )
+    .await;
+    app.post_rtk(&chat_synced(
+        "s-meta",
+        "http://169.254.169.254/latest/meta-data/",
+    ))
+    .await;
+    app.post_rtk(&chat_synced(
+        "s-name",
+        &format!("http://localhost:{port}/d.csv"),
+    ))
+    .await;
     let jobs = app.wait_for_jobs(WAIT).await;
     assert_eq!(jobs[0].1, "dead");
-    assert!(jobs[0].2.as_deref().unwrap().contains("cloud metadata"), "{jobs:?}");
+    assert!(
+        jobs[0].2.as_deref().unwrap().contains("cloud metadata"),
+        "{jobs:?}"
+    );
     assert_eq!(jobs[1].1, "dead");
-    assert!(jobs[1].2.as_deref().unwrap().contains("loopback"), "{jobs:?}");
+    assert!(
+        jobs[1].2.as_deref().unwrap().contains("loopback"),
+        "{jobs:?}"
+    );
     assert_eq!(storage.connections(), 0);
 }
 
@@ -356,11 +593,19 @@ async fn a_redirect_outside_the_allow_list_is_refused() {
     let elsewhere = FakeServer::start().await;
     elsewhere.route("/d.csv", vec![Reply::Body(simple_dump("s-redir", 1))]);
     allowed.route("/d.csv", vec![Reply::Redirect(elsewhere.url("/d.csv"))]);
-    let app = spawn_app_with(AppOptions::default().allow_hosts(&format!("127.0.0.1:{}", allowed.addr.port()))).await;
-    app.post_rtk(&chat_synced("s-redir", &allowed.url("/d.csv"))).await;
+    let app = spawn_app_with(
+        AppOptions::default().allow_hosts(&format!("127.0.0.1:{}", allowed.addr.port())),
+    )
+    .await;
+    app.post_rtk(&chat_synced("s-redir", &allowed.url("/d.csv")))
+        .await;
     let jobs = app.wait_for_jobs(WAIT).await;
     assert_eq!(jobs[0].1, "dead", "{jobs:?}");
-    assert!(jobs[0].2.as_deref().unwrap().contains("not in CHATSINK_DOWNLOAD_ALLOW_HOSTS"));
+    assert!(jobs[0]
+        .2
+        .as_deref()
+        .unwrap()
+        .contains("not in CHATSINK_DOWNLOAD_ALLOW_HOSTS"));
     assert_eq!(elsewhere.connections(), 0);
 }
 
@@ -370,16 +615,29 @@ async fn a_file_over_the_cap_is_stopped_early_even_when_gzipped() {
     let app = spawn_app_with(AppOptions::default().arg("--download-max-bytes", "10000")).await;
     let big = simple_dump("s-big", 2000);
     assert!(big.len() > 50_000);
-    storage.route("/plain.csv", vec![Reply::Slow { body: big.clone(), chunk: 4096, pause: Duration::from_millis(20) }]);
+    storage.route(
+        "/plain.csv",
+        vec![Reply::Slow {
+            body: big.clone(),
+            chunk: 4096,
+            pause: Duration::from_millis(20),
+        }],
+    );
     storage.route("/gz.csv", vec![Reply::Gzip(big)]);
     storage.route("/small.csv", vec![Reply::Gzip(simple_dump("s-small", 10))]);
-    app.post_rtk(&chat_synced("s-big", &storage.url("/plain.csv"))).await;
-    app.post_rtk(&chat_synced("s-gz", &storage.url("/gz.csv"))).await;
-    app.post_rtk(&chat_synced("s-small", &storage.url("/small.csv"))).await;
+    app.post_rtk(&chat_synced("s-big", &storage.url("/plain.csv")))
+        .await;
+    app.post_rtk(&chat_synced("s-gz", &storage.url("/gz.csv")))
+        .await;
+    app.post_rtk(&chat_synced("s-small", &storage.url("/small.csv")))
+        .await;
     let jobs = app.wait_for_jobs(WAIT).await;
     for (_, state, error) in &jobs[..2] {
         assert_eq!(state, "dead");
-        assert!(error.as_deref().unwrap().contains("10000-byte cap"), "{error:?}");
+        assert!(
+            error.as_deref().unwrap().contains("10000-byte cap"),
+            "{error:?}"
+        );
     }
     assert_eq!(jobs[2].1, "done", "a small gzipped dump loads");
     assert_eq!(app.count("SELECT count(*) FROM messages"), 10);
@@ -435,13 +693,24 @@ async fn a_late_finish_after_the_lease_passed_to_another_worker_changes_nothing(
     )
     .unwrap();
     let lease = Duration::from_millis(1);
-    let first = chatsink::store::jobs::claim_next_job(&mut conn, lease, None).unwrap().unwrap();
+    let first = chatsink::store::jobs::claim_next_job(&mut conn, lease, None)
+        .unwrap()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(5));
-    let second = chatsink::store::jobs::claim_next_job(&mut conn, Duration::from_secs(60), None).unwrap().unwrap();
+    let second = chatsink::store::jobs::claim_next_job(&mut conn, Duration::from_secs(60), None)
+        .unwrap()
+        .unwrap();
     assert_eq!(first.id, second.id);
     assert_ne!(first.lease_token, second.lease_token);
-    assert!(!chatsink::store::jobs::complete_job(&conn, &first, 1, 0).unwrap(), "late finish refused");
-    assert_eq!(chatsink::store::jobs::fail_job(&mut conn, first.id, &first.lease_token, "late", None).unwrap(), None);
+    assert!(
+        !chatsink::store::jobs::complete_job(&conn, &first, 1, 0).unwrap(),
+        "late finish refused"
+    );
+    assert_eq!(
+        chatsink::store::jobs::fail_job(&mut conn, first.id, &first.lease_token, "late", None)
+            .unwrap(),
+        None
+    );
     assert!(chatsink::store::jobs::complete_job(&conn, &second, 1, 0).unwrap());
 }
 
@@ -452,21 +721,35 @@ async fn loading_the_same_session_twice_leaves_identical_rows() {
     storage.route("/d.csv", vec![Reply::Body(simple_dump("s-twice", 50))]);
     let snapshot = |app: &TestApp| -> Vec<(i64, String, String)> {
         let conn = app.db();
-        let mut stmt = conn.prepare("SELECT seq, id, text FROM messages ORDER BY seq").unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
+        let mut stmt = conn
+            .prepare("SELECT seq, id, text FROM messages ORDER BY seq")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
     };
-    app.post_rtk(&chat_synced("s-twice", &storage.url("/d.csv"))).await;
+    app.post_rtk(&chat_synced("s-twice", &storage.url("/d.csv")))
+        .await;
     app.wait_for_jobs(WAIT).await;
     let first = snapshot(&app);
     // A second sync for the same session (a new delivery with a different body).
-    let mut body: serde_json::Value = serde_json::from_slice(&chat_synced("s-twice", &storage.url("/d.csv"))).unwrap();
+    let mut body: serde_json::Value =
+        serde_json::from_slice(&chat_synced("s-twice", &storage.url("/d.csv"))).unwrap();
     body["title"] = "Renamed".into();
     app.post_rtk(&serde_json::to_vec(&body).unwrap()).await;
     let jobs = app.wait_for_jobs(WAIT).await;
     assert_eq!(jobs.iter().filter(|j| j.1 == "done").count(), 2);
     assert_eq!(first.len(), 50);
-    assert_eq!(snapshot(&app), first, "same rows, same seq: nothing changed");
-    assert_eq!(app.count("SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'comma'"), 50);
+    assert_eq!(
+        snapshot(&app),
+        first,
+        "same rows, same seq: nothing changed"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'comma'"),
+        50
+    );
 }
 
 #[tokio::test]
@@ -474,24 +757,59 @@ async fn a_newer_dump_updates_edits_and_removes_deleted_messages() {
     let storage = FakeServer::start().await;
     let app = spawn_app().await;
     storage.route("/v1.csv", vec![Reply::Body(simple_dump("s-edit", 10))]);
-    app.post_rtk(&chat_synced("s-edit", &storage.url("/v1.csv"))).await;
+    app.post_rtk(&chat_synced("s-edit", &storage.url("/v1.csv")))
+        .await;
     app.wait_for_jobs(WAIT).await;
-    let seq_of_m1: i64 = app.db().query_row("SELECT seq FROM messages WHERE id = 's-edit-m1'", [], |r| r.get(0)).unwrap();
+    let seq_of_m1: i64 = app
+        .db()
+        .query_row("SELECT seq FROM messages WHERE id = 's-edit-m1'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
     // v2: m0 deleted, m1 edited, the rest unchanged.
     let v2 = String::from_utf8(simple_dump("s-edit", 10)).unwrap();
     let v2: Vec<&str> = v2.split("\r\n").collect();
     let mut lines = vec![v2[0].to_owned()];
-    lines.push(v2[2].replace("message 1, with a comma", "edited text").replace(",false,false,", ",false,true,"));
+    lines.push(
+        v2[2]
+            .replace("message 1, with a comma", "edited text")
+            .replace(",false,false,", ",false,true,"),
+    );
     lines.extend(v2[3..].iter().map(|s| s.to_string()));
-    storage.route("/v2.csv", vec![Reply::Body(lines.join("\r\n").into_bytes())]);
-    app.post_rtk(&chat_synced("s-edit", &storage.url("/v2.csv"))).await;
+    storage.route(
+        "/v2.csv",
+        vec![Reply::Body(lines.join("\r\n").into_bytes())],
+    );
+    app.post_rtk(&chat_synced("s-edit", &storage.url("/v2.csv")))
+        .await;
     let jobs = app.wait_for_jobs(WAIT).await;
     assert!(jobs.iter().all(|j| j.1 == "done"), "{jobs:?}");
-    assert_eq!(app.count("SELECT count(*) FROM messages WHERE session_id = 's-edit'"), 9);
-    assert_eq!(app.count("SELECT count(*) FROM messages WHERE id = 's-edit-m0'"), 0);
-    let (seq, text, edited): (i64, String, bool) =
-        app.db().query_row("SELECT seq, text, edited FROM messages WHERE id = 's-edit-m1'", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap();
-    assert_eq!((seq, text.as_str(), edited), (seq_of_m1, "edited text", true));
-    assert_eq!(app.count("SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'edited'"), 1);
-    assert_eq!(app.count("SELECT message_count FROM sessions WHERE session_id = 's-edit'"), 9);
+    assert_eq!(
+        app.count("SELECT count(*) FROM messages WHERE session_id = 's-edit'"),
+        9
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM messages WHERE id = 's-edit-m0'"),
+        0
+    );
+    let (seq, text, edited): (i64, String, bool) = app
+        .db()
+        .query_row(
+            "SELECT seq, text, edited FROM messages WHERE id = 's-edit-m1'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (seq, text.as_str(), edited),
+        (seq_of_m1, "edited text", true)
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'edited'"),
+        1
+    );
+    assert_eq!(
+        app.count("SELECT message_count FROM sessions WHERE session_id = 's-edit'"),
+        9
+    );
 }

@@ -6,4 +6,5 @@ mod helpers;
 mod cli;
 mod faults;
 mod ingest;
+mod query;
 mod receive;

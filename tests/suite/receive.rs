@@ -3,13 +3,18 @@
 use crate::helpers::*;
 
 fn other_event() -> Vec<u8> {
-    br#"{"event":"meeting.started","meeting":{"id":"m-1","sessionId":"s-1","status":"LIVE"}}"#.to_vec()
+    br#"{"event":"meeting.started","meeting":{"id":"m-1","sessionId":"s-1","status":"LIVE"}}"#
+        .to_vec()
 }
 
 async fn error_field(response: reqwest::Response) -> (u16, String, Option<String>) {
     let status = response.status().as_u16();
     let body: serde_json::Value = response.json().await.expect("JSON error body");
-    (status, body["error"].as_str().unwrap_or_default().to_owned(), body["field"].as_str().map(str::to_owned))
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_owned(),
+        body["field"].as_str().map(str::to_owned),
+    )
 }
 
 #[tokio::test]
@@ -23,15 +28,36 @@ async fn a_valid_rsa_delivery_is_stored_and_enqueues_one_job() {
 
     let conn = app.db();
     let (delivery_id, scheme, stored_body, sha): (String, String, Vec<u8>, String) = conn
-        .query_row("SELECT delivery_id, scheme, body, body_sha256 FROM inbox", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .query_row(
+            "SELECT delivery_id, scheme, body, body_sha256 FROM inbox",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
         .unwrap();
-    assert_eq!((delivery_id.as_str(), scheme.as_str()), ("uuid-1", "rtk-rsa"));
+    assert_eq!(
+        (delivery_id.as_str(), scheme.as_str()),
+        ("uuid-1", "rtk-rsa")
+    );
     assert_eq!(stored_body, body, "the raw bytes are stored as received");
-    assert_eq!(sha, hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body)));
-    assert_eq!(app.count("SELECT count(*) FROM jobs WHERE session_id = 's-rsa' AND kind = 'delivery'"), 1);
-    let (title, organizer): (String, String) =
-        conn.query_row("SELECT title, organizer_name FROM sessions WHERE session_id = 's-rsa'", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
-    assert_eq!((title.as_str(), organizer.as_str()), ("Weekly sync", "Example organization"));
+    assert_eq!(
+        sha,
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body))
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM jobs WHERE session_id = 's-rsa' AND kind = 'delivery'"),
+        1
+    );
+    let (title, organizer): (String, String) = conn
+        .query_row(
+            "SELECT title, organizer_name FROM sessions WHERE session_id = 's-rsa'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (title.as_str(), organizer.as_str()),
+        ("Weekly sync", "Example organization")
+    );
 }
 
 #[tokio::test]
@@ -39,19 +65,50 @@ async fn legacy_dyte_signature_is_accepted() {
     let app = spawn_app().await;
     let body = chat_synced("s-dyte", "http://127.0.0.1:1/x.csv");
     let signature = rtk_sign(&rsa_keys().0, &body);
-    let response = app.post_webhook(&body, &[("dyte-signature", signature), ("dyte-uuid", "d-1".into())]).await;
+    let response = app
+        .post_webhook(
+            &body,
+            &[("dyte-signature", signature), ("dyte-uuid", "d-1".into())],
+        )
+        .await;
     assert_eq!(response.status(), 200);
-    assert_eq!(app.count("SELECT count(*) FROM inbox WHERE scheme = 'dyte-rsa' AND delivery_id = 'd-1'"), 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM inbox WHERE scheme = 'dyte-rsa' AND delivery_id = 'd-1'"),
+        1
+    );
 }
 
 #[tokio::test]
 async fn a_valid_hmac_delivery_is_stored_and_a_rotated_secret_works() {
-    let app = spawn_app_with(AppOptions::default().arg("--hmac-secrets", &format!("{},{}", whsec(HMAC_KEY), whsec(HMAC_KEY_2)))).await;
-    let first = app.post_hmac(&chat_synced("s-h1", "http://127.0.0.1:1/a.csv"), HMAC_KEY, now_secs()).await;
+    let app = spawn_app_with(AppOptions::default().arg(
+        "--hmac-secrets",
+        &format!("{},{}", whsec(HMAC_KEY), whsec(HMAC_KEY_2)),
+    ))
+    .await;
+    let first = app
+        .post_hmac(
+            &chat_synced("s-h1", "http://127.0.0.1:1/a.csv"),
+            HMAC_KEY,
+            now_secs(),
+        )
+        .await;
     assert_eq!(first.status(), 200);
-    let second = app.post_hmac(&chat_synced("s-h2", "http://127.0.0.1:1/b.csv"), HMAC_KEY_2, now_secs()).await;
-    assert_eq!(second.status(), 200, "the second (rotated) secret verifies too");
-    assert_eq!(app.count("SELECT count(*) FROM inbox WHERE scheme = 'hmac'"), 2);
+    let second = app
+        .post_hmac(
+            &chat_synced("s-h2", "http://127.0.0.1:1/b.csv"),
+            HMAC_KEY_2,
+            now_secs(),
+        )
+        .await;
+    assert_eq!(
+        second.status(),
+        200,
+        "the second (rotated) secret verifies too"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM inbox WHERE scheme = 'hmac'"),
+        2
+    );
     assert_eq!(app.count("SELECT count(*) FROM jobs"), 2);
 }
 
@@ -74,36 +131,80 @@ async fn forged_or_missing_signatures_get_401_and_store_nothing() {
     // The same JSON re-serialised: keys reordered and whitespace changed.
     let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let pretty = serde_json::to_vec_pretty(&value).unwrap();
-    let mut reordered: Vec<(String, serde_json::Value)> = value.as_object().unwrap().clone().into_iter().collect();
+    let mut reordered: Vec<(String, serde_json::Value)> =
+        value.as_object().unwrap().clone().into_iter().collect();
     reordered.reverse();
     let reordered = format!(
         "{{{}}}",
-        reordered.iter().map(|(k, v)| format!("{}:{}", serde_json::to_string(k).unwrap(), v)).collect::<Vec<_>>().join(",")
+        reordered
+            .iter()
+            .map(|(k, v)| format!("{}:{}", serde_json::to_string(k).unwrap(), v))
+            .collect::<Vec<_>>()
+            .join(",")
     );
     let mut tampered = body.clone();
     let at = tampered.iter().position(|&b| b == b'W').unwrap();
     tampered[at] = b'w';
 
-    let cases: Vec<(&str, Vec<u8>, Vec<(&str, String)>)> = vec![
-        ("tampered body", tampered, vec![("rtk-signature", good.clone())]),
-        ("pretty re-serialised body", pretty, vec![("rtk-signature", good.clone())]),
-        ("reordered keys", reordered.into_bytes(), vec![("rtk-signature", good.clone())]),
-        ("wrong key", body.clone(), vec![("rtk-signature", rtk_sign(&rsa_keys().1, &body))]),
-        ("truncated signature", body.clone(), vec![("rtk-signature", good[..good.len() / 2].to_owned())]),
-        ("empty signature", body.clone(), vec![("rtk-signature", String::new())]),
-        ("garbage signature", body.clone(), vec![("rtk-signature", "!!not base64!!".into())]),
+    type Headers = Vec<(&'static str, String)>;
+    let cases: Vec<(&str, Vec<u8>, Headers)> = vec![
+        (
+            "tampered body",
+            tampered,
+            vec![("rtk-signature", good.clone())],
+        ),
+        (
+            "pretty re-serialised body",
+            pretty,
+            vec![("rtk-signature", good.clone())],
+        ),
+        (
+            "reordered keys",
+            reordered.into_bytes(),
+            vec![("rtk-signature", good.clone())],
+        ),
+        (
+            "wrong key",
+            body.clone(),
+            vec![("rtk-signature", rtk_sign(&rsa_keys().1, &body))],
+        ),
+        (
+            "truncated signature",
+            body.clone(),
+            vec![("rtk-signature", good[..good.len() / 2].to_owned())],
+        ),
+        (
+            "empty signature",
+            body.clone(),
+            vec![("rtk-signature", String::new())],
+        ),
+        (
+            "garbage signature",
+            body.clone(),
+            vec![("rtk-signature", "!!not base64!!".into())],
+        ),
         ("missing header", body.clone(), vec![]),
-        ("wrong hmac secret", body.clone(), vec![
-            ("webhook-id", "msg_x".into()),
-            ("webhook-timestamp", now_secs().to_string()),
-            ("webhook-signature", chatsink::webhook::sign_hmac(b"not-the-secret", "msg_x", now_secs(), &body)),
-        ]),
+        (
+            "wrong hmac secret",
+            body.clone(),
+            vec![
+                ("webhook-id", "msg_x".into()),
+                ("webhook-timestamp", now_secs().to_string()),
+                (
+                    "webhook-signature",
+                    chatsink::webhook::sign_hmac(b"not-the-secret", "msg_x", now_secs(), &body),
+                ),
+            ],
+        ),
     ];
     for (name, payload, headers) in cases {
         let response = app.post_webhook(&payload, &headers).await;
         let (status, code, _) = error_field(response).await;
         assert_eq!(status, 401, "{name}");
-        assert!(code == "invalid_signature" || code == "missing_signature", "{name}: {code}");
+        assert!(
+            code == "invalid_signature" || code == "missing_signature",
+            "{name}: {code}"
+        );
     }
     assert_eq!(app.count("SELECT count(*) FROM inbox"), 0);
     assert_eq!(app.count("SELECT count(*) FROM jobs"), 0);
@@ -115,14 +216,25 @@ async fn sequential_duplicates_create_nothing_new() {
     let body = chat_synced("s-dup", "http://127.0.0.1:1/a.csv");
     assert_eq!(app.post_rtk_with_id(&body, "same-id").await.status(), 200);
     // Same delivery id, and separately the same body under a new id (a retry that changed it).
-    for response in [app.post_rtk_with_id(&body, "same-id").await, app.post_rtk_with_id(&body, "other-id").await] {
+    for response in [
+        app.post_rtk_with_id(&body, "same-id").await,
+        app.post_rtk_with_id(&body, "other-id").await,
+    ] {
         assert_eq!(response.status(), 200);
         let json: serde_json::Value = response.json().await.unwrap();
         assert_eq!(json["status"], "duplicate");
     }
     let other = chat_synced("s-dup-2", "http://127.0.0.1:1/a.csv");
-    let json: serde_json::Value = app.post_rtk_with_id(&other, "same-id").await.json().await.unwrap();
-    assert_eq!(json["status"], "duplicate", "a reused delivery id is a duplicate even with another body");
+    let json: serde_json::Value = app
+        .post_rtk_with_id(&other, "same-id")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        json["status"], "duplicate",
+        "a reused delivery id is a duplicate even with another body"
+    );
     assert_eq!(app.count("SELECT count(*) FROM inbox"), 1);
     assert_eq!(app.count("SELECT count(*) FROM jobs"), 1);
 }
@@ -134,10 +246,21 @@ async fn twenty_concurrent_copies_make_one_row_and_one_job() {
     let signature = rtk_sign(&rsa_keys().0, &body);
     let mut tasks = Vec::new();
     for _ in 0..20 {
-        let (client, url, body, signature) =
-            (app.client.clone(), format!("{}/webhooks/realtimekit", app.address), body.clone(), signature.clone());
+        let (client, url, body, signature) = (
+            app.client.clone(),
+            format!("{}/webhooks/realtimekit", app.address),
+            body.clone(),
+            signature.clone(),
+        );
         tasks.push(tokio::spawn(async move {
-            let r = client.post(url).header("rtk-signature", signature).header("rtk-uuid", "race-id").body(body).send().await.unwrap();
+            let r = client
+                .post(url)
+                .header("rtk-signature", signature)
+                .header("rtk-uuid", "race-id")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
             let status = r.status().as_u16();
             let json: serde_json::Value = r.json().await.unwrap();
             (status, json["status"].as_str().unwrap().to_owned())
@@ -149,7 +272,10 @@ async fn twenty_concurrent_copies_make_one_row_and_one_job() {
         assert_eq!(status, 200);
         accepted += (outcome == "accepted") as usize;
     }
-    assert_eq!(accepted, 1, "exactly one copy is accepted, the rest are duplicates");
+    assert_eq!(
+        accepted, 1,
+        "exactly one copy is accepted, the rest are duplicates"
+    );
     assert_eq!(app.count("SELECT count(*) FROM inbox"), 1);
     assert_eq!(app.count("SELECT count(*) FROM jobs"), 1);
 }
@@ -159,7 +285,12 @@ async fn other_event_types_are_recorded_without_a_job() {
     let app = spawn_app().await;
     let response = app.post_rtk(&other_event()).await;
     assert_eq!(response.status(), 200);
-    assert_eq!(app.count("SELECT count(*) FROM inbox WHERE event = 'meeting.started' AND session_id = 's-1'"), 1);
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM inbox WHERE event = 'meeting.started' AND session_id = 's-1'"
+        ),
+        1
+    );
     assert_eq!(app.count("SELECT count(*) FROM jobs"), 0);
 }
 
@@ -168,24 +299,39 @@ async fn a_body_over_the_limit_is_413() {
     let app = spawn_app().await;
     let body = vec![b' '; 1024 * 1024 + 1];
     let signature = rtk_sign(&rsa_keys().0, &body);
-    let (status, code, field) = error_field(app.post_webhook(&body, &[("rtk-signature", signature)]).await).await;
-    assert_eq!((status, code.as_str(), field.as_deref()), (413, "body_too_large", Some("body")));
+    let (status, code, field) = error_field(
+        app.post_webhook(&body, &[("rtk-signature", signature)])
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_str(), field.as_deref()),
+        (413, "body_too_large", Some("body"))
+    );
     // Exactly at the limit passes the size check (and then fails as JSON, a 400).
     let body = vec![b' '; 1024 * 1024];
     let signature = rtk_sign(&rsa_keys().0, &body);
-    assert_eq!(app.post_webhook(&body, &[("rtk-signature", signature)]).await.status(), 400);
+    assert_eq!(
+        app.post_webhook(&body, &[("rtk-signature", signature)])
+            .await
+            .status(),
+        400
+    );
     assert_eq!(app.count("SELECT count(*) FROM inbox"), 0);
 }
 
 #[tokio::test]
 async fn a_chunked_body_over_the_limit_is_413_too() {
     let app = spawn_app_with(AppOptions::default().arg("--max-body-bytes", "1000")).await;
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..20).map(|_| Ok(vec![b'x'; 100])).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..20).map(|_| Ok(vec![b'x'; 100])).collect();
     let response = app
         .client
         .post(format!("{}/webhooks/realtimekit", app.address))
         .header("rtk-signature", "AAAA")
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
         .send()
         .await
         .unwrap();
@@ -199,14 +345,31 @@ async fn malformed_json_and_missing_fields_are_400_naming_the_field() {
         (b"not json at all", "body"),
         (b"[1,2,3]", "body"),
         (br#"{"sessionId":"s"}"#, "event"),
-        (br#"{"event":"meeting.chatSynced","chatDownloadUrl":"https://x.s3.amazonaws.com/a"}"#, "sessionId"),
-        (br#"{"event":"meeting.chatSynced","sessionId":"s"}"#, "chatDownloadUrl"),
-        (br#"{"event":"meeting.chatSynced","sessionId":"s","chatDownloadUrl":42}"#, "chatDownloadUrl"),
-        (br#"{"event":"meeting.chatSynced","sessionId":"","chatDownloadUrl":"https://a/b"}"#, "sessionId"),
+        (
+            br#"{"event":"meeting.chatSynced","chatDownloadUrl":"https://x.s3.amazonaws.com/a"}"#,
+            "sessionId",
+        ),
+        (
+            br#"{"event":"meeting.chatSynced","sessionId":"s"}"#,
+            "chatDownloadUrl",
+        ),
+        (
+            br#"{"event":"meeting.chatSynced","sessionId":"s","chatDownloadUrl":42}"#,
+            "chatDownloadUrl",
+        ),
+        (
+            br#"{"event":"meeting.chatSynced","sessionId":"","chatDownloadUrl":"https://a/b"}"#,
+            "sessionId",
+        ),
     ];
     for (body, field) in cases {
         let (status, code, named) = error_field(app.post_rtk(body).await).await;
-        assert_eq!((status, code.as_str(), named.as_deref()), (400, "invalid_event", Some(field)), "{}", String::from_utf8_lossy(body));
+        assert_eq!(
+            (status, code.as_str(), named.as_deref()),
+            (400, "invalid_event", Some(field)),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
     }
     assert_eq!(app.count("SELECT count(*) FROM inbox"), 0);
 }
@@ -214,7 +377,12 @@ async fn malformed_json_and_missing_fields_are_400_naming_the_field() {
 #[tokio::test]
 async fn healthz_answers_while_the_database_is_writable() {
     let app = spawn_app().await;
-    let response = app.client.get(format!("{}/healthz", app.address)).send().await.unwrap();
+    let response = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
 }
 
@@ -226,19 +394,37 @@ async fn the_key_is_fetched_from_the_well_known_url_and_refetched_after_rotation
         let escaped = public_pem(key).replace('\n', "\\n");
         format!(r#"{{"success":true,"data":{{"publicKey":"{escaped}"}}}}"#).into_bytes()
     };
-    keys.route("/.well-known/webhooks.json", vec![Reply::Body(pem_json(&rsa_keys().0)), Reply::Body(pem_json(&rsa_keys().1))]);
+    keys.route(
+        "/.well-known/webhooks.json",
+        vec![
+            Reply::Body(pem_json(&rsa_keys().0)),
+            Reply::Body(pem_json(&rsa_keys().1)),
+        ],
+    );
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("k.db");
     let args = vec![
-        "chatsink", "serve", "--listen", "127.0.0.1:0", "--database", db.to_str().unwrap(),
-        "--data-dir", dir.path().to_str().unwrap(), "--read-tokens", READ_TOKEN,
+        "chatsink",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database",
+        db.to_str().unwrap(),
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--read-tokens",
+        READ_TOKEN,
     ];
     let url = keys.url("/.well-known/webhooks.json");
     let mut args: Vec<String> = args.into_iter().map(String::from).collect();
     args.extend(["--rtk-public-key-url".to_owned(), url]);
     let cli = <chatsink::config::Cli as clap::Parser>::try_parse_from(&args).unwrap();
-    let chatsink::config::Command::Serve(serve) = cli.command else { unreachable!() };
-    let app = chatsink::startup::Application::build(serve.settings().unwrap()).await.unwrap();
+    let chatsink::config::Command::Serve(serve) = cli.command else {
+        unreachable!()
+    };
+    let app = chatsink::startup::Application::build(serve.settings().unwrap())
+        .await
+        .unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::new();
@@ -265,17 +451,32 @@ async fn the_key_is_fetched_from_the_well_known_url_and_refetched_after_rotation
 #[tokio::test]
 async fn an_unreachable_key_url_is_503_so_the_sender_retries() {
     let keys = FakeServer::start().await;
-    keys.route("/.well-known/webhooks.json", vec![Reply::Status(500, b"down".to_vec(), vec![])]);
+    keys.route(
+        "/.well-known/webhooks.json",
+        vec![Reply::Status(500, b"down".to_vec(), vec![])],
+    );
     let dir = tempfile::tempdir().unwrap();
     let args: Vec<String> = vec![
-        "chatsink".into(), "serve".into(), "--listen".into(), "127.0.0.1:0".into(),
-        "--database".into(), dir.path().join("k.db").display().to_string(),
-        "--data-dir".into(), dir.path().display().to_string(), "--read-tokens".into(), READ_TOKEN.into(),
-        "--rtk-public-key-url".into(), keys.url("/.well-known/webhooks.json"),
+        "chatsink".into(),
+        "serve".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--database".into(),
+        dir.path().join("k.db").display().to_string(),
+        "--data-dir".into(),
+        dir.path().display().to_string(),
+        "--read-tokens".into(),
+        READ_TOKEN.into(),
+        "--rtk-public-key-url".into(),
+        keys.url("/.well-known/webhooks.json"),
     ];
     let cli = <chatsink::config::Cli as clap::Parser>::try_parse_from(&args).unwrap();
-    let chatsink::config::Command::Serve(serve) = cli.command else { unreachable!() };
-    let app = chatsink::startup::Application::build(serve.settings().unwrap()).await.unwrap();
+    let chatsink::config::Command::Serve(serve) = cli.command else {
+        unreachable!()
+    };
+    let app = chatsink::startup::Application::build(serve.settings().unwrap())
+        .await
+        .unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     let body = chat_synced("s-k", "http://127.0.0.1:1/a.csv");

@@ -1,0 +1,67 @@
+//! Query API errors and their one mapping to HTTP. Any query string gets a 4xx naming the
+//! parameter at fault, never a 500; a 500 means the database itself failed.
+
+use crate::store::StoreError;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{parameter}: {message}")]
+    InvalidParameter { parameter: String, message: String },
+    #[error("{what} not found")]
+    NotFound { what: String },
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    #[error("the archive could not be read")]
+    Storage(#[from] StoreError),
+}
+
+impl ApiError {
+    pub fn invalid(parameter: &str, message: impl Into<String>) -> Self {
+        Self::InvalidParameter {
+            parameter: parameter.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for ApiError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Storage(StoreError::Sqlite(e))
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
+            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let body = match self {
+            Self::InvalidParameter { parameter, message } => {
+                serde_json::json!({"error": "invalid_parameter", "parameter": parameter, "message": message})
+            }
+            Self::NotFound { .. } => {
+                serde_json::json!({"error": "not_found", "message": self.to_string()})
+            }
+            Self::Unauthorized => {
+                serde_json::json!({"error": "unauthorized", "message": self.to_string()})
+            }
+            Self::Storage(e) => {
+                tracing::error!(error = %e, "query failed");
+                serde_json::json!({"error": "internal", "message": self.to_string()})
+            }
+        };
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, Self::Unauthorized) {
+            response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        response.json(body)
+    }
+}

@@ -1,0 +1,314 @@
+//! The query parameters of each route, declared once: the parser validates against this table
+//! and the OpenAPI document is generated from it, so the two cannot disagree.
+
+use super::cursor::Cursor;
+use super::error::ApiError;
+use crate::domain::Timestamp;
+use crate::store::{After, MessageFilter, Order};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy)]
+pub enum ParamKind {
+    Text,
+    Bool,
+    Time,
+    Integer { min: i64, max: i64 },
+    Choice(&'static [&'static str]),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ParamSpec {
+    pub name: &'static str,
+    pub kind: ParamKind,
+    pub repeatable: bool,
+    pub description: &'static str,
+}
+
+const fn spec(
+    name: &'static str,
+    kind: ParamKind,
+    repeatable: bool,
+    description: &'static str,
+) -> ParamSpec {
+    ParamSpec {
+        name,
+        kind,
+        repeatable,
+        description,
+    }
+}
+
+pub const MAX_LIMIT: i64 = 1000;
+pub const DEFAULT_LIMIT: u32 = 100;
+
+const USER: ParamSpec = spec(
+    "user",
+    ParamKind::Text,
+    true,
+    "Sender's participant id; repeat for any of several.",
+);
+const TYPE: ParamSpec = spec(
+    "type",
+    ParamKind::Choice(&["text", "image", "file"]),
+    true,
+    "Message type; repeat for any of several.",
+);
+const PINNED: ParamSpec = spec(
+    "pinned",
+    ParamKind::Bool,
+    false,
+    "Only pinned (true) or unpinned (false) messages.",
+);
+const EDITED: ParamSpec = spec(
+    "edited",
+    ParamKind::Bool,
+    false,
+    "Only edited (true) or unedited (false) messages.",
+);
+const SESSION: ParamSpec = spec("session", ParamKind::Text, false, "Session id.");
+const MEETING: ParamSpec = spec("meeting", ParamKind::Text, false, "Meeting id.");
+const SINCE: ParamSpec = spec(
+    "since",
+    ParamKind::Time,
+    false,
+    "Messages sent at or after this time (RFC 3339).",
+);
+const UNTIL: ParamSpec = spec(
+    "until",
+    ParamKind::Time,
+    false,
+    "Messages sent before this time (RFC 3339); half-open with since.",
+);
+const Q: ParamSpec = spec(
+    "q",
+    ParamKind::Text,
+    false,
+    "Full-text search over message text, file names and display names, in SQLite FTS5 syntax: words are ANDed, \
+     \"a phrase\", prefix*, OR, NOT, NEAR(a b), and column filters text:, file_name:, display_name:.",
+);
+const LIMIT: ParamSpec = spec(
+    "limit",
+    ParamKind::Integer {
+        min: 1,
+        max: MAX_LIMIT,
+    },
+    false,
+    "Page size, 1 to 1000 (default 100). Exports have no cap.",
+);
+const ORDER: ParamSpec = spec(
+    "order",
+    ParamKind::Choice(&["asc", "desc"]),
+    false,
+    "By time, then archive row id (default asc).",
+);
+const CURSOR: ParamSpec = spec(
+    "cursor",
+    ParamKind::Text,
+    false,
+    "next_cursor of the previous page, for the same query.",
+);
+const FORMAT: ParamSpec = spec(
+    "format",
+    ParamKind::Choice(&["json", "csv", "ndjson"]),
+    false,
+    "json (default; also by Accept), or a streamed export of the whole result: csv (also Accept: text/csv) or ndjson.",
+);
+
+pub const MESSAGE_PARAMS: &[ParamSpec] = &[
+    USER, TYPE, PINNED, EDITED, SESSION, MEETING, SINCE, UNTIL, Q, LIMIT, ORDER, CURSOR, FORMAT,
+];
+pub const SESSION_MESSAGE_PARAMS: &[ParamSpec] = &[
+    USER, TYPE, PINNED, EDITED, MEETING, SINCE, UNTIL, Q, LIMIT, ORDER, CURSOR, FORMAT,
+];
+pub const USER_MESSAGE_PARAMS: &[ParamSpec] = &[
+    TYPE, PINNED, EDITED, SESSION, MEETING, SINCE, UNTIL, Q, LIMIT, ORDER, CURSOR, FORMAT,
+];
+pub const STATS_PARAMS: &[ParamSpec] = &[
+    USER, TYPE, PINNED, EDITED, SESSION, MEETING, SINCE, UNTIL, Q,
+];
+pub const LIST_PARAMS: &[ParamSpec] = &[LIMIT, CURSOR];
+pub const USER_LIST_PARAMS: &[ParamSpec] = &[SESSION, LIMIT, CURSOR];
+
+/// A parsed query string: every name known to `specs`, every value valid for its kind.
+pub struct QueryParams {
+    values: BTreeMap<&'static str, Vec<String>>,
+}
+
+impl QueryParams {
+    pub fn parse(query: &str, specs: &[ParamSpec]) -> Result<Self, ApiError> {
+        let mut values: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+        for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            let Some(spec) = specs.iter().find(|s| s.name == name) else {
+                let allowed: Vec<&str> = specs.iter().map(|s| s.name).collect();
+                return Err(ApiError::invalid(
+                    &name,
+                    format!("unknown parameter; allowed: {}", allowed.join(", ")),
+                ));
+            };
+            let entry = values.entry(spec.name).or_default();
+            if !spec.repeatable && !entry.is_empty() {
+                return Err(ApiError::invalid(spec.name, "may be given only once"));
+            }
+            validate(spec, &value)?;
+            entry.push(value.into_owned());
+        }
+        Ok(Self { values })
+    }
+
+    pub fn all(&self, name: &str) -> Vec<String> {
+        let mut v = self.values.get(name).cloned().unwrap_or_default();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    pub fn one(&self, name: &str) -> Option<&str> {
+        self.values
+            .get(name)
+            .and_then(|v| v.first())
+            .map(String::as_str)
+    }
+
+    fn bool(&self, name: &str) -> Option<bool> {
+        self.one(name).map(|v| v == "true")
+    }
+
+    fn time(&self, name: &str) -> Option<i64> {
+        self.one(name)
+            .and_then(|v| Timestamp::parse(v).ok())
+            .map(Timestamp::millis)
+    }
+
+    pub fn limit(&self) -> Option<u32> {
+        self.one("limit").and_then(|v| v.parse().ok())
+    }
+}
+
+fn validate(spec: &ParamSpec, value: &str) -> Result<(), ApiError> {
+    let name = spec.name;
+    match spec.kind {
+        ParamKind::Text if value.is_empty() => Err(ApiError::invalid(name, "must not be empty")),
+        ParamKind::Text if value.len() > 1000 => {
+            Err(ApiError::invalid(name, "is longer than 1000 bytes"))
+        }
+        ParamKind::Text => Ok(()),
+        ParamKind::Bool if value == "true" || value == "false" => Ok(()),
+        ParamKind::Bool => Err(ApiError::invalid(
+            name,
+            format!("'{value}' is not allowed; use true or false"),
+        )),
+        ParamKind::Time => Timestamp::parse(value)
+            .map(|_| ())
+            .map_err(|_| ApiError::invalid(name, format!("'{value}' is not an RFC 3339 time"))),
+        ParamKind::Integer { min, max } => match value.parse::<i64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(()),
+            _ => Err(ApiError::invalid(
+                name,
+                format!("'{value}' is not allowed; use an integer from {min} to {max}"),
+            )),
+        },
+        ParamKind::Choice(choices) if choices.contains(&value) => Ok(()),
+        ParamKind::Choice(choices) => Err(ApiError::invalid(
+            name,
+            format!(
+                "'{value}' is not allowed; use one of {}",
+                choices.join(", ")
+            ),
+        )),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Csv,
+    Ndjson,
+}
+
+/// A `/messages` request, validated: the filter, the page, and the output format.
+#[derive(Debug, Clone)]
+pub struct MessageQuery {
+    pub filter: MessageFilter,
+    pub order: Order,
+    pub after: Option<After>,
+    /// `None` only for exports without an explicit limit: the whole result.
+    pub limit: Option<u32>,
+    pub format: Format,
+}
+
+/// The scope a route imposes (`/sessions/{id}/messages`, `/users/{id}/messages`).
+#[derive(Debug, Default, Clone)]
+pub struct Scope {
+    pub session: Option<String>,
+    pub user: Option<String>,
+}
+
+pub fn message_filter(params: &QueryParams, scope: &Scope) -> Result<MessageFilter, ApiError> {
+    let filter = MessageFilter {
+        users: scope
+            .user
+            .clone()
+            .map(|u| vec![u])
+            .unwrap_or_else(|| params.all("user")),
+        kinds: params.all("type"),
+        pinned: params.bool("pinned"),
+        edited: params.bool("edited"),
+        session: scope
+            .session
+            .clone()
+            .or_else(|| params.one("session").map(str::to_owned)),
+        meeting: params.one("meeting").map(str::to_owned),
+        since_ms: params.time("since"),
+        until_ms: params.time("until"),
+        text_query: params.one("q").map(str::to_owned),
+    };
+    if let (Some(since), Some(until)) = (filter.since_ms, filter.until_ms) {
+        if since > until {
+            return Err(ApiError::invalid("since", "is after until"));
+        }
+    }
+    Ok(filter)
+}
+
+impl MessageQuery {
+    pub fn parse(
+        query: &str,
+        specs: &[ParamSpec],
+        scope: &Scope,
+        accept: Option<&str>,
+    ) -> Result<Self, ApiError> {
+        let params = QueryParams::parse(query, specs)?;
+        let filter = message_filter(&params, scope)?;
+        let order = if params.one("order") == Some("desc") {
+            Order::Desc
+        } else {
+            Order::Asc
+        };
+        let format = match params.one("format") {
+            Some("csv") => Format::Csv,
+            Some("ndjson") => Format::Ndjson,
+            Some(_) => Format::Json,
+            None => match accept {
+                Some(a) if a.contains("text/csv") => Format::Csv,
+                Some(a) if a.contains("application/x-ndjson") => Format::Ndjson,
+                _ => Format::Json,
+            },
+        };
+        let after = match params.one("cursor") {
+            Some(text) => Some(Cursor::for_messages(&filter, order).decode_after(text)?),
+            None => None,
+        };
+        let limit = match (format, params.limit()) {
+            (_, Some(limit)) => Some(limit),
+            (Format::Json, None) => Some(DEFAULT_LIMIT),
+            (_, None) => None,
+        };
+        Ok(Self {
+            filter,
+            order,
+            after,
+            limit,
+            format,
+        })
+    }
+}
