@@ -8,6 +8,7 @@ pub mod telemetry;
 
 pub mod api;
 pub mod domain;
+pub mod failpoint;
 pub mod ingest;
 pub mod store;
 pub mod webhook;

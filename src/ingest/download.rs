@@ -177,6 +177,9 @@ impl Downloader {
             }
             hasher.update(&chunk);
             file.write_all(&chunk).await?;
+            if total == chunk.len() as u64 {
+                crate::failpoint::hit_async("download.mid").await;
+            }
         }
         file.flush().await?;
         let file = file.into_inner();

@@ -73,7 +73,9 @@ pub async fn process_job(ctx: &IngestContext, job: &ClaimedJob) -> Result<JobOut
         if !jobs::complete_job(&tx, &job, report.rows_loaded, report.rows_rejected)? {
             return Ok(JobOutcome::LeaseLost);
         }
+        crate::failpoint::hit("load.before_commit");
         tx.commit()?;
+        crate::failpoint::hit("load.after_commit");
         Ok(JobOutcome::Loaded(report))
     })
     .await

@@ -82,6 +82,7 @@ async fn run_worker(
             break;
         }
         let lease = ctx.jobs.lease;
+        crate::failpoint::hit_async("worker.before_claim").await;
         match ctx
             .db
             .run(move |conn| Ok(jobs::claim_next_job(conn, lease, None)?))

@@ -117,6 +117,7 @@ fn run_writer(
         let file = open.as_mut().expect("opened above");
         match write_batch(&mut file.conn, &batch) {
             Ok(outcomes) => {
+                crate::failpoint::hit("intake.after_commit");
                 for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
                     let _ = reply.send(outcome);
                 }

@@ -101,6 +101,9 @@ where
                     ])?;
                     seen.execute([&m.id])?;
                     report.rows_loaded += 1;
+                    if report.rows_loaded == 1000 {
+                        crate::failpoint::hit("load.mid");
+                    }
                 }
                 LoadRow::Message(m) => {
                     let reason = format!("row belongs to session {}, not {session}", m.session_id);
