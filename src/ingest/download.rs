@@ -98,6 +98,7 @@ impl Downloader {
             .gzip(true)
             .user_agent(concat!("chatsink/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        sweep_stale_parts(&data_dir.join("tmp"));
         Ok(Self {
             client,
             policy,
@@ -137,7 +138,11 @@ impl Downloader {
         }
         let tmp_dir = self.data_dir.join("tmp");
         tokio::fs::create_dir_all(&tmp_dir).await?;
-        let tmp_path = tmp_dir.join(format!("{}.part", uuid::Uuid::new_v4()));
+        let tmp_path = tmp_dir.join(format!(
+            "{}-{}.part",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
         let result = self.stream_to(&mut response, &tmp_path).await;
         let (sha256, bytes) = match result {
             Ok(done) => done,
@@ -185,6 +190,39 @@ impl Downloader {
         let file = file.into_inner();
         file.sync_all().await?;
         Ok((hex::encode(hasher.finalize()), total))
+    }
+}
+
+/// Removes partial downloads left by a process that died mid-download. A part file is named
+/// `<pid>-<uuid>.part`; it is stale when that process no longer runs here, or (where liveness
+/// cannot be told, or the pid was reused) when nothing wrote to it for a day.
+fn sweep_stale_parts(tmp_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp_dir) else {
+        return;
+    };
+    let procfs = Path::new("/proc/self").exists();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".part") else {
+            continue;
+        };
+        let owner_alive = stem
+            .split_once('-')
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+            .map(|pid| !procfs || Path::new(&format!("/proc/{pid}")).exists())
+            .unwrap_or(false);
+        let idle_for = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .unwrap_or_default();
+        if !owner_alive || idle_for > std::time::Duration::from_secs(24 * 3600) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => tracing::info!(file = %name, "removed a partial download left by a crash"),
+                Err(e) => tracing::warn!(file = %name, error = %e, "cannot remove a stale partial download"),
+            }
+        }
     }
 }
 

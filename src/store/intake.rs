@@ -6,9 +6,8 @@
 //! before it is durable, and throughput is not capped at one fsync per delivery.
 
 use super::inbox::{insert_delivery, IntakeOutcome, NewDelivery};
-use super::{connect, StoreError};
+use super::{connect, FileId, StoreError};
 use rusqlite::{Connection, TransactionBehavior};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use tokio::sync::oneshot;
@@ -28,8 +27,7 @@ pub struct IntakeWriter {
 /// SQLite would otherwise keep writing to an unlinked inode and acknowledge lost data.
 struct OpenFile {
     conn: Connection,
-    device: u64,
-    inode: u64,
+    file: FileId,
 }
 
 impl IntakeWriter {
@@ -66,22 +64,16 @@ impl IntakeWriter {
 fn open_file(path: &Path) -> Result<OpenFile, StoreError> {
     let conn = connect(path)?;
     // Opening creates a missing file; a database that vanished must not come back empty here.
-    let meta = std::fs::metadata(path).map_err(|_| StoreError::FileReplaced(path.to_owned()))?;
+    let file = FileId::of(path).ok_or_else(|| StoreError::FileReplaced(path.to_owned()))?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version == 0 {
         return Err(StoreError::FileReplaced(path.to_owned()));
     }
-    Ok(OpenFile {
-        conn,
-        device: meta.dev(),
-        inode: meta.ino(),
-    })
+    Ok(OpenFile { conn, file })
 }
 
 fn still_same_file(path: &Path, open: &OpenFile) -> bool {
-    std::fs::metadata(path)
-        .map(|m| m.dev() == open.device && m.ino() == open.inode)
-        .unwrap_or(false)
+    FileId::of(path) == Some(open.file)
 }
 
 fn run_writer(

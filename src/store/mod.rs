@@ -21,7 +21,9 @@ pub use sessions::{SessionDump, SessionRecord};
 
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// The schema file at the top of the repository is migration 1; later ones follow in order.
@@ -98,10 +100,37 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
 }
 
 /// The database: a path, a pool of connections for reads and short writes.
+///
+/// Every connection handed out is first checked against the file the pool was opened on
+/// (device and inode): a database deleted underneath the service fails with
+/// [`StoreError::FileReplaced`] instead of writing into an unlinked inode, and a file restored in
+/// its place gets a fresh pool.
 #[derive(Clone)]
 pub struct Database {
     path: PathBuf,
+    slot: Arc<RwLock<PoolSlot>>,
+}
+
+struct PoolSlot {
     pool: Pool,
+    file: FileId,
+}
+
+/// Which file a path names right now.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct FileId {
+    device: u64,
+    inode: u64,
+}
+
+impl FileId {
+    pub(crate) fn of(path: &Path) -> Option<Self> {
+        let meta = std::fs::metadata(path).ok()?;
+        Some(Self {
+            device: meta.dev(),
+            inode: meta.ino(),
+        })
+    }
 }
 
 impl Database {
@@ -113,17 +142,10 @@ impl Database {
         let mut conn = connect(path)?;
         migrate(&mut conn, path)?;
         drop(conn);
-        let manager = SqliteConnectionManager::file(path)
-            .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .with_init(|conn| configure(conn));
-        let pool = r2d2::Pool::builder()
-            .max_size(16)
-            .min_idle(Some(0))
-            .connection_timeout(Duration::from_secs(15))
-            .build(manager)?;
+        let slot = open_pool(path)?;
         Ok(Self {
             path: path.to_owned(),
-            pool,
+            slot: Arc::new(RwLock::new(slot)),
         })
     }
 
@@ -131,9 +153,27 @@ impl Database {
         &self.path
     }
 
+    /// The pool for the file now at `path`, reopened if the file was replaced.
+    fn pool(&self) -> Result<Pool, StoreError> {
+        let gone = || StoreError::FileReplaced(self.path.clone());
+        let now = FileId::of(&self.path).ok_or_else(gone)?;
+        {
+            let slot = self.slot.read().unwrap_or_else(|e| e.into_inner());
+            if slot.file == now {
+                return Ok(slot.pool.clone());
+            }
+        }
+        let mut slot = self.slot.write().unwrap_or_else(|e| e.into_inner());
+        if slot.file != now {
+            tracing::warn!(path = %self.path.display(), "database file was replaced; reopening");
+            *slot = open_pool(&self.path)?;
+        }
+        Ok(slot.pool.clone())
+    }
+
     /// A pooled connection, for code already off the async executor.
     pub fn conn(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, StoreError> {
-        Ok(self.pool.get()?)
+        Ok(self.pool()?.get()?)
     }
 
     /// Runs blocking database work on tokio's blocking pool, never on an async worker.
@@ -142,9 +182,9 @@ impl Database {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let pool = self.pool.clone();
+        let db = self.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get()?;
+            let mut conn = db.conn()?;
             work(&mut conn)
         })
         .await
@@ -153,11 +193,7 @@ impl Database {
 
     /// Checks that the database accepts a write (used by `/healthz`).
     pub async fn check_writable(&self) -> Result<(), StoreError> {
-        let path = self.path.clone();
         self.run(move |conn| {
-            if !path.exists() {
-                return Err(StoreError::FileReplaced(path));
-            }
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute("CREATE TEMP TABLE IF NOT EXISTS health_probe (x)", [])?;
             tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
@@ -166,6 +202,27 @@ impl Database {
         })
         .await
     }
+}
+
+/// A pool on the chatsink database at `path`, refusing a file that is missing or not migrated
+/// (SQLite would create an empty one).
+fn open_pool(path: &Path) -> Result<PoolSlot, StoreError> {
+    let file = FileId::of(path).ok_or_else(|| StoreError::FileReplaced(path.to_owned()))?;
+    let manager = SqliteConnectionManager::file(path)
+        .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .with_init(|conn| configure(conn));
+    let pool = r2d2::Pool::builder()
+        .max_size(16)
+        .min_idle(Some(0))
+        .connection_timeout(Duration::from_secs(15))
+        .build_unchecked(manager);
+    let version: i64 = pool
+        .get()?
+        .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version == 0 {
+        return Err(StoreError::FileReplaced(path.to_owned()));
+    }
+    Ok(PoolSlot { pool, file })
 }
 
 /// Milliseconds since the epoch, the unit of every `*_ms` column.

@@ -1,0 +1,407 @@
+//! Crash safety: the real `chatsink serve` binary as a child process, SIGKILLed at a named
+//! failpoint (debug builds only; see `src/failpoint.rs`), then restarted on the same database.
+//! Every acknowledged delivery must end `done` with its session's rows exactly once.
+
+use crate::helpers::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One run of the binary on a database that outlives it.
+struct Served {
+    child: Child,
+    address: String,
+    client: reqwest::Client,
+}
+
+struct Site {
+    dir: tempfile::TempDir,
+    key_file: PathBuf,
+}
+
+impl Site {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("rtk.pem");
+        std::fs::write(&key_file, public_pem(&rsa_keys().0)).unwrap();
+        std::fs::create_dir_all(dir.path().join("failpoints")).unwrap();
+        Self { dir, key_file }
+    }
+
+    fn db_path(&self) -> PathBuf {
+        self.dir.path().join("chatsink.db")
+    }
+
+    fn marker(&self, point: &str) -> PathBuf {
+        self.dir.path().join("failpoints").join(point)
+    }
+
+    /// Starts the binary with one ingest worker (so jobs run in delivery order) and these
+    /// failpoints armed (`name=ms,...`), and waits until it serves.
+    async fn start(&self, failpoints: &str) -> Served {
+        for _ in 0..5 {
+            let port = free_port();
+            let mut command = Command::new(env!("CARGO_BIN_EXE_chatsink"));
+            command
+                .arg("serve")
+                .env("CHATSINK_LISTEN", format!("127.0.0.1:{port}"))
+                .env("CHATSINK_DATABASE", self.db_path())
+                .env("CHATSINK_DATA_DIR", self.dir.path().join("data"))
+                .env("CHATSINK_RTK_PUBLIC_KEY_FILE", &self.key_file)
+                .env("CHATSINK_READ_TOKENS", READ_TOKEN)
+                .env("CHATSINK_DOWNLOAD_ALLOW_HOSTS", "127.0.0.1")
+                .env("CHATSINK_DOWNLOAD_ALLOW_HTTP", "true")
+                .env("CHATSINK_JOB_LEASE_SECS", "2")
+                .env("CHATSINK_WORKERS", "1")
+                .env("CHATSINK_JOB_BACKOFF_BASE_MS", "50")
+                .env("CHATSINK_FAILPOINT_DIR", self.dir.path().join("failpoints"))
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(log_file(self.dir.path()));
+            if !failpoints.is_empty() {
+                command.env("CHATSINK_FAILPOINTS", failpoints);
+            }
+            let mut child = command.spawn().expect("binary starts");
+            let address = format!("http://127.0.0.1:{port}");
+            let client = reqwest::Client::new();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // port taken between free_port and bind: try another
+                }
+                let health = client.get(format!("{address}/healthz")).send().await;
+                if health.is_ok_and(|r| r.status() == 200) {
+                    return Served {
+                        child,
+                        address,
+                        client,
+                    };
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("chatsink did not start; log:\n{}", self.log());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    }
+
+    async fn wait_for_marker(&self, point: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.marker(point).exists() {
+            assert!(
+                Instant::now() < deadline,
+                "failpoint {point} never reached; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn db(&self) -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open(self.db_path()).unwrap();
+        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+        conn
+    }
+
+    /// (state, attempts) of every job, oldest first.
+    fn jobs(&self) -> Vec<(String, i64)> {
+        let conn = self.db();
+        let mut stmt = conn
+            .prepare("SELECT state, attempts FROM jobs ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    async fn wait_until_settled(&self) -> Vec<(String, i64)> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let jobs = self.jobs();
+            if !jobs.is_empty() && jobs.iter().all(|(s, _)| s == "done" || s == "dead") {
+                return jobs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "jobs never settled: {jobs:?}; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Asserts that the session holds exactly the dump's message ids, each once.
+    fn assert_loaded_once(&self, session: &str, rows: usize) {
+        let conn = self.db();
+        let (count, distinct): (i64, i64) = conn
+            .query_row(
+                "SELECT count(*), count(DISTINCT id) FROM messages WHERE session_id = ?1",
+                [session],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((count, distinct), (rows as i64, rows as i64), "{session}");
+        let (status, counted): (String, i64) = conn
+            .query_row(
+                "SELECT status, message_count FROM sessions WHERE session_id = ?1",
+                [session],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((status.as_str(), counted), ("loaded", rows as i64));
+        let integrity: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(integrity, "ok");
+    }
+
+    fn leftover_parts(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.dir.path().join("data").join("tmp"))
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Served {
+    async fn post(&self, body: &[u8], id: &str) -> reqwest::Result<reqwest::Response> {
+        self.client
+            .post(format!("{}/webhooks/realtimekit", self.address))
+            .header("rtk-signature", rtk_sign(&rsa_keys().0, body))
+            .header("rtk-uuid", id)
+            .body(body.to_vec())
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+    }
+
+    /// SIGKILL: no shutdown hook, no WAL checkpoint, no lease release.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then wait for the graceful exit.
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn log_file(dir: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("serve.log"))
+        .unwrap()
+}
+
+/// Three sessions: a large one (`big` rows) and two small ones, all served from loopback.
+async fn dumps(big: usize) -> (FakeServer, Vec<(String, usize, Vec<u8>)>) {
+    let server = FakeServer::start().await;
+    let sessions = vec![("crash-big", big), ("crash-s1", 7), ("crash-s2", 12)];
+    let mut deliveries = Vec::new();
+    for (session, rows) in sessions {
+        let path = format!("/{session}.csv");
+        server.route(&path, vec![Reply::Body(simple_dump(session, rows))]);
+        deliveries.push((
+            session.to_owned(),
+            rows,
+            chat_synced(session, &server.url(&path)),
+        ));
+    }
+    (server, deliveries)
+}
+
+/// Kills the service at `point` while it works on acknowledged deliveries, restarts it clean and
+/// checks the end state. Returns the jobs' attempts.
+async fn crash_at(point: &str, big: usize, slow_big: bool) -> Vec<(String, i64)> {
+    let site = Site::new();
+    let (server, deliveries) = dumps(big).await;
+    if slow_big {
+        // Several chunks with pauses, so the download is in flight when the kill lands.
+        server.route(
+            "/crash-big.csv",
+            vec![Reply::Slow {
+                body: simple_dump("crash-big", big),
+                chunk: 16 * 1024,
+                pause: Duration::from_millis(20),
+            }],
+        );
+    }
+    // The worker waits half a second before each claim, so all three are acknowledged before
+    // the first job starts; then it stops for a minute at `point` and is killed there.
+    let armed = if point == "worker.before_claim" {
+        format!("{point}=60000")
+    } else {
+        format!("worker.before_claim=500,{point}=60000")
+    };
+    let served = site.start(&armed).await;
+    for (i, (_, _, body)) in deliveries.iter().enumerate() {
+        let response = served.post(body, &format!("crash-delivery-{i}")).await.unwrap();
+        assert_eq!(response.status(), 200, "delivery {i} acknowledged");
+    }
+    site.wait_for_marker(point).await;
+    served.kill();
+
+    let served = site.start("").await;
+    let jobs = site.wait_until_settled().await;
+    assert_eq!(jobs.len(), deliveries.len(), "one job per delivery: {jobs:?}");
+    assert!(
+        jobs.iter().all(|(state, _)| state == "done"),
+        "{jobs:?}\n{}",
+        site.log()
+    );
+    for (session, rows, _) in &deliveries {
+        site.assert_loaded_once(session, *rows);
+    }
+    // A delivery re-sent after the crash is still a duplicate.
+    let again = served
+        .post(&deliveries[0].2, "crash-delivery-0")
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    let body: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(body["status"], "duplicate");
+    assert!(
+        site.leftover_parts().is_empty(),
+        "partial downloads left behind: {:?}",
+        site.leftover_parts()
+    );
+    served.stop();
+    jobs
+}
+
+fn attempts(jobs: &[(String, i64)]) -> Vec<i64> {
+    jobs.iter().map(|(_, attempts)| *attempts).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_after_the_ack_before_any_job_ran() {
+    let jobs = crash_at("worker.before_claim", 50, false).await;
+    assert_eq!(attempts(&jobs), [1, 1, 1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_while_the_dump_downloads() {
+    let jobs = crash_at("download.mid", 5000, true).await;
+    // The killed attempt counts; the job is not stuck behind it once its lease runs out.
+    assert_eq!(attempts(&jobs), [2, 1, 1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_in_the_middle_of_loading_thousands_of_rows() {
+    let jobs = crash_at("load.mid", 5000, false).await;
+    assert_eq!(attempts(&jobs), [2, 1, 1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_just_before_the_load_commits() {
+    let jobs = crash_at("load.before_commit", 3000, false).await;
+    assert_eq!(attempts(&jobs), [2, 1, 1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_right_after_the_load_commits() {
+    // The rows and the job's `done` share one transaction: once committed, nothing re-runs.
+    let jobs = crash_at("load.after_commit", 3000, false).await;
+    assert_eq!(attempts(&jobs), [1, 1, 1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_after_the_intake_commit_but_before_the_answer() {
+    let site = Site::new();
+    let (_server, deliveries) = dumps(20).await;
+    let served = site.start("intake.after_commit=60000").await;
+    let (session, rows, body) = deliveries[0].clone();
+    let pending = {
+        let body = body.clone();
+        let client = served.client.clone();
+        let url = format!("{}/webhooks/realtimekit", served.address);
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .header("rtk-signature", rtk_sign(&rsa_keys().0, &body))
+                .header("rtk-uuid", "intake-crash")
+                .body(body)
+                .send()
+                .await
+        })
+    };
+    site.wait_for_marker("intake.after_commit").await;
+    served.kill();
+    assert!(
+        pending.await.unwrap().is_err(),
+        "the sender saw no answer, so it retries"
+    );
+
+    let served = site.start("").await;
+    let retry = served.post(&body, "intake-crash").await.unwrap();
+    assert_eq!(retry.status(), 200);
+    let answer: serde_json::Value = retry.json().await.unwrap();
+    assert_eq!(
+        answer["status"], "duplicate",
+        "the stored delivery is kept and not doubled"
+    );
+    let jobs = site.wait_until_settled().await;
+    assert_eq!(jobs, vec![("done".to_owned(), 1)]);
+    site.assert_loaded_once(&session, rows);
+    served.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_kills_during_a_stream_of_deliveries_lose_nothing() {
+    // Deliveries keep arriving while the process is killed at random moments three times.
+    let site = Site::new();
+    let server = FakeServer::start().await;
+    let mut acknowledged = Vec::new();
+    let mut n = 0;
+    for round in 0..3 {
+        let served = site.start("").await;
+        for _ in 0..15 {
+            let session = format!("stream-{n}");
+            let rows = 200 + n * 37;
+            let path = format!("/{session}.csv");
+            server.route(&path, vec![Reply::Body(simple_dump(&session, rows))]);
+            let body = chat_synced(&session, &server.url(&path));
+            if let Ok(r) = served.post(&body, &format!("stream-{n}")).await {
+                if r.status() == 200 {
+                    acknowledged.push((session, rows));
+                }
+            }
+            n += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(30 * round)).await;
+        served.kill();
+    }
+    let served = site.start("").await;
+    let jobs = site.wait_until_settled().await;
+    assert_eq!(jobs.len(), acknowledged.len());
+    assert!(jobs.iter().all(|(s, _)| s == "done"), "{jobs:?}");
+    for (session, rows) in &acknowledged {
+        site.assert_loaded_once(session, *rows);
+    }
+    served.stop();
+}
