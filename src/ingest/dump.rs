@@ -62,6 +62,7 @@ pub struct DumpReader<R: Read> {
     field_count: usize,
     record: ByteRecord,
     error: Option<csv::Error>,
+    session: Option<SessionId>,
 }
 
 impl<R: Read> DumpReader<R> {
@@ -110,7 +111,14 @@ impl<R: Read> DumpReader<R> {
             field_count: headers.len(),
             record: ByteRecord::new(),
             error: None,
+            session: None,
         })
+    }
+
+    /// Rejects, with their line and raw bytes, rows that belong to another session than this.
+    pub fn only_session(mut self, session: SessionId) -> Self {
+        self.session = Some(session);
+        self
     }
 
     /// The read error that ended the iteration early, if any.
@@ -162,6 +170,12 @@ impl<R: Read> DumpReader<R> {
             Ok(s) => s,
             Err(e) => return reject(format!("bad sessionId: {e}")),
         };
+        if let Some(expected) = self.session.as_ref().filter(|s| **s != session_id) {
+            return reject(format!(
+                "row belongs to session {}, not {expected}",
+                truncate(session_id.as_str())
+            ));
+        }
         let Some(pinned) = parse_bool(fields[PINNED]) else {
             return reject(format!(
                 "bad boolean in pinned: '{}'",

@@ -56,7 +56,8 @@ pub async fn process_job(ctx: &IngestContext, job: &ClaimedJob) -> Result<JobOut
     let outcome = tokio::task::spawn_blocking(move || -> Result<JobOutcome, IngestError> {
         let file = std::fs::File::open(&path)
             .map_err(|e| IngestError::transient(format!("opening {}: {e}", path.display())))?;
-        let mut reader = DumpReader::new(std::io::BufReader::with_capacity(256 * 1024, file))?;
+        let mut reader = DumpReader::new(std::io::BufReader::with_capacity(256 * 1024, file))?
+            .only_session(job.session_id.clone());
         let mut conn = db.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if !jobs::holds_lease(&tx, job.id, &job.lease_token)? {
@@ -90,33 +91,17 @@ pub async fn process_job(ctx: &IngestContext, job: &ClaimedJob) -> Result<JobOut
     Ok(outcome)
 }
 
-/// The dump to load: a delivery downloads its URL (refreshed through the Chat Replay API when
-/// expired or refused); a reprocess prefers the stored copy and downloads only without one.
+/// The dump to load: a delivery downloads its URL; a reprocess prefers the stored copy, then the
+/// session's delivery link (it may not have loaded yet). A link that has expired or is refused
+/// is replaced through the Chat Replay API.
 async fn obtain_dump(ctx: &IngestContext, job: &ClaimedJob) -> Result<SessionDump, IngestError> {
-    match job.kind {
+    let link = match job.kind {
         JobKind::Delivery => {
             let url = job
                 .download_url
-                .as_deref()
+                .clone()
                 .ok_or_else(|| IngestError::Permanent("job has no download URL".into()))?;
-            let expired = job
-                .download_expiry_ms
-                .is_some_and(|expiry| expiry <= crate::store::now_ms());
-            if expired {
-                return refresh_and_download(ctx, &job.session_id, "the download URL has expired")
-                    .await;
-            }
-            match ctx.downloader.download(url, &job.session_id).await {
-                Err(super::DownloadError::Forbidden) => {
-                    refresh_and_download(
-                        ctx,
-                        &job.session_id,
-                        "storage answered 403 (expired link)",
-                    )
-                    .await
-                }
-                other => Ok(other?),
-            }
+            Some((url, job.download_expiry_ms))
         }
         JobKind::Reprocess => {
             let session = job.session_id.clone();
@@ -124,11 +109,26 @@ async fn obtain_dump(ctx: &IngestContext, job: &ClaimedJob) -> Result<SessionDum
                 .db
                 .run(move |conn| Ok(sessions::session_dump(conn, &session)?))
                 .await?;
-            match stored {
-                Some(dump) if ctx.data_dir.join(&dump.path).is_file() => Ok(dump),
-                _ => refresh_and_download(ctx, &job.session_id, "no stored dump").await,
+            if let Some(dump) = stored.filter(|d| ctx.data_dir.join(&d.path).is_file()) {
+                return Ok(dump);
             }
+            let session = job.session_id.clone();
+            ctx.db
+                .run(move |conn| Ok(jobs::delivery_link(conn, session.as_str())?))
+                .await?
         }
+    };
+    let Some((url, expiry)) = link else {
+        return refresh_and_download(ctx, &job.session_id, "no stored dump").await;
+    };
+    if expiry.is_some_and(|expiry| expiry <= crate::store::now_ms()) {
+        return refresh_and_download(ctx, &job.session_id, "the download URL has expired").await;
+    }
+    match ctx.downloader.download(&url, &job.session_id).await {
+        Err(super::DownloadError::Forbidden) => {
+            refresh_and_download(ctx, &job.session_id, "storage answered 403 (expired link)").await
+        }
+        other => Ok(other?),
     }
 }
 

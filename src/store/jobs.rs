@@ -367,6 +367,21 @@ pub fn enqueue_reprocess(
     Ok(out)
 }
 
+/// The download link (and its expiry) of the session's newest delivery.
+pub fn delivery_link(
+    conn: &Connection,
+    session: &str,
+) -> rusqlite::Result<Option<(String, Option<i64>)>> {
+    conn.query_row(
+        "SELECT download_url, download_expiry_ms FROM jobs
+         WHERE session_id = ?1 AND kind = 'delivery' AND download_url IS NOT NULL
+         ORDER BY id DESC LIMIT 1",
+        [session],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+}
+
 /// The oldest due job's age in milliseconds (queue lag), or 0 when none waits.
 pub fn oldest_pending_age_ms(conn: &Connection) -> rusqlite::Result<i64> {
     let now = now_ms();

@@ -1,0 +1,302 @@
+//! Broken dumps, table-driven: each ends in a documented, deterministic outcome, and the service
+//! stays healthy. (The outcomes are listed in the README under "What happens to a broken dump".)
+
+use crate::helpers::*;
+use std::time::{Duration, Instant};
+
+const HEADER: &str = "id,participantId,sessionId,meetingId,displayName,pinned,isEdited,payloadType,payload,createdAt";
+
+fn tiny_row(session: &str, n: usize, eol: &str) -> String {
+    format!(
+        "m{n},u{},{session},mt,Ann,false,false,TEXT_MESSAGE,hello {n},1780480800000{eol}",
+        n % 7
+    )
+}
+
+enum Outcome {
+    /// The job is `done` with these counts of loaded and rejected rows.
+    Done { loaded: i64, rejected: i64 },
+    /// The job is `dead` (never retried) with this in its error.
+    Dead(&'static str),
+}
+
+struct Case {
+    name: &'static str,
+    dump: Vec<u8>,
+    outcome: Outcome,
+    /// Reasons the rejected rows carry, with their 1-based line, in order.
+    rejections: Vec<(i64, &'static str)>,
+}
+
+fn cases() -> Vec<Case> {
+    let s = |name: &str| format!("bad-{name}");
+    let mut cases = Vec::new();
+
+    cases.push(Case {
+        name: "empty",
+        dump: Vec::new(),
+        outcome: Outcome::Dead("the dump is empty"),
+        rejections: vec![],
+    });
+    cases.push(Case {
+        name: "header-only",
+        dump: format!("{HEADER}\r\n").into_bytes(),
+        outcome: Outcome::Done {
+            loaded: 0,
+            rejected: 0,
+        },
+        rejections: vec![],
+    });
+    cases.push(Case {
+        name: "missing-columns",
+        dump: format!("id,participantId,sessionId,createdAt\nm1,u1,{},1780480800000\n", s("missing-columns"))
+            .into_bytes(),
+        outcome: Outcome::Dead(
+            "lacks required column(s): meetingId, displayName, pinned, isEdited, payloadType, payload",
+        ),
+        rejections: vec![],
+    });
+    let session = s("ragged");
+    cases.push(Case {
+        name: "ragged",
+        dump: format!(
+            "{HEADER}\n{}m2,u1,{session},mt,Ann,false\nm3,u1,{session},mt,Ann,false,false,TEXT_MESSAGE,x,1780480800000,extra,extra\n{}",
+            tiny_row(&session, 1, "\n"),
+            tiny_row(&session, 4, "\n"),
+        )
+        .into_bytes(),
+        outcome: Outcome::Done {
+            loaded: 2,
+            rejected: 2,
+        },
+        rejections: vec![
+            (3, "expected 10 fields, found 6"),
+            (4, "expected 10 fields, found 12"),
+        ],
+    });
+    let session = s("unterminated-quote");
+    cases.push(Case {
+        name: "unterminated-quote",
+        // The open quote swallows everything to the end of the file into one field: that
+        // record has 9 fields and is rejected; the rows before it load.
+        dump: format!(
+            "{HEADER}\n{}m2,u1,{session},mt,Ann,false,false,TEXT_MESSAGE,\"never closed,1780480800000\n{}",
+            tiny_row(&session, 1, "\n"),
+            tiny_row(&session, 3, "\n"),
+        )
+        .into_bytes(),
+        outcome: Outcome::Done {
+            loaded: 1,
+            rejected: 1,
+        },
+        rejections: vec![(3, "expected 10 fields, found 9")],
+    });
+    let session = s("nul-bytes");
+    cases.push(Case {
+        name: "nul-bytes",
+        // NUL is valid UTF-8 and kept byte for byte.
+        dump: format!(
+            "{HEADER}\nm1,u1,{session},mt,Ann,false,false,TEXT_MESSAGE,a\0b,1780480800000\n"
+        )
+        .into_bytes(),
+        outcome: Outcome::Done {
+            loaded: 1,
+            rejected: 0,
+        },
+        rejections: vec![],
+    });
+    let session = s("invalid-utf8");
+    let mut dump = format!("{HEADER}\n{}", tiny_row(&session, 1, "\n")).into_bytes();
+    dump.extend_from_slice(
+        format!("m2,u1,{session},mt,Ann,false,false,TEXT_MESSAGE,caf").as_bytes(),
+    );
+    dump.extend_from_slice(b"\xe9 \xff\xfe,1780480800000\n");
+    dump.extend_from_slice(tiny_row(&session, 3, "\n").as_bytes());
+    cases.push(Case {
+        name: "invalid-utf8",
+        dump,
+        outcome: Outcome::Done {
+            loaded: 2,
+            rejected: 1,
+        },
+        rejections: vec![(3, "invalid UTF-8 in column payload")],
+    });
+    let session = s("ten-megabyte-field");
+    cases.push(Case {
+        name: "ten-megabyte-field",
+        dump: format!(
+            "{HEADER}\nm1,u1,{session},mt,Ann,false,false,TEXT_MESSAGE,\"{}\",1780480800000\n",
+            "x\"\"y,\n".repeat(10 * 1024 * 1024 / 5)
+        )
+        .into_bytes(),
+        outcome: Outcome::Done {
+            loaded: 1,
+            rejected: 0,
+        },
+        rejections: vec![],
+    });
+    let session = s("mixed-newlines");
+    let mut mixed = format!("{HEADER}\r\n");
+    for n in 0..20 {
+        mixed.push_str(&tiny_row(
+            &session,
+            n,
+            if n % 3 == 0 { "\r\n" } else { "\n" },
+        ));
+    }
+    mixed.push_str(
+        "m20,u1,not a valid session!,mt,Ann,false,false,TEXT_MESSAGE,x,1780480800000\r\n",
+    );
+    mixed.push_str(&tiny_row(&session, 21, "\n"));
+    cases.push(Case {
+        name: "mixed-newlines",
+        dump: mixed.into_bytes(),
+        outcome: Outcome::Done {
+            loaded: 21,
+            rejected: 1,
+        },
+        rejections: vec![(22, "")],
+    });
+    let session = s("million-tiny-rows");
+    let mut million = format!("{HEADER}\n");
+    for n in 0..1_000_000 {
+        million.push_str(&tiny_row(&session, n, "\n"));
+    }
+    cases.push(Case {
+        name: "million-tiny-rows",
+        dump: million.into_bytes(),
+        outcome: Outcome::Done {
+            loaded: 1_000_000,
+            rejected: 0,
+        },
+        rejections: vec![],
+    });
+    cases
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_broken_dump_ends_in_its_documented_outcome_and_the_service_stays_healthy() {
+    let app = spawn_app_with(AppOptions::default().arg("--workers", "2")).await;
+    let server = FakeServer::start().await;
+    let cases = cases();
+    let started = Instant::now();
+    for case in &cases {
+        let session = format!("bad-{}", case.name);
+        let path = format!("/{}.csv", case.name);
+        server.route(&path, vec![Reply::Body(case.dump.clone())]);
+        let response = app
+            .post_rtk(&chat_synced(&session, &server.url(&path)))
+            .await;
+        assert_eq!(response.status(), 200, "{}", case.name);
+    }
+    let jobs = app.wait_for_jobs(Duration::from_secs(300)).await;
+    eprintln!(
+        "broken dumps (incl. 1M rows) settled in {:?} (debug build)",
+        started.elapsed()
+    );
+    assert_eq!(jobs.len(), cases.len());
+
+    let db = app.db();
+    for case in &cases {
+        let session = format!("bad-{}", case.name);
+        let (state, error, loaded, rejected): (String, Option<String>, Option<i64>, Option<i64>) =
+            db.query_row(
+                "SELECT state, last_error, rows_loaded, rows_rejected FROM jobs WHERE session_id = ?1",
+                [&session],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        match &case.outcome {
+            Outcome::Done {
+                loaded: want_loaded,
+                rejected: want_rejected,
+            } => {
+                assert_eq!(
+                    (state.as_str(), loaded, rejected),
+                    ("done", Some(*want_loaded), Some(*want_rejected)),
+                    "{}: {error:?}",
+                    case.name
+                );
+                let stored: i64 = db
+                    .query_row(
+                        "SELECT count(*) FROM messages WHERE session_id = ?1",
+                        [&session],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                assert_eq!(stored, *want_loaded, "{}", case.name);
+            }
+            Outcome::Dead(message) => {
+                assert_eq!(state, "dead", "{}", case.name);
+                let error = error.unwrap_or_default();
+                assert!(error.contains(message), "{}: {error}", case.name);
+                let attempts: i64 = db
+                    .query_row(
+                        "SELECT attempts FROM jobs WHERE session_id = ?1",
+                        [&session],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                assert_eq!(attempts, 1, "{}: a broken file is not retried", case.name);
+            }
+        }
+        let mut stmt = db
+            .prepare("SELECT line, reason FROM rejected_rows WHERE session_id = ?1 OR (session_id IS NULL AND ?1 = 'bad-mixed-newlines') ORDER BY line")
+            .unwrap();
+        let rejections: Vec<(i64, String)> = stmt
+            .query_map([&session], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            rejections.len(),
+            case.rejections.len(),
+            "{}: {rejections:?}",
+            case.name
+        );
+        for ((line, reason), (want_line, want_reason)) in rejections.iter().zip(&case.rejections) {
+            assert_eq!(line, want_line, "{}: {reason}", case.name);
+            assert!(reason.contains(want_reason), "{}: {reason}", case.name);
+        }
+    }
+
+    // Content survives byte for byte.
+    let nul: String = db
+        .query_row(
+            "SELECT text FROM messages WHERE session_id = 'bad-nul-bytes'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(nul, "a\0b");
+    let big: i64 = db
+        .query_row(
+            "SELECT length(text) FROM messages WHERE session_id = 'bad-ten-megabyte-field'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(big, (10 * 1024 * 1024 / 5) as i64 * 5);
+
+    // And the service is fine: healthy, and the next ordinary delivery loads.
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    server.route(
+        "/after.csv",
+        vec![Reply::Body(simple_dump("after-bad", 10))],
+    );
+    assert_eq!(
+        app.post_rtk(&chat_synced("after-bad", &server.url("/after.csv")))
+            .await
+            .status(),
+        200
+    );
+    let jobs = app.wait_for_jobs(Duration::from_secs(30)).await;
+    assert_eq!(jobs.last().unwrap().1, "done");
+    let page: serde_json::Value = app
+        .get("/v1/messages?session=after-bad")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["messages"].as_array().unwrap().len(), 10);
+}
