@@ -38,6 +38,7 @@ impl ResponseError for ApiError {
             Self::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Storage(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -52,6 +53,10 @@ impl ResponseError for ApiError {
             }
             Self::Unauthorized => {
                 serde_json::json!({"error": "unauthorized", "message": self.to_string()})
+            }
+            Self::Storage(e) if e.is_unavailable() => {
+                tracing::error!(error = %e, "query failed: storage unavailable");
+                serde_json::json!({"error": "storage_unavailable", "message": "the database is unavailable; retry later"})
             }
             Self::Storage(e) => {
                 tracing::error!(error = %e, "query failed");

@@ -43,12 +43,40 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+    #[error("database {path} cannot be written ({reason}); chatsink needs a writable database and directory")]
+    ReadOnly { path: PathBuf, reason: String },
     #[error("database file {0} is gone or was replaced underneath the running service")]
     FileReplaced(PathBuf),
     #[error("storing the delivery failed: {0}")]
     Intake(String),
     #[error("the database worker stopped")]
     WriterGone,
+}
+
+impl StoreError {
+    /// A fault of the storage (busy, full, read-only, missing file) that should clear by itself
+    /// or by an operator, as opposed to a bug: callers answer 503 and ask to retry.
+    pub fn is_unavailable(&self) -> bool {
+        use rusqlite::ErrorCode::*;
+        match self {
+            Self::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                DatabaseBusy
+                    | DatabaseLocked
+                    | DiskFull
+                    | ReadOnly
+                    | SystemIoFailure
+                    | CannotOpen
+                    | OutOfMemory
+            ),
+            Self::Sqlite(_) | Self::TooNew { .. } => false,
+            Self::Pool(_)
+            | Self::ReadOnly { .. }
+            | Self::FileReplaced(_)
+            | Self::Intake(_)
+            | Self::WriterGone => true,
+        }
+    }
 }
 
 pub type Pool = r2d2::Pool<SqliteConnectionManager>;
@@ -139,6 +167,7 @@ impl Database {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(parent);
         }
+        refuse_read_only(path)?;
         let mut conn = connect(path)?;
         migrate(&mut conn, path)?;
         drop(conn);
@@ -201,6 +230,33 @@ impl Database {
             Ok(())
         })
         .await
+    }
+}
+
+/// SQLite would open a read-only file read-only and fail later, or (in WAL mode without its
+/// `-shm` file) with a bare "unable to open database file"; say what is wrong up front.
+fn refuse_read_only(path: &Path) -> Result<(), StoreError> {
+    let probe = if path.exists() {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
+    } else {
+        Ok(())
+    };
+    match probe {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            Err(StoreError::ReadOnly {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })
+        }
+        _ => Ok(()),
     }
 }
 

@@ -8,56 +8,82 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// One run of the binary on a database that outlives it.
-struct Served {
+pub(crate) struct Served {
     child: Child,
     address: String,
     client: reqwest::Client,
 }
 
-struct Site {
-    dir: tempfile::TempDir,
+/// Where a served process keeps its state: the database and data dir under `root`; the key,
+/// log and failpoint markers in a scratch dir (so a full or read-only `root` does not hide them).
+pub(crate) struct Site {
+    root: PathBuf,
+    scratch: tempfile::TempDir,
     key_file: PathBuf,
 }
 
 impl Site {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let key_file = dir.path().join("rtk.pem");
-        std::fs::write(&key_file, public_pem(&rsa_keys().0)).unwrap();
-        std::fs::create_dir_all(dir.path().join("failpoints")).unwrap();
-        Self { dir, key_file }
+    pub(crate) fn new() -> Self {
+        let scratch = tempfile::tempdir().unwrap();
+        Self::at(scratch.path().join("state"), scratch)
     }
 
-    fn db_path(&self) -> PathBuf {
-        self.dir.path().join("chatsink.db")
+    /// A site whose database lives under `root` (for example a small tmpfs).
+    pub(crate) fn on(root: &Path) -> Self {
+        Self::at(root.to_owned(), tempfile::tempdir().unwrap())
+    }
+
+    fn at(root: PathBuf, scratch: tempfile::TempDir) -> Self {
+        std::fs::create_dir_all(&root).unwrap();
+        let key_file = scratch.path().join("rtk.pem");
+        std::fs::write(&key_file, public_pem(&rsa_keys().0)).unwrap();
+        std::fs::create_dir_all(scratch.path().join("failpoints")).unwrap();
+        Self {
+            root,
+            scratch,
+            key_file,
+        }
+    }
+
+    pub(crate) fn db_path(&self) -> PathBuf {
+        self.root.join("chatsink.db")
     }
 
     fn marker(&self, point: &str) -> PathBuf {
-        self.dir.path().join("failpoints").join(point)
+        self.scratch.path().join("failpoints").join(point)
+    }
+
+    /// `chatsink serve` with this site's settings, not yet started.
+    pub(crate) fn command(&self, port: u16) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_chatsink"));
+        command
+            .arg("serve")
+            .env("CHATSINK_LISTEN", format!("127.0.0.1:{port}"))
+            .env("CHATSINK_DATABASE", self.db_path())
+            .env("CHATSINK_DATA_DIR", self.root.join("data"))
+            .env("CHATSINK_RTK_PUBLIC_KEY_FILE", &self.key_file)
+            .env("CHATSINK_READ_TOKENS", READ_TOKEN)
+            .env("CHATSINK_DOWNLOAD_ALLOW_HOSTS", "127.0.0.1")
+            .env("CHATSINK_DOWNLOAD_ALLOW_HTTP", "true")
+            .env("CHATSINK_JOB_LEASE_SECS", "2")
+            .env("CHATSINK_WORKERS", "1")
+            .env("CHATSINK_JOB_BACKOFF_BASE_MS", "50")
+            .env(
+                "CHATSINK_FAILPOINT_DIR",
+                self.scratch.path().join("failpoints"),
+            )
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log_file(self.scratch.path()));
+        command
     }
 
     /// Starts the binary with one ingest worker (so jobs run in delivery order) and these
     /// failpoints armed (`name=ms,...`), and waits until it serves.
-    async fn start(&self, failpoints: &str) -> Served {
+    pub(crate) async fn start(&self, failpoints: &str) -> Served {
         for _ in 0..5 {
             let port = free_port();
-            let mut command = Command::new(env!("CARGO_BIN_EXE_chatsink"));
-            command
-                .arg("serve")
-                .env("CHATSINK_LISTEN", format!("127.0.0.1:{port}"))
-                .env("CHATSINK_DATABASE", self.db_path())
-                .env("CHATSINK_DATA_DIR", self.dir.path().join("data"))
-                .env("CHATSINK_RTK_PUBLIC_KEY_FILE", &self.key_file)
-                .env("CHATSINK_READ_TOKENS", READ_TOKEN)
-                .env("CHATSINK_DOWNLOAD_ALLOW_HOSTS", "127.0.0.1")
-                .env("CHATSINK_DOWNLOAD_ALLOW_HTTP", "true")
-                .env("CHATSINK_JOB_LEASE_SECS", "2")
-                .env("CHATSINK_WORKERS", "1")
-                .env("CHATSINK_JOB_BACKOFF_BASE_MS", "50")
-                .env("CHATSINK_FAILPOINT_DIR", self.dir.path().join("failpoints"))
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(log_file(self.dir.path()));
+            let mut command = self.command(port);
             if !failpoints.is_empty() {
                 command.env("CHATSINK_FAILPOINTS", failpoints);
             }
@@ -85,8 +111,8 @@ impl Site {
         panic!("chatsink did not start; log:\n{}", self.log());
     }
 
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.scratch.path().join("serve.log")).unwrap_or_default()
     }
 
     async fn wait_for_marker(&self, point: &str) {
@@ -101,14 +127,14 @@ impl Site {
         }
     }
 
-    fn db(&self) -> rusqlite::Connection {
+    pub(crate) fn db(&self) -> rusqlite::Connection {
         let conn = rusqlite::Connection::open(self.db_path()).unwrap();
         conn.busy_timeout(Duration::from_secs(10)).unwrap();
         conn
     }
 
     /// (state, attempts) of every job, oldest first.
-    fn jobs(&self) -> Vec<(String, i64)> {
+    pub(crate) fn jobs(&self) -> Vec<(String, i64)> {
         let conn = self.db();
         let mut stmt = conn
             .prepare("SELECT state, attempts FROM jobs ORDER BY id")
@@ -119,7 +145,7 @@ impl Site {
             .collect()
     }
 
-    async fn wait_until_settled(&self) -> Vec<(String, i64)> {
+    pub(crate) async fn wait_until_settled(&self) -> Vec<(String, i64)> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let jobs = self.jobs();
@@ -136,7 +162,7 @@ impl Site {
     }
 
     /// Asserts that the session holds exactly the dump's message ids, each once.
-    fn assert_loaded_once(&self, session: &str, rows: usize) {
+    pub(crate) fn assert_loaded_once(&self, session: &str, rows: usize) {
         let conn = self.db();
         let (count, distinct): (i64, i64) = conn
             .query_row(
@@ -161,14 +187,14 @@ impl Site {
     }
 
     fn leftover_parts(&self) -> Vec<PathBuf> {
-        std::fs::read_dir(self.dir.path().join("data").join("tmp"))
+        std::fs::read_dir(self.root.join("data").join("tmp"))
             .map(|entries| entries.flatten().map(|e| e.path()).collect())
             .unwrap_or_default()
     }
 }
 
 impl Served {
-    async fn post(&self, body: &[u8], id: &str) -> reqwest::Result<reqwest::Response> {
+    pub(crate) async fn post(&self, body: &[u8], id: &str) -> reqwest::Result<reqwest::Response> {
         self.client
             .post(format!("{}/webhooks/realtimekit", self.address))
             .header("rtk-signature", rtk_sign(&rsa_keys().0, body))
@@ -180,13 +206,13 @@ impl Served {
     }
 
     /// SIGKILL: no shutdown hook, no WAL checkpoint, no lease release.
-    fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
 
     /// SIGTERM, then wait for the graceful exit.
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
             .status();
@@ -202,7 +228,7 @@ impl Served {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -260,7 +286,10 @@ async fn crash_at(point: &str, big: usize, slow_big: bool) -> Vec<(String, i64)>
     };
     let served = site.start(&armed).await;
     for (i, (_, _, body)) in deliveries.iter().enumerate() {
-        let response = served.post(body, &format!("crash-delivery-{i}")).await.unwrap();
+        let response = served
+            .post(body, &format!("crash-delivery-{i}"))
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200, "delivery {i} acknowledged");
     }
     site.wait_for_marker(point).await;
@@ -268,7 +297,11 @@ async fn crash_at(point: &str, big: usize, slow_big: bool) -> Vec<(String, i64)>
 
     let served = site.start("").await;
     let jobs = site.wait_until_settled().await;
-    assert_eq!(jobs.len(), deliveries.len(), "one job per delivery: {jobs:?}");
+    assert_eq!(
+        jobs.len(),
+        deliveries.len(),
+        "one job per delivery: {jobs:?}"
+    );
     assert!(
         jobs.iter().all(|(state, _)| state == "done"),
         "{jobs:?}\n{}",
