@@ -219,8 +219,12 @@ fn sweep_stale_parts(tmp_dir: &Path) {
             .unwrap_or_default();
         if !owner_alive || idle_for > std::time::Duration::from_secs(24 * 3600) {
             match std::fs::remove_file(entry.path()) {
-                Ok(()) => tracing::info!(file = %name, "removed a partial download left by a crash"),
-                Err(e) => tracing::warn!(file = %name, error = %e, "cannot remove a stale partial download"),
+                Ok(()) => {
+                    tracing::info!(file = %name, "removed a partial download left by a crash")
+                }
+                Err(e) => {
+                    tracing::warn!(file = %name, error = %e, "cannot remove a stale partial download")
+                }
             }
         }
     }

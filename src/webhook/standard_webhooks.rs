@@ -39,7 +39,7 @@ pub fn verify_hmac(
     let timestamp: i64 = timestamp_text
         .parse()
         .map_err(|_| HmacError::BadTimestamp)?;
-    if (now_secs - timestamp).abs() > TOLERANCE_SECS {
+    if now_secs.abs_diff(timestamp) > TOLERANCE_SECS.unsigned_abs() {
         return Err(HmacError::OutsideTolerance);
     }
     let signatures: Vec<Vec<u8>> = signature_header

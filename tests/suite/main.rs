@@ -6,6 +6,8 @@ mod helpers;
 mod cli;
 mod crash;
 mod faults;
+mod fuzz;
+mod hostile;
 mod ingest;
 mod query;
 mod receive;
