@@ -103,26 +103,13 @@ CREATE INDEX messages_kind_time ON messages (kind, created_ms);
 CREATE INDEX messages_pinned_time ON messages (pinned, created_ms);
 CREATE INDEX messages_edited_time ON messages (edited, created_ms);
 
--- Full-text search over message text, file names and display names (external content).
+-- Full-text search over message text, file names and display names (external content). Kept
+-- by the loader (src/store/load.rs), not by triggers: see load_session for why.
 CREATE VIRTUAL TABLE messages_fts USING fts5 (
     text, file_name, display_name,
     content = 'messages', content_rowid = 'seq',
     tokenize = 'unicode61 remove_diacritics 2'
 );
-CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
-    INSERT INTO messages_fts (rowid, text, file_name, display_name)
-    VALUES (new.seq, new.text, new.file_name, new.display_name);
-END;
-CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
-    INSERT INTO messages_fts (messages_fts, rowid, text, file_name, display_name)
-    VALUES ('delete', old.seq, old.text, old.file_name, old.display_name);
-END;
-CREATE TRIGGER messages_fts_update AFTER UPDATE OF text, file_name, display_name ON messages BEGIN
-    INSERT INTO messages_fts (messages_fts, rowid, text, file_name, display_name)
-    VALUES ('delete', old.seq, old.text, old.file_name, old.display_name);
-    INSERT INTO messages_fts (rowid, text, file_name, display_name)
-    VALUES (new.seq, new.text, new.file_name, new.display_name);
-END;
 
 -- Dump rows that could not be parsed, kept with enough to diagnose them. Replaced on each load.
 CREATE TABLE rejected_rows (

@@ -31,12 +31,18 @@ pub struct LoadReport {
     pub messages: i64,
 }
 
-/// Makes the session's stored messages equal to `rows`: new ids are inserted, changed ones
-/// updated in place (keeping their `seq`), unchanged ones left untouched, and ids absent from
-/// `rows` deleted. Loading the same rows twice therefore changes nothing. With `replace` false
-/// the rows are merged in without deleting (a later part of a multi-session file).
+/// Loads `rows` for `session`: each message inserted, or updated when its content changed (its
+/// `seq`, and so its place in every cursor, is kept); with `replace`, messages of the session
+/// missing from `rows` are deleted. Loading the same rows twice therefore changes nothing. With
+/// `replace` false the rows are merged in without deleting (a later part of a multi-session file).
 ///
 /// Rows whose session differs from `session` are recorded as rejected.
+///
+/// The full-text index is kept here rather than by triggers: a trigger writes FTS5 in every
+/// statement, and FTS5 flushes its in-memory segment at every statement's savepoint, which made
+/// a bulk load spend most of its time writing and merging tiny segments. Instead the rows this
+/// load added are indexed in one statement at the end, and the few it changed or deleted have
+/// their old terms removed first.
 pub fn load_session<I>(
     conn: &Connection,
     session: &SessionId,
@@ -49,7 +55,19 @@ where
     let now = now_ms();
     conn.execute_batch(
         "CREATE TEMP TABLE IF NOT EXISTS load_seen (id TEXT PRIMARY KEY) WITHOUT ROWID;
-         DELETE FROM temp.load_seen;",
+         CREATE TEMP TABLE IF NOT EXISTS fts_stale (seq INTEGER PRIMARY KEY, text, file_name, display_name);
+         DELETE FROM temp.load_seen;
+         DELETE FROM temp.fts_stale;",
+    )?;
+    // Rows inserted by this load get seqs above this (the transaction is the only writer).
+    let seq_before: i64 =
+        conn.query_row("SELECT coalesce(max(seq), 0) FROM messages", [], |r| {
+            r.get(0)
+        })?;
+    let had_rows: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE session_id = ?1)",
+        [session.as_str()],
+        |r| r.get(0),
     )?;
     if replace {
         conn.execute(
@@ -74,6 +92,12 @@ where
                         excluded.pinned, excluded.edited, excluded.text, excluded.link, excluded.file_name,
                         excluded.file_size, excluded.payload, excluded.created_ms)",
         )?;
+        // Before a stored row is changed, its indexed terms are kept so they can be removed.
+        let mut keep_stale = conn.prepare_cached(
+            "INSERT OR IGNORE INTO temp.fts_stale (seq, text, file_name, display_name)
+             SELECT seq, text, file_name, display_name FROM messages
+             WHERE session_id = ?1 AND id = ?2 AND seq <= ?3",
+        )?;
         let mut seen =
             conn.prepare_cached("INSERT OR IGNORE INTO temp.load_seen (id) VALUES (?1)")?;
         let mut reject = conn.prepare_cached(
@@ -82,7 +106,10 @@ where
         for row in rows {
             match row {
                 LoadRow::Message(m) if &m.session_id == session => {
-                    upsert.execute(params![
+                    // Kept tentatively; dropped below when the upsert changed nothing.
+                    let kept = had_rows
+                        && keep_stale.execute(params![session.as_str(), m.id, seq_before])? > 0;
+                    let changed = upsert.execute(params![
                         m.id,
                         m.session_id.as_str(),
                         m.meeting_id,
@@ -99,7 +126,15 @@ where
                         m.created.to_rfc3339(),
                         m.created.millis(),
                     ])?;
-                    seen.execute([&m.id])?;
+                    if kept && changed == 0 {
+                        conn.execute(
+                            "DELETE FROM temp.fts_stale WHERE seq = (SELECT seq FROM messages WHERE session_id = ?1 AND id = ?2)",
+                            params![session.as_str(), m.id],
+                        )?;
+                    }
+                    if replace {
+                        seen.execute([&m.id])?;
+                    }
                     report.rows_loaded += 1;
                     if report.rows_loaded == 1000 {
                         crate::failpoint::hit("load.mid");
@@ -123,12 +158,30 @@ where
             }
         }
     }
-    if replace {
+    if replace && had_rows {
+        conn.execute(
+            "INSERT OR IGNORE INTO temp.fts_stale (seq, text, file_name, display_name)
+             SELECT seq, text, file_name, display_name FROM messages
+             WHERE session_id = ?1 AND seq <= ?2 AND id NOT IN (SELECT id FROM temp.load_seen)",
+            params![session.as_str(), seq_before],
+        )?;
         conn.execute(
             "DELETE FROM messages WHERE session_id = ?1 AND id NOT IN (SELECT id FROM temp.load_seen)",
             [session.as_str()],
         )?;
     }
+    // Old terms out, then the rows added or changed by this load in.
+    conn.execute_batch(
+        "INSERT INTO messages_fts (messages_fts, rowid, text, file_name, display_name)
+         SELECT 'delete', seq, text, file_name, display_name FROM temp.fts_stale;",
+    )?;
+    conn.execute(
+        "INSERT INTO messages_fts (rowid, text, file_name, display_name)
+         SELECT seq, text, file_name, display_name FROM messages
+         WHERE seq > ?1
+            OR seq IN (SELECT seq FROM temp.fts_stale WHERE seq IN (SELECT seq FROM messages))",
+        [seq_before],
+    )?;
     report.messages = refresh_session_counts(conn, session, now)?;
     Ok(report)
 }

@@ -27,7 +27,10 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// The schema file at the top of the repository is migration 1; later ones follow in order.
-const MIGRATIONS: &[&str] = &[include_str!("../../schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../schema.sql"),
+    include_str!("migrations/002_fts_kept_by_loader.sql"),
+];
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 

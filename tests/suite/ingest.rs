@@ -808,6 +808,18 @@ async fn a_newer_dump_updates_edits_and_removes_deleted_messages() {
         app.count("SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'edited'"),
         1
     );
+    // The deleted and the edited message's old words are gone from the index.
+    assert_eq!(
+        app.count("SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'comma'"),
+        8
+    );
+    // FTS5's own check, comparing the index with the messages table.
+    app.db()
+        .execute(
+            "INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)",
+            [],
+        )
+        .expect("full-text index matches the messages");
     assert_eq!(
         app.count("SELECT message_count FROM sessions WHERE session_id = 's-edit'"),
         9
