@@ -10,6 +10,7 @@ mod params;
 mod routes;
 mod views;
 
+pub use cursor::Cursor;
 pub use error::ApiError;
 pub use export::{spreadsheet_safe, CSV_COLUMNS};
 pub use openapi::{document as openapi_document, ROUTE_PARAMS};

@@ -175,12 +175,16 @@ where
         "INSERT INTO messages_fts (messages_fts, rowid, text, file_name, display_name)
          SELECT 'delete', seq, text, file_name, display_name FROM temp.fts_stale;",
     )?;
+    // Two statements: an OR of the two would scan the whole table.
     conn.execute(
         "INSERT INTO messages_fts (rowid, text, file_name, display_name)
-         SELECT seq, text, file_name, display_name FROM messages
-         WHERE seq > ?1
-            OR seq IN (SELECT seq FROM temp.fts_stale WHERE seq IN (SELECT seq FROM messages))",
+         SELECT seq, text, file_name, display_name FROM messages WHERE seq > ?1",
         [seq_before],
+    )?;
+    conn.execute_batch(
+        "INSERT INTO messages_fts (rowid, text, file_name, display_name)
+         SELECT m.seq, m.text, m.file_name, m.display_name
+         FROM temp.fts_stale s JOIN messages m ON m.seq = s.seq;",
     )?;
     report.messages = refresh_session_counts(conn, session, now)?;
     Ok(report)

@@ -109,13 +109,13 @@ fn where_clause(filter: &MessageFilter) -> (String, Vec<Value>) {
     if let Some(meeting) = &filter.meeting {
         any_of("meeting_id", std::slice::from_ref(meeting), &mut params);
     }
+    // Literals, not parameters: the planner can use the partial indexes `WHERE pinned = 1` /
+    // `WHERE edited = 1` only when it sees the value. (Booleans only: no injection surface.)
     if let Some(pinned) = filter.pinned {
-        clauses.push("pinned = ?".into());
-        params.push(Value::Integer(pinned as i64));
+        clauses.push(format!("pinned = {}", pinned as i64));
     }
     if let Some(edited) = filter.edited {
-        clauses.push("edited = ?".into());
-        params.push(Value::Integer(edited as i64));
+        clauses.push(format!("edited = {}", edited as i64));
     }
     if let Some(since) = filter.since_ms {
         clauses.push("created_ms >= ?".into());

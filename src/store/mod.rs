@@ -11,7 +11,7 @@ pub mod load;
 pub mod messages;
 pub mod sessions;
 
-pub use messages::{After, MessageFilter, MessageRow, Order};
+pub use messages::{message_page_sql, After, MessageFilter, MessageRow, Order};
 
 pub use inbox::{IntakeOutcome, NewDelivery};
 pub use intake::IntakeWriter;
@@ -30,6 +30,7 @@ use std::time::Duration;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../schema.sql"),
     include_str!("migrations/002_fts_kept_by_loader.sql"),
+    include_str!("migrations/003_partial_flag_indexes.sql"),
 ];
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

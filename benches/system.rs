@@ -1,0 +1,874 @@
+//! The whole-system benchmark: generates its own data (seeded), runs the release binary the way
+//! operators do, measures each target of the speed issue against a reference measured in the
+//! same run on the same disk, and prints one table.
+//!
+//!   cargo bench --bench system                           # everything, full size (~10 min)
+//!   CHATSINK_BENCH_SCALE=0.1 cargo bench --bench system  # a tenth of the data, for a quick look
+//!   CHATSINK_BENCH_ONLY=intake,ttq cargo bench --bench system
+//!
+//! Needs the `sqlite3` CLI for the references and `/usr/bin/time` for peak memory.
+
+#[path = "support/dumpgen.rs"]
+mod dumpgen;
+
+use base64::Engine;
+use chatsink::store::{message_page_sql, MessageFilter, Order};
+use chatsink::webhook::sign_hmac;
+use rsa::pkcs1v15::SigningKey;
+use rsa::pkcs8::{EncodePublicKey, LineEnding};
+use rsa::signature::{SignatureEncoding, Signer};
+use rsa::{RsaPrivateKey, RsaPublicKey};
+use sha2::Sha256;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_chatsink");
+const HMAC_KEY: &[u8] = b"bench-hmac-key-0123456789abcdefgh";
+const TOKEN: &str = "bench-read-token-0123456789abcdef";
+
+struct Figure {
+    name: String,
+    chatsink: String,
+    reference: String,
+    ratio: Option<f64>,
+    target: String,
+    met: bool,
+}
+
+fn main() {
+    let scale: f64 = std::env::var("CHATSINK_BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    let only = std::env::var("CHATSINK_BENCH_ONLY").unwrap_or_default();
+    let wanted = |part: &str| only.is_empty() || only.split(',').any(|p| p.trim() == part);
+    let work = PathBuf::from(
+        std::env::var("CHATSINK_BENCH_DIR").unwrap_or_else(|_| "target/bench-work".into()),
+    );
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut figures = Vec::new();
+    eprintln!("bench: work dir {}, scale {scale}", work.display());
+
+    let sessions = ((500.0 * scale).round() as usize).max(1);
+    let ingest_db = work.join("ingest.db");
+    if wanted("ingest") || wanted("growth") || wanted("queries") {
+        figures.extend(bulk_ingest(&work, sessions, &ingest_db));
+    }
+    if wanted("growth") {
+        figures.push(growth(&work, &ingest_db, scale));
+    }
+    if wanted("intake") {
+        figures.extend(runtime.block_on(intake(&work, scale)));
+    }
+    if wanted("queries") {
+        figures.extend(runtime.block_on(queries(&work, &ingest_db)));
+    }
+    if wanted("ttq") {
+        figures.push(runtime.block_on(time_to_queryable(&work)));
+    }
+    print_table(&figures, scale);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1 and 2: bulk ingest and its memory
+
+fn bulk_ingest(work: &Path, sessions: usize, db: &Path) -> Vec<Figure> {
+    let dump = work.join("dump.csv");
+    let started = Instant::now();
+    let rows = dumpgen::write_dump(
+        &mut BufWriter::new(std::fs::File::create(&dump).unwrap()),
+        42,
+        "bench-",
+        sessions,
+        2000,
+    )
+    .unwrap();
+    let bytes = std::fs::metadata(&dump).unwrap().len();
+    eprintln!(
+        "bench: generated {rows} rows, {:.0} MB in {:.1}s",
+        bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+
+    let (secs, rss_kb) = time_and_rss(
+        Command::new(BIN)
+            .args(["ingest", "--database"])
+            .arg(db)
+            .arg("--data-dir")
+            .arg(work.join("ingest-data"))
+            .arg(&dump),
+    );
+    eprintln!(
+        "bench: chatsink ingest {secs:.1}s, peak RSS {} MB",
+        rss_kb / 1024
+    );
+
+    let indexed = sqlite_import(
+        &work.join("ref-indexed.db"),
+        &dump,
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;",
+        "CREATE UNIQUE INDEX ref_id ON messages (sessionId, id);
+         CREATE INDEX ref_time ON messages (createdAt);
+         CREATE INDEX ref_session ON messages (sessionId, createdAt);
+         CREATE INDEX ref_meeting ON messages (meetingId, createdAt);
+         CREATE INDEX ref_user ON messages (participantId, createdAt);
+         CREATE INDEX ref_kind ON messages (payloadType, createdAt);
+         CREATE INDEX ref_pinned ON messages (pinned, createdAt);
+         CREATE INDEX ref_edited ON messages (isEdited, createdAt);",
+    );
+    eprintln!("bench: sqlite3 .import with indexes {indexed:.1}s");
+    let bare = sqlite_import(
+        &work.join("ref-bare.db"),
+        &dump,
+        "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;",
+        "",
+    );
+    eprintln!("bench: sqlite3 .import bare {bare:.1}s");
+
+    let label = format!("{rows} rows, {:.0} MB", bytes as f64 / 1e6);
+    vec![
+        Figure {
+            name: format!("1. bulk ingest ({label}) vs indexed .import"),
+            chatsink: format!("{secs:.1} s"),
+            reference: format!("{indexed:.1} s"),
+            ratio: Some(secs / indexed),
+            target: "<= 0.5x".into(),
+            met: secs / indexed <= 0.5,
+        },
+        Figure {
+            name: "1. bulk ingest vs bare .import (no index, no journal)".into(),
+            chatsink: format!("{secs:.1} s"),
+            reference: format!("{bare:.1} s"),
+            ratio: Some(secs / bare),
+            target: "<= 3x".into(),
+            met: secs / bare <= 3.0,
+        },
+        Figure {
+            name: "2. peak RSS during that ingest".into(),
+            chatsink: format!("{} MB", rss_kb / 1024),
+            reference: "-".into(),
+            ratio: None,
+            target: "<= 150 MB".into(),
+            met: rss_kb / 1024 <= 150,
+        },
+    ]
+}
+
+/// Wall time and peak RSS (KiB) of a command, through `/usr/bin/time`.
+fn time_and_rss(command: &mut Command) -> (f64, u64) {
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let program = command.get_program().to_owned();
+    let args: Vec<_> = command.get_args().map(|a| a.to_owned()).collect();
+    let started = Instant::now();
+    let status = Command::new("/usr/bin/time")
+        .args(["-f", "%M", "-o"])
+        .arg(report.path())
+        .arg(program)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .status()
+        .expect("/usr/bin/time runs");
+    let secs = started.elapsed().as_secs_f64();
+    assert!(status.success(), "{command:?} failed");
+    let rss = std::fs::read_to_string(report.path())
+        .unwrap()
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0);
+    (secs, rss)
+}
+
+/// Seconds for the sqlite3 CLI to `.import` the dump into a table with the dump's columns.
+fn sqlite_import(db: &Path, dump: &Path, pragmas: &str, indexes: &str) -> f64 {
+    // Dot commands must start their line.
+    let script = format!(
+        "{pragmas}
+         CREATE TABLE messages (id TEXT, participantId TEXT, sessionId TEXT, meetingId TEXT,
+             displayName TEXT, pinned TEXT, isEdited TEXT, payloadType TEXT, payload TEXT, createdAt TEXT);
+         {indexes}\n.mode csv\n.import --skip 1 {} messages\n",
+        dump.display()
+    );
+    let started = Instant::now();
+    run_sqlite(db, &script);
+    started.elapsed().as_secs_f64()
+}
+
+fn run_sqlite(db: &Path, script: &str) -> String {
+    let mut child = Command::new("sqlite3")
+        .arg(db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the sqlite3 CLI is installed");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "sqlite3 failed");
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3: growth
+
+fn growth(work: &Path, ingest_db: &Path, scale: f64) -> Figure {
+    let target_rows = (5_000_000.0 * scale) as i64;
+    let big = work.join("big.db");
+    std::fs::copy(ingest_db, &big).unwrap();
+    let have: i64 = run_sqlite(&big, "SELECT count(*) FROM messages;")
+        .trim()
+        .parse()
+        .unwrap();
+    let copies = ((target_rows - have) as f64 / have as f64).ceil().max(0.0) as i64;
+    let started = Instant::now();
+    let mut script = String::from("PRAGMA journal_mode = WAL; BEGIN;");
+    for k in 1..=copies {
+        script.push_str(&format!(
+            "INSERT INTO messages (id, session_id, meeting_id, user_id, display_name, kind, pinned, edited,
+                                   text, link, file_name, file_size, payload, created_at, created_ms)
+             SELECT id, session_id || '-copy{k}', meeting_id, user_id, display_name, kind, pinned, edited,
+                    text, link, file_name, file_size, payload, created_at, created_ms + {k} * 86400000
+             FROM messages WHERE seq <= {have};"
+        ));
+    }
+    script.push_str("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild'); COMMIT; SELECT count(*) FROM messages;");
+    let total = run_sqlite(&big, &script);
+    eprintln!(
+        "bench: grew the archive to {} messages in {:.0}s",
+        total.trim(),
+        started.elapsed().as_secs_f64()
+    );
+
+    let mut empty_times = Vec::new();
+    let mut big_times = Vec::new();
+    for i in 0..5 {
+        let session_file = work.join(format!("growth-{i}.csv"));
+        dumpgen::write_dump(
+            &mut BufWriter::new(std::fs::File::create(&session_file).unwrap()),
+            1000 + i,
+            &format!("growth-{i}-"),
+            1,
+            2000,
+        )
+        .unwrap();
+        let empty = work.join(format!("empty-{i}.db"));
+        // Create the schema first, so both runs only load.
+        chatsink_quiet(&["jobs", "--database", empty.to_str().unwrap()]);
+        empty_times.push(timed(|| {
+            chatsink_quiet(&[
+                "ingest",
+                "--database",
+                empty.to_str().unwrap(),
+                session_file.to_str().unwrap(),
+            ])
+        }));
+        big_times.push(timed(|| {
+            chatsink_quiet(&[
+                "ingest",
+                "--database",
+                big.to_str().unwrap(),
+                session_file.to_str().unwrap(),
+            ])
+        }));
+    }
+    let (empty, big) = (median(&mut empty_times), median(&mut big_times));
+    Figure {
+        name: format!(
+            "3. one 2,000-row session into {}M messages vs empty (median of 5)",
+            total.trim().parse::<f64>().unwrap_or(0.0) / 1e6
+        ),
+        chatsink: format!("{:.0} ms", big * 1e3),
+        reference: format!("{:.0} ms", empty * 1e3),
+        ratio: Some(big / empty),
+        target: "<= 2x".into(),
+        met: big / empty <= 2.0,
+    }
+}
+
+fn chatsink_quiet(args: &[&str]) {
+    let status = Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env(
+            "CHATSINK_DATA_DIR",
+            std::env::temp_dir().join("chatsink-bench-data"),
+        )
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "chatsink {args:?}");
+}
+
+fn timed(f: impl FnOnce()) -> f64 {
+    let started = Instant::now();
+    f();
+    started.elapsed().as_secs_f64()
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+fn percentile(values: &mut [f64], p: f64) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    let index = ((values.len() as f64 * p).ceil() as usize).clamp(1, values.len()) - 1;
+    values[index]
+}
+
+/// A public key for instances that only take HMAC deliveries (so none fetches the real one).
+fn test_pem() -> String {
+    static PEM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PEM.get_or_init(|| {
+        let key = RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
+        RsaPublicKey::from(&key)
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap()
+    })
+    .clone()
+}
+
+// ---------------------------------------------------------------------------------------------
+// A served instance
+
+struct Served {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+async fn serve(work: &Path, db: &Path, extra: &[(&str, &str)], rsa_pem: &str) -> Served {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let key_file = work.join("rtk.pem");
+    std::fs::write(&key_file, rsa_pem).unwrap();
+    let mut command = Command::new(BIN);
+    command
+        .arg("serve")
+        .env("CHATSINK_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CHATSINK_DATABASE", db)
+        .env("CHATSINK_DATA_DIR", work.join("serve-data"))
+        .env(
+            "CHATSINK_HMAC_SECRETS",
+            format!(
+                "whsec_{}",
+                base64::engine::general_purpose::STANDARD.encode(HMAC_KEY)
+            ),
+        )
+        .env("CHATSINK_READ_TOKENS", TOKEN)
+        .env("CHATSINK_DOWNLOAD_ALLOW_HOSTS", "127.0.0.1")
+        .env("CHATSINK_DOWNLOAD_ALLOW_HTTP", "true")
+        .env("CHATSINK_RTK_PUBLIC_KEY_FILE", &key_file)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in extra {
+        command.env(k, v);
+    }
+    let child = command.spawn().unwrap();
+    let served = Served {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let client = reqwest::Client::new();
+    for _ in 0..400 {
+        if client
+            .get(format!("{}/healthz", served.base))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return served;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("chatsink serve did not start");
+}
+
+fn chat_synced(session: &str, url: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "event": "meeting.chatSynced",
+        "sessionId": session,
+        "meetingId": format!("meeting-of-{session}"),
+        "title": "Weekly sync",
+        "chatDownloadUrl": url,
+        "chatDownloadUrlExpiry": "2099-06-10T10:30:00.000Z",
+        "createdAt": "2026-06-03T10:00:00.000Z",
+        "startedAt": "2026-06-03T10:00:05.000Z",
+        "endedAt": "2026-06-03T11:00:00.000Z",
+        "organizedBy": {"id": "org-1", "name": "Example organization"}
+    }))
+    .unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4: webhook intake
+
+type Request = (Vec<u8>, Vec<(&'static str, String)>);
+
+async fn intake(work: &Path, scale: f64) -> Vec<Figure> {
+    // Reference: one-row synchronous=FULL commits on the same disk.
+    let reference = {
+        let conn = rusqlite::Connection::open(work.join("fsync-ref.db")).unwrap();
+        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+            .unwrap();
+        conn.execute_batch(
+            "PRAGMA synchronous = FULL; CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB);",
+        )
+        .unwrap();
+        let body = vec![b'x'; 600];
+        let n = 2000;
+        let started = Instant::now();
+        for _ in 0..n {
+            conn.execute("INSERT INTO t (body) VALUES (?1)", [&body])
+                .unwrap();
+        }
+        n as f64 / started.elapsed().as_secs_f64()
+    };
+    eprintln!("bench: one-row synchronous=FULL commits: {reference:.0}/s");
+
+    let private = RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
+    let pem = RsaPublicKey::from(&private)
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
+    // Every delivery enqueues a real job; its download goes to a loopback server that accepts and
+    // then says nothing, so the workers wait on it instead of competing for the disk.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}/dump.csv", silent.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let served = serve(work, &work.join("intake.db"), &[], &pem).await;
+    let count = ((20_000.0 * scale) as usize).max(2000);
+    let now = chrono::Utc::now().timestamp();
+    let hmac: Vec<Request> = (0..count)
+        .map(|i| {
+            let body = chat_synced(&format!("hmac-{i}"), &silent_url);
+            let id = format!("msg_{i}");
+            let signature = sign_hmac(HMAC_KEY, &id, now, &body);
+            (
+                body,
+                vec![
+                    ("webhook-id", id),
+                    ("webhook-timestamp", now.to_string()),
+                    ("webhook-signature", signature),
+                ],
+            )
+        })
+        .collect();
+    let signer = SigningKey::<Sha256>::new(private);
+    let rsa: Vec<Request> = (0..count / 2)
+        .map(|i| {
+            let body = chat_synced(&format!("rsa-{i}"), &silent_url);
+            let signature =
+                base64::engine::general_purpose::STANDARD.encode(signer.sign(&body).to_bytes());
+            (
+                body,
+                vec![
+                    ("rtk-signature", signature),
+                    ("rtk-uuid", format!("rsa-{i}")),
+                ],
+            )
+        })
+        .collect();
+
+    let mut figures = Vec::new();
+    for (scheme, requests) in [("HMAC", hmac), ("RSA", rsa)] {
+        let n = requests.len();
+        let (rate, mut latencies) = blast(&served.base, requests, 64).await;
+        let p99 = percentile(&mut latencies, 0.99);
+        let p50 = percentile(&mut latencies, 0.50);
+        eprintln!("bench: intake {scheme}: {rate:.0}/s, p50 {p50:.1} ms, p99 {p99:.1} ms ({n} deliveries)");
+        figures.push(Figure {
+            name: format!("4. webhook intake, {scheme}, 64 senders ({n} deliveries)"),
+            chatsink: format!("{rate:.0}/s"),
+            reference: format!("{reference:.0}/s"),
+            ratio: Some(rate / reference),
+            target: ">= 2x".into(),
+            met: rate / reference >= 2.0,
+        });
+        figures.push(Figure {
+            name: format!("4. webhook intake, {scheme}, p99 latency (p50 {p50:.1} ms)"),
+            chatsink: format!("{p99:.1} ms"),
+            reference: "-".into(),
+            ratio: None,
+            target: "<= 50 ms".into(),
+            met: p99 <= 50.0,
+        });
+    }
+    let stored: i64 = rusqlite::Connection::open(work.join("intake.db"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM inbox", [], |r| r.get(0))
+        .unwrap();
+    eprintln!("bench: inbox holds {stored} deliveries");
+    figures
+}
+
+/// Sends every request once from `senders` concurrent clients; returns deliveries/s and each
+/// request's latency in ms. Anything but 200 aborts the run.
+async fn blast(base: &str, requests: Vec<Request>, senders: usize) -> (f64, Vec<f64>) {
+    let requests = Arc::new(requests);
+    let next = Arc::new(AtomicUsize::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(requests.len())));
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(senders)
+        .build()
+        .unwrap();
+    let url = format!("{base}/webhooks/realtimekit");
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..senders)
+        .map(|_| {
+            let (requests, next, latencies, client, url) = (
+                requests.clone(),
+                next.clone(),
+                latencies.clone(),
+                client.clone(),
+                url.clone(),
+            );
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((body, headers)) = requests.get(i) else {
+                        break;
+                    };
+                    let mut request = client.post(&url).body(body.clone());
+                    for (k, v) in headers {
+                        request = request.header(*k, v);
+                    }
+                    let sent = Instant::now();
+                    let response = request.send().await.expect("delivery sent");
+                    let status = response.status();
+                    let _ = response.bytes().await;
+                    assert_eq!(status, 200, "delivery {i} answered {status}");
+                    mine.push(sent.elapsed().as_secs_f64() * 1e3);
+                }
+                latencies.lock().unwrap().extend(mine);
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let rate = requests.len() as f64 / started.elapsed().as_secs_f64();
+    let latencies = std::mem::take(&mut *latencies.lock().unwrap());
+    (rate, latencies)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5: queries
+
+async fn queries(work: &Path, ingest_db: &Path) -> Vec<Figure> {
+    let db = work.join("query.db");
+    std::fs::copy(ingest_db, &db).unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let user: String = conn
+        .query_row(
+            "SELECT user_id FROM messages GROUP BY user_id ORDER BY count(*) DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let session: String = conn
+        .query_row(
+            "SELECT session_id FROM sessions ORDER BY session_id LIMIT 1 OFFSET 7",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    drop(conn);
+    let cases: Vec<(&str, String, MessageFilter)> = vec![
+        (
+            "by user",
+            format!("user={user}"),
+            MessageFilter {
+                users: vec![user.clone()],
+                ..MessageFilter::default()
+            },
+        ),
+        (
+            "by type+pinned",
+            "type=image&pinned=true".into(),
+            MessageFilter {
+                kinds: vec!["image".into()],
+                pinned: Some(true),
+                ..MessageFilter::default()
+            },
+        ),
+        (
+            "by session",
+            format!("session={session}"),
+            MessageFilter {
+                session: Some(session.clone()),
+                ..MessageFilter::default()
+            },
+        ),
+        (
+            "full-text q",
+            "q=roadmap".into(),
+            MessageFilter {
+                text_query: Some("roadmap".into()),
+                ..MessageFilter::default()
+            },
+        ),
+    ];
+    let served = serve(work, &db, &[], &test_pem()).await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(16)
+        .build()
+        .unwrap();
+    let mut figures = Vec::new();
+    for (name, query, filter) in cases {
+        let url = format!("{}/v1/messages?{query}&limit=100", served.base);
+        let (rps, mut latencies) = hammer(&client, &url, 16, Duration::from_secs(4)).await;
+        let p99 = percentile(&mut latencies, 0.99);
+        let reference = sqlite_cli_query_ms(&db, &filter);
+        eprintln!(
+            "bench: query {name}: {rps:.0}/s, p99 {p99:.1} ms; sqlite3 CLI {reference:.2} ms"
+        );
+        figures.push(Figure {
+            name: format!("5. /v1/messages {name}, 16 clients: p99 (sqlite3 CLI: same SQL)"),
+            chatsink: format!("{p99:.1} ms"),
+            reference: format!("{reference:.2} ms"),
+            ratio: Some(p99 / reference),
+            target: "p99 <= 20 ms".into(),
+            met: p99 <= 20.0,
+        });
+        figures.push(Figure {
+            name: format!("5. /v1/messages {name}, 16 clients: throughput"),
+            chatsink: format!("{rps:.0}/s"),
+            reference: "-".into(),
+            ratio: None,
+            target: ">= 2000/s".into(),
+            met: rps >= 2000.0,
+        });
+    }
+    figures
+}
+
+/// Requests `url` from `clients` concurrent clients for `length`; returns requests/s and ms.
+async fn hammer(
+    client: &reqwest::Client,
+    url: &str,
+    clients: usize,
+    length: Duration,
+) -> (f64, Vec<f64>) {
+    // Warm the page cache and the connection pool first.
+    for _ in 0..20 {
+        let _ = client.get(url).bearer_auth(TOKEN).send().await;
+    }
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.to_owned());
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                while started.elapsed() < length {
+                    let sent = Instant::now();
+                    let response = client.get(&url).bearer_auth(TOKEN).send().await.unwrap();
+                    assert_eq!(response.status(), 200, "{url}");
+                    let _ = response.bytes().await.unwrap();
+                    mine.push(sent.elapsed().as_secs_f64() * 1e3);
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    let rps = latencies.len() as f64 / started.elapsed().as_secs_f64();
+    (rps, latencies)
+}
+
+/// Milliseconds per execution of the API's SQL for `filter` through the sqlite3 CLI (100 runs
+/// in one process, output discarded).
+fn sqlite_cli_query_ms(db: &Path, filter: &MessageFilter) -> f64 {
+    let (sql, params) = message_page_sql(filter, Order::Asc, None, 100);
+    let mut inlined = String::new();
+    let mut params = params.into_iter();
+    for part in sql.split('?') {
+        inlined.push_str(part);
+        if let Some(value) = params.next() {
+            inlined.push_str(&match value {
+                rusqlite::types::Value::Integer(i) => i.to_string(),
+                rusqlite::types::Value::Text(t) => format!("'{}'", t.replace('\'', "''")),
+                other => panic!("unexpected parameter {other:?}"),
+            });
+        }
+    }
+    let runs = 100;
+    let script = format!(
+        ".output /dev/null\n{}",
+        format!("{inlined};\n").repeat(runs)
+    );
+    let started = Instant::now();
+    run_sqlite(db, &script);
+    started.elapsed().as_secs_f64() * 1e3 / runs as f64
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6: time to queryable
+
+async fn time_to_queryable(work: &Path) -> Figure {
+    let runs = 15;
+    let mut dumps = std::collections::HashMap::new();
+    for i in 0..runs {
+        let mut body = Vec::new();
+        dumpgen::write_dump(&mut body, 5000 + i as u64, &format!("ttq-{i}-"), 1, 2000).unwrap();
+        dumps.insert(format!("/ttq-{i}.csv"), body);
+    }
+    let storage = serve_files(dumps);
+    let served = serve(work, &work.join("ttq.db"), &[], &test_pem()).await;
+    let client = reqwest::Client::new();
+    let mut times = Vec::new();
+    for i in 0..runs {
+        let session = dumpgen::session_id(&format!("ttq-{i}-"), 0);
+        let body = chat_synced(&session, &format!("http://{storage}/ttq-{i}.csv"));
+        let now = chrono::Utc::now().timestamp();
+        let id = format!("ttq_{i}");
+        let response = client
+            .post(format!("{}/webhooks/realtimekit", served.base))
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", now.to_string())
+            .header("webhook-signature", sign_hmac(HMAC_KEY, &id, now, &body))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let acknowledged = Instant::now();
+        let url = format!("{}/v1/messages?session={session}&limit=1", served.base);
+        loop {
+            let page: serde_json::Value = client
+                .get(&url)
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if page["messages"].as_array().is_some_and(|m| !m.is_empty()) {
+                break;
+            }
+            assert!(
+                acknowledged.elapsed() < Duration::from_secs(30),
+                "never loaded"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        times.push(acknowledged.elapsed().as_secs_f64() * 1e3);
+    }
+    let mut sorted = times.clone();
+    let median = median(&mut sorted);
+    eprintln!("bench: time to queryable {times:.0?} ms");
+    Figure {
+        name: "6. webhook 2xx -> 2,000-row session queryable (median of 15)".into(),
+        chatsink: format!("{median:.0} ms"),
+        reference: "-".into(),
+        ratio: None,
+        target: "<= 500 ms".into(),
+        met: median <= 500.0,
+    }
+}
+
+/// A loopback HTTP server playing S3: GET path -> body. Returns its address.
+fn serve_files(files: std::collections::HashMap<String, Vec<u8>>) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let files = Arc::new(files);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let files = files.clone();
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&head);
+                let path = text.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                let (status, body) = match files.get(&path) {
+                    Some(body) => ("200 OK", body.as_slice()),
+                    None => ("404 Not Found", &b""[..]),
+                };
+                let _ = stream.write_all(
+                    format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    )
+                    .as_bytes(),
+                );
+                let _ = stream.write_all(body);
+            });
+        }
+    });
+    addr
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn print_table(figures: &[Figure], scale: f64) {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "\nchatsink system benchmark (scale {scale}; {} cores)\n\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    ));
+    out.push_str("| figure | chatsink | reference | ratio | target | met |\n");
+    out.push_str("|---|---:|---:|---:|---|---|\n");
+    for f in figures {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            f.name,
+            f.chatsink,
+            f.reference,
+            f.ratio.map_or("-".into(), |r| format!("{r:.2}x")),
+            f.target,
+            if f.met { "yes" } else { "NO" }
+        ));
+    }
+    println!("{out}");
+    let _ = std::fs::write("target/bench-results.md", out);
+}
