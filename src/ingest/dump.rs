@@ -237,6 +237,75 @@ impl<R: Read> Iterator for DumpReader<R> {
     }
 }
 
+/// Rows handed over from a parser thread in batches, so parsing the CSV overlaps the SQLite work
+/// of loading it. At most a few batches wait in the channel: memory stays bounded.
+pub struct ParsedAhead {
+    batches: std::sync::mpsc::Receiver<Batch>,
+    current: std::vec::IntoIter<LoadRow>,
+    error: Option<String>,
+}
+
+enum Batch {
+    Rows(Vec<LoadRow>),
+    End(Option<csv::Error>),
+}
+
+const BATCH: usize = 1024;
+
+impl ParsedAhead {
+    pub fn spawn<R: Read + Send + 'static>(mut reader: DumpReader<R>) -> Self {
+        let (sender, batches) = std::sync::mpsc::sync_channel(4);
+        std::thread::Builder::new()
+            .name("chatsink-parse".into())
+            .spawn(move || loop {
+                let rows: Vec<LoadRow> = reader.by_ref().take(BATCH).collect();
+                let last = rows.len() < BATCH;
+                if !rows.is_empty() && sender.send(Batch::Rows(rows)).is_err() {
+                    return; // the loader stopped listening
+                }
+                if last {
+                    let _ = sender.send(Batch::End(reader.error()));
+                    return;
+                }
+            })
+            .expect("spawn the parser thread");
+        Self {
+            batches,
+            current: Vec::new().into_iter(),
+            error: None,
+        }
+    }
+
+    /// The read error that ended the rows early, if any: the caller must discard what it loaded.
+    pub fn error(&mut self) -> Option<String> {
+        self.error.take()
+    }
+}
+
+impl Iterator for ParsedAhead {
+    type Item = LoadRow;
+
+    fn next(&mut self) -> Option<LoadRow> {
+        loop {
+            if let Some(row) = self.current.next() {
+                return Some(row);
+            }
+            match self.batches.recv() {
+                Ok(Batch::Rows(rows)) => self.current = rows.into_iter(),
+                Ok(Batch::End(error)) => {
+                    self.error = error.map(|e| e.to_string());
+                    return None;
+                }
+                Err(_) => {
+                    self.error
+                        .get_or_insert_with(|| "the dump parser stopped unexpectedly".into());
+                    return None;
+                }
+            }
+        }
+    }
+}
+
 /// Counts newlines as the CSV reader pulls bytes, so a row's line number is exact. (The csv
 /// crate's own `Position::line` runs one low after a CRLF terminator, which dumps use.)
 struct CountLines<R> {

@@ -2,7 +2,7 @@
 
 use super::pipeline::IngestContext;
 use super::worker::{run_claimed_job, AttemptResult};
-use super::{DumpReader, IngestError};
+use super::{DumpReader, IngestError, ParsedAhead};
 use crate::domain::SessionId;
 use crate::store::{jobs, load, Database, JobState, LoadReport, LoadRow, ReprocessSelector};
 use rusqlite::TransactionBehavior;
@@ -22,7 +22,10 @@ pub fn ingest_file(
 ) -> Result<Vec<(SessionId, LoadReport)>, IngestError> {
     let file = std::fs::File::open(path)
         .map_err(|e| IngestError::Permanent(format!("cannot open {}: {e}", path.display())))?;
-    let mut reader = DumpReader::new(std::io::BufReader::with_capacity(1 << 20, file))?;
+    let mut reader = ParsedAhead::spawn(DumpReader::new(std::io::BufReader::with_capacity(
+        1 << 20,
+        file,
+    ))?);
     let mut conn = db.conn()?;
     let mut results = Vec::new();
     if let Some(session) = session {

@@ -1,6 +1,6 @@
 //! One job attempt, start to finish.
 
-use super::{Downloader, DumpReader, IngestError, ReplayApi};
+use super::{Downloader, DumpReader, IngestError, ParsedAhead, ReplayApi};
 use crate::config::{DownloadSettings, JobSettings};
 use crate::domain::SessionId;
 use crate::store::{jobs, load, sessions, ClaimedJob, Database, JobKind, LoadReport, SessionDump};
@@ -56,8 +56,9 @@ pub async fn process_job(ctx: &IngestContext, job: &ClaimedJob) -> Result<JobOut
     let outcome = tokio::task::spawn_blocking(move || -> Result<JobOutcome, IngestError> {
         let file = std::fs::File::open(&path)
             .map_err(|e| IngestError::transient(format!("opening {}: {e}", path.display())))?;
-        let mut reader = DumpReader::new(std::io::BufReader::with_capacity(256 * 1024, file))?
+        let reader = DumpReader::new(std::io::BufReader::with_capacity(256 * 1024, file))?
             .only_session(job.session_id.clone());
+        let mut reader = ParsedAhead::spawn(reader);
         let mut conn = db.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if !jobs::holds_lease(&tx, job.id, &job.lease_token)? {

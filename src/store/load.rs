@@ -132,7 +132,8 @@ where
                             params![session.as_str(), m.id],
                         )?;
                     }
-                    if replace {
+                    // Only a session that had rows can have rows to delete.
+                    if replace && had_rows {
                         seen.execute([&m.id])?;
                     }
                     report.rows_loaded += 1;

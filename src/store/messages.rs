@@ -82,8 +82,45 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRow> {
     })
 }
 
+/// How a full-text filter (`q`) is evaluated. Neither is good for every word: collecting all
+/// matches and sorting them by time costs one step per match (seconds for a word in a third of a
+/// million messages), while walking the time order and probing the index row by row costs one
+/// probe per row passed over (the whole table for a rare word). [`text_plan`] picks by counting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextPlan {
+    /// Every match from the FTS index, then filtered and sorted: few matches.
+    Collect,
+    /// Rows in page order, each probed against the FTS index, stopping at the page's end: many.
+    Probe,
+}
+
+/// Matches at which probing is cheaper than collecting.
+const COLLECT_AT_MOST: i64 = 4000;
+
+/// Chooses the plan for `q` by counting its matches, up to [`COLLECT_AT_MOST`].
+pub fn text_plan(conn: &Connection, q: &str) -> rusqlite::Result<TextPlan> {
+    let matches: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM (SELECT 1 FROM messages_fts WHERE messages_fts MATCH ?1 LIMIT ?2)",
+        )?
+        .query_row(rusqlite::params![q, COLLECT_AT_MOST], |r| r.get(0))?;
+    Ok(if matches < COLLECT_AT_MOST {
+        TextPlan::Collect
+    } else {
+        TextPlan::Probe
+    })
+}
+
+/// The plan for a filter's page: [`text_plan`] when it has a `q`.
+pub fn text_plan_for(conn: &Connection, filter: &MessageFilter) -> rusqlite::Result<TextPlan> {
+    match &filter.text_query {
+        Some(q) => text_plan(conn, q),
+        None => Ok(TextPlan::Collect),
+    }
+}
+
 /// The WHERE clause for a filter, with its parameters in order.
-fn where_clause(filter: &MessageFilter) -> (String, Vec<Value>) {
+fn where_clause(filter: &MessageFilter, plan: TextPlan) -> (String, Vec<Value>) {
     let mut clauses: Vec<String> = Vec::new();
     let mut params: Vec<Value> = Vec::new();
     let mut any_of = |column: &str, values: &[String], params: &mut Vec<Value>| {
@@ -126,7 +163,12 @@ fn where_clause(filter: &MessageFilter) -> (String, Vec<Value>) {
         params.push(Value::Integer(until));
     }
     if let Some(q) = &filter.text_query {
-        clauses.push("seq IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?)".into());
+        clauses.push(match plan {
+            TextPlan::Collect => {
+                "seq IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?)".into()
+            }
+            TextPlan::Probe => "EXISTS (SELECT 1 FROM messages_fts WHERE messages_fts MATCH ? AND rowid = messages.seq)".into(),
+        });
         params.push(Value::Text(q.clone()));
     }
     let sql = if clauses.is_empty() {
@@ -143,8 +185,9 @@ pub fn message_page_sql(
     order: Order,
     after: Option<After>,
     limit: u32,
+    plan: TextPlan,
 ) -> (String, Vec<Value>) {
-    let (mut condition, mut params) = where_clause(filter);
+    let (mut condition, mut params) = where_clause(filter, plan);
     let (cmp, dir) = match order {
         Order::Asc => (">", "ASC"),
         Order::Desc => ("<", "DESC"),
@@ -169,7 +212,8 @@ pub fn message_page(
     after: Option<After>,
     limit: u32,
 ) -> rusqlite::Result<Vec<MessageRow>> {
-    let (sql, params) = message_page_sql(filter, order, after, limit);
+    let plan = text_plan_for(conn, filter)?;
+    let (sql, params) = message_page_sql(filter, order, after, limit, plan);
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params_from_iter(params), message_from_row)?;
     rows.collect()
@@ -247,7 +291,7 @@ pub fn message_stats(
     filter: &MessageFilter,
     top: u32,
 ) -> rusqlite::Result<MessageStats> {
-    let (condition, params) = where_clause(filter);
+    let (condition, params) = where_clause(filter, TextPlan::Collect);
     let pairs = |sql: String| -> rusqlite::Result<Vec<(String, i64)>> {
         let mut stmt = conn.prepare(&sql)?;
         let rows = stmt.query_map(params_from_iter(params.iter()), |r| {

@@ -11,7 +11,9 @@ pub mod load;
 pub mod messages;
 pub mod sessions;
 
-pub use messages::{message_page_sql, After, MessageFilter, MessageRow, Order};
+pub use messages::{
+    message_page_sql, text_plan_for, After, MessageFilter, MessageRow, Order, TextPlan,
+};
 
 pub use inbox::{IntakeOutcome, NewDelivery};
 pub use intake::IntakeWriter;

@@ -787,8 +787,14 @@ fn every_documented_filter_is_served_from_an_index() {
                 seq: 9,
             }),
         ] {
-            for order in [Order::Asc, Order::Desc] {
-                let (sql, params) = messages::message_page_sql(&filter, order, after, 100);
+            for (order, text_plan) in [
+                (Order::Asc, messages::TextPlan::Collect),
+                (Order::Desc, messages::TextPlan::Collect),
+                (Order::Asc, messages::TextPlan::Probe),
+                (Order::Desc, messages::TextPlan::Probe),
+            ] {
+                let (sql, params) =
+                    messages::message_page_sql(&filter, order, after, 100, text_plan);
                 let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
                 let plan: Vec<String> = stmt
                     .query_map(rusqlite::params_from_iter(params), |r| {
@@ -809,7 +815,13 @@ fn every_documented_filter_is_served_from_an_index() {
                         && !partial(step);
                     assert!(!full_scan, "{filter:?}: {plan:?}");
                 }
+                // Probing walks the time order and checks the FTS index per row, by design.
+                let only_text = MessageFilter {
+                    text_query: None,
+                    ..filter.clone()
+                } == MessageFilter::default();
                 let unfiltered = filter == MessageFilter::default()
+                    || (text_plan == messages::TextPlan::Probe && only_text)
                     || filter.since_ms.is_some()
                     || filter.pinned == Some(false)
                     || filter.edited == Some(false);
@@ -822,4 +834,65 @@ fn every_documented_filter_is_served_from_an_index() {
             }
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frequent_word_is_probed_and_a_rare_one_collected_with_the_same_answers() {
+    let app = spawn_app().await;
+    // 4,500 messages contain "comma" (over the probing threshold); one contains "4321". Times
+    // run backwards against load order, so seq order and time order disagree.
+    let mut dump = format!("{DUMP_HEADER}\r\n");
+    for i in 0..4500 {
+        let time = chatsink::domain::Timestamp::from_millis(1_780_480_800_000 - i as i64 * 1000)
+            .to_rfc3339();
+        dump.push_str(&csv_row(&[
+            &format!("fts-m{i}"),
+            &format!("user-{}", i % 3),
+            "fts-many",
+            "meeting-1",
+            "Ann",
+            if i % 10 == 0 { "true" } else { "false" },
+            "false",
+            "TEXT_MESSAGE",
+            &format!("message {i}, with a comma"),
+            &time,
+        ]));
+    }
+    let path = app.dir.path().join("fts.csv");
+    std::fs::write(&path, dump).unwrap();
+    let db = chatsink::store::Database::open(&app.db_path).unwrap();
+    chatsink::ingest::ingest_file(&db, &path, None, |_, _| {}).unwrap();
+    let conn = app.db();
+    let plan = |q: &str| chatsink::store::messages::text_plan(&conn, q).unwrap();
+    assert_eq!(plan("comma"), chatsink::store::TextPlan::Probe);
+    assert_eq!(plan("4321"), chatsink::store::TextPlan::Collect);
+
+    let expected = |filter: &dyn Fn(usize) -> bool, desc: bool| -> Vec<String> {
+        // Message i is sent at -i seconds: ascending time is descending i.
+        let mut ids: Vec<usize> = (0..4500).filter(|i| filter(*i)).collect();
+        if !desc {
+            ids.reverse();
+        }
+        ids.into_iter().map(|i| format!("fts-m{i}")).collect()
+    };
+    assert_eq!(
+        all_ids(&app, "/v1/messages?q=comma&limit=700").await,
+        expected(&|_| true, false)
+    );
+    assert_eq!(
+        all_ids(&app, "/v1/messages?q=comma&order=desc&limit=1000").await,
+        expected(&|_| true, true)
+    );
+    assert_eq!(
+        all_ids(
+            &app,
+            "/v1/messages?q=comma&pinned=true&user=user-1&limit=37"
+        )
+        .await,
+        expected(&|i| i % 10 == 0 && i % 3 == 1, false)
+    );
+    assert_eq!(
+        all_ids(&app, "/v1/messages?q=4321").await,
+        vec!["fts-m4321".to_owned()]
+    );
 }
