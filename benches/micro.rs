@@ -1,12 +1,10 @@
 //! Micro-benchmarks: dump row parsing, signature verification, cursor encoding.
 //! `cargo bench --bench micro`
 
-#[path = "support/dumpgen.rs"]
-mod dumpgen;
-
 use base64::Engine;
 use chatsink::api::Cursor;
 use chatsink::config::{RsaKeySource, VerifySettings};
+use chatsink::dumpgen;
 use chatsink::ingest::DumpReader;
 use chatsink::store::{After, MessageFilter, Order};
 use chatsink::webhook::{sign_hmac, verify_hmac, DeliveryHeaders, Verifier};

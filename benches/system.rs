@@ -8,10 +8,8 @@
 //!
 //! Needs the `sqlite3` CLI for the references and `/usr/bin/time` for peak memory.
 
-#[path = "support/dumpgen.rs"]
-mod dumpgen;
-
 use base64::Engine;
+use chatsink::dumpgen;
 use chatsink::store::{message_page_sql, text_plan_for, MessageFilter, Order};
 use chatsink::webhook::sign_hmac;
 use rsa::pkcs1v15::SigningKey;

@@ -1,7 +1,9 @@
 //! What each subcommand does, once clap has parsed it. Errors print as one clear line and a
 //! non-zero exit; results go to stdout.
 
-use crate::config::{Command, IngestArgs, JobsArgs, ReprocessArgs, ServeArgs};
+use crate::config::{
+    BackupArgs, Command, ConfigCommand, IngestArgs, JobsArgs, ReprocessArgs, ServeArgs,
+};
 use crate::domain::{SessionId, Timestamp};
 use crate::ingest::{self, IngestContext};
 use crate::startup::Application;
@@ -15,6 +17,18 @@ pub fn run(command: Command) -> ExitCode {
         Command::Ingest(args) => ingest_command(args),
         Command::Reprocess(args) => runtime().and_then(|rt| rt.block_on(reprocess_command(args))),
         Command::Jobs(args) => jobs_command(args),
+        Command::Config(ConfigCommand::Check(args)) => {
+            crate::config_file::check(&args).map(|text| {
+                print!("{text}");
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Backup(args) => backup_command(args),
+        Command::SendTestWebhook(args) => {
+            runtime().and_then(|rt| rt.block_on(crate::demo::send_test_webhook(args)))
+        }
+        Command::Demo(args) => runtime().and_then(|rt| rt.block_on(crate::demo::demo(args))),
+        Command::Probe(args) => runtime().and_then(|rt| rt.block_on(crate::demo::probe(&args.url))),
     };
     match result {
         Ok(code) => code,
@@ -52,9 +66,29 @@ fn ingest_command(args: IngestArgs) -> anyhow::Result<ExitCode> {
         )
     })?;
     let started = std::time::Instant::now();
-    let results = ingest::ingest_file(&db, &args.file, session.as_ref(), |session, report| {
-        tracing::info!(session_id = %session, rows_loaded = report.rows_loaded, rows_rejected = report.rows_rejected, "session loaded");
-    })?;
+    let file = std::fs::File::open(&args.file)
+        .with_context(|| format!("cannot open {}", args.file.display()))?;
+    // A progress bar on a terminal; plain log lines (one per session) otherwise.
+    let bar = progress_bar(file.metadata()?.len());
+    let input: Box<dyn std::io::Read + Send> = match &bar {
+        Some(bar) => Box::new(bar.wrap_read(file)),
+        None => Box::new(file),
+    };
+    let results = ingest::ingest_reader(
+        &db,
+        input,
+        &args.file,
+        session.as_ref(),
+        |session, report| match &bar {
+            Some(bar) => bar.set_message(format!("{session}: {} rows", report.rows_loaded)),
+            None => {
+                tracing::info!(session_id = %session, rows_loaded = report.rows_loaded, rows_rejected = report.rows_rejected, "session loaded")
+            }
+        },
+    )?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     let loaded: i64 = results.iter().map(|(_, r)| r.rows_loaded).sum();
     let rejected: i64 = results.iter().map(|(_, r)| r.rows_rejected).sum();
     println!(
@@ -96,14 +130,33 @@ async fn reprocess_command(args: ReprocessArgs) -> anyhow::Result<ExitCode> {
         &args.download.settings()?,
         args.jobs.settings()?,
     )?;
-    let outcomes = ingest::reprocess(&ctx, &selector, |o| match &o.result {
-        Ok(r) => println!(
-            "{}\tok\t{} loaded, {} rejected",
-            o.session_id, r.rows_loaded, r.rows_rejected
-        ),
-        Err(e) => println!("{}\tfailed\t{e}", o.session_id),
+    // Results go to stdout line by line; on a terminal a spinner counts them on stderr.
+    let spinner = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        let spinner = indicatif::ProgressBar::new_spinner();
+        spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+        spinner
+    });
+    let outcomes = ingest::reprocess(&ctx, &selector, |o| {
+        let line = match &o.result {
+            Ok(r) => format!(
+                "{}\tok\t{} loaded, {} rejected",
+                o.session_id, r.rows_loaded, r.rows_rejected
+            ),
+            Err(e) => format!("{}\tfailed\t{e}", o.session_id),
+        };
+        match &spinner {
+            Some(spinner) => {
+                spinner.suspend(|| println!("{line}"));
+                spinner.inc(1);
+                spinner.set_message(format!("{} session(s) reprocessed", spinner.position()));
+            }
+            None => println!("{line}"),
+        }
     })
     .await?;
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
     println!(
         "reprocessed {} session(s): {} ok, {failed} failed",
@@ -146,5 +199,63 @@ fn jobs_command(args: JobsArgs) -> anyhow::Result<ExitCode> {
             job.last_error.unwrap_or_default()
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A byte-progress bar when stderr is a terminal.
+fn progress_bar(len: u64) -> Option<indicatif::ProgressBar> {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
+        )
+        .expect("a valid template"),
+    );
+    Some(bar)
+}
+
+/// `chatsink backup PATH`: one read transaction over the live database (WAL lets `serve` keep
+/// writing meanwhile), copied page by page with SQLite's backup API into `PATH.partial`, checked,
+/// switched to a self-contained rollback journal, then renamed into place.
+fn backup_command(args: BackupArgs) -> anyhow::Result<ExitCode> {
+    use rusqlite::{Connection, OpenFlags};
+    if args.path.exists() {
+        anyhow::bail!("{} already exists; give a new path", args.path.display());
+    }
+    if !args.database.is_file() {
+        anyhow::bail!("no database at {}", args.database.display());
+    }
+    let source = Connection::open_with_flags(&args.database, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .with_context(|| format!("cannot open {}", args.database.display()))?;
+    source.busy_timeout(std::time::Duration::from_secs(30))?;
+    let partial = args.path.with_extension("partial");
+    let _ = std::fs::remove_file(&partial);
+    let started = std::time::Instant::now();
+    {
+        let mut target = Connection::open(&partial)
+            .with_context(|| format!("cannot create {}", partial.display()))?;
+        {
+            let backup = rusqlite::backup::Backup::new(&source, &mut target)?;
+            // All pages in one step: one consistent snapshot, however busy the source is.
+            backup.step(-1)?;
+        }
+        target.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))?;
+        let check: String = target.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        if check != "ok" {
+            anyhow::bail!("the copy failed its integrity check: {check}");
+        }
+    }
+    std::fs::File::open(&partial)?.sync_all()?;
+    std::fs::rename(&partial, &args.path)?;
+    let bytes = std::fs::metadata(&args.path)?.len();
+    println!(
+        "backed up {} to {} ({bytes} bytes, integrity ok) in {:.2}s",
+        args.database.display(),
+        args.path.display(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -26,6 +26,11 @@ pub struct Cli {
     )]
     pub log_format: LogFormat,
 
+    /// TOML config file; its keys are the flags' names in snake case. Flags and environment
+    /// variables take precedence over it.
+    #[arg(long, global = true, env = "CHATSINK_CONFIG")]
+    pub config: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -46,6 +51,86 @@ pub enum Command {
     Reprocess(ReprocessArgs),
     /// List ingest jobs with their attempts and last error.
     Jobs(JobsArgs),
+    /// Check the configuration: `chatsink config check` validates it and prints the effective one.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Copy the live database to PATH with SQLite's online backup API (safe while serving).
+    Backup(BackupArgs),
+    /// Send a signed `meeting.chatSynced` to a running chatsink, serving a generated dump from a
+    /// loopback port until it has been downloaded.
+    SendTestWebhook(SendTestWebhookArgs),
+    /// A self-contained tour: serve on a temp database, deliver a signed webhook for a generated
+    /// session, show the queries an analyst would run, and keep serving until Ctrl-C.
+    Demo(DemoArgs),
+    /// GET a URL and exit 0 on a 2xx answer (a health check for images without curl).
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the serve configuration (flags, environment, config file) and print it, secrets
+    /// redacted. Exits non-zero naming the first invalid setting.
+    Check(Box<ServeArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where to write the copy (must not exist).
+    pub path: PathBuf,
+    /// SQLite database file to copy.
+    #[arg(long, env = "CHATSINK_DATABASE", default_value = "./chatsink.db")]
+    pub database: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SendTestWebhookArgs {
+    /// Base URL of the running chatsink.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// A Standard Webhooks secret the service accepts (`whsec_...`).
+    #[arg(
+        long,
+        env = "CHATSINK_HMAC_SECRETS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub hmac_secret: Vec<String>,
+    /// Session id of the test delivery (default: a fresh one).
+    #[arg(long)]
+    pub session: Option<String>,
+    /// Messages in the generated dump.
+    #[arg(long, default_value_t = 200)]
+    pub messages: usize,
+    /// Seconds to keep serving the dump while waiting for the service to fetch (and load) it.
+    #[arg(long, default_value_t = 30)]
+    pub wait_secs: u64,
+    /// A read token: with one, wait until the session is loaded and queryable.
+    #[arg(
+        long,
+        env = "CHATSINK_READ_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub read_token: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Address to serve on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Messages in the generated session.
+    #[arg(long, default_value_t = 2000)]
+    pub messages: usize,
+    /// Exit after showing the queries instead of serving until Ctrl-C.
+    #[arg(long)]
+    pub once: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The URL to GET, e.g. http://127.0.0.1:8080/readyz.
+    pub url: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -172,6 +257,9 @@ pub struct ServeArgs {
     /// HTTP worker threads (0: one per core).
     #[arg(long, env = "CHATSINK_HTTP_WORKERS", default_value_t = 0)]
     pub http_workers: usize,
+    /// `/readyz` fails while more ingest jobs than this are due and waiting.
+    #[arg(long, env = "CHATSINK_READY_MAX_BACKLOG", default_value_t = 1000)]
+    pub ready_max_backlog: i64,
     #[command(flatten)]
     pub download: DownloadArgs,
     #[command(flatten)]
@@ -303,6 +391,7 @@ pub struct Settings {
     pub read_tokens: Vec<SecretString>,
     pub workers: usize,
     pub http_workers: usize,
+    pub ready_max_backlog: i64,
     pub download: DownloadSettings,
     pub jobs: JobSettings,
 }
@@ -492,6 +581,7 @@ impl ServeArgs {
             read_tokens,
             workers: self.workers,
             http_workers: self.http_workers,
+            ready_max_backlog: self.ready_max_backlog,
             download: self.download.settings()?,
             jobs: self.jobs.settings()?,
         })

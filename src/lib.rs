@@ -3,11 +3,14 @@
 
 pub mod cli;
 pub mod config;
+pub mod config_file;
+pub mod demo;
 pub mod startup;
 pub mod telemetry;
 
 pub mod api;
 pub mod domain;
+pub mod dumpgen;
 pub mod failpoint;
 pub mod ingest;
 pub mod store;

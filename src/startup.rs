@@ -1,7 +1,7 @@
 //! Builds the running service: database, intake writer, verifier, ingest workers, HTTP server;
 //! and takes it down in order on SIGTERM / Ctrl-C.
 
-use crate::api::{self, ApiState};
+use crate::api::{self, ApiState, Readiness};
 use crate::config::Settings;
 use crate::ingest::{spawn_workers, IngestContext, WorkerPool};
 use crate::store::{Database, IntakeWriter};
@@ -49,7 +49,17 @@ impl Application {
             max_body_bytes: settings.max_body_bytes,
             wake: workers.wake(),
         });
-        let api_state = web::Data::new(ApiState::new(db.clone(), read_tokens));
+        // Before any metric is recorded, so the recorder sees them all.
+        crate::telemetry::metrics();
+        let api_state = web::Data::new(ApiState::new(
+            db.clone(),
+            read_tokens,
+            Readiness {
+                workers_alive: workers.alive(),
+                workers_expected: settings.workers,
+                max_backlog: settings.ready_max_backlog,
+            },
+        ));
 
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -78,6 +88,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Stops the server as SIGTERM would (used by `chatsink demo --once`).
+    pub fn stop_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
     }
 
     /// Serves until SIGTERM / Ctrl-C, then: stop accepting and finish in-flight requests (actix),

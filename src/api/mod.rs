@@ -1,4 +1,4 @@
-//! The read side: `/healthz`, `/openapi.json`, and the analysts' query API under `/v1`
+//! The read side: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, and the analysts' query API under `/v1`
 //! (bearer token required). Handlers are thin; the queries live in `store::messages`.
 
 mod auth;
@@ -6,6 +6,7 @@ mod cursor;
 mod error;
 mod export;
 mod openapi;
+mod ops;
 mod params;
 mod routes;
 mod views;
@@ -18,15 +19,30 @@ pub use openapi::{document as openapi_document, ROUTE_PARAMS};
 use crate::store::Database;
 use actix_web::{middleware, web, HttpResponse};
 use secrecy::SecretString;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
 
 pub struct ApiState {
     pub db: Database,
     pub read_tokens: Vec<SecretString>,
+    pub readiness: Readiness,
+}
+
+/// What `/readyz` checks besides the database.
+pub struct Readiness {
+    pub workers_alive: Arc<AtomicUsize>,
+    pub workers_expected: usize,
+    /// Jobs due and not yet run above which the service reports itself not ready.
+    pub max_backlog: i64,
 }
 
 impl ApiState {
-    pub fn new(db: Database, read_tokens: Vec<SecretString>) -> Self {
-        Self { db, read_tokens }
+    pub fn new(db: Database, read_tokens: Vec<SecretString>, readiness: Readiness) -> Self {
+        Self {
+            db,
+            read_tokens,
+            readiness,
+        }
     }
 }
 
@@ -34,7 +50,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     let openapi = openapi::document()
         .to_json()
         .expect("the OpenAPI document serialises");
-    cfg.route("/healthz", web::get().to(healthz))
+    cfg.route("/healthz", web::get().to(ops::healthz))
+        .route("/readyz", web::get().to(ops::readyz))
+        .route("/metrics", web::get().to(ops::metrics))
         .route(
             "/openapi.json",
             web::get().to(move || {
@@ -49,6 +67,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::scope("/v1")
                 .wrap(middleware::from_fn(auth::require_read_token))
+                .wrap(middleware::from_fn(ops::record_query_latency))
                 .route("/messages", web::get().to(routes::list_messages))
                 .route("/sessions", web::get().to(routes::list_sessions))
                 .route("/sessions/{id}", web::get().to(routes::get_session))
@@ -65,17 +84,4 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     })
                 })),
         );
-}
-
-/// 200 while the database accepts writes, 503 otherwise.
-async fn healthz(state: web::Data<ApiState>) -> HttpResponse {
-    match state.db.check_writable().await {
-        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ok"})),
-        Err(e) => {
-            tracing::error!(error = %e, "health check: database not writable");
-            HttpResponse::ServiceUnavailable().json(
-                serde_json::json!({"status": "unavailable", "error": "database not writable"}),
-            )
-        }
-    }
 }

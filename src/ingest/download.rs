@@ -157,7 +157,10 @@ impl Downloader {
         tokio::fs::create_dir_all(&dir).await?;
         tokio::fs::rename(&tmp_path, &final_path).await?;
         sync_dir(&dir).await?;
-        tracing::info!(bytes, sha256 = %sha256, seconds = started.elapsed().as_secs_f64(), "dump downloaded");
+        let seconds = started.elapsed().as_secs_f64();
+        metrics::counter!("chatsink_download_bytes_total").increment(bytes);
+        metrics::histogram!("chatsink_download_seconds").record(seconds);
+        tracing::info!(bytes, sha256 = %sha256, seconds, "dump downloaded");
         Ok(SessionDump {
             path: relative,
             sha256,

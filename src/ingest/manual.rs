@@ -18,13 +18,25 @@ pub fn ingest_file(
     db: &Database,
     path: &Path,
     session: Option<&SessionId>,
-    mut on_session: impl FnMut(&SessionId, &LoadReport),
+    on_session: impl FnMut(&SessionId, &LoadReport),
 ) -> Result<Vec<(SessionId, LoadReport)>, IngestError> {
     let file = std::fs::File::open(path)
         .map_err(|e| IngestError::Permanent(format!("cannot open {}: {e}", path.display())))?;
+    ingest_reader(db, file, path, session, on_session)
+}
+
+/// [`ingest_file`] over any reader (the CLI wraps the file in a progress bar); `path` names it
+/// in errors.
+pub fn ingest_reader(
+    db: &Database,
+    input: impl std::io::Read + Send + 'static,
+    path: &Path,
+    session: Option<&SessionId>,
+    mut on_session: impl FnMut(&SessionId, &LoadReport),
+) -> Result<Vec<(SessionId, LoadReport)>, IngestError> {
     let mut reader = ParsedAhead::spawn(DumpReader::new(std::io::BufReader::with_capacity(
         1 << 20,
-        file,
+        input,
     ))?);
     let mut conn = db.conn()?;
     let mut results = Vec::new();

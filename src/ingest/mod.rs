@@ -14,7 +14,7 @@ mod worker;
 
 pub use download::{DownloadError, Downloader};
 pub use dump::{DumpError, DumpReader, ParsedAhead, REQUIRED_COLUMNS};
-pub use manual::{ingest_file, reprocess, ReprocessOutcome};
+pub use manual::{ingest_file, ingest_reader, reprocess, ReprocessOutcome};
 pub use pipeline::{process_job, IngestContext, JobOutcome};
 pub use replay_api::{ReplayApi, ReplayApiError};
 pub use url_policy::{HostPattern, PolicyError, UrlPolicy};

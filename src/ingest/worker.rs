@@ -6,6 +6,7 @@ use super::IngestError;
 use crate::config::JobSettings;
 use crate::store::{jobs, ClaimedJob, JobState};
 use rand::Rng;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -30,6 +31,16 @@ pub struct WorkerPool {
     handles: Vec<tokio::task::JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
     wake: Arc<Notify>,
+    alive: Arc<AtomicUsize>,
+}
+
+/// Counts a worker as alive from its start until its task ends, however it ends.
+struct AliveGuard(Arc<AtomicUsize>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl WorkerPool {
@@ -40,6 +51,11 @@ impl WorkerPool {
 
     pub fn running(&self) -> usize {
         self.handles.iter().filter(|h| !h.is_finished()).count()
+    }
+
+    /// How many workers are running, readable from elsewhere (`/readyz`).
+    pub fn alive(&self) -> Arc<AtomicUsize> {
+        self.alive.clone()
     }
 
     /// Stops claiming, lets in-flight jobs finish within the grace period, releases the rest.
@@ -54,18 +70,25 @@ impl WorkerPool {
 pub fn spawn_workers(ctx: Arc<IngestContext>, count: usize) -> WorkerPool {
     let (shutdown, stop) = watch::channel(false);
     let wake = Arc::new(Notify::new());
+    let alive = Arc::new(AtomicUsize::new(0));
     let handles = (0..count)
         .map(|n| {
             let ctx = ctx.clone();
             let stop = stop.clone();
             let wake = wake.clone();
-            tokio::spawn(async move { run_worker(n, ctx, wake, stop).await })
+            alive.fetch_add(1, Ordering::SeqCst);
+            let guard = AliveGuard(alive.clone());
+            tokio::spawn(async move {
+                let _guard = guard;
+                run_worker(n, ctx, wake, stop).await
+            })
         })
         .collect();
     WorkerPool {
         handles,
         shutdown,
         wake,
+        alive,
     }
 }
 
@@ -139,7 +162,10 @@ pub async fn run_claimed_job(
         }
     };
     heartbeat.abort();
+    let kind = job.kind.as_str();
     let Some(result) = result else {
+        metrics::counter!("chatsink_job_attempts_total", "kind" => kind, "outcome" => "released")
+            .increment(1);
         let released = {
             let job = job.clone();
             ctx.db
@@ -149,8 +175,13 @@ pub async fn run_claimed_job(
         tracing::warn!(job_id = job.id, released = ?released, "shutdown: job released unfinished");
         return AttemptResult::Released;
     };
-    match result {
-        Ok(JobOutcome::Loaded(report)) => AttemptResult::Done(report),
+    let attempt = match result {
+        Ok(JobOutcome::Loaded(report)) => {
+            metrics::counter!("chatsink_rows_loaded_total").increment(report.rows_loaded as u64);
+            metrics::counter!("chatsink_rows_rejected_total")
+                .increment(report.rows_rejected as u64);
+            AttemptResult::Done(report)
+        }
         Ok(JobOutcome::LeaseLost) => {
             tracing::warn!(
                 job_id = job.id,
@@ -159,7 +190,20 @@ pub async fn run_claimed_job(
             AttemptResult::LeaseLost
         }
         Err(error) => record_failure(ctx, &job, error).await,
-    }
+    };
+    let outcome = match &attempt {
+        AttemptResult::Done(_) => "done",
+        AttemptResult::Failed {
+            state: JobState::Dead,
+            ..
+        } => "dead",
+        AttemptResult::Failed { .. } => "failed",
+        AttemptResult::LeaseLost => "lease_lost",
+        AttemptResult::Released => "released",
+    };
+    metrics::counter!("chatsink_job_attempts_total", "kind" => kind, "outcome" => outcome)
+        .increment(1);
+    attempt
 }
 
 async fn record_failure(

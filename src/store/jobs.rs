@@ -16,6 +16,13 @@ pub enum JobKind {
 }
 
 impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivery => "delivery",
+            Self::Reprocess => "reprocess",
+        }
+    }
+
     fn parse(raw: &str) -> Self {
         if raw == "reprocess" {
             Self::Reprocess
@@ -380,6 +387,15 @@ pub fn delivery_link(
         |r| Ok((r.get(0)?, r.get(1)?)),
     )
     .optional()
+}
+
+/// Jobs due to run now that no worker holds (the backlog `/readyz` limits).
+pub fn backlog(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT count(*) FROM jobs WHERE state IN ('pending', 'failed') AND next_attempt_ms <= ?1",
+        [now_ms()],
+        |r| r.get(0),
+    )
 }
 
 /// The oldest due job's age in milliseconds (queue lag), or 0 when none waits.

@@ -21,6 +21,30 @@ pub enum WebhookError {
     Storage(StoreError),
 }
 
+impl WebhookError {
+    /// The machine-readable code of the JSON body (also the metrics' `result` label).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::TooLarge { .. } => "body_too_large",
+            Self::BodyRead(_) => "bad_body",
+            Self::Signature(VerifyError::Missing) => "missing_signature",
+            Self::Signature(VerifyError::Rejected { .. }) => "invalid_signature",
+            Self::Signature(VerifyError::KeyUnavailable(_)) => "key_unavailable",
+            Self::Event(_) => "invalid_event",
+            Self::Storage(_) => "storage_unavailable",
+        }
+    }
+
+    fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::TooLarge { .. } | Self::BodyRead(_) => Some("body"),
+            Self::Signature(VerifyError::Rejected { header, .. }) => Some(header),
+            Self::Event(e) => Some(e.field),
+            _ => None,
+        }
+    }
+}
+
 impl ResponseError for WebhookError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -34,17 +58,7 @@ impl ResponseError for WebhookError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let (code, field) = match self {
-            Self::TooLarge { .. } => ("body_too_large", Some("body")),
-            Self::BodyRead(_) => ("bad_body", Some("body")),
-            Self::Signature(VerifyError::Missing) => ("missing_signature", None),
-            Self::Signature(VerifyError::Rejected { header, .. }) => {
-                ("invalid_signature", Some(*header))
-            }
-            Self::Signature(VerifyError::KeyUnavailable(_)) => ("key_unavailable", None),
-            Self::Event(e) => ("invalid_event", Some(e.field)),
-            Self::Storage(_) => ("storage_unavailable", None),
-        };
+        let (code, field) = (self.code(), self.field());
         match self.status_code() {
             s if s.is_server_error() => {
                 tracing::error!(error = %self, "delivery not accepted; sender will retry")

@@ -35,12 +35,31 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/webhooks/realtimekit", web::post().to(receive_webhook));
 }
 
-#[tracing::instrument(name = "webhook", skip_all, fields(delivery_id = tracing::field::Empty, session_id = tracing::field::Empty))]
 async fn receive_webhook(
     request: HttpRequest,
     payload: web::Payload,
     state: web::Data<WebhookState>,
 ) -> Result<HttpResponse, WebhookError> {
+    let result = accept(request, payload, state).await;
+    let (outcome, scheme) = match &result {
+        Ok((_, outcome, scheme)) => (*outcome, scheme.as_str()),
+        Err(e) => (e.code(), "none"),
+    };
+    metrics::counter!("chatsink_deliveries_total", "result" => outcome, "scheme" => scheme)
+        .increment(1);
+    if let Err(WebhookError::Signature(VerifyError::Rejected { header, .. })) = &result {
+        metrics::counter!("chatsink_signature_failures_total", "header" => *header).increment(1);
+    }
+    result.map(|(response, _, _)| response)
+}
+
+/// Verifies, parses and stores one delivery; says what happened for the metrics.
+#[tracing::instrument(name = "webhook", skip_all, fields(delivery_id = tracing::field::Empty, session_id = tracing::field::Empty))]
+async fn accept(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<WebhookState>,
+) -> Result<(HttpResponse, &'static str, Scheme), WebhookError> {
     let received = Timestamp::now();
     let body = read_body(&request, payload, state.max_body_bytes).await?;
     let headers = delivery_headers(&request);
@@ -79,13 +98,21 @@ async fn receive_webhook(
                 scheme = scheme.as_str(),
                 "delivery stored"
             );
-            Ok(HttpResponse::Ok().json(
-                serde_json::json!({"status": "accepted", "inboxId": inbox_id, "jobId": job_id}),
+            Ok((
+                HttpResponse::Ok().json(
+                    serde_json::json!({"status": "accepted", "inboxId": inbox_id, "jobId": job_id}),
+                ),
+                "accepted",
+                scheme,
             ))
         }
         IntakeOutcome::Duplicate => {
             tracing::info!("duplicate delivery ignored");
-            Ok(HttpResponse::Ok().json(serde_json::json!({"status": "duplicate"})))
+            Ok((
+                HttpResponse::Ok().json(serde_json::json!({"status": "duplicate"})),
+                "duplicate",
+                scheme,
+            ))
         }
     }
 }

@@ -193,6 +193,14 @@ impl Site {
     }
 }
 
+/// A test that fails half-way must not leave its server running.
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Served {
     pub(crate) async fn post(&self, body: &[u8], id: &str) -> reqwest::Result<reqwest::Response> {
         self.client

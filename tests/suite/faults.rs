@@ -118,14 +118,21 @@ async fn a_full_disk_answers_503_keeps_every_acknowledged_delivery_and_recovers(
         }
     }
     let (session, body) = refused.expect("a full disk refuses a delivery");
-    assert_eq!(app.get("/healthz").await.status(), 503);
+    let (status, readiness) = status_of(app.get("/readyz").await).await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        readiness["failing"]["database"], "not writable",
+        "{readiness}"
+    );
+    // Alive all the same: restarting would not free the disk.
+    assert_eq!(app.get("/healthz").await.status(), 200);
 
     std::fs::remove_file(filler).unwrap();
     // The sender's retry of the refused delivery is now stored as new, not as a duplicate.
     let (status, answer) = status_of(app.post_rtk_with_id(&body, &session).await).await;
     assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")));
     acknowledged.push((session, 30));
-    assert_eq!(app.get("/healthz").await.status(), 200);
+    assert_eq!(app.get("/readyz").await.status(), 200);
 
     let jobs = app.wait_for_jobs(Duration::from_secs(60)).await;
     assert_eq!(jobs.len(), acknowledged.len());
@@ -263,7 +270,7 @@ async fn a_database_moved_away_answers_503_creates_nothing_and_recovers_when_bac
         (status, answer["error"].as_str()),
         (503, Some("storage_unavailable"))
     );
-    assert_eq!(app.get("/healthz").await.status(), 503);
+    assert_eq!(app.get("/readyz").await.status(), 503);
     let (status, answer) = status_of(app.get("/v1/messages").await).await;
     assert_eq!(
         (status, answer["error"].as_str()),
@@ -298,7 +305,7 @@ async fn a_database_deleted_underneath_is_never_written_to_an_unlinked_file() {
         let body = delivery(&server, &format!("gone-{n}-again"), 5);
         assert_eq!(app.post_rtk(&body).await.status(), 503);
     }
-    assert_eq!(app.get("/healthz").await.status(), 503);
+    assert_eq!(app.get("/readyz").await.status(), 503);
     assert!(!app.db_path.exists());
 }
 

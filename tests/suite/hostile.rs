@@ -279,7 +279,7 @@ async fn every_broken_dump_ends_in_its_documented_outcome_and_the_service_stays_
     assert_eq!(big, (10 * 1024 * 1024 / 5) as i64 * 5);
 
     // And the service is fine: healthy, and the next ordinary delivery loads.
-    assert_eq!(app.get("/healthz").await.status(), 200);
+    assert_eq!(app.get("/readyz").await.status(), 200);
     server.route(
         "/after.csv",
         vec![Reply::Body(simple_dump("after-bad", 10))],

@@ -5,9 +5,12 @@ mod helpers;
 
 mod cli;
 mod crash;
+mod deploy;
 mod faults;
 mod fuzz;
 mod hostile;
 mod ingest;
+mod ops;
 mod query;
+mod readme;
 mod receive;

@@ -375,15 +375,19 @@ async fn malformed_json_and_missing_fields_are_400_naming_the_field() {
 }
 
 #[tokio::test]
-async fn healthz_answers_while_the_database_is_writable() {
+async fn healthz_and_readyz_answer_on_a_healthy_service_without_a_token() {
     let app = spawn_app().await;
-    let response = app
-        .client
-        .get(format!("{}/healthz", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    for (path, status) in [("/healthz", "alive"), ("/readyz", "ready")] {
+        let response = app
+            .client
+            .get(format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["status"], status);
+    }
 }
 
 #[tokio::test]

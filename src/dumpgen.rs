@@ -1,8 +1,7 @@
 //! A seeded generator of realistic RealtimeKit chat dumps: 85% text of varied length (commas,
 //! quotes, newlines, emoji, CJK, RTL), 10% image URLs, 5% file JSON payloads, 2% pinned, 5%
-//! edited, in the CSV format of FACTS.md. The same seed gives the same bytes.
-
-#![allow(dead_code)]
+//! edited, in the CSV format of FACTS.md. The same seed gives the same bytes. Used by
+//! `chatsink demo`, `chatsink send-test-webhook` and the benchmarks.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -87,12 +86,24 @@ pub fn session_id(prefix: &str, s: usize) -> String {
     format!("{prefix}{s:05}")
 }
 
-/// Writes `sessions` sessions of `rows_per_session` rows each. Returns the rows written.
+/// Writes `sessions` sessions of `rows_per_session` rows each, named by [`session_id`].
+/// Returns the rows written.
 pub fn write_dump(
     out: &mut impl Write,
     seed: u64,
     prefix: &str,
     sessions: usize,
+    rows_per_session: usize,
+) -> std::io::Result<u64> {
+    let names: Vec<String> = (0..sessions).map(|s| session_id(prefix, s)).collect();
+    write_sessions(out, seed, &names, rows_per_session)
+}
+
+/// Writes a dump holding these sessions, `rows_per_session` rows each.
+pub fn write_sessions(
+    out: &mut impl Write,
+    seed: u64,
+    sessions: &[String],
     rows_per_session: usize,
 ) -> std::io::Result<u64> {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -101,8 +112,8 @@ pub fn write_dump(
         .from_writer(out);
     writer.write_record(HEADER.split(','))?;
     let mut written = 0;
-    for s in 0..sessions {
-        let session = session_id(prefix, s);
+    for (s, session) in sessions.iter().enumerate() {
+        let session = session.as_str();
         let meeting = format!("meeting-{:04}", rng.gen_range(0..2000));
         let participants: Vec<(String, &str)> = (0..rng.gen_range(3..40))
             .map(|_| {
@@ -123,8 +134,7 @@ pub fn write_dump(
                 (
                     "IMAGE_MESSAGE",
                     format!(
-                        "https://rtk-uploads.example.com/{}/{:016x}.png",
-                        session,
+                        "https://rtk-uploads.example.com/{session}/{:016x}.png",
                         rng.gen::<u64>()
                     ),
                 )
@@ -149,7 +159,7 @@ pub fn write_dump(
             writer.write_record([
                 id.as_str(),
                 user,
-                &session,
+                session,
                 &meeting,
                 name,
                 if pinned { "true" } else { "false" },
@@ -180,4 +190,24 @@ fn text(rng: &mut StdRng) -> String {
         out.push_str(WORDS[rng.gen_range(0..WORDS.len())]);
     }
     out
+}
+
+/// A `meeting.chatSynced` body as RealtimeKit sends it (FACTS.md), for a session whose dump is at
+/// `url`.
+pub fn chat_synced_body(session: &str, url: &str) -> Vec<u8> {
+    let now = chrono::Utc::now();
+    let iso = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+    serde_json::to_vec(&serde_json::json!({
+        "event": "meeting.chatSynced",
+        "sessionId": session,
+        "meetingId": format!("meeting-of-{session}"),
+        "title": "chatsink test meeting",
+        "chatDownloadUrl": url,
+        "chatDownloadUrlExpiry": iso(now + chrono::Duration::hours(24)),
+        "createdAt": iso(now - chrono::Duration::hours(1)),
+        "startedAt": iso(now - chrono::Duration::hours(1)),
+        "endedAt": iso(now),
+        "organizedBy": {"id": "org-test", "name": "chatsink test"}
+    }))
+    .expect("serialises")
 }

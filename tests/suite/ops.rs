@@ -1,0 +1,416 @@
+//! Operations: readiness, metrics, the config file and `config check`, online backup, the
+//! newcomer's commands (`demo`, `send-test-webhook`, `probe`) and graceful shutdown.
+
+use crate::crash::Site;
+use crate::helpers::*;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn chatsink(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chatsink"));
+    command.args(args).env("RUST_LOG", "warn");
+    for var in std::env::vars().map(|(k, _)| k) {
+        if var.starts_with("CHATSINK_") {
+            command.env_remove(var);
+        }
+    }
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    command.output().expect("binary runs")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The value of one Prometheus sample (summing nothing: the exact line).
+fn sample(metrics: &str, line_prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_deliveries_failures_jobs_rows_and_queries() {
+    let app = spawn_app().await;
+    let server = FakeServer::start().await;
+    let metrics = |app: &TestApp| {
+        let url = format!("{}/metrics", app.address);
+        let client = app.client.clone();
+        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let before = metrics(&app).await;
+    let accepted = r#"chatsink_deliveries_total{result="accepted",scheme="rtk-rsa"}"#;
+    let unauthorized = r#"chatsink_signature_failures_total{header="rtk-signature"}"#;
+    server.route("/m.csv", vec![Reply::Body(simple_dump("metrics-1", 25))]);
+    let body = chat_synced("metrics-1", &server.url("/m.csv"));
+    assert_eq!(app.post_rtk(&body).await.status(), 200);
+    let forged = rtk_sign(&rsa_keys().1, &body);
+    let refused = app.post_webhook(&body, &[("rtk-signature", forged)]).await;
+    assert_eq!(refused.status(), 401);
+    app.wait_for_jobs(Duration::from_secs(20)).await;
+    assert_eq!(
+        app.get("/v1/messages?session=metrics-1").await.status(),
+        200
+    );
+
+    let after = metrics(&app).await;
+    // The recorder is process-wide and tests run in parallel: at least ours were counted.
+    assert!(
+        sample(&after, accepted) >= sample(&before, accepted) + 1.0,
+        "{after}"
+    );
+    assert!(sample(&after, unauthorized) >= sample(&before, unauthorized) + 1.0);
+    assert!(
+        sample(&after, "chatsink_rows_loaded_total")
+            >= sample(&before, "chatsink_rows_loaded_total") + 25.0
+    );
+    for name in [
+        "chatsink_jobs{state=\"done\"}",
+        "chatsink_queue_lag_seconds",
+        "chatsink_download_bytes_total",
+        "chatsink_download_seconds_bucket",
+        "chatsink_job_attempts_total{kind=\"delivery\",outcome=\"done\"}",
+        "chatsink_query_seconds_bucket{route=\"/v1/messages\",status=\"2xx\"",
+        "# HELP chatsink_deliveries_total",
+    ] {
+        assert!(after.contains(name), "/metrics lacks {name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_fails_on_a_backlog_over_the_limit_and_names_it() {
+    // One worker, stuck on a download that trickles: the other deliveries pile up.
+    let app = spawn_app_with(
+        AppOptions::default()
+            .arg("--workers", "1")
+            .arg("--ready-max-backlog", "1"),
+    )
+    .await;
+    let server = FakeServer::start().await;
+    server.route(
+        "/stuck.csv",
+        vec![Reply::Slow {
+            body: simple_dump("backlog-0", 500),
+            chunk: 64,
+            pause: Duration::from_millis(200),
+        }],
+    );
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    for n in 0..3 {
+        let body = chat_synced(&format!("backlog-{n}"), &server.url("/stuck.csv"));
+        assert_eq!(app.post_rtk(&body).await.status(), 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.count("SELECT count(*) FROM jobs WHERE state = 'running'") == 0 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let response = app.get("/readyz").await;
+    assert_eq!(response.status(), 503);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["failing"]["backlog"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("2 jobs due")),
+        "{body}"
+    );
+    assert_eq!(app.get("/healthz").await.status(), 200);
+}
+
+#[test]
+fn the_config_file_fills_in_under_env_and_flags_and_check_redacts_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("chatsink.toml");
+    let secret = whsec(HMAC_KEY);
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:9301\"\nworkers = 5\nhmac_secrets = [\"{secret}\"]\nread_tokens = [\"{READ_TOKEN}\"]\ndownload_allow_hosts = [\"*.example.com\", \"127.0.0.1\"]\n"
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+
+    let from_file = chatsink(&["config", "check", "--config", config], &[]);
+    let out = text(&from_file);
+    assert!(from_file.status.success(), "{out}");
+    for expected in [
+        "127.0.0.1:9301",
+        "workers                5",
+        "1 secret (redacted)",
+        "1 token (redacted)",
+        "*.example.com,127.0.0.1",
+    ] {
+        assert!(out.contains(expected), "lacks {expected}: {out}");
+    }
+    assert!(!out.contains(&secret) && !out.contains(READ_TOKEN), "{out}");
+
+    // Environment over file, flag over environment; CHATSINK_CONFIG names the file too.
+    let env_wins = chatsink(
+        &["config", "check"],
+        &[("CHATSINK_CONFIG", config), ("CHATSINK_WORKERS", "7")],
+    );
+    assert!(
+        text(&env_wins).contains("workers                7"),
+        "{}",
+        text(&env_wins)
+    );
+    let flag_wins = chatsink(
+        &["config", "check", "--config", config, "--workers", "9"],
+        &[("CHATSINK_WORKERS", "7")],
+    );
+    assert!(text(&flag_wins).contains("workers                9"));
+
+    // Mistakes name what is wrong and exit non-zero.
+    std::fs::write(dir.path().join("typo.toml"), "lisen = \"x\"\n").unwrap();
+    let typo = chatsink(
+        &[
+            "config",
+            "check",
+            "--config",
+            dir.path().join("typo.toml").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!typo.status.success());
+    assert!(
+        text(&typo).contains("unknown setting 'lisen'"),
+        "{}",
+        text(&typo)
+    );
+    std::fs::write(dir.path().join("bad.toml"), "hmac_secrets = [\"nope\"]\n").unwrap();
+    let bad = chatsink(
+        &[
+            "config",
+            "check",
+            "--config",
+            dir.path().join("bad.toml").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad).contains("CHATSINK_HMAC_SECRETS"),
+        "{}",
+        text(&bad)
+    );
+    let missing = chatsink(&["config", "check", "--config", "/nonexistent.toml"], &[]);
+    assert!(!missing.status.success());
+    assert!(text(&missing).contains("/nonexistent.toml"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_copies_the_live_database_while_deliveries_keep_arriving() {
+    let app = std::sync::Arc::new(spawn_app().await);
+    let server = FakeServer::start().await;
+    for n in 0..5 {
+        let path = format!("/b{n}.csv");
+        server.route(
+            &path,
+            vec![Reply::Body(simple_dump(&format!("backup-{n}"), 400))],
+        );
+        app.post_rtk(&chat_synced(&format!("backup-{n}"), &server.url(&path)))
+            .await;
+    }
+    app.wait_for_jobs(Duration::from_secs(30)).await;
+    // Keep writing while the backup runs.
+    let writer = {
+        let (app, server) = (app.clone(), server.clone());
+        tokio::spawn(async move {
+            for n in 5..25 {
+                let path = format!("/b{n}.csv");
+                server.route(
+                    &path,
+                    vec![Reply::Body(simple_dump(&format!("backup-{n}"), 50))],
+                );
+                assert_eq!(
+                    app.post_rtk(&chat_synced(&format!("backup-{n}"), &server.url(&path)))
+                        .await
+                        .status(),
+                    200
+                );
+            }
+        })
+    };
+    let copy = app.dir.path().join("copy.db");
+    let db = app.db_path.display().to_string();
+    let copy_arg = copy.display().to_string();
+    let run = {
+        let (db, copy_arg) = (db.clone(), copy_arg.clone());
+        tokio::task::spawn_blocking(move || {
+            chatsink(&["backup", &copy_arg], &[("CHATSINK_DATABASE", &db)])
+        })
+        .await
+        .unwrap()
+    };
+    writer.await.unwrap();
+    assert!(run.status.success(), "{}", text(&run));
+    let copied = rusqlite::Connection::open(&copy).unwrap();
+    let check: String = copied
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let messages: i64 = copied
+        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        messages >= 2000,
+        "the copy holds what was loaded before it: {messages}"
+    );
+    let mode: String = copied
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "delete", "the copy is one self-contained file");
+    // A restored copy serves: open it as a database of its own.
+    chatsink::store::Database::open(&copy).expect("the copy opens as a chatsink database");
+
+    let again = chatsink(&["backup", &copy_arg], &[("CHATSINK_DATABASE", &db)]);
+    assert!(!again.status.success());
+    assert!(text(&again).contains("already exists"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_test_webhook_delivers_a_signed_session_that_loads() {
+    let app = spawn_app().await;
+    let address = app.address.clone();
+    let run = tokio::task::spawn_blocking(move || {
+        chatsink(
+            &[
+                "send-test-webhook",
+                "--url",
+                &address,
+                "--session",
+                "sent-by-test",
+                "--messages",
+                "120",
+            ],
+            &[("CHATSINK_HMAC_SECRETS", &whsec(HMAC_KEY))],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(text(&run).contains("-> 200"));
+    let jobs = app.wait_for_jobs(Duration::from_secs(20)).await;
+    assert_eq!(jobs[0].1, "done", "{jobs:?}");
+    assert_eq!(
+        app.count("SELECT message_count FROM sessions WHERE session_id = 'sent-by-test'"),
+        120
+    );
+
+    // A wrong secret is refused and said so.
+    let address = app.address.clone();
+    let wrong = tokio::task::spawn_blocking(move || {
+        chatsink(
+            &["send-test-webhook", "--url", &address],
+            &[(
+                "CHATSINK_HMAC_SECRETS",
+                &whsec(b"not-the-configured-key-0123456789"),
+            )],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(!wrong.status.success());
+    assert!(text(&wrong).contains("401"), "{}", text(&wrong));
+}
+
+#[test]
+fn demo_runs_the_whole_path_offline_and_shows_the_queries() {
+    let run = chatsink(
+        &[
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--once",
+            "--messages",
+            "500",
+        ],
+        &[],
+    );
+    let out = text(&run);
+    assert!(run.status.success(), "{out}");
+    assert!(
+        out.contains("sent a signed meeting.chatSynced: 200"),
+        "{out}"
+    );
+    assert!(out.contains("loaded and queryable"), "{out}");
+    assert!(out.contains("500 messages"), "{out}");
+    assert!(
+        out.contains("curl -H \"Authorization: Bearer $TOKEN\""),
+        "{out}"
+    );
+    assert!(out.contains("\"messageCounts\""), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_exits_zero_only_on_2xx() {
+    let app = spawn_app().await;
+    let (ok, missing) = {
+        let base = app.address.clone();
+        tokio::task::spawn_blocking(move || {
+            (
+                chatsink(&["probe", &format!("{base}/readyz")], &[]),
+                chatsink(&["probe", &format!("{base}/v1/messages")], &[]),
+            )
+        })
+        .await
+        .unwrap()
+    };
+    assert!(ok.status.success(), "{}", text(&ok));
+    assert!(!missing.status.success(), "401 is not healthy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_requests_releases_the_running_job_and_checkpoints() {
+    let site = Site::new();
+    let server = FakeServer::start().await;
+    // A download that takes far longer than the shutdown grace period.
+    server.route(
+        "/slow.csv",
+        vec![Reply::Slow {
+            body: simple_dump("term-1", 2000),
+            chunk: 1024,
+            pause: Duration::from_millis(500),
+        }],
+    );
+    let served = site.start("").await;
+    let body = chat_synced("term-1", &server.url("/slow.csv"));
+    assert_eq!(served.post(&body, "term-1").await.unwrap().status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while site
+        .jobs()
+        .first()
+        .is_none_or(|(state, _)| state != "running")
+    {
+        assert!(Instant::now() < deadline, "{:?}", site.jobs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stopped = Instant::now();
+    served.stop();
+    assert!(stopped.elapsed() < Duration::from_secs(30));
+    assert_eq!(
+        site.jobs(),
+        vec![("pending".to_owned(), 0)],
+        "released for the next start, its attempt not counted"
+    );
+    let wal = site.db_path().with_extension("db-wal");
+    assert!(
+        std::fs::metadata(&wal).map_or(true, |m| m.len() == 0),
+        "the WAL was checkpointed into the database"
+    );
+    assert!(
+        site.log().contains("shutdown: job released unfinished"),
+        "{}",
+        site.log()
+    );
+}
