@@ -1,0 +1,103 @@
+//! The README's command blocks, run verbatim (with the port swapped for a free one), so the
+//! newcomer's path cannot rot.
+
+use crate::crash::free_port;
+use crate::helpers::*;
+use std::path::Path;
+use std::process::Command;
+
+/// The first ```sh block after `marker` in the README.
+fn block(marker: &str) -> String {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let after = &readme[readme.find(marker).expect("marker in README") + marker.len()..];
+    let start = after.find("```sh\n").expect("a sh block") + "```sh\n".len();
+    let end = after[start..].find("```").unwrap() + start;
+    after[start..end].to_owned()
+}
+
+fn bash(script: &str, dir: &Path, envs: &[(&str, String)]) -> std::process::Output {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_chatsink")).parent().unwrap();
+    // A hung step fails the test instead of hanging the suite.
+    let mut command = Command::new("timeout");
+    command
+        .args(["120", "bash", "-c"])
+        .arg(format!(
+            "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n{script}"
+        ))
+        .current_dir(dir)
+        .env(
+            "PATH",
+            format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap()),
+        )
+        .env("RUST_LOG", "warn");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CHATSINK_") {
+            command.env_remove(k);
+        }
+    }
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn the_walkthrough_runs_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let script =
+        block("<!-- walkthrough -->").replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"));
+    // `serve` listens on its default 127.0.0.1:8080 in the README; here on a free port.
+    let output = bash(
+        &script,
+        dir.path(),
+        &[("CHATSINK_LISTEN", format!("127.0.0.1:{port}"))],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("session readme-1 is loaded and queryable (200 messages)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\"type\":\"text\""), "{stdout}");
+    assert!(stdout.contains("readme-1\tok\t200 loaded"), "{stdout}");
+    let csv = std::fs::read_to_string(dir.path().join("readme-1.csv")).unwrap();
+    assert!(csv.starts_with("id,"), "{csv}");
+    let backup = rusqlite::Connection::open(dir.path().join("readme-backup.db")).unwrap();
+    let messages: i64 = backup
+        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(messages, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_curl_and_openssl_recipe_signs_a_delivery_the_service_accepts() {
+    let app = spawn_app().await;
+    let script = block("<!-- recipe -->").replace("http://127.0.0.1:8080", &app.address);
+    let dir = tempfile::tempdir().unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        bash(
+            &script,
+            dir.path(),
+            &[("CHATSINK_HMAC_SECRETS", whsec(HMAC_KEY))],
+        )
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("\"status\":\"accepted\""), "{stdout}");
+    assert_eq!(
+        app.count("SELECT count(*) FROM inbox WHERE scheme = 'hmac'"),
+        1
+    );
+}
