@@ -32,12 +32,15 @@ pub fn insert_delivery(
     tx: &Connection,
     delivery: &NewDelivery,
 ) -> Result<IntakeOutcome, rusqlite::Error> {
+    // Prepared once per connection: the intake thread runs these thousands of times a second.
     let inbox_id: Option<i64> = tx
-        .query_row(
+        .prepare_cached(
             "INSERT INTO inbox (delivery_id, body_sha256, scheme, event, session_id, body, received_at, received_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT DO NOTHING
              RETURNING id",
+        )?
+        .query_row(
             params![
                 delivery.delivery_id,
                 delivery.body_sha256,
@@ -61,10 +64,12 @@ pub fn insert_delivery(
         });
     };
     let now = now_ms();
-    let job_id: i64 = tx.query_row(
+    let job_id: i64 = tx.prepare_cached(
         "INSERT INTO jobs (kind, inbox_id, session_id, download_url, download_expiry_ms, state, next_attempt_ms, created_ms, updated_ms)
          VALUES ('delivery', ?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5)
          RETURNING id",
+    )?
+    .query_row(
         params![
             inbox_id,
             chat.session_id.as_str(),
@@ -80,7 +85,7 @@ pub fn insert_delivery(
         .or(chat.created_at)
         .map(Timestamp::millis)
         .unwrap_or(delivery.received.millis());
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO sessions (session_id, meeting_id, title, created_at, started_at, ended_at, organizer_id, organizer_name,
                                sort_ms, status, updated_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10)
@@ -96,7 +101,8 @@ pub fn insert_delivery(
                            THEN excluded.sort_ms ELSE sort_ms END,
             status = 'queued',
             updated_ms = excluded.updated_ms",
-        params![
+    )?
+    .execute(params![
             chat.session_id.as_str(),
             chat.meeting_id,
             chat.title,

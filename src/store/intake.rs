@@ -46,13 +46,19 @@ impl IntakeWriter {
     /// Stores a delivery durably; returns once its transaction has committed (or failed).
     pub async fn store(&self, delivery: NewDelivery) -> Result<IntakeOutcome, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let queue = self.queue.clone();
-        // The channel is bounded; a full queue waits here on the blocking pool, not on an
-        // async worker.
-        tokio::task::spawn_blocking(move || queue.send((delivery, reply)).map_err(drop))
-            .await
-            .map_err(|_| StoreError::WriterGone)?
-            .map_err(|_| StoreError::WriterGone)?;
+        // The channel is bounded. Usually there is room and the hand-over is immediate; only a
+        // full queue waits, and then on the blocking pool, not on an async worker.
+        match self.queue.try_send((delivery, reply)) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Disconnected(_)) => return Err(StoreError::WriterGone),
+            Err(mpsc::TrySendError::Full(item)) => {
+                let queue = self.queue.clone();
+                tokio::task::spawn_blocking(move || queue.send(item).map_err(drop))
+                    .await
+                    .map_err(|_| StoreError::WriterGone)?
+                    .map_err(|_| StoreError::WriterGone)?;
+            }
+        }
         match answer.await {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(message)) => Err(StoreError::Intake(message)),
