@@ -10,7 +10,7 @@
 
 use base64::Engine;
 use chatsink::dumpgen;
-use chatsink::store::{message_page_sql, text_plan_for, MessageFilter, Order};
+use chatsink::store::{message_page_sql, MessageFilter, Order, TextPlan};
 use chatsink::webhook::sign_hmac;
 use rsa::pkcs1v15::SigningKey;
 use rsa::pkcs8::{EncodePublicKey, LineEnding};
@@ -684,7 +684,7 @@ async fn queries(work: &Path, ingest_db: &Path) -> Vec<Figure> {
             "bench: query {name}: {rps:.0}/s, p99 {p99:.1} ms; sqlite3 CLI {reference:.2} ms"
         );
         figures.push(Figure {
-            name: format!("5. /v1/messages {name}, 16 clients: p99 (sqlite3 CLI: same SQL)"),
+            name: format!("5. /v1/messages {name}, 16 clients: p99 (sqlite3 CLI: plain SQL)"),
             chatsink: format!("{p99:.1} ms"),
             reference: format!("{reference:.2} ms"),
             ratio: Some(p99 / reference),
@@ -739,14 +739,11 @@ async fn hammer(
     (rps, latencies)
 }
 
-/// Milliseconds per execution of the API's SQL for `filter` through the sqlite3 CLI (100 runs
-/// in one process, output discarded).
+/// Milliseconds per execution, through the sqlite3 CLI, of the straightforward SQL for `filter`
+/// (the collect-and-sort form for `q`; chatsink may plan it differently). 100 runs in one
+/// process with output discarded, or one run when a single one is slow.
 fn sqlite_cli_query_ms(db: &Path, filter: &MessageFilter) -> f64 {
-    let plan = {
-        let conn = rusqlite::Connection::open(db).unwrap();
-        text_plan_for(&conn, filter).unwrap()
-    };
-    let (sql, params) = message_page_sql(filter, Order::Asc, None, 100, plan);
+    let (sql, params) = message_page_sql(filter, Order::Asc, None, 100, TextPlan::Collect);
     let mut inlined = String::new();
     let mut params = params.into_iter();
     for part in sql.split('?') {
@@ -759,14 +756,21 @@ fn sqlite_cli_query_ms(db: &Path, filter: &MessageFilter) -> f64 {
             });
         }
     }
-    let runs = 100;
-    let script = format!(
-        ".output /dev/null\n{}",
-        format!("{inlined};\n").repeat(runs)
-    );
-    let started = Instant::now();
-    run_sqlite(db, &script);
-    started.elapsed().as_secs_f64() * 1e3 / runs as f64
+    let time = |runs: usize| {
+        let script = format!(
+            ".output /dev/null\n{}",
+            format!("{inlined};\n").repeat(runs)
+        );
+        let started = Instant::now();
+        run_sqlite(db, &script);
+        started.elapsed().as_secs_f64() * 1e3 / runs as f64
+    };
+    let once = time(1);
+    if once > 50.0 {
+        once
+    } else {
+        time(100)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

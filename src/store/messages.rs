@@ -84,31 +84,55 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRow> {
 
 /// How a full-text filter (`q`) is evaluated. Neither is good for every word: collecting all
 /// matches and sorting them by time costs one step per match (seconds for a word in a third of a
-/// million messages), while walking the time order and probing the index row by row costs one
-/// probe per row passed over (the whole table for a rare word). [`text_plan`] picks by counting.
+/// million messages), while walking the page order and checking rows against the index costs
+/// work per row passed over (the whole table for a rare word). [`text_plan`] picks by counting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TextPlan {
     /// Every match from the FTS index, then filtered and sorted: few matches.
     Collect,
-    /// Rows in page order, each probed against the FTS index, stopping at the page's end: many.
+    /// Rows in page order, checked against the FTS index a chunk at a time (one rowid-range
+    /// lookup per run of nearby rows), stopping at the page's end: many matches.
     Probe,
 }
 
 /// Matches at which probing is cheaper than collecting.
 const COLLECT_AT_MOST: i64 = 4000;
 
-/// Chooses the plan for `q` by counting its matches, up to [`COLLECT_AT_MOST`].
+/// Chooses the plan for `q` by counting its matches, up to [`COLLECT_AT_MOST`]. Both plans give
+/// the same rows, so a recent choice is reused (per query text, for 30 s) to save the count.
 pub fn text_plan(conn: &Connection, q: &str) -> rusqlite::Result<TextPlan> {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    static RECENT: Mutex<Option<HashMap<String, (TextPlan, Instant)>>> = Mutex::new(None);
+    const FRESH: Duration = Duration::from_secs(30);
+    if let Some((plan, at)) = RECENT
+        .lock()
+        .ok()
+        .and_then(|m| m.as_ref().and_then(|m| m.get(q).copied()))
+    {
+        if at.elapsed() < FRESH {
+            return Ok(plan);
+        }
+    }
     let matches: i64 = conn
         .prepare_cached(
             "SELECT count(*) FROM (SELECT 1 FROM messages_fts WHERE messages_fts MATCH ?1 LIMIT ?2)",
         )?
         .query_row(rusqlite::params![q, COLLECT_AT_MOST], |r| r.get(0))?;
-    Ok(if matches < COLLECT_AT_MOST {
+    let plan = if matches < COLLECT_AT_MOST {
         TextPlan::Collect
     } else {
         TextPlan::Probe
-    })
+    };
+    if let Ok(mut recent) = RECENT.lock() {
+        let map = recent.get_or_insert_with(HashMap::new);
+        if map.len() >= 1024 {
+            map.clear();
+        }
+        map.insert(q.to_owned(), (plan, Instant::now()));
+    }
+    Ok(plan)
 }
 
 /// The plan for a filter's page: [`text_plan`] when it has a `q`.
@@ -162,13 +186,9 @@ fn where_clause(filter: &MessageFilter, plan: TextPlan) -> (String, Vec<Value>) 
         clauses.push("created_ms < ?".into());
         params.push(Value::Integer(until));
     }
-    if let Some(q) = &filter.text_query {
-        clauses.push(match plan {
-            TextPlan::Collect => {
-                "seq IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?)".into()
-            }
-            TextPlan::Probe => "EXISTS (SELECT 1 FROM messages_fts WHERE messages_fts MATCH ? AND rowid = messages.seq)".into(),
-        });
+    // With `Probe`, `q` is applied by [`probe_page`], not in SQL.
+    if let (Some(q), TextPlan::Collect) = (&filter.text_query, plan) {
+        clauses.push("seq IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?)".into());
         params.push(Value::Text(q.clone()));
     }
     let sql = if clauses.is_empty() {
@@ -187,6 +207,17 @@ pub fn message_page_sql(
     limit: u32,
     plan: TextPlan,
 ) -> (String, Vec<Value>) {
+    page_sql(MESSAGE_COLUMNS, filter, order, after, limit, plan)
+}
+
+fn page_sql(
+    columns: &str,
+    filter: &MessageFilter,
+    order: Order,
+    after: Option<After>,
+    limit: u32,
+    plan: TextPlan,
+) -> (String, Vec<Value>) {
     let (mut condition, mut params) = where_clause(filter, plan);
     let (cmp, dir) = match order {
         Order::Asc => (">", "ASC"),
@@ -199,7 +230,7 @@ pub fn message_page_sql(
     }
     params.push(Value::Integer(limit as i64));
     (
-        format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE {condition} ORDER BY created_ms {dir}, seq {dir} LIMIT ?"),
+        format!("SELECT {columns} FROM messages WHERE {condition} ORDER BY created_ms {dir}, seq {dir} LIMIT ?"),
         params,
     )
 }
@@ -213,10 +244,96 @@ pub fn message_page(
     limit: u32,
 ) -> rusqlite::Result<Vec<MessageRow>> {
     let plan = text_plan_for(conn, filter)?;
+    if plan == TextPlan::Probe {
+        return probe_page(conn, filter, order, after, limit);
+    }
     let (sql, params) = message_page_sql(filter, order, after, limit, plan);
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params_from_iter(params), message_from_row)?;
     rows.collect()
+}
+
+/// Rows the probe plan reads in page order per round.
+const PROBE_CHUNK: u32 = 512;
+/// Seqs further apart than this are looked up in separate FTS rowid ranges.
+const PROBE_GAP: i64 = 4096;
+
+/// The `Probe` plan: walks the page order (other filters applied by their indexes) a chunk at a
+/// time and asks FTS5 which rows of the chunk match, one rowid range per run of nearby seqs (a
+/// session's rows are loaded together, so a chunk is usually one or two runs).
+fn probe_page(
+    conn: &Connection,
+    filter: &MessageFilter,
+    order: Order,
+    after: Option<After>,
+    limit: u32,
+) -> rusqlite::Result<Vec<MessageRow>> {
+    let q = filter.text_query.as_deref().unwrap_or_default();
+    let mut fts = conn.prepare_cached(
+        "SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?1 AND rowid BETWEEN ?2 AND ?3",
+    )?;
+    let mut found: Vec<i64> = Vec::new();
+    let mut cursor = after;
+    while found.len() < limit as usize {
+        let (sql, params) = page_sql(
+            "seq, created_ms",
+            filter,
+            order,
+            cursor,
+            PROBE_CHUNK,
+            TextPlan::Probe,
+        );
+        let keys: Vec<(i64, i64)> = conn
+            .prepare_cached(&sql)?
+            .query_map(params_from_iter(params), |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let Some(&(last_seq, last_ms)) = keys.last() else {
+            break;
+        };
+        let mut seqs: Vec<i64> = keys.iter().map(|(seq, _)| *seq).collect();
+        seqs.sort_unstable();
+        let mut hits = std::collections::HashSet::new();
+        let mut start = 0;
+        for i in 1..=seqs.len() {
+            if i == seqs.len() || seqs[i] - seqs[i - 1] > PROBE_GAP {
+                let rows = fts.query_map(rusqlite::params![q, seqs[start], seqs[i - 1]], |r| {
+                    r.get::<_, i64>(0)
+                })?;
+                for row in rows {
+                    hits.insert(row?);
+                }
+                start = i;
+            }
+        }
+        found.extend(
+            keys.iter()
+                .map(|(seq, _)| *seq)
+                .filter(|seq| hits.contains(seq))
+                .take(limit as usize - found.len()),
+        );
+        if keys.len() < PROBE_CHUNK as usize {
+            break;
+        }
+        cursor = Some(After {
+            created_ms: last_ms,
+            seq: last_seq,
+        });
+    }
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE seq IN ({})",
+        vec!["?"; found.len()].join(", ")
+    );
+    let mut rows: Vec<MessageRow> = conn
+        .prepare(&sql)?
+        .query_map(params_from_iter(found.iter()), message_from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let position: std::collections::HashMap<i64, usize> =
+        found.iter().enumerate().map(|(i, seq)| (*seq, i)).collect();
+    rows.sort_by_key(|row| position[&row.seq]);
+    Ok(rows)
 }
 
 /// Newest first: keyset over (sort_ms DESC, session_id DESC).

@@ -787,6 +787,7 @@ fn every_documented_filter_is_served_from_an_index() {
                 seq: 9,
             }),
         ] {
+            // With `Probe` the SQL walks the other filters' index and `q` is checked in chunks.
             for (order, text_plan) in [
                 (Order::Asc, messages::TextPlan::Collect),
                 (Order::Desc, messages::TextPlan::Collect),
@@ -895,4 +896,55 @@ async fn a_frequent_word_is_probed_and_a_rare_one_collected_with_the_same_answer
         all_ids(&app, "/v1/messages?q=4321").await,
         vec!["fts-m4321".to_owned()]
     );
+
+    // A second session loaded later, its times interleaved with the first: chunks in time order
+    // now hold seqs far apart. The answer must equal collect-and-sort, computed in SQL here.
+    let mut other = format!("{DUMP_HEADER}\r\n");
+    for i in 0..600 {
+        let time =
+            chatsink::domain::Timestamp::from_millis(1_780_480_800_000 - i as i64 * 7_000 - 500)
+                .to_rfc3339();
+        let text = if i % 4 == 0 {
+            "no match here"
+        } else {
+            "another comma"
+        };
+        other.push_str(&csv_row(&[
+            &format!("other-m{i}"),
+            "user-9",
+            "fts-other",
+            "meeting-2",
+            "Bo",
+            "false",
+            "false",
+            "TEXT_MESSAGE",
+            text,
+            &time,
+        ]));
+    }
+    std::fs::write(&path, other).unwrap();
+    chatsink::ingest::ingest_file(&db, &path, None, |_, _| {}).unwrap();
+    for (order, dir) in [("asc", "ASC"), ("desc", "DESC")] {
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT id FROM messages WHERE seq IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH 'comma')
+                 ORDER BY created_ms {dir}, seq {dir}"
+            ))
+            .unwrap();
+        let oracle: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(oracle.len(), 4500 + 450);
+        assert_eq!(
+            all_ids(
+                &app,
+                &format!("/v1/messages?q=comma&order={order}&limit=333")
+            )
+            .await,
+            oracle,
+            "{order}"
+        );
+    }
 }
