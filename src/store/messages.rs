@@ -99,17 +99,20 @@ pub enum TextPlan {
 const COLLECT_AT_MOST: i64 = 4000;
 
 /// Chooses the plan for `q` by counting its matches, up to [`COLLECT_AT_MOST`]. Both plans give
-/// the same rows, so a recent choice is reused (per query text, for 30 s) to save the count.
+/// the same rows, so a recent choice is reused (per database and query text, for 30 s) to save
+/// the count.
 pub fn text_plan(conn: &Connection, q: &str) -> rusqlite::Result<TextPlan> {
     use std::collections::HashMap;
     use std::sync::Mutex;
     use std::time::{Duration, Instant};
-    static RECENT: Mutex<Option<HashMap<String, (TextPlan, Instant)>>> = Mutex::new(None);
+    type Recent = HashMap<(String, String), (TextPlan, Instant)>;
+    static RECENT: Mutex<Option<Recent>> = Mutex::new(None);
     const FRESH: Duration = Duration::from_secs(30);
+    let key = (conn.path().unwrap_or_default().to_owned(), q.to_owned());
     if let Some((plan, at)) = RECENT
         .lock()
         .ok()
-        .and_then(|m| m.as_ref().and_then(|m| m.get(q).copied()))
+        .and_then(|m| m.as_ref().and_then(|m| m.get(&key).copied()))
     {
         if at.elapsed() < FRESH {
             return Ok(plan);
@@ -130,7 +133,7 @@ pub fn text_plan(conn: &Connection, q: &str) -> rusqlite::Result<TextPlan> {
         if map.len() >= 1024 {
             map.clear();
         }
-        map.insert(q.to_owned(), (plan, Instant::now()));
+        map.insert(key, (plan, Instant::now()));
     }
     Ok(plan)
 }
