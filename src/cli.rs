@@ -184,14 +184,10 @@ fn jobs_command(args: JobsArgs) -> anyhow::Result<ExitCode> {
         "id", "kind", "state", "attempts", "updated", "session"
     );
     for job in list {
-        let kind = match job.kind {
-            crate::store::JobKind::Delivery => "delivery",
-            crate::store::JobKind::Reprocess => "reprocess",
-        };
         println!(
             "{:>6}  {:<9}  {:<8}  {:>8}  {:<24}  {:<36}  {}",
             job.id,
-            kind,
+            job.kind.as_str(),
             job.state.as_str(),
             job.attempts,
             Timestamp::from_millis(job.updated_ms).to_rfc3339(),
@@ -217,40 +213,23 @@ fn progress_bar(len: u64) -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
-/// `chatsink backup PATH`: one read transaction over the live database (WAL lets `serve` keep
-/// writing meanwhile), copied page by page with SQLite's backup API into `PATH.partial`, checked,
-/// switched to a self-contained rollback journal, then renamed into place.
+/// `chatsink backup PATH`: the copy itself is [`crate::store::backup`]; this checks the paths and
+/// reports.
 fn backup_command(args: BackupArgs) -> anyhow::Result<ExitCode> {
-    use rusqlite::{Connection, OpenFlags};
     if args.path.exists() {
         anyhow::bail!("{} already exists; give a new path", args.path.display());
     }
     if !args.database.is_file() {
         anyhow::bail!("no database at {}", args.database.display());
     }
-    let source = Connection::open_with_flags(&args.database, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .with_context(|| format!("cannot open {}", args.database.display()))?;
-    source.busy_timeout(std::time::Duration::from_secs(30))?;
-    let partial = args.path.with_extension("partial");
-    let _ = std::fs::remove_file(&partial);
     let started = std::time::Instant::now();
-    {
-        let mut target = Connection::open(&partial)
-            .with_context(|| format!("cannot create {}", partial.display()))?;
-        {
-            let backup = rusqlite::backup::Backup::new(&source, &mut target)?;
-            // All pages in one step: one consistent snapshot, however busy the source is.
-            backup.step(-1)?;
-        }
-        target.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))?;
-        let check: String = target.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
-        if check != "ok" {
-            anyhow::bail!("the copy failed its integrity check: {check}");
-        }
-    }
-    std::fs::File::open(&partial)?.sync_all()?;
-    std::fs::rename(&partial, &args.path)?;
-    let bytes = std::fs::metadata(&args.path)?.len();
+    let bytes = crate::store::backup(&args.database, &args.path).with_context(|| {
+        format!(
+            "backing up {} to {}",
+            args.database.display(),
+            args.path.display()
+        )
+    })?;
     println!(
         "backed up {} to {} ({bytes} bytes, integrity ok) in {:.2}s",
         args.database.display(),

@@ -53,6 +53,10 @@ pub enum StoreError {
     ReadOnly { path: PathBuf, reason: String },
     #[error("database file {0} is gone or was replaced underneath the running service")]
     FileReplaced(PathBuf),
+    #[error("the copy failed its integrity check: {0}")]
+    CopyDamaged(String),
+    #[error("file: {0}")]
+    Io(#[from] std::io::Error),
     #[error("storing the delivery failed: {0}")]
     Intake(String),
     #[error("the database worker stopped")]
@@ -75,11 +79,12 @@ impl StoreError {
                     | CannotOpen
                     | OutOfMemory
             ),
-            Self::Sqlite(_) | Self::TooNew { .. } => false,
+            Self::Sqlite(_) | Self::TooNew { .. } | Self::CopyDamaged(_) => false,
             Self::Pool(_)
             | Self::ReadOnly { .. }
             | Self::FileReplaced(_)
             | Self::Intake(_)
+            | Self::Io(_)
             | Self::WriterGone => true,
         }
     }
@@ -285,6 +290,29 @@ fn open_pool(path: &Path) -> Result<PoolSlot, StoreError> {
         return Err(StoreError::FileReplaced(path.to_owned()));
     }
     Ok(PoolSlot { pool, file })
+}
+
+/// Copies the live database at `source` to `target` with SQLite's online backup API: all pages
+/// in one step, so one read transaction and one consistent snapshot while writers carry on
+/// (WAL). The copy is written to `target.partial`, checked, switched to a rollback journal so it
+/// is one self-contained file, synced, then renamed into place. Returns its size in bytes.
+pub fn backup(source: &Path, target: &Path) -> Result<u64, StoreError> {
+    let from = Connection::open_with_flags(source, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    from.busy_timeout(Duration::from_secs(30))?;
+    let partial = target.with_extension("partial");
+    let _ = std::fs::remove_file(&partial);
+    {
+        let mut to = Connection::open(&partial)?;
+        rusqlite::backup::Backup::new(&from, &mut to)?.step(-1)?;
+        to.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))?;
+        let check: String = to.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        if check != "ok" {
+            return Err(StoreError::CopyDamaged(check));
+        }
+    }
+    std::fs::File::open(&partial)?.sync_all()?;
+    std::fs::rename(&partial, target)?;
+    Ok(std::fs::metadata(target)?.len())
 }
 
 /// Milliseconds since the epoch, the unit of every `*_ms` column.
