@@ -34,10 +34,11 @@ pub fn ingest_reader(
     session: Option<&SessionId>,
     mut on_session: impl FnMut(&SessionId, &LoadReport),
 ) -> Result<Vec<(SessionId, LoadReport)>, IngestError> {
-    let mut reader = ParsedAhead::spawn(DumpReader::new(std::io::BufReader::with_capacity(
-        1 << 20,
-        input,
-    ))?);
+    let mut reader = DumpReader::new(std::io::BufReader::with_capacity(1 << 20, input))?;
+    if let Some(session) = session {
+        reader = reader.only_session(session.clone());
+    }
+    let mut reader = ParsedAhead::spawn(reader);
     let mut conn = db.conn()?;
     let mut results = Vec::new();
     if let Some(session) = session {
