@@ -439,22 +439,6 @@ async fn serve(work: &Path, db: &Path, extra: &[(&str, &str)], rsa_pem: &str) ->
     panic!("chatsink serve did not start");
 }
 
-fn chat_synced(session: &str, url: &str) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "event": "meeting.chatSynced",
-        "sessionId": session,
-        "meetingId": format!("meeting-of-{session}"),
-        "title": "Weekly sync",
-        "chatDownloadUrl": url,
-        "chatDownloadUrlExpiry": "2099-06-10T10:30:00.000Z",
-        "createdAt": "2026-06-03T10:00:00.000Z",
-        "startedAt": "2026-06-03T10:00:05.000Z",
-        "endedAt": "2026-06-03T11:00:00.000Z",
-        "organizedBy": {"id": "org-1", "name": "Example organization"}
-    }))
-    .unwrap()
-}
-
 // ---------------------------------------------------------------------------------------------
 // 4: webhook intake
 
@@ -500,7 +484,7 @@ async fn intake(work: &Path, scale: f64) -> Vec<Figure> {
     let now = chrono::Utc::now().timestamp();
     let hmac: Vec<Request> = (0..count)
         .map(|i| {
-            let body = chat_synced(&format!("hmac-{i}"), &silent_url);
+            let body = dumpgen::chat_synced_body(&format!("hmac-{i}"), &silent_url);
             let id = format!("msg_{i}");
             let signature = sign_hmac(HMAC_KEY, &id, now, &body);
             (
@@ -516,7 +500,7 @@ async fn intake(work: &Path, scale: f64) -> Vec<Figure> {
     let signer = SigningKey::<Sha256>::new(private);
     let rsa: Vec<Request> = (0..count / 2)
         .map(|i| {
-            let body = chat_synced(&format!("rsa-{i}"), &silent_url);
+            let body = dumpgen::chat_synced_body(&format!("rsa-{i}"), &silent_url);
             let signature =
                 base64::engine::general_purpose::STANDARD.encode(signer.sign(&body).to_bytes());
             (
@@ -790,7 +774,7 @@ async fn time_to_queryable(work: &Path) -> Figure {
     let mut times = Vec::new();
     for i in 0..runs {
         let session = dumpgen::session_id(&format!("ttq-{i}-"), 0);
-        let body = chat_synced(&session, &format!("http://{storage}/ttq-{i}.csv"));
+        let body = dumpgen::chat_synced_body(&session, &format!("http://{storage}/ttq-{i}.csv"));
         let now = chrono::Utc::now().timestamp();
         let id = format!("ttq_{i}");
         let response = client
