@@ -1,6 +1,7 @@
 //! A seeded generator of realistic RealtimeKit chat dumps: 85% text of varied length (commas,
 //! quotes, newlines, emoji, CJK, RTL), 10% image URLs, 5% file JSON payloads, 2% pinned, 5%
-//! edited, in the CSV format of FACTS.md. The same seed gives the same bytes. Used by
+//! edited, UUIDs for sessions, meetings and participants as RealtimeKit writes them, in the CSV
+//! format of FACTS.md. The same seed gives the same bytes. Used by
 //! `chatsink demo`, `chatsink send-test-webhook` and the benchmarks.
 
 use rand::rngs::StdRng;
@@ -81,10 +82,24 @@ const NAMES: &[&str] = &[
     "Lena",
 ];
 
-/// Session `s` of a generated set is named `{prefix}{s:05}`.
+/// Session `s` of a generated set: a UUID (as RealtimeKit's session ids are) derived from
+/// `prefix` and `s`, so different prefixes give different sessions.
 pub fn session_id(prefix: &str, s: usize) -> String {
-    format!("{prefix}{s:05}")
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{prefix}{s}"));
+    let bytes: [u8; 16] = digest[..16].try_into().expect("16 of 32 bytes");
+    uuid_from(bytes)
 }
+
+fn uuid_from(bytes: [u8; 16]) -> String {
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
+}
+
+/// Meetings and participants the generated sessions draw from.
+const MEETINGS: usize = 2_000;
+const USERS: usize = 20_000;
 
 /// Writes `sessions` sessions of `rows_per_session` rows each, named by [`session_id`].
 /// Returns the rows written.
@@ -107,6 +122,8 @@ pub fn write_sessions(
     rows_per_session: usize,
 ) -> std::io::Result<u64> {
     let mut rng = StdRng::seed_from_u64(seed);
+    let meetings: Vec<String> = (0..MEETINGS).map(|_| uuid_from(rng.gen())).collect();
+    let users: Vec<String> = (0..USERS).map(|_| uuid_from(rng.gen())).collect();
     let mut writer = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_writer(out);
@@ -114,11 +131,11 @@ pub fn write_sessions(
     let mut written = 0;
     for (s, session) in sessions.iter().enumerate() {
         let session = session.as_str();
-        let meeting = format!("meeting-{:04}", rng.gen_range(0..2000));
-        let participants: Vec<(String, &str)> = (0..rng.gen_range(3..40))
+        let meeting = &meetings[rng.gen_range(0..MEETINGS)];
+        let participants: Vec<(&str, &str)> = (0..rng.gen_range(3..40))
             .map(|_| {
                 (
-                    format!("user-{:05}", rng.gen_range(0..20_000)),
+                    users[rng.gen_range(0..USERS)].as_str(),
                     NAMES[rng.gen_range(0..NAMES.len())],
                 )
             })
@@ -160,7 +177,7 @@ pub fn write_sessions(
                 id.as_str(),
                 user,
                 session,
-                &meeting,
+                meeting,
                 name,
                 if pinned { "true" } else { "false" },
                 if edited { "true" } else { "false" },
