@@ -1,8 +1,9 @@
--- chatsink schema, version 1.
+-- chatsink schema: the current one, applied as a whole to a new database by `store::migrate`.
 --
--- Applied by `store::migrate` when `PRAGMA user_version` is 0; later changes are numbered
--- migrations in src/store/migrations/ that bump user_version. Times are kept twice: as RFC 3339
--- text with milliseconds in UTC (for people) and as epoch milliseconds (for indexes and ranges).
+-- A database made by an earlier version is brought here by the numbered migrations in
+-- src/store/migrations/ (PRAGMA user_version counts them). Times in webhook tables are kept as
+-- RFC 3339 text with milliseconds in UTC (for people) and, where they are queried, as epoch
+-- milliseconds; a message's time is kept once, as epoch milliseconds, and formatted when read.
 
 -- Every verified webhook delivery, exactly as it arrived. Committed before the sender gets a 2xx.
 CREATE TABLE inbox (
@@ -84,13 +85,13 @@ CREATE TABLE messages (
     kind          TEXT NOT NULL,            -- text | image | file | the raw payloadType
     pinned        INTEGER NOT NULL,
     edited        INTEGER NOT NULL,
-    text          TEXT,
     link          TEXT,
     file_name     TEXT,
     file_size     INTEGER,
-    payload       TEXT NOT NULL,
-    created_at    TEXT NOT NULL,
+    payload       TEXT NOT NULL,            -- as in the dump (a text message's text, an image's URL...)
     created_ms    INTEGER NOT NULL,
+    -- A text message's text is its payload: derived when read, so the archive stores it once.
+    text          TEXT GENERATED ALWAYS AS (CASE WHEN kind = 'text' THEN payload END) VIRTUAL,
     UNIQUE (session_id, id)
 );
 -- One index per documented filter, each ending in (created_ms, seq) so a filtered page is read
@@ -107,12 +108,16 @@ CREATE INDEX messages_pinned_kind_time ON messages (kind, created_ms) WHERE pinn
 CREATE INDEX messages_edited_time ON messages (created_ms) WHERE edited = 1;
 
 -- Full-text search over message text, file names and display names (external content). Kept
--- by the loader (src/store/load.rs), not by triggers: see load_session for why.
+-- by the loader (src/store/load.rs), not by triggers: see LoadBatch for why. Results are ordered
+-- by time, never by bm25 rank, so the per-row column sizes only ranking reads are not kept
+-- (columnsize = 0); a 32 MB pending-terms hash lets a bulk load write few, large segments.
 CREATE VIRTUAL TABLE messages_fts USING fts5 (
     text, file_name, display_name,
     content = 'messages', content_rowid = 'seq',
-    tokenize = 'unicode61 remove_diacritics 2'
+    tokenize = 'unicode61 remove_diacritics 2',
+    columnsize = 0
 );
+INSERT INTO messages_fts (messages_fts, rank) VALUES ('hashsize', 33554432);
 
 -- Dump rows that could not be parsed, kept with enough to diagnose them. Replaced on each load.
 CREATE TABLE rejected_rows (

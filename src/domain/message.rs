@@ -79,7 +79,7 @@ pub struct ChatMessage {
     pub pinned: bool,
     pub edited: bool,
     pub kind: MessageKind,
-    pub text: Option<String>,
+    /// An image's URL or a file's link.
     pub link: Option<String>,
     pub file_name: Option<String>,
     pub file_size: Option<i64>,
@@ -88,19 +88,24 @@ pub struct ChatMessage {
 }
 
 impl ChatMessage {
-    /// Fills the typed fields that `kind` implies from the raw payload.
+    /// The message's text: a text message's payload. Not a field of its own, because the archive
+    /// stores it once, as the payload (schema.sql derives `text` the same way).
+    pub fn text(&self) -> Option<&str> {
+        matches!(self.kind, MessageKind::Text).then_some(self.payload.as_str())
+    }
+
+    /// The link, file name and file size that `kind` implies, from the raw payload.
     pub fn typed_fields(
         kind: &MessageKind,
         payload: &str,
-    ) -> (Option<String>, Option<String>, Option<String>, Option<i64>) {
+    ) -> (Option<String>, Option<String>, Option<i64>) {
         match kind {
-            MessageKind::Text => (Some(payload.to_owned()), None, None, None),
-            MessageKind::Image => (None, Some(payload.to_owned()), None, None),
+            MessageKind::Image => (Some(payload.to_owned()), None, None),
             MessageKind::File => match FilePayload::parse(payload) {
-                Some(file) => (None, file.link, file.name, file.size),
-                None => (None, None, None, None),
+                Some(file) => (file.link, file.name, file.size),
+                None => (None, None, None),
             },
-            MessageKind::Other(_) => (None, None, None, None),
+            MessageKind::Text | MessageKind::Other(_) => (None, None, None),
         }
     }
 }
@@ -151,7 +156,7 @@ mod tests {
         assert_eq!(FilePayload::parse("not json"), None);
         assert_eq!(
             ChatMessage::typed_fields(&MessageKind::File, "not json"),
-            (None, None, None, None)
+            (None, None, None)
         );
     }
 

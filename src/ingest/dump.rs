@@ -199,7 +199,7 @@ impl<R: Read> DumpReader<R> {
         };
         let kind = MessageKind::from_payload_type(fields[PAYLOAD_TYPE]);
         let payload = fields[PAYLOAD].to_owned();
-        let (text, link, file_name, file_size) = ChatMessage::typed_fields(&kind, &payload);
+        let (link, file_name, file_size) = ChatMessage::typed_fields(&kind, &payload);
         LoadRow::Message(ChatMessage {
             id: id.to_owned(),
             session_id,
@@ -209,7 +209,6 @@ impl<R: Read> DumpReader<R> {
             pinned,
             edited,
             kind,
-            text,
             link,
             file_name,
             file_size,
@@ -242,7 +241,22 @@ impl<R: Read> Iterator for DumpReader<R> {
 pub struct ParsedAhead {
     batches: std::sync::mpsc::Receiver<Batch>,
     current: std::vec::IntoIter<LoadRow>,
-    error: Option<String>,
+    failure: ReadFailure,
+}
+
+/// Why a [`ParsedAhead`]'s rows ended early, readable while the rows are borrowed (a loader checks
+/// it before committing what it read).
+#[derive(Debug, Clone, Default)]
+pub struct ReadFailure(std::sync::Arc<std::sync::OnceLock<String>>);
+
+impl ReadFailure {
+    pub fn get(&self) -> Option<String> {
+        self.0.get().cloned()
+    }
+
+    fn set(&self, error: String) {
+        let _ = self.0.set(error);
+    }
 }
 
 enum Batch {
@@ -272,13 +286,18 @@ impl ParsedAhead {
         Self {
             batches,
             current: Vec::new().into_iter(),
-            error: None,
+            failure: ReadFailure::default(),
         }
     }
 
     /// The read error that ended the rows early, if any: the caller must discard what it loaded.
-    pub fn error(&mut self) -> Option<String> {
-        self.error.take()
+    pub fn error(&self) -> Option<String> {
+        self.failure.get()
+    }
+
+    /// A handle on [`ParsedAhead::error`] that outlives borrowing the rows.
+    pub fn failure(&self) -> ReadFailure {
+        self.failure.clone()
     }
 }
 
@@ -293,12 +312,14 @@ impl Iterator for ParsedAhead {
             match self.batches.recv() {
                 Ok(Batch::Rows(rows)) => self.current = rows.into_iter(),
                 Ok(Batch::End(error)) => {
-                    self.error = error.map(|e| e.to_string());
+                    if let Some(e) = error {
+                        self.failure.set(e.to_string());
+                    }
                     return None;
                 }
                 Err(_) => {
-                    self.error
-                        .get_or_insert_with(|| "the dump parser stopped unexpectedly".into());
+                    self.failure
+                        .set("the dump parser stopped unexpectedly".into());
                     return None;
                 }
             }
@@ -384,7 +405,7 @@ mod tests {
             (m.id.as_str(), m.user_id.as_str(), m.pinned, m.edited),
             ("m1", "u1", true, false)
         );
-        assert_eq!(m.text.as_deref(), Some("hi, \"you\""));
+        assert_eq!(m.text(), Some("hi, \"you\""));
         assert_eq!(m.created.to_rfc3339(), "2026-06-03T10:00:00.000Z");
     }
 

@@ -2,18 +2,26 @@
 
 use super::pipeline::IngestContext;
 use super::worker::{run_claimed_job, AttemptResult};
-use super::{DumpReader, IngestError, ParsedAhead};
+use super::{DumpReader, IngestError, ParsedAhead, ReadFailure};
 use crate::domain::SessionId;
-use crate::store::{jobs, load, Database, JobState, LoadReport, LoadRow, ReprocessSelector};
+use crate::store::{
+    jobs, load, Database, JobState, LoadBatch, LoadReport, LoadRow, ReprocessSelector,
+};
 use rusqlite::TransactionBehavior;
 use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
+/// Rows after which `ingest` commits, at the end of the session it is in: large enough that a
+/// batch's index pages and full-text segment are written once for many small sessions, small
+/// enough that the service's writers never wait long for the lock.
+const BATCH_ROWS: i64 = 250_000;
+
 /// Loads a dump file by hand. With `session`, the file is that session's dump (rows of other
-/// sessions are rejected). Without, each session in the file is loaded as its own unit, one
-/// transaction per run of consecutive rows; a session that shows up again later in the file is
-/// merged into what its first run loaded, so the end state equals the file either way.
+/// sessions are rejected). Without, each session in the file is loaded as its own unit (whole or
+/// not at all; a session that shows up again later in the file is merged into what its first run
+/// loaded, so the end state equals the file either way), committed in batches of about
+/// [`BATCH_ROWS`] rows. `on_session` hears of each session once its batch is committed.
 pub fn ingest_file(
     db: &Database,
     path: &Path,
@@ -56,37 +64,20 @@ pub fn ingest_reader(
         return Ok(results);
     }
 
-    let mut loaded: HashSet<SessionId> = HashSet::new();
+    let failure = reader.failure();
     let mut rows = reader.by_ref().peekable();
-    // Rejected rows that name no readable session join the next run.
-    let mut orphans: Vec<LoadRow> = Vec::new();
-    let mut current: Option<SessionId> = None;
-    while let Some(next) = rows.peek() {
-        let Some(session) = row_session(next).or_else(|| current.clone()) else {
-            orphans.push(rows.next().expect("peeked"));
-            continue;
-        };
-        current = Some(session.clone());
-        let run = orphans
-            .drain(..)
-            .chain(std::iter::from_fn(|| match rows.peek() {
-                Some(row) if row_session(row).is_none_or(|s| s == session) => rows.next(),
-                _ => None,
-            }));
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let first_run = loaded.insert(session.clone());
-        let report = load::load_session(&tx, &session, run, first_run)?;
-        tx.commit()?;
+    let orphans = load_in_batches(&mut conn, &mut rows, &failure, |session, report| {
         on_session(&session, &report);
         results.push((session, report));
-    }
-    drop(rows);
-    if let Some(e) = reader.error() {
+    })?;
+    if let Some(e) = failure.get() {
+        // The batch that was reading when it failed was rolled back; the ones before it stand.
         return Err(IngestError::transient(format!(
             "reading {} stopped early: {e}",
             path.display()
         )));
     }
+    drop(rows);
     if !orphans.is_empty() {
         return Err(IngestError::Permanent(format!(
             "{} row(s) could not be parsed and no row names a session to attach them to",
@@ -94,6 +85,56 @@ pub fn ingest_reader(
         )));
     }
     Ok(results)
+}
+
+/// The multi-session part of [`ingest_reader`]: one transaction per batch of whole sessions (see
+/// [`LoadBatch`]). Returns the rejected rows left over that name no session.
+fn load_in_batches(
+    conn: &mut rusqlite::Connection,
+    rows: &mut std::iter::Peekable<impl Iterator<Item = LoadRow>>,
+    failure: &ReadFailure,
+    mut committed: impl FnMut(SessionId, LoadReport),
+) -> Result<Vec<LoadRow>, IngestError> {
+    let mut loaded: HashSet<SessionId> = HashSet::new();
+    // Rejected rows that name no readable session join the next run.
+    let mut orphans: Vec<LoadRow> = Vec::new();
+    let mut current: Option<SessionId> = None;
+    while rows.peek().is_some() {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut batch = LoadBatch::begin(&tx)?;
+        let mut batch_rows = 0;
+        let mut reports = Vec::new();
+        while let Some(next) = rows.peek() {
+            if batch_rows >= BATCH_ROWS {
+                break;
+            }
+            let Some(session) = row_session(next).or_else(|| current.clone()) else {
+                orphans.push(rows.next().expect("peeked"));
+                continue;
+            };
+            current = Some(session.clone());
+            let run = orphans
+                .drain(..)
+                .chain(std::iter::from_fn(|| match rows.peek() {
+                    Some(row) if row_session(row).is_none_or(|s| s == session) => rows.next(),
+                    _ => None,
+                }));
+            let first_run = loaded.insert(session.clone());
+            let report = batch.load_session(&session, run, first_run)?;
+            batch_rows += report.rows_loaded + report.rows_rejected;
+            reports.push((session, report));
+        }
+        if failure.get().is_some() {
+            // Rows ended early: the last session may be cut short. Dropping tx rolls it back.
+            return Ok(orphans);
+        }
+        batch.finish()?;
+        tx.commit()?;
+        for (session, report) in reports {
+            committed(session, report);
+        }
+    }
+    Ok(orphans)
 }
 
 fn row_session(row: &LoadRow) -> Option<SessionId> {

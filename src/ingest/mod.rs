@@ -13,7 +13,7 @@ mod url_policy;
 mod worker;
 
 pub use download::{DownloadError, Downloader};
-pub use dump::{DumpError, DumpReader, ParsedAhead, REQUIRED_COLUMNS};
+pub use dump::{DumpError, DumpReader, ParsedAhead, ReadFailure, REQUIRED_COLUMNS};
 pub use manual::{ingest_file, ingest_reader, reprocess, ReprocessOutcome};
 pub use pipeline::{process_job, IngestContext, JobOutcome};
 pub use replay_api::{ReplayApi, ReplayApiError};

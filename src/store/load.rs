@@ -31,18 +31,7 @@ pub struct LoadReport {
     pub messages: i64,
 }
 
-/// Loads `rows` for `session`: each message inserted, or updated when its content changed (its
-/// `seq`, and so its place in every cursor, is kept); with `replace`, messages of the session
-/// missing from `rows` are deleted. Loading the same rows twice therefore changes nothing. With
-/// `replace` false the rows are merged in without deleting (a later part of a multi-session file).
-///
-/// Rows whose session differs from `session` are recorded as rejected.
-///
-/// The full-text index is kept here rather than by triggers: a trigger writes FTS5 in every
-/// statement, and FTS5 flushes its in-memory segment at every statement's savepoint, which made
-/// a bulk load spend most of its time writing and merging tiny segments. Instead the rows this
-/// load added are indexed in one statement at the end, and the few it changed or deleted have
-/// their old terms removed first.
+/// Loads `rows` for `session` in a batch of its own: see [`LoadBatch::load_session`].
 pub fn load_session<I>(
     conn: &Connection,
     session: &SessionId,
@@ -52,143 +41,202 @@ pub fn load_session<I>(
 where
     I: IntoIterator<Item = LoadRow>,
 {
-    let now = now_ms();
-    conn.execute_batch(
-        "CREATE TEMP TABLE IF NOT EXISTS load_seen (id TEXT PRIMARY KEY) WITHOUT ROWID;
-         CREATE TEMP TABLE IF NOT EXISTS fts_stale (seq INTEGER PRIMARY KEY, text, file_name, display_name);
-         DELETE FROM temp.load_seen;
-         DELETE FROM temp.fts_stale;",
-    )?;
-    // Rows inserted by this load get seqs above this (the transaction is the only writer).
-    let seq_before: i64 =
-        conn.query_row("SELECT coalesce(max(seq), 0) FROM messages", [], |r| {
+    let mut batch = LoadBatch::begin(conn)?;
+    let report = batch.load_session(session, rows, replace)?;
+    batch.finish()?;
+    Ok(report)
+}
+
+/// The loads of one write transaction: any number of sessions, then [`LoadBatch::finish`], then
+/// the caller's commit. A webhook job loads one session per batch; `chatsink ingest` puts many
+/// small sessions in one, so it commits (and writes each index page) once per batch, not once
+/// per session. Each session is still loaded whole or not at all.
+///
+/// The full-text index is kept here rather than by triggers, once per batch: FTS5 writes a new
+/// segment at the end of every statement that changes it (and merges segments as they pile up),
+/// so a trigger, one statement per row, spent most of a bulk load writing and merging tiny
+/// segments. Instead the rows the batch added are indexed in one statement by `finish`, and the
+/// few it changed or deleted have their old terms removed first.
+#[must_use = "a batch's rows are not in the full-text index until finish() runs"]
+pub struct LoadBatch<'c> {
+    conn: &'c Connection,
+    /// Rows inserted by this batch get seqs above this (the transaction is the only writer).
+    seq_before: i64,
+}
+
+impl<'c> LoadBatch<'c> {
+    /// Starts a batch in the caller's write transaction.
+    pub fn begin(conn: &'c Connection) -> rusqlite::Result<Self> {
+        conn.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS load_seen (id TEXT PRIMARY KEY) WITHOUT ROWID;
+             CREATE TEMP TABLE IF NOT EXISTS fts_stale (seq INTEGER PRIMARY KEY, text, file_name, display_name);
+             DELETE FROM temp.fts_stale;",
+        )?;
+        let seq_before = conn.query_row("SELECT coalesce(max(seq), 0) FROM messages", [], |r| {
             r.get(0)
         })?;
-    let had_rows: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM messages WHERE session_id = ?1)",
-        [session.as_str()],
-        |r| r.get(0),
-    )?;
-    if replace {
-        conn.execute(
-            "DELETE FROM rejected_rows WHERE session_id = ?1",
-            [session.as_str()],
-        )?;
+        Ok(Self { conn, seq_before })
     }
-    let mut report = LoadReport::default();
+
+    /// Loads `rows` for `session`: each message inserted, or updated when its content changed
+    /// (its `seq`, and so its place in every cursor, is kept); with `replace`, messages of the
+    /// session missing from `rows` are deleted. Loading the same rows twice therefore changes
+    /// nothing. With `replace` false the rows are merged in without deleting (a later part of a
+    /// multi-session file).
+    ///
+    /// Rows whose session differs from `session` are recorded as rejected.
+    pub fn load_session<I>(
+        &mut self,
+        session: &SessionId,
+        rows: I,
+        replace: bool,
+    ) -> rusqlite::Result<LoadReport>
+    where
+        I: IntoIterator<Item = LoadRow>,
     {
-        let mut upsert = conn.prepare_cached(
-            "INSERT INTO messages (id, session_id, meeting_id, user_id, display_name, kind, pinned, edited,
-                                   text, link, file_name, file_size, payload, created_at, created_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
-             ON CONFLICT (session_id, id) DO UPDATE SET
-                meeting_id = excluded.meeting_id, user_id = excluded.user_id, display_name = excluded.display_name,
-                kind = excluded.kind, pinned = excluded.pinned, edited = excluded.edited, text = excluded.text,
-                link = excluded.link, file_name = excluded.file_name, file_size = excluded.file_size,
-                payload = excluded.payload, created_at = excluded.created_at, created_ms = excluded.created_ms
-             WHERE (meeting_id, user_id, display_name, kind, pinned, edited, text, link, file_name, file_size,
-                    payload, created_ms)
-                IS NOT (excluded.meeting_id, excluded.user_id, excluded.display_name, excluded.kind,
-                        excluded.pinned, excluded.edited, excluded.text, excluded.link, excluded.file_name,
-                        excluded.file_size, excluded.payload, excluded.created_ms)",
+        let conn = self.conn;
+        let now = now_ms();
+        conn.execute("DELETE FROM temp.load_seen", [])?;
+        let had_rows: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM messages WHERE session_id = ?1)",
+            [session.as_str()],
+            |r| r.get(0),
         )?;
-        // Before a stored row is changed, its indexed terms are kept so they can be removed.
-        let mut keep_stale = conn.prepare_cached(
-            "INSERT OR IGNORE INTO temp.fts_stale (seq, text, file_name, display_name)
-             SELECT seq, text, file_name, display_name FROM messages
-             WHERE session_id = ?1 AND id = ?2 AND seq <= ?3",
-        )?;
-        let mut seen =
-            conn.prepare_cached("INSERT OR IGNORE INTO temp.load_seen (id) VALUES (?1)")?;
-        let mut reject = conn.prepare_cached(
-            "INSERT INTO rejected_rows (session_id, line, reason, raw, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        for row in rows {
-            match row {
-                LoadRow::Message(m) if &m.session_id == session => {
-                    // Kept tentatively; dropped below when the upsert changed nothing.
-                    let kept = had_rows
-                        && keep_stale.execute(params![session.as_str(), m.id, seq_before])? > 0;
-                    let changed = upsert.execute(params![
-                        m.id,
-                        m.session_id.as_str(),
-                        m.meeting_id,
-                        m.user_id,
-                        m.display_name,
-                        m.kind.as_str(),
-                        m.pinned,
-                        m.edited,
-                        m.text,
-                        m.link,
-                        m.file_name,
-                        m.file_size,
-                        m.payload,
-                        m.created.to_rfc3339(),
-                        m.created.millis(),
-                    ])?;
-                    if kept && changed == 0 {
-                        conn.execute(
-                            "DELETE FROM temp.fts_stale WHERE seq = (SELECT seq FROM messages WHERE session_id = ?1 AND id = ?2)",
-                            params![session.as_str(), m.id],
-                        )?;
+        if replace {
+            conn.execute(
+                "DELETE FROM rejected_rows WHERE session_id = ?1",
+                [session.as_str()],
+            )?;
+        }
+        let mut report = LoadReport::default();
+        {
+            let mut upsert = conn.prepare_cached(
+                "INSERT INTO messages (id, session_id, meeting_id, user_id, display_name, kind, pinned, edited,
+                                       link, file_name, file_size, payload, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                 ON CONFLICT (session_id, id) DO UPDATE SET
+                    meeting_id = excluded.meeting_id, user_id = excluded.user_id, display_name = excluded.display_name,
+                    kind = excluded.kind, pinned = excluded.pinned, edited = excluded.edited,
+                    link = excluded.link, file_name = excluded.file_name, file_size = excluded.file_size,
+                    payload = excluded.payload, created_ms = excluded.created_ms
+                 WHERE (meeting_id, user_id, display_name, kind, pinned, edited, link, file_name, file_size,
+                        payload, created_ms)
+                    IS NOT (excluded.meeting_id, excluded.user_id, excluded.display_name, excluded.kind,
+                            excluded.pinned, excluded.edited, excluded.link, excluded.file_name,
+                            excluded.file_size, excluded.payload, excluded.created_ms)",
+            )?;
+            // Before a row indexed by an earlier batch is changed, its indexed terms are kept so
+            // they can be removed (the first time only: those are the terms in the index).
+            let mut keep_stale = conn.prepare_cached(
+                "INSERT OR IGNORE INTO temp.fts_stale (seq, text, file_name, display_name)
+                 SELECT seq, text, file_name, display_name FROM messages
+                 WHERE session_id = ?1 AND id = ?2 AND seq <= ?3",
+            )?;
+            let mut seen =
+                conn.prepare_cached("INSERT OR IGNORE INTO temp.load_seen (id) VALUES (?1)")?;
+            let mut reject = conn.prepare_cached(
+                "INSERT INTO rejected_rows (session_id, line, reason, raw, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for row in rows {
+                match row {
+                    LoadRow::Message(m) if &m.session_id == session => {
+                        // Kept tentatively; dropped below when the upsert changed nothing.
+                        let kept = had_rows
+                            && keep_stale.execute(params![
+                                session.as_str(),
+                                m.id,
+                                self.seq_before
+                            ])? > 0;
+                        let changed = upsert.execute(params![
+                            m.id,
+                            m.session_id.as_str(),
+                            m.meeting_id,
+                            m.user_id,
+                            m.display_name,
+                            m.kind.as_str(),
+                            m.pinned,
+                            m.edited,
+                            m.link,
+                            m.file_name,
+                            m.file_size,
+                            m.payload,
+                            m.created.millis(),
+                        ])?;
+                        if kept && changed == 0 {
+                            conn.execute(
+                                "DELETE FROM temp.fts_stale WHERE seq = (SELECT seq FROM messages WHERE session_id = ?1 AND id = ?2)",
+                                params![session.as_str(), m.id],
+                            )?;
+                        }
+                        // Only a session that had rows can have rows to delete.
+                        if replace && had_rows {
+                            seen.execute([&m.id])?;
+                        }
+                        report.rows_loaded += 1;
+                        if report.rows_loaded == 1000 {
+                            crate::failpoint::hit("load.mid");
+                        }
                     }
-                    // Only a session that had rows can have rows to delete.
-                    if replace && had_rows {
-                        seen.execute([&m.id])?;
+                    LoadRow::Message(m) => {
+                        let reason =
+                            format!("row belongs to session {}, not {session}", m.session_id);
+                        reject.execute(params![
+                            session.as_str(),
+                            0,
+                            reason,
+                            m.id.as_bytes(),
+                            now
+                        ])?;
+                        report.rows_rejected += 1;
                     }
-                    report.rows_loaded += 1;
-                    if report.rows_loaded == 1000 {
-                        crate::failpoint::hit("load.mid");
+                    LoadRow::Rejected(r) => {
+                        reject.execute(params![
+                            session.as_str(),
+                            r.line as i64,
+                            r.reason,
+                            r.raw,
+                            now
+                        ])?;
+                        report.rows_rejected += 1;
                     }
-                }
-                LoadRow::Message(m) => {
-                    let reason = format!("row belongs to session {}, not {session}", m.session_id);
-                    reject.execute(params![session.as_str(), 0, reason, m.id.as_bytes(), now])?;
-                    report.rows_rejected += 1;
-                }
-                LoadRow::Rejected(r) => {
-                    reject.execute(params![
-                        session.as_str(),
-                        r.line as i64,
-                        r.reason,
-                        r.raw,
-                        now
-                    ])?;
-                    report.rows_rejected += 1;
                 }
             }
         }
+        if replace && had_rows {
+            conn.execute(
+                "INSERT OR IGNORE INTO temp.fts_stale (seq, text, file_name, display_name)
+                 SELECT seq, text, file_name, display_name FROM messages
+                 WHERE session_id = ?1 AND seq <= ?2 AND id NOT IN (SELECT id FROM temp.load_seen)",
+                params![session.as_str(), self.seq_before],
+            )?;
+            conn.execute(
+                "DELETE FROM messages WHERE session_id = ?1 AND id NOT IN (SELECT id FROM temp.load_seen)",
+                [session.as_str()],
+            )?;
+        }
+        report.messages = refresh_session_counts(conn, session, now)?;
+        Ok(report)
     }
-    if replace && had_rows {
-        conn.execute(
-            "INSERT OR IGNORE INTO temp.fts_stale (seq, text, file_name, display_name)
-             SELECT seq, text, file_name, display_name FROM messages
-             WHERE session_id = ?1 AND seq <= ?2 AND id NOT IN (SELECT id FROM temp.load_seen)",
-            params![session.as_str(), seq_before],
+
+    /// Brings the full-text index up to the batch's rows: old terms out, then the rows the batch
+    /// added or changed in. Call it before committing.
+    pub fn finish(self) -> rusqlite::Result<()> {
+        self.conn.execute_batch(
+            "INSERT INTO messages_fts (messages_fts, rowid, text, file_name, display_name)
+             SELECT 'delete', seq, text, file_name, display_name FROM temp.fts_stale;",
         )?;
-        conn.execute(
-            "DELETE FROM messages WHERE session_id = ?1 AND id NOT IN (SELECT id FROM temp.load_seen)",
-            [session.as_str()],
+        // Two statements: an OR of the two would scan the whole table.
+        self.conn.execute(
+            "INSERT INTO messages_fts (rowid, text, file_name, display_name)
+             SELECT seq, text, file_name, display_name FROM messages WHERE seq > ?1",
+            [self.seq_before],
         )?;
+        self.conn.execute_batch(
+            "INSERT INTO messages_fts (rowid, text, file_name, display_name)
+             SELECT m.seq, m.text, m.file_name, m.display_name
+             FROM temp.fts_stale s JOIN messages m ON m.seq = s.seq;",
+        )
     }
-    // Old terms out, then the rows added or changed by this load in.
-    conn.execute_batch(
-        "INSERT INTO messages_fts (messages_fts, rowid, text, file_name, display_name)
-         SELECT 'delete', seq, text, file_name, display_name FROM temp.fts_stale;",
-    )?;
-    // Two statements: an OR of the two would scan the whole table.
-    conn.execute(
-        "INSERT INTO messages_fts (rowid, text, file_name, display_name)
-         SELECT seq, text, file_name, display_name FROM messages WHERE seq > ?1",
-        [seq_before],
-    )?;
-    conn.execute_batch(
-        "INSERT INTO messages_fts (rowid, text, file_name, display_name)
-         SELECT m.seq, m.text, m.file_name, m.display_name
-         FROM temp.fts_stale s JOIN messages m ON m.seq = s.seq;",
-    )?;
-    report.messages = refresh_session_counts(conn, session, now)?;
-    Ok(report)
 }
 
 /// Recomputes the session's counts from its stored rows and marks it loaded. Creates the session

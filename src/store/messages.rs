@@ -3,6 +3,7 @@
 //! moves when other sessions load.
 
 use super::sessions::{session_from_row, SessionRecord, SESSION_COLUMNS};
+use crate::domain::Timestamp;
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, Row};
 
@@ -53,15 +54,17 @@ pub struct MessageRow {
     pub file_name: Option<String>,
     pub file_size: Option<i64>,
     pub payload: String,
+    /// `created_ms` in RFC 3339 (formatted when read; not stored).
     pub created_at: String,
     pub created_ms: i64,
 }
 
 const MESSAGE_COLUMNS: &str =
     "seq, id, session_id, meeting_id, user_id, display_name, kind, pinned, edited, text, link,
-     file_name, file_size, payload, created_at, created_ms";
+     file_name, file_size, payload, created_ms";
 
 fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRow> {
+    let created_ms = row.get(14)?;
     Ok(MessageRow {
         seq: row.get(0)?,
         id: row.get(1)?,
@@ -77,8 +80,8 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRow> {
         file_name: row.get(11)?,
         file_size: row.get(12)?,
         payload: row.get(13)?,
-        created_at: row.get(14)?,
-        created_ms: row.get(15)?,
+        created_at: Timestamp::from_millis(created_ms).to_rfc3339(),
+        created_ms,
     })
 }
 

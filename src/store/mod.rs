@@ -18,7 +18,7 @@ pub use messages::{
 pub use inbox::{IntakeOutcome, NewDelivery};
 pub use intake::IntakeWriter;
 pub use jobs::{ClaimedJob, Job, JobKind, JobState, ReprocessSelector};
-pub use load::{LoadReport, LoadRow, RejectedRow};
+pub use load::{LoadBatch, LoadReport, LoadRow, RejectedRow};
 pub use sessions::{SessionDump, SessionRecord};
 
 use r2d2_sqlite::SqliteConnectionManager;
@@ -28,12 +28,19 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-/// The schema file at the top of the repository is migration 1; later ones follow in order.
+/// The current schema, applied whole to a new database.
+const SCHEMA: &str = include_str!("../../schema.sql");
+
+/// What brings a database made by an earlier version to [`SCHEMA`]: entry `i` takes schema
+/// version `i + 1` to `i + 2` (version 1 was the first `schema.sql`).
 const MIGRATIONS: &[&str] = &[
-    include_str!("../../schema.sql"),
     include_str!("migrations/002_fts_kept_by_loader.sql"),
     include_str!("migrations/003_partial_flag_indexes.sql"),
+    include_str!("migrations/004_text_once.sql"),
 ];
+
+/// The schema version [`SCHEMA`] is, and every migrated database ends at.
+const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64 + 1;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -106,8 +113,12 @@ pub fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
 
 fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // page_size only takes effect on a new, empty file. Larger pages mean fewer B-tree splits and
+    // WAL frames: one INSERT of 1M messages with every index took 4.9 s at 4 KB, 3.9 s at 16 KB
+    // and 3.4 s at 32 KB here, and the query figures of the README's speed section still hold.
     conn.execute_batch(
-        "PRAGMA synchronous = FULL;
+        "PRAGMA page_size = 32768;
+         PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
          PRAGMA temp_store = MEMORY;
          PRAGMA cache_size = -32000;",
@@ -122,18 +133,22 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let known = MIGRATIONS.len() as i64;
-    if version > known {
+    if version > SCHEMA_VERSION {
         return Err(StoreError::TooNew {
             path: path.to_owned(),
             found: version,
-            known,
+            known: SCHEMA_VERSION,
         });
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+    if version == 0 {
+        tx.execute_batch(SCHEMA)?;
+    } else {
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize - 1) {
+            tracing::info!(path = %path.display(), to = index + 2, "migrating the database");
+            tx.execute_batch(sql)?;
+        }
     }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
     Ok(())
 }
@@ -236,7 +251,7 @@ impl Database {
         self.run(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute("CREATE TEMP TABLE IF NOT EXISTS health_probe (x)", [])?;
-            tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             tx.commit()?;
             Ok(())
         })

@@ -205,7 +205,7 @@ async fn reprocess_reloads_from_the_stored_dump_without_network() {
     assert_eq!(storage.requests("/d.csv"), 1);
     // What an older parser might have left behind: a wrong text and a lost row.
     app.db()
-        .execute_batch("UPDATE messages SET text = 'garbled' WHERE id = 's-re-m3'; DELETE FROM messages WHERE id = 's-re-m4';")
+        .execute_batch("UPDATE messages SET payload = 'garbled' WHERE id = 's-re-m3'; DELETE FROM messages WHERE id = 's-re-m4';")
         .unwrap();
     let before = storage.connections();
 
@@ -235,7 +235,7 @@ async fn reprocess_reloads_from_the_stored_dump_without_network() {
         12
     );
     assert_eq!(
-        app.count("SELECT count(*) FROM messages WHERE text = 'garbled'"),
+        app.count("SELECT count(*) FROM messages WHERE payload = 'garbled'"),
         0
     );
 

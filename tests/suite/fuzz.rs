@@ -204,7 +204,7 @@ proptest! {
             };
             prop_assert_eq!(&m.id, &format!("{id}-{i}"));
             prop_assert_eq!(&m.user_id, user);
-            prop_assert_eq!(m.text.as_deref(), Some(text.as_str()));
+            prop_assert_eq!(m.text(), Some(text.as_str()));
             prop_assert_eq!((m.pinned, m.edited), (*pinned, *edited));
             prop_assert_eq!(m.created.millis(), *ms);
         }

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod bulk;
 mod cli;
 mod crash;
 mod deploy;

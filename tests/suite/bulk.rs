@@ -1,0 +1,258 @@
+//! The bulk path and the storage layout it relies on: `ingest` loading many sessions per
+//! transaction (LoadBatch), a read error that cuts a batch, and a database made by the first
+//! schema brought to the current one by the migrations.
+
+use crate::helpers::*;
+use chatsink::domain::SessionId;
+use chatsink::store::Database;
+use rusqlite::Connection;
+use std::path::Path;
+
+fn fts_count(conn: &Connection, query: &str) -> i64 {
+    conn.query_row(
+        "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH ?1",
+        [query],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// FTS5's own check of the index against the messages table (external content, rank 1).
+fn assert_index_matches_messages(conn: &Connection) {
+    conn.execute(
+        "INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)",
+        [],
+    )
+    .expect("the full-text index matches the messages");
+}
+
+fn dump_of(rows: &[[&str; 4]]) -> String {
+    // id, session, text, time offset in seconds
+    let mut out = format!("{DUMP_HEADER}\r\n");
+    for [id, session, text, secs] in rows {
+        let time = chatsink::domain::Timestamp::from_millis(
+            1_780_480_800_000 + secs.parse::<i64>().unwrap() * 1000,
+        )
+        .to_rfc3339();
+        out.push_str(&csv_row(&[
+            id,
+            "user-1",
+            session,
+            "meeting-1",
+            "Ann",
+            "false",
+            "false",
+            "TEXT_MESSAGE",
+            text,
+            &time,
+        ]));
+    }
+    out
+}
+
+fn ingest(db: &Database, dir: &Path, name: &str, csv: &str) -> Vec<(SessionId, i64)> {
+    let path = dir.join(name);
+    std::fs::write(&path, csv).unwrap();
+    chatsink::ingest::ingest_file(db, &path, None, |_, _| {})
+        .unwrap()
+        .into_iter()
+        .map(|(s, r)| (s, r.rows_loaded))
+        .collect()
+}
+
+#[test]
+fn one_batch_of_many_sessions_keeps_the_full_text_index_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(&dir.path().join("c.db")).unwrap();
+    ingest(
+        &db,
+        dir.path(),
+        "first.csv",
+        &dump_of(&[
+            ["a1", "s-a", "apple orchard", "1"],
+            ["a2", "s-a", "banana split", "2"],
+            ["a3", "s-a", "cherry tree", "3"],
+        ]),
+    );
+    // One file, one batch: s-a again (a1 edited, a2 gone, a4 new), then s-b, then s-a once more,
+    // changing a1 a second time and a4 once. The index must end with the last words only.
+    let loaded = ingest(
+        &db,
+        dir.path(),
+        "second.csv",
+        &dump_of(&[
+            ["a1", "s-a", "apricot jam", "1"],
+            ["a3", "s-a", "cherry tree", "3"],
+            ["a4", "s-a", "durian smell", "4"],
+            ["b1", "s-b", "elderberry wine", "5"],
+            ["b2", "s-b", "apple pie", "6"],
+            ["a1", "s-a", "avocado toast", "1"],
+            ["a4", "s-a", "dragonfruit bowl", "4"],
+        ]),
+    );
+    assert_eq!(loaded.len(), 3, "{loaded:?}");
+    let conn = Connection::open(db.path()).unwrap();
+    assert_index_matches_messages(&conn);
+    for (word, hits) in [
+        ("apple", 1),       // a1's first text is gone; b2 has it
+        ("apricot", 0),     // a1's text in the middle of the batch
+        ("avocado", 1),     // a1's last text
+        ("banana", 0),      // a2 was deleted by the replacing load
+        ("cherry", 1),      // unchanged
+        ("durian", 0),      // a4's first text, inserted and changed in the same batch
+        ("dragonfruit", 1), // a4's last text
+        ("elderberry", 1),
+    ] {
+        assert_eq!(fts_count(&conn, word), hits, "{word}");
+    }
+    let texts: Vec<(String, Option<String>)> = conn
+        .prepare("SELECT id, text FROM messages ORDER BY session_id, id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let expect = |id: &str, text: &str| (id.to_owned(), Some(text.to_owned()));
+    assert_eq!(
+        texts,
+        vec![
+            expect("a1", "avocado toast"),
+            expect("a3", "cherry tree"),
+            expect("a4", "dragonfruit bowl"),
+            expect("b1", "elderberry wine"),
+            expect("b2", "apple pie"),
+        ]
+    );
+}
+
+/// A reader that gives the first `good` bytes of a dump and then fails like a broken disk.
+struct FailsAfter {
+    data: Vec<u8>,
+    pos: usize,
+    good: usize,
+}
+
+impl std::io::Read for FailsAfter {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos >= self.good {
+            return Err(std::io::Error::other("the disk went away"));
+        }
+        let n = buf.len().min(self.good - self.pos);
+        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_read_error_rolls_back_the_batch_it_cut_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(&dir.path().join("c.db")).unwrap();
+    let mut csv = String::from_utf8(simple_dump("s-one", 50)).unwrap();
+    let second = String::from_utf8(simple_dump("s-two", 50)).unwrap();
+    csv.push_str(second.split_once("\r\n").unwrap().1);
+    // Cut in the middle of s-two: s-one is complete, s-two is not.
+    let good = csv.len() * 3 / 4;
+    let reader = FailsAfter {
+        data: csv.into_bytes(),
+        pos: 0,
+        good,
+    };
+    let mut heard = Vec::new();
+    let result =
+        chatsink::ingest::ingest_reader(&db, reader, Path::new("cut.csv"), None, |session, _| {
+            heard.push(session.clone())
+        });
+    let error = result
+        .expect_err("a read error fails the ingest")
+        .to_string();
+    assert!(error.contains("stopped early"), "{error}");
+    assert!(error.contains("the disk went away"), "{error}");
+    // Both sessions were in the one batch the error cut: nothing of it was committed or reported.
+    let conn = Connection::open(db.path()).unwrap();
+    let stored: i64 = conn
+        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!((stored, heard.len()), (0, 0));
+    assert_index_matches_messages(&conn);
+}
+
+#[test]
+fn a_database_made_by_the_first_schema_is_migrated_with_its_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("../fixtures/schema-v1.sql"))
+            .unwrap();
+        conn.execute_batch(
+            "PRAGMA user_version = 1;
+             INSERT INTO sessions (session_id, sort_ms, status, updated_ms) VALUES ('s-old', 0, 'loaded', 0);
+             INSERT INTO messages (id, session_id, meeting_id, user_id, display_name, kind, pinned, edited,
+                                   text, link, file_name, file_size, payload, created_at, created_ms)
+             VALUES
+              ('m1', 's-old', 'mt', 'u1', 'Ann', 'text', 0, 0, 'hello old world', NULL, NULL, NULL,
+               'hello old world', '2026-06-03T10:00:00.000Z', 1780480800000),
+              ('m2', 's-old', 'mt', 'u1', 'Ann', 'image', 1, 0, NULL, 'https://x/p.png', NULL, NULL,
+               'https://x/p.png', '2026-06-03T10:00:01.000Z', 1780480801000);",
+        )
+        .unwrap();
+        // The first schema's triggers indexed the text.
+        assert_eq!(fts_count(&conn, "hello"), 1);
+    }
+
+    let db = Database::open(&path).unwrap();
+    let conn = Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 4);
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_xinfo('messages')")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(columns.contains(&"text".to_owned()), "{columns:?}");
+    assert!(!columns.contains(&"created_at".to_owned()), "{columns:?}");
+    let rows: Vec<(String, Option<String>, String)> = conn
+        .prepare("SELECT id, text, payload FROM messages ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (
+                "m1".into(),
+                Some("hello old world".into()),
+                "hello old world".into()
+            ),
+            ("m2".into(), None, "https://x/p.png".into()),
+        ]
+    );
+    // The rebuilt index finds the old rows, and new loads keep it exact.
+    assert_eq!(fts_count(&conn, "hello"), 1);
+    assert_index_matches_messages(&conn);
+    ingest(
+        &db,
+        dir.path(),
+        "new.csv",
+        &dump_of(&[["n1", "s-new", "hello new world", "9"]]),
+    );
+    assert_eq!(fts_count(&conn, "hello"), 2);
+    assert_index_matches_messages(&conn);
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    // The old file keeps its page size; a new database gets the larger pages.
+    let page_size =
+        |c: &Connection| -> i64 { c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap() };
+    assert_eq!(page_size(&conn), 4096);
+    let fresh = Database::open(&dir.path().join("fresh.db")).unwrap();
+    assert_eq!(page_size(&Connection::open(fresh.path()).unwrap()), 32768);
+}
