@@ -264,9 +264,9 @@ fn growth(work: &Path, ingest_db: &Path, scale: f64) -> Figure {
     for k in 1..=copies {
         script.push_str(&format!(
             "INSERT INTO messages (id, session_id, meeting_id, user_id, display_name, kind, pinned, edited,
-                                   text, link, file_name, file_size, payload, created_at, created_ms)
+                                   link, file_name, file_size, payload, created_ms)
              SELECT id, session_id || '-copy{k}', meeting_id, user_id, display_name, kind, pinned, edited,
-                    text, link, file_name, file_size, payload, created_at, created_ms + {k} * 86400000
+                    link, file_name, file_size, payload, created_ms + {k} * 86400000
              FROM messages WHERE seq <= {have};"
         ));
     }

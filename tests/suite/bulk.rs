@@ -254,5 +254,5 @@ fn a_database_made_by_the_first_schema_is_migrated_with_its_messages() {
         |c: &Connection| -> i64 { c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap() };
     assert_eq!(page_size(&conn), 4096);
     let fresh = Database::open(&dir.path().join("fresh.db")).unwrap();
-    assert_eq!(page_size(&Connection::open(fresh.path()).unwrap()), 32768);
+    assert_eq!(page_size(&Connection::open(fresh.path()).unwrap()), 16384);
 }
