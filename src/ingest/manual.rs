@@ -14,7 +14,7 @@ use std::time::Duration;
 
 /// Rows after which `ingest` commits, at the end of the session it is in: large enough that a
 /// batch's index pages and full-text segment are written once for many small sessions, small
-/// enough that the service's writers never wait long for the lock.
+/// enough that a running service's writers, which wait up to 10 s for the lock, wait about 2 s.
 const BATCH_ROWS: i64 = 250_000;
 
 /// The page cache of `ingest`'s connection while it loads batches (negative: KiB, as SQLite's
@@ -87,7 +87,6 @@ pub fn ingest_reader(
             path.display()
         )));
     }
-    drop(rows);
     if !orphans.is_empty() {
         return Err(IngestError::Permanent(format!(
             "{} row(s) could not be parsed and no row names a session to attach them to",
