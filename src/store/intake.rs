@@ -136,9 +136,36 @@ fn fail_all(batch: Vec<(NewDelivery, Reply)>, message: &str) {
     }
 }
 
-/// Writes a batch in one transaction; each delivery in its own savepoint, so one bad delivery
-/// fails alone. An error from the commit itself fails the whole batch.
+/// Writes a batch in one transaction. Deliveries almost never fail alone (a duplicate is an
+/// outcome, not an error), so the batch is first written straight through; only when one of
+/// them errs is it rolled back and written again with each delivery in its own savepoint, so the
+/// bad one fails alone. (A savepoint per delivery on the common path copied every page it touched
+/// into the statement journal: a quarter of the intake thread's time with 16 KB pages.) An error
+/// from the commit itself fails the whole batch.
 fn write_batch(
+    conn: &mut Connection,
+    batch: &[(NewDelivery, Reply)],
+) -> Result<Vec<Result<IntakeOutcome, String>>, rusqlite::Error> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let outcomes: Result<Vec<_>, _> = batch
+        .iter()
+        .map(|(delivery, _)| insert_delivery(&tx, delivery))
+        .collect();
+    match outcomes {
+        Ok(outcomes) => {
+            tx.commit()?;
+            Ok(outcomes.into_iter().map(Ok).collect())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "a delivery failed in a batch; writing them one savepoint each");
+            drop(tx);
+            write_batch_isolated(conn, batch)
+        }
+    }
+}
+
+/// [`write_batch`] with each delivery in its own savepoint.
+fn write_batch_isolated(
     conn: &mut Connection,
     batch: &[(NewDelivery, Reply)],
 ) -> Result<Vec<Result<IntakeOutcome, String>>, rusqlite::Error> {
@@ -160,4 +187,64 @@ fn write_batch(
     }
     tx.commit()?;
     Ok(outcomes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Timestamp;
+
+    fn delivery(id: &str) -> (NewDelivery, Reply) {
+        let (reply, _answer) = oneshot::channel();
+        let delivery = NewDelivery {
+            delivery_id: Some(id.to_owned()),
+            body_sha256: format!("sha-of-{id}"),
+            scheme: "hmac",
+            event: "meeting.started".into(),
+            session_id: None,
+            body: id.as_bytes().to_vec(),
+            received: Timestamp::now(),
+            chat_synced: None,
+        };
+        (delivery, reply)
+    }
+
+    fn stored(conn: &Connection) -> Vec<String> {
+        conn.prepare("SELECT delivery_id FROM inbox ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_is_written_whole_and_a_failing_delivery_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        drop(super::super::Database::open(&path).unwrap());
+        let mut conn = connect(&path).unwrap();
+
+        let batch = vec![delivery("a"), delivery("b"), delivery("a")];
+        let outcomes = write_batch(&mut conn, &batch).unwrap();
+        assert!(matches!(outcomes[0], Ok(IntakeOutcome::Stored { .. })));
+        assert!(matches!(outcomes[1], Ok(IntakeOutcome::Stored { .. })));
+        assert_eq!(outcomes[2], Ok(IntakeOutcome::Duplicate));
+
+        // A delivery the database refuses (here by a trigger) fails; the others are stored.
+        conn.execute_batch(
+            "CREATE TEMP TRIGGER refuse_bad BEFORE INSERT ON inbox WHEN new.delivery_id = 'bad'
+             BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        )
+        .unwrap();
+        let batch = vec![delivery("c"), delivery("bad"), delivery("d")];
+        let outcomes = write_batch(&mut conn, &batch).unwrap();
+        assert!(matches!(outcomes[0], Ok(IntakeOutcome::Stored { .. })));
+        assert!(
+            matches!(&outcomes[1], Err(e) if e.contains("refused")),
+            "{outcomes:?}"
+        );
+        assert!(matches!(outcomes[2], Ok(IntakeOutcome::Stored { .. })));
+        assert_eq!(stored(&conn), ["a", "b", "c", "d"]);
+    }
 }
