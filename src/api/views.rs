@@ -45,6 +45,7 @@ impl From<MessageRow> for MessageView {
         let typed = matches!(row.kind.as_str(), "text" | "image")
             || (row.kind == "file" && row.link.is_some());
         Self {
+            time: row.created_at(),
             payload: (!typed).then(|| row.payload.clone()),
             id: row.id,
             session_id: row.session_id,
@@ -52,7 +53,6 @@ impl From<MessageRow> for MessageView {
             user_id: row.user_id,
             display_name: row.display_name,
             kind: row.kind,
-            time: row.created_at,
             pinned: row.pinned,
             is_edited: row.edited,
             message: row.text,

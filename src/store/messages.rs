@@ -54,9 +54,14 @@ pub struct MessageRow {
     pub file_name: Option<String>,
     pub file_size: Option<i64>,
     pub payload: String,
-    /// `created_ms` in RFC 3339 (formatted when read; not stored).
-    pub created_at: String,
     pub created_ms: i64,
+}
+
+impl MessageRow {
+    /// The message's time in RFC 3339 (kept only as `created_ms`).
+    pub fn created_at(&self) -> String {
+        Timestamp::from_millis(self.created_ms).to_rfc3339()
+    }
 }
 
 const MESSAGE_COLUMNS: &str =
@@ -64,7 +69,6 @@ const MESSAGE_COLUMNS: &str =
      file_name, file_size, payload, created_ms";
 
 fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRow> {
-    let created_ms = row.get(14)?;
     Ok(MessageRow {
         seq: row.get(0)?,
         id: row.get(1)?,
@@ -80,8 +84,7 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRow> {
         file_name: row.get(11)?,
         file_size: row.get(12)?,
         payload: row.get(13)?,
-        created_at: Timestamp::from_millis(created_ms).to_rfc3339(),
-        created_ms,
+        created_ms: row.get(14)?,
     })
 }
 
