@@ -17,9 +17,9 @@ use std::time::Duration;
 /// enough that a running service's writers, which wait up to 10 s for the lock, wait about 2 s.
 const BATCH_ROWS: i64 = 250_000;
 
-/// The page cache of `ingest`'s connection while it loads batches (negative: KiB, as SQLite's
-/// `cache_size` takes it). Peak memory of a 1M-row ingest stays near 100 MB.
-const BATCH_CACHE_KIB: i64 = -65_536;
+/// The page cache (KiB) of `ingest`'s connection while it loads batches. Peak memory of a
+/// 1M-row ingest stays near 100 MB.
+const BATCH_CACHE_KIB: i64 = 65_536;
 
 /// Loads a dump file by hand. With `session`, the file is that session's dump (rows of other
 /// sessions are rejected). Without, each session in the file is loaded as its own unit (whole or
@@ -70,16 +70,12 @@ pub fn ingest_reader(
 
     let failure = reader.failure();
     let mut rows = reader.by_ref().peekable();
-    // A batch dirties more pages than the default cache holds; spilling them mid-transaction
-    // and reading them back cost a tenth of a bulk load. Restored for the pool afterwards.
-    let normal_cache: i64 = conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
-    conn.pragma_update(None, "cache_size", BATCH_CACHE_KIB)?;
-    let loaded = load_in_batches(&mut conn, &mut rows, &failure, |session, report| {
-        on_session(&session, &report);
-        results.push((session, report));
-    });
-    conn.pragma_update(None, "cache_size", normal_cache)?;
-    let orphans = loaded?;
+    let orphans = load::with_page_cache(&mut conn, BATCH_CACHE_KIB, |conn| {
+        load_in_batches(conn, &mut rows, &failure, |session, report| {
+            on_session(&session, &report);
+            results.push((session, report));
+        })
+    })??;
     if let Some(e) = failure.get() {
         // The batch that was reading when it failed was rolled back; the ones before it stand.
         return Err(IngestError::transient(format!(
