@@ -258,16 +258,26 @@ fn growth(work: &Path, ingest_db: &Path, scale: f64) -> Figure {
         .trim()
         .parse()
         .unwrap();
+    let sessions: i64 = run_sqlite(&big, "SELECT max(session_key) FROM sessions;")
+        .trim()
+        .parse()
+        .unwrap();
     let copies = ((target_rows - have) as f64 / have as f64).ceil().max(0.0) as i64;
     let started = Instant::now();
     let mut script = String::from("PRAGMA journal_mode = WAL; BEGIN;");
+    // Each copy of the loaded sessions is a new session a day later.
     for k in 1..=copies {
         script.push_str(&format!(
-            "INSERT INTO messages (id, session_id, meeting_id, user_id, display_name, kind, pinned, edited,
+            "INSERT INTO sessions (session_id, meeting_id, sort_ms, status, updated_ms)
+             SELECT session_id || '-copy{k}', meeting_id, sort_ms + {k} * 86400000, status, updated_ms
+             FROM sessions WHERE session_key <= {sessions};
+             INSERT INTO messages (id, session_key, meeting_key, user_key, display_name, kind, pinned, edited,
                                    link, file_name, file_size, payload, created_ms)
-             SELECT id, session_id || '-copy{k}', meeting_id, user_id, display_name, kind, pinned, edited,
-                    link, file_name, file_size, payload, created_ms + {k} * 86400000
-             FROM messages WHERE seq <= {have};"
+             SELECT m.id, c.session_key, m.meeting_key, m.user_key, m.display_name, m.kind, m.pinned, m.edited,
+                    m.link, m.file_name, m.file_size, m.payload, m.created_ms + {k} * 86400000
+             FROM messages m JOIN sessions s ON s.session_key = m.session_key
+             JOIN sessions c ON c.session_id = s.session_id || '-copy{k}'
+             WHERE m.seq <= {have};"
         ));
     }
     script.push_str("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild'); COMMIT; SELECT count(*) FROM messages;");
@@ -605,7 +615,8 @@ async fn queries(work: &Path, ingest_db: &Path) -> Vec<Figure> {
     let conn = rusqlite::Connection::open(&db).unwrap();
     let user: String = conn
         .query_row(
-            "SELECT user_id FROM messages GROUP BY user_id ORDER BY count(*) DESC LIMIT 1",
+            "SELECT p.user_id FROM messages m JOIN participants p ON p.user_key = m.user_key
+             GROUP BY m.user_key ORDER BY count(*) DESC LIMIT 1",
             [],
             |r| r.get(0),
         )

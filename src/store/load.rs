@@ -3,7 +3,8 @@
 
 use super::now_ms;
 use crate::domain::{ChatMessage, SessionId};
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
 
 /// A dump row that could not be turned into a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +63,46 @@ pub struct LoadBatch<'c> {
     conn: &'c Connection,
     /// Rows inserted by this batch get seqs above this (the transaction is the only writer).
     seq_before: i64,
+    users: Keys,
+    meetings: Keys,
+}
+
+/// A table of ids and the integer keys `messages` stores in their place (schema.sql), with the
+/// keys this batch has used so far. Each key is looked up, or handed out, once per batch; the
+/// memo goes with the batch, so a rolled-back key is never reused.
+struct Keys {
+    select: &'static str,
+    insert: &'static str,
+    memo: HashMap<String, i64>,
+}
+
+impl Keys {
+    fn new(select: &'static str, insert: &'static str) -> Self {
+        Self {
+            select,
+            insert,
+            memo: HashMap::new(),
+        }
+    }
+
+    fn key(&mut self, conn: &Connection, id: &str) -> rusqlite::Result<i64> {
+        if let Some(key) = self.memo.get(id) {
+            return Ok(*key);
+        }
+        let found = conn
+            .prepare_cached(self.select)?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        let key = match found {
+            Some(key) => key,
+            None => {
+                conn.prepare_cached(self.insert)?.execute([id])?;
+                conn.last_insert_rowid()
+            }
+        };
+        self.memo.insert(id.to_owned(), key);
+        Ok(key)
+    }
 }
 
 impl<'c> LoadBatch<'c> {
@@ -75,7 +116,18 @@ impl<'c> LoadBatch<'c> {
         let seq_before = conn.query_row("SELECT coalesce(max(seq), 0) FROM messages", [], |r| {
             r.get(0)
         })?;
-        Ok(Self { conn, seq_before })
+        Ok(Self {
+            conn,
+            seq_before,
+            users: Keys::new(
+                "SELECT user_key FROM participants WHERE user_id = ?1",
+                "INSERT INTO participants (user_id) VALUES (?1)",
+            ),
+            meetings: Keys::new(
+                "SELECT meeting_key FROM meetings WHERE meeting_id = ?1",
+                "INSERT INTO meetings (meeting_id) VALUES (?1)",
+            ),
+        })
     }
 
     /// Loads `rows` for `session`: each message inserted, or updated when its content changed
@@ -97,11 +149,23 @@ impl<'c> LoadBatch<'c> {
         let conn = self.conn;
         let now = now_ms();
         conn.execute("DELETE FROM temp.load_seen", [])?;
-        let had_rows: bool = conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM messages WHERE session_id = ?1)",
+        // A dump can arrive without a webhook (`chatsink ingest`): then its row starts here.
+        let new_session = conn.execute(
+            "INSERT INTO sessions (session_id, sort_ms, status, updated_ms) VALUES (?1, ?2, 'loaded', ?2)
+             ON CONFLICT (session_id) DO NOTHING",
+            params![session.as_str(), now],
+        )? > 0;
+        let session_key: i64 = conn.query_row(
+            "SELECT session_key FROM sessions WHERE session_id = ?1",
             [session.as_str()],
             |r| r.get(0),
         )?;
+        let had_rows: bool = !new_session
+            && conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM messages WHERE session_key = ?1)",
+                [session_key],
+                |r| r.get(0),
+            )?;
         if replace {
             conn.execute(
                 "DELETE FROM rejected_rows WHERE session_id = ?1",
@@ -111,17 +175,17 @@ impl<'c> LoadBatch<'c> {
         let mut report = LoadReport::default();
         {
             let mut upsert = conn.prepare_cached(
-                "INSERT INTO messages (id, session_id, meeting_id, user_id, display_name, kind, pinned, edited,
+                "INSERT INTO messages (id, session_key, meeting_key, user_key, display_name, kind, pinned, edited,
                                        link, file_name, file_size, payload, created_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-                 ON CONFLICT (session_id, id) DO UPDATE SET
-                    meeting_id = excluded.meeting_id, user_id = excluded.user_id, display_name = excluded.display_name,
+                 ON CONFLICT (session_key, id) DO UPDATE SET
+                    meeting_key = excluded.meeting_key, user_key = excluded.user_key, display_name = excluded.display_name,
                     kind = excluded.kind, pinned = excluded.pinned, edited = excluded.edited,
                     link = excluded.link, file_name = excluded.file_name, file_size = excluded.file_size,
                     payload = excluded.payload, created_ms = excluded.created_ms
-                 WHERE (meeting_id, user_id, display_name, kind, pinned, edited, link, file_name, file_size,
+                 WHERE (meeting_key, user_key, display_name, kind, pinned, edited, link, file_name, file_size,
                         payload, created_ms)
-                    IS NOT (excluded.meeting_id, excluded.user_id, excluded.display_name, excluded.kind,
+                    IS NOT (excluded.meeting_key, excluded.user_key, excluded.display_name, excluded.kind,
                             excluded.pinned, excluded.edited, excluded.link, excluded.file_name,
                             excluded.file_size, excluded.payload, excluded.created_ms)",
             )?;
@@ -130,7 +194,7 @@ impl<'c> LoadBatch<'c> {
             let mut keep_stale = conn.prepare_cached(
                 "INSERT OR IGNORE INTO temp.fts_stale (seq, text, file_name, display_name)
                  SELECT seq, text, file_name, display_name FROM messages
-                 WHERE session_id = ?1 AND id = ?2 AND seq <= ?3",
+                 WHERE session_key = ?1 AND id = ?2 AND seq <= ?3",
             )?;
             let mut seen =
                 conn.prepare_cached("INSERT OR IGNORE INTO temp.load_seen (id) VALUES (?1)")?;
@@ -142,16 +206,12 @@ impl<'c> LoadBatch<'c> {
                     LoadRow::Message(m) if &m.session_id == session => {
                         // Kept tentatively; dropped below when the upsert changed nothing.
                         let kept = had_rows
-                            && keep_stale.execute(params![
-                                session.as_str(),
-                                m.id,
-                                self.seq_before
-                            ])? > 0;
+                            && keep_stale.execute(params![session_key, m.id, self.seq_before])? > 0;
                         let changed = upsert.execute(params![
                             m.id,
-                            m.session_id.as_str(),
-                            m.meeting_id,
-                            m.user_id,
+                            session_key,
+                            self.meetings.key(conn, &m.meeting_id)?,
+                            self.users.key(conn, &m.user_id)?,
                             m.display_name,
                             m.kind.as_str(),
                             m.pinned,
@@ -164,8 +224,8 @@ impl<'c> LoadBatch<'c> {
                         ])?;
                         if kept && changed == 0 {
                             conn.execute(
-                                "DELETE FROM temp.fts_stale WHERE seq = (SELECT seq FROM messages WHERE session_id = ?1 AND id = ?2)",
-                                params![session.as_str(), m.id],
+                                "DELETE FROM temp.fts_stale WHERE seq = (SELECT seq FROM messages WHERE session_key = ?1 AND id = ?2)",
+                                params![session_key, m.id],
                             )?;
                         }
                         // Only a session that had rows can have rows to delete.
@@ -206,15 +266,15 @@ impl<'c> LoadBatch<'c> {
             conn.execute(
                 "INSERT OR IGNORE INTO temp.fts_stale (seq, text, file_name, display_name)
                  SELECT seq, text, file_name, display_name FROM messages
-                 WHERE session_id = ?1 AND seq <= ?2 AND id NOT IN (SELECT id FROM temp.load_seen)",
-                params![session.as_str(), self.seq_before],
+                 WHERE session_key = ?1 AND seq <= ?2 AND id NOT IN (SELECT id FROM temp.load_seen)",
+                params![session_key, self.seq_before],
             )?;
             conn.execute(
-                "DELETE FROM messages WHERE session_id = ?1 AND id NOT IN (SELECT id FROM temp.load_seen)",
-                [session.as_str()],
+                "DELETE FROM messages WHERE session_key = ?1 AND id NOT IN (SELECT id FROM temp.load_seen)",
+                [session_key],
             )?;
         }
-        report.messages = refresh_session_counts(conn, session, now)?;
+        report.messages = refresh_session_counts(conn, session_key, new_session, now)?;
         Ok(report)
     }
 
@@ -254,36 +314,39 @@ pub fn with_page_cache<T>(
     Ok(result)
 }
 
-/// Recomputes the session's counts from its stored rows and marks it loaded. Creates the session
-/// row when the dump arrived without a webhook (`chatsink ingest`).
+/// Recomputes the session's counts from its stored rows and marks it loaded. A session whose
+/// row this load started (no webhook came first) is placed in the session list by its first
+/// message.
 fn refresh_session_counts(
     conn: &Connection,
-    session: &SessionId,
+    session_key: i64,
+    new_session: bool,
     now: i64,
 ) -> rusqlite::Result<i64> {
     conn.execute(
-        "INSERT INTO sessions (session_id, meeting_id, sort_ms, status, updated_ms)
-         SELECT ?1, (SELECT meeting_id FROM messages WHERE session_id = ?1 LIMIT 1),
-                coalesce((SELECT min(created_ms) FROM messages WHERE session_id = ?1), ?2), 'loaded', ?2
-         ON CONFLICT (session_id) DO NOTHING",
-        params![session.as_str(), now],
-    )?;
-    conn.execute(
         "UPDATE sessions SET
-            meeting_id = coalesce(meeting_id, (SELECT meeting_id FROM messages WHERE session_id = ?1 LIMIT 1)),
+            meeting_id = coalesce(meeting_id,
+                (SELECT mt.meeting_id FROM messages m JOIN meetings mt ON mt.meeting_key = m.meeting_key
+                 WHERE m.session_key = ?1 LIMIT 1)),
             (message_count, text_count, image_count, file_count, other_count, pinned_count, first_message_ms, last_message_ms) =
                 (SELECT count(*), coalesce(sum(kind = 'text'), 0), coalesce(sum(kind = 'image'), 0),
                         coalesce(sum(kind = 'file'), 0), coalesce(sum(kind NOT IN ('text', 'image', 'file')), 0),
                         coalesce(sum(pinned), 0), min(created_ms), max(created_ms)
-                 FROM messages WHERE session_id = ?1),
-            rejected_count = (SELECT count(*) FROM rejected_rows WHERE session_id = ?1),
+                 FROM messages WHERE session_key = ?1),
+            rejected_count = (SELECT count(*) FROM rejected_rows WHERE rejected_rows.session_id = sessions.session_id),
             status = 'loaded', loaded_ms = ?2, updated_ms = ?2
-         WHERE session_id = ?1",
-        params![session.as_str(), now],
+         WHERE session_key = ?1",
+        params![session_key, now],
     )?;
+    if new_session {
+        conn.execute(
+            "UPDATE sessions SET sort_ms = coalesce(first_message_ms, sort_ms) WHERE session_key = ?1",
+            [session_key],
+        )?;
+    }
     conn.query_row(
-        "SELECT message_count FROM sessions WHERE session_id = ?1",
-        [session.as_str()],
+        "SELECT message_count FROM sessions WHERE session_key = ?1",
+        [session_key],
         |r| r.get(0),
     )
 }

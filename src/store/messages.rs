@@ -64,9 +64,13 @@ impl MessageRow {
     }
 }
 
-const MESSAGE_COLUMNS: &str =
-    "seq, id, session_id, meeting_id, user_id, display_name, kind, pinned, edited, text, link,
-     file_name, file_size, payload, created_ms";
+/// A message's columns, its session, meeting and participant keys turned back into ids (one
+/// primary-key lookup each, so the plan over `messages` is the filter's alone).
+const MESSAGE_COLUMNS: &str = "seq, id,
+     (SELECT session_id FROM sessions WHERE sessions.session_key = messages.session_key),
+     (SELECT meeting_id FROM meetings WHERE meetings.meeting_key = messages.meeting_key),
+     (SELECT user_id FROM participants WHERE participants.user_key = messages.user_key),
+     display_name, kind, pinned, edited, text, link, file_name, file_size, payload, created_ms";
 
 fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRow> {
     Ok(MessageRow {
@@ -152,32 +156,49 @@ pub fn text_plan_for(conn: &Connection, filter: &MessageFilter) -> rusqlite::Res
     }
 }
 
-/// The WHERE clause for a filter, with its parameters in order.
+/// Where a filter on ids finds the keys `messages` stores: (table, id column, key column).
+const USERS: (&str, &str, &str) = ("participants", "user_id", "user_key");
+const SESSIONS: (&str, &str, &str) = ("sessions", "session_id", "session_key");
+const MEETINGS: (&str, &str, &str) = ("meetings", "meeting_id", "meeting_key");
+
+/// The WHERE clause for a filter, with its parameters in order. Its column names are those of
+/// `messages`, unqualified.
 fn where_clause(filter: &MessageFilter, plan: TextPlan) -> (String, Vec<Value>) {
     let mut clauses: Vec<String> = Vec::new();
     let mut params: Vec<Value> = Vec::new();
-    let mut any_of = |column: &str, values: &[String], params: &mut Vec<Value>| {
-        if values.len() == 1 {
-            clauses.push(format!("{column} = ?"));
+    let placeholders = |n: usize| vec!["?"; n].join(", ");
+    if !filter.kinds.is_empty() {
+        // Beside a user, session or meeting, a type is checked on that filter's rows, never
+        // walked by the type index: `type=text` is most of the archive, and without table
+        // statistics some SQLite versions take the type index (3.40's planner does; the
+        // bundled one does not). `+` keeps a term out of index choice.
+        let keyed =
+            !filter.users.is_empty() || filter.session.is_some() || filter.meeting.is_some();
+        let column = if keyed { "+kind" } else { "kind" };
+        clauses.push(if filter.kinds.len() == 1 {
+            format!("{column} = ?")
         } else {
-            clauses.push(format!(
-                "{column} IN ({})",
-                vec!["?"; values.len()].join(", ")
-            ));
+            format!("{column} IN ({})", placeholders(filter.kinds.len()))
+        });
+        params.extend(filter.kinds.iter().map(|v| Value::Text(v.clone())));
+    }
+    // An id is matched through its key, looked up once per query (an unknown id matches nothing).
+    for ((table, id, key), values) in [
+        (USERS, filter.users.as_slice()),
+        (SESSIONS, filter.session.as_slice()),
+        (MEETINGS, filter.meeting.as_slice()),
+    ] {
+        match values.len() {
+            0 => continue,
+            1 => clauses.push(format!(
+                "{key} = (SELECT {key} FROM {table} WHERE {id} = ?)"
+            )),
+            n => clauses.push(format!(
+                "{key} IN (SELECT {key} FROM {table} WHERE {id} IN ({}))",
+                placeholders(n)
+            )),
         }
         params.extend(values.iter().map(|v| Value::Text(v.clone())));
-    };
-    if !filter.users.is_empty() {
-        any_of("user_id", &filter.users, &mut params);
-    }
-    if !filter.kinds.is_empty() {
-        any_of("kind", &filter.kinds, &mut params);
-    }
-    if let Some(session) = &filter.session {
-        any_of("session_id", std::slice::from_ref(session), &mut params);
-    }
-    if let Some(meeting) = &filter.meeting {
-        any_of("meeting_id", std::slice::from_ref(meeting), &mut params);
     }
     // Literals, not parameters: the planner can use the partial indexes `WHERE pinned = 1` /
     // `WHERE edited = 1` only when it sees the value. (Booleans only: no injection surface.)
@@ -381,12 +402,13 @@ pub fn user_page(
     limit: u32,
 ) -> rusqlite::Result<Vec<UserRecord>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT user_id, count(*), count(DISTINCT session_id),
-                (SELECT display_name FROM messages latest WHERE latest.user_id = m.user_id
+        "SELECT p.user_id, count(*), count(DISTINCT m.session_key),
+                (SELECT display_name FROM messages latest WHERE latest.user_key = p.user_key
                  ORDER BY created_ms DESC, seq DESC LIMIT 1)
-         FROM messages m
-         WHERE (?1 IS NULL OR user_id > ?1) AND (?2 IS NULL OR session_id = ?2)
-         GROUP BY user_id ORDER BY user_id LIMIT ?3",
+         FROM participants p JOIN messages m ON m.user_key = p.user_key
+         WHERE (?1 IS NULL OR p.user_id > ?1)
+           AND (?2 IS NULL OR m.session_key = (SELECT session_key FROM sessions WHERE session_id = ?2))
+         GROUP BY p.user_id ORDER BY p.user_id LIMIT ?3",
     )?;
     let rows = stmt.query_map(rusqlite::params![after, session, limit], |r| {
         Ok(UserRecord {
@@ -436,9 +458,9 @@ pub fn message_stats(
          GROUP BY day ORDER BY day"
     ))?;
     let mut stmt = conn.prepare(&format!(
-        "SELECT user_id, count(*) AS n,
-                (SELECT display_name FROM messages latest WHERE latest.user_id = m.user_id ORDER BY created_ms DESC, seq DESC LIMIT 1)
-         FROM messages m WHERE {condition} GROUP BY user_id ORDER BY n DESC, user_id LIMIT {top}"
+        "SELECT (SELECT user_id FROM participants p WHERE p.user_key = m.user_key) AS user_id, count(*) AS n,
+                (SELECT display_name FROM messages latest WHERE latest.user_key = m.user_key ORDER BY created_ms DESC, seq DESC LIMIT 1)
+         FROM messages m WHERE {condition} GROUP BY m.user_key ORDER BY n DESC, user_id LIMIT {top}"
     ))?;
     let top_users = stmt
         .query_map(params_from_iter(params.iter()), |r| {

@@ -37,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/002_fts_kept_by_loader.sql"),
     include_str!("migrations/003_partial_flag_indexes.sql"),
     include_str!("migrations/004_text_once.sql"),
+    include_str!("migrations/005_integer_keys.sql"),
 ];
 
 /// The schema version [`SCHEMA`] is, and every migrated database ends at.

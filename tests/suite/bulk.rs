@@ -106,7 +106,7 @@ fn one_batch_of_many_sessions_keeps_the_full_text_index_exact() {
         assert_eq!(fts_count(&conn, word), hits, "{word}");
     }
     let texts: Vec<(String, Option<String>)> = conn
-        .prepare("SELECT id, text FROM messages ORDER BY session_id, id")
+        .prepare("SELECT id, text FROM message_view ORDER BY session_id, id")
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap()
@@ -194,7 +194,10 @@ fn a_database_made_by_the_first_schema_is_migrated_with_its_messages() {
               ('m1', 's-old', 'mt', 'u1', 'Ann', 'text', 0, 0, 'hello old world', NULL, NULL, NULL,
                'hello old world', '2026-06-03T10:00:00.000Z', 1780480800000),
               ('m2', 's-old', 'mt', 'u1', 'Ann', 'image', 1, 0, NULL, 'https://x/p.png', NULL, NULL,
-               'https://x/p.png', '2026-06-03T10:00:01.000Z', 1780480801000);",
+               'https://x/p.png', '2026-06-03T10:00:01.000Z', 1780480801000),
+              -- A message whose session has no row: it must not be lost when keys come in.
+              ('m3', 's-orphan', 'mt2', 'u2', 'Bo', 'text', 0, 0, 'orphan text', NULL, NULL, NULL,
+               'orphan text', '2026-06-03T10:00:02.000Z', 1780480802000);",
         )
         .unwrap();
         // The first schema's triggers indexed the text.
@@ -206,7 +209,7 @@ fn a_database_made_by_the_first_schema_is_migrated_with_its_messages() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     let columns: Vec<String> = conn
         .prepare("SELECT name FROM pragma_table_xinfo('messages')")
         .unwrap()
@@ -216,24 +219,108 @@ fn a_database_made_by_the_first_schema_is_migrated_with_its_messages() {
         .collect();
     assert!(columns.contains(&"text".to_owned()), "{columns:?}");
     assert!(!columns.contains(&"created_at".to_owned()), "{columns:?}");
-    let rows: Vec<(String, Option<String>, String)> = conn
-        .prepare("SELECT id, text, payload FROM messages ORDER BY id")
+    for (key, id) in [
+        ("session_key", "session_id"),
+        ("meeting_key", "meeting_id"),
+        ("user_key", "user_id"),
+    ] {
+        assert!(columns.contains(&key.to_owned()), "{columns:?}");
+        assert!(!columns.contains(&id.to_owned()), "{columns:?}");
+    }
+    type Row = (
+        i64,
+        String,
+        String,
+        String,
+        String,
+        Option<String>,
+        String,
+        String,
+    );
+    let rows: Vec<Row> = conn
+        .prepare(
+            "SELECT seq, id, session_id, meeting_id, user_id, text, payload, created_at
+             FROM message_view ORDER BY id",
+        )
         .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            ))
+        })
         .unwrap()
         .map(Result::unwrap)
         .collect();
+    let row = |seq: i64,
+               id: &str,
+               session: &str,
+               meeting: &str,
+               user: &str,
+               text: Option<&str>,
+               payload: &str,
+               at: &str|
+     -> Row {
+        (
+            seq,
+            id.into(),
+            session.into(),
+            meeting.into(),
+            user.into(),
+            text.map(Into::into),
+            payload.into(),
+            at.into(),
+        )
+    };
     assert_eq!(
         rows,
         vec![
-            (
-                "m1".into(),
-                Some("hello old world".into()),
-                "hello old world".into()
+            row(
+                1,
+                "m1",
+                "s-old",
+                "mt",
+                "u1",
+                Some("hello old world"),
+                "hello old world",
+                "2026-06-03T10:00:00.000Z"
             ),
-            ("m2".into(), None, "https://x/p.png".into()),
+            row(
+                2,
+                "m2",
+                "s-old",
+                "mt",
+                "u1",
+                None,
+                "https://x/p.png",
+                "2026-06-03T10:00:01.000Z"
+            ),
+            row(
+                3,
+                "m3",
+                "s-orphan",
+                "mt2",
+                "u2",
+                Some("orphan text"),
+                "orphan text",
+                "2026-06-03T10:00:02.000Z"
+            ),
         ]
     );
+    let orphan: (String, i64) = conn
+        .query_row(
+            "SELECT status, message_count FROM sessions WHERE session_id = 's-orphan'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(orphan, ("loaded".into(), 1));
     // The rebuilt index finds the old rows, and new loads keep it exact.
     assert_eq!(fts_count(&conn, "hello"), 1);
     assert_index_matches_messages(&conn);

@@ -136,12 +136,12 @@ fn ingest_loads_a_multi_session_file_each_session_as_a_unit() {
     let conn = rusqlite::Connection::open(&db).unwrap();
     let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
     assert_eq!(
-        count("SELECT count(*) FROM messages WHERE session_id = 's-a'"),
+        count("SELECT count(*) FROM message_view WHERE session_id = 's-a'"),
         6,
         "both runs of s-a are kept"
     );
     assert_eq!(
-        count("SELECT count(*) FROM messages WHERE session_id = 's-b'"),
+        count("SELECT count(*) FROM message_view WHERE session_id = 's-b'"),
         4
     );
     assert_eq!(
@@ -231,7 +231,7 @@ async fn reprocess_reloads_from_the_stored_dump_without_network() {
         "no network: the stored dump was used"
     );
     assert_eq!(
-        app.count("SELECT count(*) FROM messages WHERE session_id = 's-re'"),
+        app.count("SELECT count(*) FROM message_view WHERE session_id = 's-re'"),
         12
     );
     assert_eq!(
@@ -316,7 +316,7 @@ async fn reprocess_dead_fetches_a_fresh_url_and_jobs_lists_errors() {
         .unwrap();
     assert!(output.status.success(), "{}", stdout(&output));
     assert_eq!(
-        app.count("SELECT count(*) FROM messages WHERE session_id = 's-dead'"),
+        app.count("SELECT count(*) FROM message_view WHERE session_id = 's-dead'"),
         5
     );
     assert_eq!(

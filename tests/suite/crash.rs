@@ -166,7 +166,7 @@ impl Site {
         let conn = self.db();
         let (count, distinct): (i64, i64) = conn
             .query_row(
-                "SELECT count(*), count(DISTINCT id) FROM messages WHERE session_id = ?1",
+                "SELECT count(*), count(DISTINCT id) FROM message_view WHERE session_id = ?1",
                 [session],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )

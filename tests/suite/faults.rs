@@ -141,7 +141,7 @@ async fn a_full_disk_answers_503_keeps_every_acknowledged_delivery_and_recovers(
     for (session, rows) in &acknowledged {
         let count: i64 = db
             .query_row(
-                "SELECT count(*) FROM messages WHERE session_id = ?1",
+                "SELECT count(*) FROM message_view WHERE session_id = ?1",
                 [session],
                 |r| r.get(0),
             )
@@ -190,7 +190,7 @@ async fn a_load_that_hits_a_full_disk_rolls_back_retries_and_loads_once() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_ne!(app.jobs()[0].1, "done", "{:?}", app.jobs());
     assert_eq!(
-        app.count("SELECT count(*) FROM messages WHERE session_id = 'disk-load'"),
+        app.count("SELECT count(*) FROM message_view WHERE session_id = 'disk-load'"),
         0,
         "a failed attempt leaves no rows"
     );
@@ -202,7 +202,7 @@ async fn a_load_that_hits_a_full_disk_rolls_back_retries_and_loads_once() {
         "the first attempt did not succeed"
     );
     assert_eq!(
-        app.count("SELECT count(*) FROM messages WHERE session_id = 'disk-load'"),
+        app.count("SELECT count(*) FROM message_view WHERE session_id = 'disk-load'"),
         60_000
     );
     assert_eq!(integrity(&app.db()), "ok");
@@ -455,7 +455,7 @@ async fn many_senders_with_duplicates_while_analysts_query_and_cron_reprocesses(
             .query_row(
                 "SELECT count(*), count(DISTINCT id),
                         (SELECT message_count FROM sessions WHERE session_id = ?1)
-                 FROM messages WHERE session_id = ?1",
+                 FROM message_view WHERE session_id = ?1",
                 [session],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )

@@ -219,7 +219,7 @@ async fn every_broken_dump_ends_in_its_documented_outcome_and_the_service_stays_
                 );
                 let stored: i64 = db
                     .query_row(
-                        "SELECT count(*) FROM messages WHERE session_id = ?1",
+                        "SELECT count(*) FROM message_view WHERE session_id = ?1",
                         [&session],
                         |r| r.get(0),
                     )
@@ -263,7 +263,7 @@ async fn every_broken_dump_ends_in_its_documented_outcome_and_the_service_stays_
     // Content survives byte for byte.
     let nul: String = db
         .query_row(
-            "SELECT text FROM messages WHERE session_id = 'bad-nul-bytes'",
+            "SELECT text FROM message_view WHERE session_id = 'bad-nul-bytes'",
             [],
             |r| r.get(0),
         )
@@ -271,7 +271,7 @@ async fn every_broken_dump_ends_in_its_documented_outcome_and_the_service_stays_
     assert_eq!(nul, "a\0b");
     let big: i64 = db
         .query_row(
-            "SELECT length(text) FROM messages WHERE session_id = 'bad-ten-megabyte-field'",
+            "SELECT length(text) FROM message_view WHERE session_id = 'bad-ten-megabyte-field'",
             [],
             |r| r.get(0),
         )

@@ -184,7 +184,7 @@ fn stored_rows(app: &TestApp, session: &str) -> Vec<Expected> {
     let mut stmt = conn
         .prepare(
             "SELECT id, user_id, display_name, pinned, edited, kind, payload, kind, text, link, file_name, file_size, created_ms
-             FROM messages WHERE session_id = ?1 ORDER BY created_ms, id",
+             FROM message_view WHERE session_id = ?1 ORDER BY created_ms, id",
         )
         .unwrap();
     stmt.query_map([session], |r| {
@@ -303,7 +303,7 @@ async fn bad_rows_are_rejected_and_counted_while_the_rest_load() {
     let jobs = app.wait_for_jobs(WAIT).await;
     assert_eq!(jobs[0].1, "done");
     assert_eq!(
-        app.count("SELECT count(*) FROM messages WHERE session_id = 's-rej'"),
+        app.count("SELECT count(*) FROM message_view WHERE session_id = 's-rej'"),
         5
     );
     assert_eq!(app.count("SELECT rows_rejected FROM jobs"), 5);
@@ -781,7 +781,7 @@ async fn a_newer_dump_updates_edits_and_removes_deleted_messages() {
     let jobs = app.wait_for_jobs(WAIT).await;
     assert!(jobs.iter().all(|j| j.1 == "done"), "{jobs:?}");
     assert_eq!(
-        app.count("SELECT count(*) FROM messages WHERE session_id = 's-edit'"),
+        app.count("SELECT count(*) FROM message_view WHERE session_id = 's-edit'"),
         9
     );
     assert_eq!(

@@ -733,6 +733,24 @@ fn every_documented_filter_is_served_from_an_index() {
             users: vec!["u".into(), "v".into()],
             ..Default::default()
         },
+        // `type=text` is most rows: beside a user or session, theirs is the index to walk.
+        MessageFilter {
+            users: vec!["u".into()],
+            kinds: vec!["text".into()],
+            ..Default::default()
+        },
+        MessageFilter {
+            session: s("s"),
+            kinds: vec!["text".into(), "image".into()],
+            pinned: Some(true),
+            ..Default::default()
+        },
+        MessageFilter {
+            meeting: s("m"),
+            kinds: vec!["file".into()],
+            edited: Some(true),
+            ..Default::default()
+        },
         MessageFilter {
             kinds: vec!["image".into()],
             ..Default::default()
@@ -826,9 +844,33 @@ fn every_documented_filter_is_served_from_an_index() {
                     || filter.since_ms.is_some()
                     || filter.pinned == Some(false)
                     || filter.edited == Some(false);
+                // The steps over `messages` itself (the others look up ids' keys).
+                let walked: Vec<&String> = plan
+                    .iter()
+                    .filter(|p| p.starts_with("SEARCH messages ") || p.starts_with("SCAN messages"))
+                    .collect();
                 if !unfiltered {
                     assert!(
-                        plan.iter().any(|p| p.contains("SEARCH") || partial(p)),
+                        walked
+                            .iter()
+                            .any(|p| p.starts_with("SEARCH messages ") || partial(p)),
+                        "{filter:?}: {plan:?}"
+                    );
+                }
+                // A user, session or meeting filter walks its own index, unless the full-text
+                // matches are collected first (then they are the search).
+                let keyed = [
+                    (!filter.users.is_empty(), "INDEX messages_user_time "),
+                    (filter.session.is_some(), "INDEX messages_session_time "),
+                    (filter.meeting.is_some(), "INDEX messages_meeting_time "),
+                ];
+                let collected =
+                    filter.text_query.is_some() && text_plan == messages::TextPlan::Collect;
+                if keyed.iter().any(|(on, _)| *on) && !collected {
+                    assert!(
+                        walked
+                            .iter()
+                            .any(|p| keyed.iter().any(|(on, index)| *on && p.contains(index))),
                         "{filter:?}: {plan:?}"
                     );
                 }
