@@ -120,7 +120,9 @@ CREATE INDEX messages_time ON messages (created_ms);
 CREATE INDEX messages_session_time ON messages (session_key, created_ms);
 CREATE INDEX messages_meeting_time ON messages (meeting_key, created_ms);
 CREATE INDEX messages_user_time ON messages (user_key, created_ms);
-CREATE INDEX messages_kind_time ON messages (kind, created_ms);
+-- Text is most messages (85% in a typical archive): a page of `type=text` is found by walking the
+-- time index, so the type index holds only the other types and costs the loader little.
+CREATE INDEX messages_kind_time ON messages (kind, created_ms) WHERE kind <> 'text';
 -- Pinned (2%) and edited (5%) rows are few: partial indexes cost the loader little. The filter
 -- writes `pinned = 1` as a literal so the planner can use them.
 CREATE INDEX messages_pinned_time ON messages (created_ms) WHERE pinned = 1;

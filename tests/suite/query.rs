@@ -756,6 +756,16 @@ fn every_documented_filter_is_served_from_an_index() {
             ..Default::default()
         },
         MessageFilter {
+            kinds: vec!["image".into()],
+            pinned: Some(true),
+            ..Default::default()
+        },
+        // Most messages are text: the time index is walked and the type checked.
+        MessageFilter {
+            kinds: vec!["text".into()],
+            ..Default::default()
+        },
+        MessageFilter {
             kinds: vec!["image".into(), "file".into()],
             ..Default::default()
         },
@@ -839,7 +849,12 @@ fn every_documented_filter_is_served_from_an_index() {
                     text_query: None,
                     ..filter.clone()
                 } == MessageFilter::default();
+                let only_text_type = MessageFilter {
+                    kinds: vec!["text".into()],
+                    ..Default::default()
+                };
                 let unfiltered = filter == MessageFilter::default()
+                    || filter == only_text_type
                     || (text_plan == messages::TextPlan::Probe && only_text)
                     || filter.since_ms.is_some()
                     || filter.pinned == Some(false)

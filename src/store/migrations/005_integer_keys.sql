@@ -96,7 +96,7 @@ CREATE INDEX messages_time ON messages (created_ms);
 CREATE INDEX messages_session_time ON messages (session_key, created_ms);
 CREATE INDEX messages_meeting_time ON messages (meeting_key, created_ms);
 CREATE INDEX messages_user_time ON messages (user_key, created_ms);
-CREATE INDEX messages_kind_time ON messages (kind, created_ms);
+CREATE INDEX messages_kind_time ON messages (kind, created_ms) WHERE kind <> 'text';
 CREATE INDEX messages_pinned_time ON messages (created_ms) WHERE pinned = 1;
 CREATE INDEX messages_pinned_kind_time ON messages (kind, created_ms) WHERE pinned = 1;
 CREATE INDEX messages_edited_time ON messages (created_ms) WHERE edited = 1;
