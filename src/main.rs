@@ -12,3 +12,9 @@ fn main() -> ExitCode {
     chatsink::telemetry::init(cli.log_format);
     chatsink::cli::run(cli.command)
 }
+
+/// The dump parser allocates each row's strings on its own thread and the loader frees them on
+/// another; glibc's allocator locks the parser's arena for every such free. mimalloc frees across
+/// threads cheaply (1M-row ingest: 6.5-6.8 s -> 6.1-6.2 s, interleaved runs; peak RSS +13 MB).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
