@@ -1,4 +1,4 @@
-use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 use std::fmt;
 
 /// An instant in UTC with millisecond precision, as chatsink stores and serves it.
@@ -65,7 +65,9 @@ impl Timestamp {
     /// RFC 3339 in UTC with exactly three fractional digits: `2026-06-03T10:00:00.000Z`.
     pub fn to_rfc3339(self) -> String {
         match Utc.timestamp_millis_opt(self.0).single() {
-            Some(t) => t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+            // Not `format("…%.3fZ")`: that interprets the pattern per call, a tenth of the CPU
+            // of a 100-row API page.
+            Some(t) => t.to_rfc3339_opts(SecondsFormat::Millis, true),
             None => self.0.to_string(),
         }
     }
