@@ -5,6 +5,9 @@
 //!   cargo bench --bench system                           # everything, full size (~10 min)
 //!   CHATSINK_BENCH_SCALE=0.1 cargo bench --bench system  # a tenth of the data, for a quick look
 //!   CHATSINK_BENCH_ONLY=intake,ttq cargo bench --bench system
+//!   CHATSINK_BENCH_DB=x.db CHATSINK_BENCH_ONLY=queries cargo bench --bench system
+//!       # queries (or growth) on a database a previous run left in target/bench-work/ingest.db,
+//!       # copied elsewhere first (the work dir is emptied at start), skipping the ingest
 //!
 //! Needs the `sqlite3` CLI for the references and `/usr/bin/time` for peak memory.
 
@@ -24,7 +27,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_chatsink");
+/// The binary under test: this build's, or `CHATSINK_BENCH_BIN` to compare another build.
+fn bin() -> String {
+    std::env::var("CHATSINK_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_chatsink").into())
+}
 const HMAC_KEY: &[u8] = b"bench-hmac-key-0123456789abcdefgh";
 const TOKEN: &str = "bench-read-token-0123456789abcdef";
 
@@ -58,9 +64,10 @@ fn main() {
     eprintln!("bench: work dir {}, scale {scale}", work.display());
 
     let sessions = ((500.0 * scale).round() as usize).max(1);
-    let ingest_db = work.join("ingest.db");
-    if wanted("ingest") || wanted("growth") || wanted("queries") {
-        figures.extend(bulk_ingest(&work, sessions, &ingest_db));
+    let reuse = std::env::var_os("CHATSINK_BENCH_DB").map(PathBuf::from);
+    let ingest_db = reuse.clone().unwrap_or_else(|| work.join("ingest.db"));
+    if wanted("ingest") || (reuse.is_none() && (wanted("growth") || wanted("queries"))) {
+        figures.extend(bulk_ingest(&work, sessions, &work.join("ingest.db")));
     }
     if wanted("growth") {
         figures.push(growth(&work, &ingest_db, scale));
@@ -107,7 +114,7 @@ fn bulk_ingest(work: &Path, sessions: usize, db: &Path) -> Vec<Figure> {
         let _ = std::fs::remove_dir_all(work.join("ingest-data"));
         let _ = std::fs::remove_file(db);
         let (secs, rss) = time_and_rss(
-            Command::new(BIN)
+            Command::new(bin())
                 .args(["ingest", "--database"])
                 .arg(db)
                 .arg("--data-dir")
@@ -361,7 +368,7 @@ fn growth(work: &Path, ingest_db: &Path, scale: f64) -> Figure {
 }
 
 fn chatsink_quiet(args: &[&str]) {
-    let status = Command::new(BIN)
+    let status = Command::new(bin())
         .args(args)
         .env("RUST_LOG", "warn")
         .env(
@@ -428,7 +435,7 @@ async fn serve(work: &Path, db: &Path, extra: &[(&str, &str)], rsa_pem: &str) ->
         .port();
     let key_file = work.join("rtk.pem");
     std::fs::write(&key_file, rsa_pem).unwrap();
-    let mut command = Command::new(BIN);
+    let mut command = Command::new(bin());
     command
         .arg("serve")
         .env("CHATSINK_LISTEN", format!("127.0.0.1:{port}"))
@@ -694,11 +701,14 @@ async fn queries(work: &Path, ingest_db: &Path) -> Vec<Figure> {
     let mut figures = Vec::new();
     for (name, query, filter) in cases {
         let url = format!("{}/v1/messages?{query}&limit=100", served.base);
+        let cpu_before = cpu_seconds(served.child.id());
         let (rps, mut latencies) = hammer(&client, &url, 16, Duration::from_secs(4)).await;
+        // CPU per request is steadier than requests/s on a shared host: it ignores stolen time.
+        let cpu_ms = (cpu_seconds(served.child.id()) - cpu_before) * 1e3 / latencies.len() as f64;
         let p99 = percentile(&mut latencies, 0.99);
         let reference = sqlite_cli_query_ms(&db, &filter);
         eprintln!(
-            "bench: query {name}: {rps:.0}/s, p99 {p99:.1} ms; sqlite3 CLI {reference:.2} ms"
+            "bench: query {name}: {rps:.0}/s, p99 {p99:.1} ms, server CPU {cpu_ms:.3} ms/request; sqlite3 CLI {reference:.2} ms"
         );
         figures.push(Figure {
             name: format!("5. /v1/messages {name}, 16 clients: p99 (sqlite3 CLI: plain SQL)"),
@@ -718,6 +728,24 @@ async fn queries(work: &Path, ingest_db: &Path) -> Vec<Figure> {
         });
     }
     figures
+}
+
+/// User plus system CPU time of a process so far (Linux `/proc`; 0 elsewhere).
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11..13]
+        .iter()
+        .filter_map(|f| f.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0 // USER_HZ, 100 on Linux
 }
 
 /// Requests `url` from `clients` concurrent clients for `length`; returns requests/s and ms.
@@ -756,8 +784,9 @@ async fn hammer(
     (rps, latencies)
 }
 
-/// Milliseconds per execution, through the sqlite3 CLI, of the straightforward SQL for `filter`
-/// (the collect-and-sort form for `q`; chatsink may plan it differently). 100 runs in one
+/// Milliseconds per execution, through the sqlite3 CLI, of chatsink's SQL for a page of `filter`
+/// (rows with their stored keys; chatsink then looks up the page's ids. The collect-and-sort
+/// form for `q`; chatsink may plan it differently). 100 runs in one
 /// process with output discarded, or one run when a single one is slow.
 fn sqlite_cli_query_ms(db: &Path, filter: &MessageFilter) -> f64 {
     let (sql, params) = message_page_sql(filter, Order::Asc, None, 100, TextPlan::Collect);
