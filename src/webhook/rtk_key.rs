@@ -26,9 +26,29 @@ pub enum KeyError {
     Unavailable { url: String, reason: String },
 }
 
+/// A public key ready to verify with: for keys of 2048 bits and more, its PKCS#1 DER for `ring`,
+/// encoded once rather than per delivery.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RtkKey {
+    pub key: RsaPublicKey,
+    pub pkcs1_der: Option<Vec<u8>>,
+}
+
+impl RtkKey {
+    pub fn new(key: RsaPublicKey) -> Self {
+        use rsa::pkcs1::EncodeRsaPublicKey;
+        use rsa::traits::PublicKeyParts;
+        let pkcs1_der = (key.size() >= 256)
+            .then(|| key.to_pkcs1_der().ok())
+            .flatten()
+            .map(|der| der.as_bytes().to_vec());
+        Self { key, pkcs1_der }
+    }
+}
+
 pub struct RsaKeyStore {
     source: RsaKeySource,
-    current: RwLock<Option<Arc<RsaPublicKey>>>,
+    current: RwLock<Option<Arc<RtkKey>>>,
     fetching: tokio::sync::Mutex<()>,
     /// When a failed signature last caused a re-fetch; such re-fetches are rate-limited.
     last_refetch: Mutex<Option<Instant>>,
@@ -38,7 +58,7 @@ pub struct RsaKeyStore {
 impl RsaKeyStore {
     pub fn new(source: RsaKeySource) -> Result<Self, String> {
         let current = match &source {
-            RsaKeySource::Pem(pem) => Some(Arc::new(parse_rsa_public_key(pem)?)),
+            RsaKeySource::Pem(pem) => Some(Arc::new(RtkKey::new(parse_rsa_public_key(pem)?))),
             RsaKeySource::Url(_) => None,
         };
         let client = reqwest::Client::builder()
@@ -67,12 +87,12 @@ impl RsaKeyStore {
         }
     }
 
-    fn cached(&self) -> Option<Arc<RsaPublicKey>> {
+    fn cached(&self) -> Option<Arc<RtkKey>> {
         self.current.read().expect("key lock").clone()
     }
 
     /// The key, fetching it if it is not known yet.
-    pub async fn key(&self) -> Result<Arc<RsaPublicKey>, KeyError> {
+    pub async fn key(&self) -> Result<Arc<RtkKey>, KeyError> {
         if let Some(key) = self.cached() {
             return Ok(key);
         }
@@ -85,7 +105,7 @@ impl RsaKeyStore {
 
     /// After a failed verification: a possibly rotated key, or `None` when the key is fixed by
     /// configuration, was fetched less than a minute ago, or did not change.
-    pub async fn refreshed_key(&self, failed: &Arc<RsaPublicKey>) -> Option<Arc<RsaPublicKey>> {
+    pub async fn refreshed_key(&self, failed: &Arc<RtkKey>) -> Option<Arc<RtkKey>> {
         if matches!(self.source, RsaKeySource::Pem(_)) {
             return None;
         }
@@ -104,7 +124,7 @@ impl RsaKeyStore {
         (*key != **failed).then_some(key)
     }
 
-    async fn fetch(&self) -> Result<Arc<RsaPublicKey>, KeyError> {
+    async fn fetch(&self) -> Result<Arc<RtkKey>, KeyError> {
         let RsaKeySource::Url(url) = &self.source else {
             unreachable!("a configured key is always cached");
         };
@@ -129,7 +149,7 @@ impl RsaKeyStore {
             .pointer("/data/publicKey")
             .and_then(|v| v.as_str())
             .ok_or_else(|| unavailable("no data.publicKey in the answer".into()))?;
-        let key = Arc::new(parse_rsa_public_key(pem).map_err(unavailable)?);
+        let key = Arc::new(RtkKey::new(parse_rsa_public_key(pem).map_err(unavailable)?));
         *self.current.write().expect("key lock") = Some(key.clone());
         tracing::info!(url = %url, "RealtimeKit public key fetched");
         Ok(key)

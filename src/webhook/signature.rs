@@ -1,13 +1,12 @@
 //! Deciding whether a delivery really comes from RealtimeKit (or a relay holding a shared
 //! secret). Always over the raw body bytes as received, never a re-serialisation.
 
-use super::rtk_key::{KeyError, RsaKeyStore};
+use super::rtk_key::{KeyError, RsaKeyStore, RtkKey};
 use super::standard_webhooks::{verify_hmac, HmacError};
 use crate::config::VerifySettings;
 use base64::Engine;
 use rsa::pkcs1v15::{Signature, VerifyingKey};
 use rsa::signature::Verifier as _;
-use rsa::RsaPublicKey;
 use secrecy::ExposeSecret;
 use sha2::Sha256;
 use std::sync::Arc;
@@ -151,14 +150,12 @@ impl Verifier {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(value.trim())
             .map_err(|_| rejected("not base64"))?;
-        let signature =
-            Signature::try_from(bytes.as_slice()).map_err(|_| rejected("malformed signature"))?;
         let key = self.rsa.key().await?;
-        if rsa_matches(&key, body, &signature, &bytes) {
+        if rsa_matches(&key, body, &bytes) {
             return Ok(());
         }
         match self.rsa.refreshed_key(&key).await {
-            Some(rotated) if rsa_matches(&rotated, body, &signature, &bytes) => Ok(()),
+            Some(rotated) if rsa_matches(&rotated, body, &bytes) => Ok(()),
             _ => Err(rejected("signature does not match the body")),
         }
     }
@@ -168,22 +165,20 @@ impl Verifier {
 /// tree for TLS), whose constant-time assembly verifies several times faster than the `rsa`
 /// crate: RSA verification was the webhook's largest cost. Smaller (legacy) keys, which `ring`
 /// refuses, use the `rsa` crate.
-fn rsa_matches(key: &RsaPublicKey, body: &[u8], signature: &Signature, raw: &[u8]) -> bool {
-    use rsa::pkcs1::EncodeRsaPublicKey;
-    use rsa::traits::PublicKeyParts;
-    if key.size() >= 256 {
-        if let Ok(der) = key.to_pkcs1_der() {
-            return ring::signature::UnparsedPublicKey::new(
-                &ring::signature::RSA_PKCS1_2048_8192_SHA256,
-                der.as_bytes(),
-            )
-            .verify(body, raw)
-            .is_ok();
-        }
-    }
-    VerifyingKey::<Sha256>::new(key.clone())
+fn rsa_matches(key: &RtkKey, body: &[u8], signature: &[u8]) -> bool {
+    if let Some(der) = &key.pkcs1_der {
+        return ring::signature::UnparsedPublicKey::new(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            der,
+        )
         .verify(body, signature)
-        .is_ok()
+        .is_ok();
+    }
+    Signature::try_from(signature).is_ok_and(|signature| {
+        VerifyingKey::<Sha256>::new(key.key.clone())
+            .verify(body, &signature)
+            .is_ok()
+    })
 }
 
 fn hmac_rejection(e: HmacError) -> VerifyError {
@@ -203,26 +198,22 @@ mod tests {
     use super::*;
     use rsa::pkcs1v15::SigningKey;
     use rsa::signature::{SignatureEncoding, Signer};
-    use rsa::RsaPrivateKey;
+    use rsa::{RsaPrivateKey, RsaPublicKey};
 
     /// Both paths: `ring` for 2048-bit keys, the `rsa` crate for a legacy 1024-bit one.
     #[test]
     fn rsa_matches_only_the_signed_body_with_either_backend() {
         for bits in [1024, 2048] {
             let private = RsaPrivateKey::new(&mut rand::thread_rng(), bits).unwrap();
-            let public = RsaPublicKey::from(&private);
+            let public = RtkKey::new(RsaPublicKey::from(&private));
+            assert_eq!(public.pkcs1_der.is_some(), bits >= 2048);
             let body = b"{\"event\":\"meeting.chatSynced\"}";
             let raw = SigningKey::<Sha256>::new(private).sign(body).to_vec();
-            let signature = Signature::try_from(raw.as_slice()).unwrap();
-            assert!(rsa_matches(&public, body, &signature, &raw), "{bits}");
-            assert!(!rsa_matches(&public, b"{}", &signature, &raw), "{bits}");
+            assert!(rsa_matches(&public, body, &raw), "{bits}");
+            assert!(!rsa_matches(&public, b"{}", &raw), "{bits}");
             let mut flipped = raw.clone();
             flipped[10] ^= 1;
-            let flipped_sig = Signature::try_from(flipped.as_slice()).unwrap();
-            assert!(
-                !rsa_matches(&public, body, &flipped_sig, &flipped),
-                "{bits}"
-            );
+            assert!(!rsa_matches(&public, body, &flipped), "{bits}");
         }
     }
 }
