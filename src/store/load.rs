@@ -377,7 +377,7 @@ fn refresh_session_counts(
     new_session: bool,
     now: i64,
 ) -> rusqlite::Result<i64> {
-    conn.execute(
+    let message_count = conn.query_row(
         "UPDATE sessions SET
             meeting_id = coalesce(meeting_id,
                 (SELECT mt.meeting_id FROM messages m JOIN meetings mt ON mt.meeting_key = m.meeting_key
@@ -389,8 +389,10 @@ fn refresh_session_counts(
                  FROM messages WHERE session_key = ?1),
             rejected_count = (SELECT count(*) FROM rejected_rows WHERE rejected_rows.session_id = sessions.session_id),
             status = 'loaded', loaded_ms = ?2, updated_ms = ?2
-         WHERE session_key = ?1",
+         WHERE session_key = ?1
+         RETURNING message_count",
         params![session_key, now],
+        |r| r.get(0),
     )?;
     if new_session {
         conn.execute(
@@ -398,9 +400,5 @@ fn refresh_session_counts(
             [session_key],
         )?;
     }
-    conn.query_row(
-        "SELECT message_count FROM sessions WHERE session_key = ?1",
-        [session_key],
-        |r| r.get(0),
-    )
+    Ok(message_count)
 }

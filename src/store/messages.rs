@@ -104,7 +104,7 @@ fn keyed_from_row(row: &Row<'_>) -> rusqlite::Result<Keyed> {
 
 /// Fills in the ids of a page's rows: one lookup per table for the page's distinct keys (a page
 /// is mostly a few sessions, meetings and users), where a join or a subquery per column would
-/// look each up again for every row (a third of the CPU of a 100-row page).
+/// look each up again for every row (a third of a 100-row page's instructions).
 fn with_ids(conn: &Connection, keyed: Vec<Keyed>) -> rusqlite::Result<Vec<MessageRow>> {
     use std::collections::{BTreeSet, HashMap};
     let ids = |(table, id, key): (&str, &str, &str),
@@ -369,10 +369,10 @@ fn probe_page(
     limit: u32,
 ) -> rusqlite::Result<Vec<MessageRow>> {
     // One snapshot for the walk and the fetch, so no row found can be gone when it is read.
-    let _snapshot = match conn.is_autocommit() {
-        true => Some(conn.unchecked_transaction()?),
-        false => None,
-    };
+    let _snapshot = conn
+        .is_autocommit()
+        .then(|| conn.unchecked_transaction())
+        .transpose()?;
     let q = filter.text_query.as_deref().unwrap_or_default();
     let mut fts = conn.prepare_cached(
         "SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?1 AND rowid BETWEEN ?2 AND ?3",
