@@ -2,7 +2,7 @@
 
 use super::now_ms;
 use crate::domain::{ChatSynced, Timestamp};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 
 /// A verified delivery, ready to store.
 #[derive(Debug, Clone)]
@@ -33,30 +33,29 @@ pub fn insert_delivery(
     delivery: &NewDelivery,
 ) -> Result<IntakeOutcome, rusqlite::Error> {
     // Prepared once per connection: the intake thread runs these thousands of times a second.
-    let inbox_id: Option<i64> = tx
+    // Ids come from last_insert_rowid(), not RETURNING: SQLite runs RETURNING as a trigger,
+    // which makes the statement open a statement journal and copy every page it touches into
+    // it (with 16 KB pages, a fifth of the intake thread's time).
+    let inserted = tx
         .prepare_cached(
             "INSERT INTO inbox (delivery_id, body_sha256, scheme, event, session_id, body, received_at, received_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT DO NOTHING
-             RETURNING id",
+             ON CONFLICT DO NOTHING",
         )?
-        .query_row(
-            params![
-                delivery.delivery_id,
-                delivery.body_sha256,
-                delivery.scheme,
-                delivery.event,
-                delivery.session_id,
-                delivery.body,
-                delivery.received.to_rfc3339(),
-                delivery.received.millis(),
-            ],
-            |row| row.get(0),
-        )
-        .optional()?;
-    let Some(inbox_id) = inbox_id else {
+        .execute(params![
+            delivery.delivery_id,
+            delivery.body_sha256,
+            delivery.scheme,
+            delivery.event,
+            delivery.session_id,
+            delivery.body,
+            delivery.received.to_rfc3339(),
+            delivery.received.millis(),
+        ])?;
+    if inserted == 0 {
         return Ok(IntakeOutcome::Duplicate);
-    };
+    }
+    let inbox_id = tx.last_insert_rowid();
     let Some(chat) = &delivery.chat_synced else {
         return Ok(IntakeOutcome::Stored {
             inbox_id,
@@ -64,21 +63,18 @@ pub fn insert_delivery(
         });
     };
     let now = now_ms();
-    let job_id: i64 = tx.prepare_cached(
+    tx.prepare_cached(
         "INSERT INTO jobs (kind, inbox_id, session_id, download_url, download_expiry_ms, state, next_attempt_ms, created_ms, updated_ms)
-         VALUES ('delivery', ?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5)
-         RETURNING id",
+         VALUES ('delivery', ?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5)",
     )?
-    .query_row(
-        params![
-            inbox_id,
-            chat.session_id.as_str(),
-            chat.chat_download_url,
-            chat.chat_download_url_expiry.map(Timestamp::millis),
-            now
-        ],
-        |row| row.get(0),
-    )?;
+    .execute(params![
+        inbox_id,
+        chat.session_id.as_str(),
+        chat.chat_download_url,
+        chat.chat_download_url_expiry.map(Timestamp::millis),
+        now
+    ])?;
+    let job_id = tx.last_insert_rowid();
     let iso = |t: Option<Timestamp>| t.map(Timestamp::to_rfc3339);
     let sort_ms = chat
         .started_at
@@ -119,4 +115,89 @@ pub fn insert_delivery(
         inbox_id,
         job_id: Some(job_id),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::SessionId;
+
+    fn delivery(id: &str, chat_synced: Option<ChatSynced>) -> NewDelivery {
+        NewDelivery {
+            delivery_id: Some(id.to_owned()),
+            body_sha256: format!("sha-of-{id}"),
+            scheme: "hmac",
+            event: "meeting.chatSynced".into(),
+            session_id: None,
+            body: id.as_bytes().to_vec(),
+            received: Timestamp::now(),
+            chat_synced,
+        }
+    }
+
+    fn chat(session: &str) -> ChatSynced {
+        ChatSynced {
+            session_id: SessionId::parse(session).unwrap(),
+            meeting_id: None,
+            title: Some("standup".into()),
+            chat_download_url: "http://127.0.0.1:9/dump.csv".into(),
+            chat_download_url_expiry: None,
+            created_at: None,
+            started_at: None,
+            ended_at: None,
+            organizer_id: None,
+            organizer_name: None,
+        }
+    }
+
+    /// The ids handed back (and put in the webhook's answer) are those of the rows just written,
+    /// and a duplicate writes nothing.
+    #[test]
+    fn outcomes_name_the_rows_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        drop(super::super::Database::open(&path).unwrap());
+        let conn = super::super::connect(&path).unwrap();
+
+        assert!(matches!(
+            insert_delivery(&conn, &delivery("plain", None)).unwrap(),
+            IntakeOutcome::Stored { job_id: None, .. }
+        ));
+        let IntakeOutcome::Stored {
+            inbox_id,
+            job_id: Some(job_id),
+        } = insert_delivery(&conn, &delivery("synced", Some(chat("s-1")))).unwrap()
+        else {
+            panic!("a chatSynced delivery enqueues a job");
+        };
+        let stored: String = conn
+            .query_row(
+                "SELECT delivery_id FROM inbox WHERE id = ?1",
+                [inbox_id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(stored, "synced");
+        let (job_inbox, job_session): (i64, String) = conn
+            .query_row(
+                "SELECT inbox_id, session_id FROM jobs WHERE id = ?1",
+                [job_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((job_inbox, job_session.as_str()), (inbox_id, "s-1"));
+
+        assert_eq!(
+            insert_delivery(&conn, &delivery("synced", Some(chat("s-1")))).unwrap(),
+            IntakeOutcome::Duplicate
+        );
+        let counts: (i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM inbox), (SELECT count(*) FROM jobs)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(counts, (2, 1));
+    }
 }
