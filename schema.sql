@@ -20,6 +20,10 @@ CREATE TABLE inbox (
 
 -- The ingest queue. A job is claimed with a lease (lease_token + claimed_until_ms) in a short
 -- transaction; it is finished only by the holder of the current lease.
+--
+-- The allowed states are spelled as ORs, not `IN (...)`: SQLite checks a list of more than two
+-- values by building a temporary B-tree each time the statement runs, and every delivery
+-- inserts a job (two such trees per delivery were a tenth of the webhook's instructions).
 CREATE TABLE jobs (
     id                INTEGER PRIMARY KEY,
     kind              TEXT NOT NULL CHECK (kind IN ('delivery', 'reprocess')),
@@ -27,7 +31,8 @@ CREATE TABLE jobs (
     session_id        TEXT NOT NULL,
     download_url      TEXT,
     download_expiry_ms INTEGER,
-    state             TEXT NOT NULL CHECK (state IN ('pending', 'running', 'failed', 'done', 'dead')),
+    state             TEXT NOT NULL CHECK (state = 'pending' OR state = 'running' OR state = 'failed'
+                                           OR state = 'done' OR state = 'dead'),
     attempts          INTEGER NOT NULL DEFAULT 0,
     next_attempt_ms   INTEGER NOT NULL,
     claimed_until_ms  INTEGER,
@@ -42,7 +47,7 @@ CREATE INDEX jobs_runnable ON jobs (state, next_attempt_ms);
 CREATE INDEX jobs_session ON jobs (session_id);
 -- At most one open reprocess job per session, so two `reprocess` runs at once cannot double up.
 CREATE UNIQUE INDEX jobs_one_open_reprocess ON jobs (session_id)
-    WHERE kind = 'reprocess' AND state IN ('pending', 'running', 'failed');
+    WHERE kind = 'reprocess' AND (state = 'pending' OR state = 'running' OR state = 'failed');
 
 -- One row per meeting session: metadata from the webhook plus counts from the last load.
 -- `session_key` is the session's small integer key in `messages` (see there).

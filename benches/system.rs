@@ -574,8 +574,10 @@ async fn intake(work: &Path, scale: f64) -> Vec<Figure> {
         let n = requests.len();
         let db = work.join(format!("intake-{}.db", scheme.to_lowercase()));
         let served = serve(work, &db, &[], &pem).await;
-        let (server_before, client_before) =
-            (cpu_seconds(served.child.id()), cpu_seconds(std::process::id()));
+        let (server_before, client_before) = (
+            cpu_seconds(served.child.id()),
+            cpu_seconds(std::process::id()),
+        );
         let (rate, mut latencies) = blast(&served.base, requests, 64).await;
         let per_delivery = |cpu: f64, before: f64| (cpu - before) * 1e6 / n as f64;
         let server_us = per_delivery(cpu_seconds(served.child.id()), server_before);
@@ -629,7 +631,12 @@ async fn blast(base: &str, requests: Vec<Request>, senders: usize) -> (f64, Vec<
         .map(|(body, headers)| {
             let mut headers: Vec<_> = headers
                 .into_iter()
-                .map(|(k, v)| (HeaderName::from_static(k), HeaderValue::try_from(v).unwrap()))
+                .map(|(k, v)| {
+                    (
+                        HeaderName::from_static(k),
+                        HeaderValue::try_from(v).unwrap(),
+                    )
+                })
                 .collect();
             headers.push((HOST, HeaderValue::try_from(&address).unwrap()));
             headers.push((CONTENT_TYPE, HeaderValue::from_static("application/json")));

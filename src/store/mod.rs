@@ -38,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/003_partial_flag_indexes.sql"),
     include_str!("migrations/004_text_once.sql"),
     include_str!("migrations/005_integer_keys.sql"),
+    include_str!("migrations/006_jobs_without_in_lists.sql"),
 ];
 
 /// The schema version [`SCHEMA`] is, and every migrated database ends at.

@@ -292,7 +292,15 @@ fn a_database_made_by_the_first_schema_is_migrated_with_its_messages() {
                'https://x/p.png', '2026-06-03T10:00:01.000Z', 1780480801000),
               -- A message whose session has no row: it must not be lost when keys come in.
               ('m3', 's-orphan', 'mt2', 'u2', 'Bo', 'text', 0, 0, 'orphan text', NULL, NULL, NULL,
-               'orphan text', '2026-06-03T10:00:02.000Z', 1780480802000);",
+               'orphan text', '2026-06-03T10:00:02.000Z', 1780480802000);
+             INSERT INTO inbox (id, delivery_id, body_sha256, scheme, event, session_id, body,
+                                received_at, received_ms)
+             VALUES (7, 'd-old', 'sha-old', 'hmac', 'meeting.chatSynced', 's-old', X'7B7D',
+                     '2026-06-03T11:00:00.000Z', 1780484400000);
+             INSERT INTO jobs (id, kind, inbox_id, session_id, download_url, state, attempts,
+                               next_attempt_ms, rows_loaded, created_ms, updated_ms)
+             VALUES (3, 'delivery', 7, 's-old', 'https://s3/old.csv', 'done', 1, 0, 2, 5, 6),
+                    (4, 'reprocess', NULL, 's-old', NULL, 'failed', 2, 99, NULL, 7, 8);",
         )
         .unwrap();
         // The first schema's triggers indexed the text.
@@ -304,7 +312,57 @@ fn a_database_made_by_the_first_schema_is_migrated_with_its_messages() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
+    // The queue comes through its rebuild whole, with the schema a new database gets.
+    let jobs: Vec<(i64, String, Option<i64>, String, i64, i64)> = conn
+        .prepare(
+            "SELECT id, kind, inbox_id, state, attempts, next_attempt_ms FROM jobs ORDER BY id",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        jobs,
+        [
+            (3, "delivery".into(), Some(7), "done".into(), 1, 0),
+            (4, "reprocess".into(), None, "failed".into(), 2, 99)
+        ]
+    );
+    let jobs_schema = |c: &Connection| -> Vec<String> {
+        c.prepare("SELECT replace(sql, '\"', '') FROM sqlite_schema WHERE tbl_name = 'jobs' AND sql IS NOT NULL ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let fresh = Database::open(&dir.path().join("fresh.db")).unwrap();
+    assert_eq!(
+        jobs_schema(&conn),
+        jobs_schema(&Connection::open(fresh.path()).unwrap())
+    );
+    assert!(conn
+        .execute("UPDATE jobs SET state = 'lost' WHERE id = 4", [])
+        .is_err());
+    // Session s-old already has an open (failed) reprocess job: a second one is refused.
+    assert!(conn
+        .execute(
+            "INSERT INTO jobs (kind, session_id, state, next_attempt_ms, created_ms, updated_ms)
+             VALUES ('reprocess', 's-old', 'pending', 0, 0, 0)",
+            [],
+        )
+        .is_err());
     let columns: Vec<String> = conn
         .prepare("SELECT name FROM pragma_table_xinfo('messages')")
         .unwrap()
@@ -435,6 +493,5 @@ fn a_database_made_by_the_first_schema_is_migrated_with_its_messages() {
     let page_size =
         |c: &Connection| -> i64 { c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap() };
     assert_eq!(page_size(&conn), 4096);
-    let fresh = Database::open(&dir.path().join("fresh.db")).unwrap();
     assert_eq!(page_size(&Connection::open(fresh.path()).unwrap()), 16384);
 }
