@@ -1,4 +1,5 @@
-//! Micro-benchmarks: dump row parsing, signature verification, cursor encoding.
+//! Micro-benchmarks: dump row parsing, webhook event parsing, signature verification, cursor
+//! encoding.
 //! `cargo bench --bench micro`
 
 use base64::Engine;
@@ -24,6 +25,17 @@ fn parse_rows(c: &mut Criterion) {
         b.iter(|| DumpReader::new(&dump[..]).unwrap().count())
     });
     group.finish();
+}
+
+/// A `meeting.chatSynced` body as the system bench sends it, parsed as the webhook does.
+fn parse_event(c: &mut Criterion) {
+    let body = dumpgen::chat_synced_body(
+        "3f1c2d4e-aaaa-4bbb-8ccc-0123456789ab",
+        "https://bucket.s3.amazonaws.com/chat/3f1c2d4e.csv?X-Amz-Signature=abc",
+    );
+    c.bench_function("event/parse_chat_synced", |b| {
+        b.iter(|| chatsink::domain::parse_event(&body).unwrap())
+    });
 }
 
 fn verify_signatures(c: &mut Criterion) {
@@ -88,5 +100,5 @@ fn cursors(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, parse_rows, verify_signatures, cursors);
+criterion_group!(benches, parse_rows, parse_event, verify_signatures, cursors);
 criterion_main!(benches);

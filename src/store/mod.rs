@@ -116,9 +116,11 @@ pub fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
 fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // page_size only takes effect on a new, empty file. Larger pages mean fewer B-tree splits and
-    // WAL frames for a bulk load (`ingest` of 1M messages: 11.2 s at 4 KB, 9.5 s at 16 KB, 9.3 s
-    // at 32 KB), but each webhook commit rewrites whole pages of the random-key inbox, job and
-    // session indexes (intake: 15,700/s at 4 KB, 12,300/s at 16 KB, 11,000/s at 32 KB). 16 KB.
+    // WAL frames for a bulk load (`ingest` of 1M messages: 7.1-7.4 s at 4 KB, 6.4-6.8 s at 8 KB,
+    // 6.1-6.8 s at 16 KB), but each webhook commit rewrites whole pages of the random-key inbox,
+    // job and session indexes. Once the intake stopped copying pages into statement journals,
+    // its rate no longer told 4, 8 and 16 KB apart (12,900-16,300 RSA deliveries/s, interleaved
+    // runs on this noisy host). 16 KB.
     conn.execute_batch(
         "PRAGMA page_size = 16384;
          PRAGMA synchronous = FULL;
