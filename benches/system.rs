@@ -2,7 +2,7 @@
 //! operators do, measures each target of the speed issue against a reference measured in the
 //! same run on the same disk, and prints one table.
 //!
-//!   cargo bench --bench system                           # everything, full size (~12 min)
+//!   cargo bench --bench system                           # everything, full size (~10 min)
 //!   CHATSINK_BENCH_SCALE=0.1 cargo bench --bench system  # a tenth of the data, for a quick look
 //!   CHATSINK_BENCH_ONLY=intake,ttq cargo bench --bench system
 //!   CHATSINK_BENCH_DB=x.db CHATSINK_BENCH_ONLY=queries cargo bench --bench system
