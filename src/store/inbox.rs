@@ -118,16 +118,23 @@ pub fn insert_delivery(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::domain::SessionId;
 
-    fn delivery(id: &str, chat_synced: Option<ChatSynced>) -> NewDelivery {
+    /// A delivery with id `id` (its body and hash derived from it); a `meeting.chatSynced` one
+    /// when `chat_synced` is given.
+    pub(in crate::store) fn delivery(id: &str, chat_synced: Option<ChatSynced>) -> NewDelivery {
+        let event = if chat_synced.is_some() {
+            crate::domain::CHAT_SYNCED
+        } else {
+            "meeting.started"
+        };
         NewDelivery {
             delivery_id: Some(id.to_owned()),
             body_sha256: format!("sha-of-{id}"),
             scheme: "hmac",
-            event: "meeting.chatSynced".into(),
+            event: event.into(),
             session_id: None,
             body: id.as_bytes().to_vec(),
             received: Timestamp::now(),

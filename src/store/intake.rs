@@ -192,21 +192,10 @@ fn write_batch_isolated(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Timestamp;
 
     fn delivery(id: &str) -> (NewDelivery, Reply) {
         let (reply, _answer) = oneshot::channel();
-        let delivery = NewDelivery {
-            delivery_id: Some(id.to_owned()),
-            body_sha256: format!("sha-of-{id}"),
-            scheme: "hmac",
-            event: "meeting.started".into(),
-            session_id: None,
-            body: id.as_bytes().to_vec(),
-            received: Timestamp::now(),
-            chat_synced: None,
-        };
-        (delivery, reply)
+        (super::super::inbox::tests::delivery(id, None), reply)
     }
 
     fn stored(conn: &Connection) -> Vec<String> {
