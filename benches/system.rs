@@ -745,7 +745,7 @@ async fn queries(work: &Path, ingest_db: &Path) -> Vec<Figure> {
             "full-text q",
             "q=roadmap".into(),
             MessageFilter {
-                text_query: Some("roadmap".into()),
+                text_query: Some(chatsink::domain::TextQuery::parse("roadmap").unwrap()),
                 ..MessageFilter::default()
             },
         ),

@@ -3,7 +3,7 @@
 
 use super::cursor::Cursor;
 use super::error::ApiError;
-use crate::domain::Timestamp;
+use crate::domain::{TextQuery, Timestamp};
 use crate::store::{After, MessageFilter, Order};
 use std::collections::BTreeMap;
 
@@ -83,8 +83,10 @@ const Q: ParamSpec = spec(
     "q",
     ParamKind::Text,
     false,
-    "Full-text search over message text, file names and display names, in SQLite FTS5 syntax: words are ANDed, \
-     \"a phrase\", prefix*, OR, NOT, NEAR(a b), and column filters text:, file_name:, display_name:.",
+    "Full-text search over message text, file names and display names: words are ANDed, \
+     \"a phrase\" (\"\" for a quote inside), prefix*, AND, OR, NOT (a NOT b), NEAR(a b, N), column filters \
+     text:, file_name:, display_name:, and parentheses. Equal terms fold; at most 32 terms, 4 prefix terms \
+     and 8 levels of nesting; no control characters. A search that runs past the read budget is a 400 naming q.",
 );
 const LIMIT: ParamSpec = spec(
     "limit",
@@ -260,7 +262,16 @@ pub fn message_filter(params: &QueryParams, scope: &Scope) -> Result<MessageFilt
         meeting: params.one("meeting").map(str::to_owned),
         since_ms: params.time("since"),
         until_ms: params.time("until"),
-        text_query: params.one("q").map(str::to_owned),
+        text_query: params
+            .one("q")
+            .map(TextQuery::parse)
+            .transpose()
+            .map_err(|e| {
+                ApiError::invalid(
+                    "q",
+                    format!("not a valid search, {e}; see the q syntax in /openapi.json"),
+                )
+            })?,
     };
     if let (Some(since), Some(until)) = (filter.since_ms, filter.until_ms) {
         if since > until {

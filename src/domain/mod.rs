@@ -4,9 +4,11 @@
 mod event;
 mod ids;
 mod message;
+mod search;
 mod timestamp;
 
 pub use event::{parse_event, ChatSynced, EventError, WebhookEvent, CHAT_SYNCED};
 pub use ids::{SessionId, SessionIdError};
 pub use message::{parse_bool, ChatMessage, FilePayload, MessageKind};
+pub use search::{Phrase, SearchColumn, SearchError, TextQuery};
 pub use timestamp::{Timestamp, TimestampError};

@@ -3,7 +3,7 @@
 //! moves when other sessions load.
 
 use super::sessions::{session_from_row, SessionRecord, SESSION_COLUMNS};
-use crate::domain::Timestamp;
+use crate::domain::{Phrase, TextQuery, Timestamp};
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, Row};
 
@@ -20,8 +20,8 @@ pub struct MessageFilter {
     /// Half-open: `since <= created_ms < until`.
     pub since_ms: Option<i64>,
     pub until_ms: Option<i64>,
-    /// An FTS5 query over text, file names and display names.
-    pub text_query: Option<String>,
+    /// A full-text query over text, file names and display names.
+    pub text_query: Option<TextQuery>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -214,9 +214,68 @@ pub fn text_plan(conn: &Connection, q: &str) -> rusqlite::Result<TextPlan> {
 /// The plan for a filter's page: [`text_plan`] when it has a `q`.
 pub fn text_plan_for(conn: &Connection, filter: &MessageFilter) -> rusqlite::Result<TextPlan> {
     match &filter.text_query {
-        Some(q) => text_plan(conn, q),
+        Some(q) => text_plan(conn, &fts5_match(q)),
         None => Ok(TextPlan::Collect),
     }
+}
+
+/// Compiles chatsink's parsed `q` to an FTS5 MATCH expression: every phrase quoted (so no user
+/// text is FTS5 syntax) and every operator parenthesised.
+pub fn fts5_match(query: &TextQuery) -> String {
+    fn phrase(out: &mut String, p: &Phrase) {
+        out.push('"');
+        out.push_str(&p.text.replace('"', "\"\""));
+        out.push('"');
+        if p.prefix {
+            out.push('*');
+        }
+    }
+    fn write(out: &mut String, query: &TextQuery) {
+        let list = |out: &mut String, parts: &[TextQuery], op: &str| {
+            out.push('(');
+            for (i, part) in parts.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(op);
+                }
+                write(out, part);
+            }
+            out.push(')');
+        };
+        match query {
+            TextQuery::Phrase(p) => phrase(out, p),
+            TextQuery::Near { phrases, distance } => {
+                out.push_str("NEAR(");
+                for (i, p) in phrases.iter().enumerate() {
+                    if i > 0 {
+                        out.push(' ');
+                    }
+                    phrase(out, p);
+                }
+                if let Some(d) = distance {
+                    out.push_str(&format!(", {d}"));
+                }
+                out.push(')');
+            }
+            TextQuery::Column(column, inner) => {
+                out.push_str(column.name());
+                out.push_str(" : (");
+                write(out, inner);
+                out.push(')');
+            }
+            TextQuery::And(parts) => list(out, parts, " AND "),
+            TextQuery::Or(parts) => list(out, parts, " OR "),
+            TextQuery::Not(a, b) => {
+                out.push('(');
+                write(out, a);
+                out.push_str(" NOT ");
+                write(out, b);
+                out.push(')');
+            }
+        }
+    }
+    let mut out = String::new();
+    write(&mut out, query);
+    out
 }
 
 /// Where a filter on ids finds the keys `messages` stores: (table, id column, key column).
@@ -287,7 +346,7 @@ fn where_clause(filter: &MessageFilter, plan: TextPlan) -> (String, Vec<Value>) 
     // With `Probe`, `q` is applied by [`probe_page`], not in SQL.
     if let (Some(q), TextPlan::Collect) = (&filter.text_query, plan) {
         clauses.push("seq IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?)".into());
-        params.push(Value::Text(q.clone()));
+        params.push(Value::Text(fts5_match(q)));
     }
     let sql = if clauses.is_empty() {
         "1".to_owned()
@@ -373,7 +432,11 @@ fn probe_page(
         .is_autocommit()
         .then(|| conn.unchecked_transaction())
         .transpose()?;
-    let q = filter.text_query.as_deref().unwrap_or_default();
+    let q = filter
+        .text_query
+        .as_ref()
+        .map(fts5_match)
+        .unwrap_or_default();
     let mut fts = conn.prepare_cached(
         "SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?1 AND rowid BETWEEN ?2 AND ?3",
     )?;
@@ -401,7 +464,7 @@ fn probe_page(
         let mut start = 0;
         for i in 1..=seqs.len() {
             if i == seqs.len() || seqs[i] - seqs[i - 1] > PROBE_GAP {
-                let rows = fts.query_map(rusqlite::params![q, seqs[start], seqs[i - 1]], |r| {
+                let rows = fts.query_map(rusqlite::params![&q, seqs[start], seqs[i - 1]], |r| {
                     r.get::<_, i64>(0)
                 })?;
                 for row in rows {

@@ -2,6 +2,7 @@
 //! same generated rows; pagination, exports, errors, auth and the OpenAPI document.
 
 use crate::helpers::*;
+use chatsink::domain::TextQuery;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -796,14 +797,14 @@ fn every_documented_filter_is_served_from_an_index() {
             ..Default::default()
         },
         MessageFilter {
-            text_query: s("word"),
+            text_query: TextQuery::parse("word").ok(),
             ..Default::default()
         },
         MessageFilter {
             users: vec!["u".into()],
             kinds: vec!["text".into()],
             session: s("s"),
-            text_query: s("w"),
+            text_query: TextQuery::parse("w").ok(),
             ..Default::default()
         },
     ];
