@@ -47,7 +47,7 @@ fn bad(field: &'static str, message: impl Into<String>) -> EventError {
 /// would lose the chat for a cosmetic field.
 pub fn parse_event(body: &[u8]) -> Result<WebhookEvent, EventError> {
     let value: Value =
-        serde_json::from_slice(body).map_err(|e| bad("body", format!("not valid JSON: {e}")))?;
+        super::json::from_slice(body).map_err(|e| bad("body", format!("not valid JSON: {e}")))?;
     let object = value
         .as_object()
         .ok_or_else(|| bad("body", "must be a JSON object"))?;
@@ -166,6 +166,17 @@ mod tests {
                 .field,
             "chatDownloadUrl"
         );
+    }
+
+    #[test]
+    fn a_lone_surrogate_escape_is_accepted_as_u_fffd() {
+        for escape in [r"\ud83d", r"\udc00"] {
+            let body = format!(
+                r#"{{"event":"meeting.chatSynced","sessionId":"s","chatDownloadUrl":"https://x/y","title":"Weekly {escape} sync"}}"#
+            );
+            let chat = parse_event(body.as_bytes()).unwrap().chat_synced.unwrap();
+            assert_eq!(chat.title.as_deref(), Some("Weekly \u{FFFD} sync"));
+        }
     }
 
     #[test]

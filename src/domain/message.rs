@@ -52,7 +52,7 @@ pub struct FilePayload {
 impl FilePayload {
     /// `None` when the payload is not a JSON object; the message then keeps only its raw payload.
     pub fn parse(payload: &str) -> Option<Self> {
-        let value: serde_json::Value = serde_json::from_str(payload).ok()?;
+        let value: serde_json::Value = super::json::from_str(payload).ok()?;
         let object = value.as_object()?;
         let text = |key: &str| object.get(key).and_then(|v| v.as_str()).map(str::to_owned);
         let size = object.get("size").and_then(|v| match v {

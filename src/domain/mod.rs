@@ -3,6 +3,7 @@
 
 mod event;
 mod ids;
+pub mod json;
 mod message;
 mod search;
 mod timestamp;

@@ -115,7 +115,7 @@ impl Downloader {
         url: &str,
         session: &SessionId,
     ) -> Result<SessionDump, DownloadError> {
-        let parsed = Url::parse(url).map_err(|_| DownloadError::BadUrl(url.to_owned()))?;
+        let parsed = Url::parse(url).map_err(|_| DownloadError::BadUrl(redact_str(url)))?;
         self.policy.check_url(&parsed)?;
         let started = std::time::Instant::now();
         let mut response = self.client.get(parsed).send().await.map_err(classify)?;
@@ -233,8 +233,38 @@ fn sweep_stale_parts(tmp_dir: &Path) {
     }
 }
 
+/// A download URL as it may be logged or stored: no query string (a pre-signed S3 link carries
+/// its credential and signature there, `X-Amz-Signature=...`), no user info, no fragment.
+pub fn redact(url: &Url) -> String {
+    let mut url = url.clone();
+    if url.query().is_some() {
+        url.set_query(Some("REDACTED"));
+    }
+    url.set_fragment(None);
+    let _ = url.set_password(None);
+    let _ = url.set_username("");
+    url.to_string()
+}
+
+/// [`redact`] for text that may not even parse as a URL: everything from the first `?` or `#`
+/// goes.
+pub fn redact_str(raw: &str) -> String {
+    match Url::parse(raw) {
+        Ok(url) => redact(&url),
+        Err(_) => match raw.find(['?', '#']) {
+            Some(at) => format!("{}?REDACTED", &raw[..at]),
+            None => raw.to_owned(),
+        },
+    }
+}
+
 /// Finds a policy refusal in reqwest's error chain (from the resolver or the redirect check).
-fn classify(error: reqwest::Error) -> DownloadError {
+/// reqwest names the request's URL in its errors; it is redacted before the text goes to a log
+/// or a job's `last_error`.
+fn classify(mut error: reqwest::Error) -> DownloadError {
+    if let Some(url) = error.url_mut() {
+        *url = Url::parse(&redact(url)).expect("a redacted URL parses");
+    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
     while let Some(e) = source {
         if let Some(policy) = e.downcast_ref::<PolicyError>() {

@@ -106,7 +106,7 @@ impl ReplayApi {
         let response = request
             .send()
             .await
-            .map_err(|e| ReplayApiError::Network(super::download::error_chain(&e)))?;
+            .map_err(|e| ReplayApiError::Network(super::download::error_chain(&e.without_url())))?;
         let status = response.status().as_u16();
         match status {
             200..=299 => {}
@@ -123,10 +123,12 @@ impl ReplayApi {
             }
             _ => return Err(ReplayApiError::Status(status)),
         }
-        let body: serde_json::Value = response
-            .json()
+        let bytes = response
+            .bytes()
             .await
             .map_err(|e| ReplayApiError::BadAnswer(super::download::error_chain(&e)))?;
+        let body: serde_json::Value = crate::domain::json::from_slice(&bytes)
+            .map_err(|e| ReplayApiError::BadAnswer(format!("not JSON: {e}")))?;
         let data = body
             .get("data")
             .ok_or_else(|| ReplayApiError::BadAnswer("no 'data' object".into()))?;

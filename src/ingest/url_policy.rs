@@ -2,8 +2,11 @@
 //!
 //! A URL passes when its scheme is `https` (or `http` when allowed), its host matches the
 //! allow-list, and every address it stands for is public. Private, loopback, link-local and
-//! similar addresses pass only when the allow-list names that exact IP literal (tests use
-//! `127.0.0.1:PORT`); cloud metadata and unspecified addresses never pass.
+//! similar addresses pass only when the URL itself is that IP literal and the allow-list names it
+//! (with the URL's port, when the entry has one; tests use `127.0.0.1:PORT`). A name that resolves
+//! to such an address never passes: the resolver does not know which port the name was asked
+//! for, so an entry's port could not hold for it. Cloud metadata and unspecified addresses never
+//! pass.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use url::{Host, Url};
@@ -121,22 +124,35 @@ impl UrlPolicy {
             ));
         }
         match host {
-            Host::Ipv4(ip) => self.check_address(&ip.to_string(), IpAddr::V4(ip)),
-            Host::Ipv6(ip) => self.check_address(&ip.to_string(), IpAddr::V6(ip)),
+            Host::Ipv4(ip) => self.check_literal(IpAddr::V4(ip), port),
+            Host::Ipv6(ip) => self.check_literal(IpAddr::V6(ip), port),
             Host::Domain(_) => Ok(()),
         }
     }
 
-    /// Checks one address a host resolved to (or an IP literal).
+    /// Checks an address a name resolved to: any address that is not public is refused.
     pub fn check_address(&self, host: &str, ip: IpAddr) -> Result<(), PolicyError> {
+        match special_kind(ip) {
+            None => Ok(()),
+            Some(kind) => Err(PolicyError::AddressRefused {
+                host: host.to_owned(),
+                ip,
+                kind,
+            }),
+        }
+    }
+
+    /// Checks an IP literal URL's address: one that is not public passes only when an entry
+    /// names that IP (and the URL's port, when the entry has a port).
+    fn check_literal(&self, ip: IpAddr, port: u16) -> Result<(), PolicyError> {
+        let host = ip.to_string();
         let Some(kind) = special_kind(ip) else {
             return Ok(());
         };
         let never = matches!(kind, "cloud metadata" | "unspecified");
-        let named = self
-            .patterns
-            .iter()
-            .any(|p| p.host == PatternHost::Ip(canonical(ip)));
+        let named = self.patterns.iter().any(|p| {
+            p.host == PatternHost::Ip(canonical(ip)) && p.port.is_none_or(|p| p == port)
+        });
         if named && !never {
             return Ok(());
         }
@@ -254,17 +270,23 @@ mod tests {
             "http://127.0.0.1:9000/"
         )
         .is_err());
-        // A name that resolves to loopback is refused even when the name is allowed.
-        let p = policy(&["localhost:9000"], true);
-        assert!(matches!(
-            p.check_address("localhost", "127.0.0.1".parse().unwrap()),
-            Err(PolicyError::AddressRefused { .. })
-        ));
+        // A name that resolves to loopback is refused even when the name is allowed, and even
+        // when the loopback address is allowed with another port: the name's port is not the
+        // entry's (`localhost:P` must not reach `127.0.0.1:U`).
+        for hosts in [&["localhost:9000"][..], &["127.0.0.1:9000", "localhost"][..]] {
+            let p = policy(hosts, true);
+            assert!(check(&p, "http://localhost:9000/").is_ok(), "{hosts:?}");
+            assert!(matches!(
+                p.check_address("localhost", "127.0.0.1".parse().unwrap()),
+                Err(PolicyError::AddressRefused { .. })
+            ));
+        }
     }
 
     #[test]
     fn metadata_and_mapped_addresses_are_refused() {
-        let p = policy(&["169.254.169.254", "[::ffff:10.0.0.1]"], true);
+        let p = policy(&["169.254.169.254", "[::ffff:10.0.0.1]", "10.0.0.2"], true);
+        assert!(check(&p, "http://10.0.0.2:81/").is_ok());
         assert!(matches!(
             check(&p, "http://169.254.169.254/latest/meta-data"),
             Err(PolicyError::AddressRefused {

@@ -141,10 +141,12 @@ impl RsaKeyStore {
         if !response.status().is_success() {
             return Err(unavailable(format!("HTTP {}", response.status())));
         }
-        let body: serde_json::Value = response
-            .json()
+        let bytes = response
+            .bytes()
             .await
             .map_err(|e| unavailable(e.to_string()))?;
+        let body: serde_json::Value =
+            crate::domain::json::from_slice(&bytes).map_err(|e| unavailable(e.to_string()))?;
         let pem = body
             .pointer("/data/publicKey")
             .and_then(|v| v.as_str())

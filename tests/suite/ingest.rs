@@ -584,6 +584,31 @@ async fn metadata_and_names_resolving_to_loopback_are_refused_even_when_listed()
 }
 
 #[tokio::test]
+async fn an_ip_entrys_port_holds_for_names_that_resolve_to_it() {
+    // Allowed: 127.0.0.1 on the `allowed` port, and the name localhost. The dump is served on
+    // another port; neither localhost:OTHER nor a redirect from the allowed port to it may reach it.
+    let allowed = FakeServer::start().await;
+    let other = FakeServer::start().await;
+    other.route("/d.csv", vec![Reply::Body(simple_dump("s-name", 1))]);
+    let via_name = format!("http://localhost:{}/d.csv", other.addr.port());
+    allowed.route("/r.csv", vec![Reply::Redirect(via_name.clone())]);
+    let app = spawn_app_with(
+        AppOptions::default().allow_hosts(&format!("127.0.0.1:{},localhost", allowed.addr.port())),
+    )
+    .await;
+    app.post_rtk(&chat_synced("s-name", &via_name)).await;
+    app.post_rtk(&chat_synced("s-redirect", &allowed.url("/r.csv")))
+        .await;
+    let jobs = app.wait_for_jobs(WAIT).await;
+    assert_eq!(jobs.len(), 2);
+    for (_, state, error) in &jobs {
+        assert_eq!(state, "dead", "{jobs:?}");
+        assert!(error.as_deref().unwrap().contains("loopback"), "{jobs:?}");
+    }
+    assert_eq!(other.connections(), 0, "the other port saw nothing");
+}
+
+#[tokio::test]
 async fn a_redirect_outside_the_allow_list_is_refused() {
     let allowed = FakeServer::start().await;
     let elsewhere = FakeServer::start().await;
@@ -820,4 +845,24 @@ async fn a_newer_dump_updates_edits_and_removes_deleted_messages() {
         app.count("SELECT message_count FROM sessions WHERE session_id = 's-edit'"),
         9
     );
+}
+
+#[tokio::test]
+async fn a_presigned_urls_query_never_reaches_the_job_record() {
+    // Port 1 refuses the connection: a network error, whose text names the URL.
+    let app = spawn_app().await;
+    app.post_rtk(&chat_synced(
+        "s-signed",
+        "http://127.0.0.1:1/d.csv?X-Amz-Credential=AKIDEXAMPLE&X-Amz-Signature=deadbeefcafe",
+    ))
+    .await;
+    let error = loop {
+        if let Some((_, _, Some(error))) = app.jobs().into_iter().next() {
+            break error;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(error.contains("127.0.0.1:1/d.csv"), "{error}");
+    assert!(!error.contains("deadbeefcafe"), "{error}");
+    assert!(!error.contains("AKIDEXAMPLE"), "{error}");
 }

@@ -493,3 +493,29 @@ async fn an_unreachable_key_url_is_503_so_the_sender_retries() {
         .unwrap();
     assert_eq!(response.status(), 503);
 }
+
+#[tokio::test]
+async fn a_signed_delivery_with_a_lone_surrogate_escape_is_accepted_and_loaded() {
+    // JavaScript's JSON.stringify writes `\ud83d` for a title cut in the middle of an emoji;
+    // RFC 8259 allows it. A 400 would never be retried and the chat would be lost.
+    let storage = FakeServer::start().await;
+    storage.route("/d.csv", vec![Reply::Body(simple_dump("s-surrogate", 3))]);
+    let app = spawn_app().await;
+    for (session, escape) in [("s-surrogate", r"\ud83d"), ("s-low", r"\udc00")] {
+        let body = format!(
+            r#"{{"event":"meeting.chatSynced","sessionId":"{session}","title":"Weekly {escape} sync","chatDownloadUrl":"{}"}}"#,
+            storage.url("/d.csv")
+        );
+        let response = app.post_hmac(body.as_bytes(), HMAC_KEY, now_secs()).await;
+        assert_eq!(response.status(), 200, "{escape}");
+    }
+    app.wait_for_jobs(std::time::Duration::from_secs(20)).await;
+    let session: serde_json::Value = app
+        .get("/v1/sessions/s-surrogate")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(session["title"], "Weekly \u{FFFD} sync", "{session}");
+    assert_eq!(session["messageCounts"]["total"], 3, "{session}");
+}
