@@ -6,7 +6,7 @@ mod ids;
 pub mod json;
 mod message;
 mod search;
-mod timestamp;
+pub mod timestamp;
 
 pub use event::{parse_event, ChatSynced, EventError, WebhookEvent, CHAT_SYNCED};
 pub use ids::{SessionId, SessionIdError};

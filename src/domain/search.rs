@@ -395,8 +395,14 @@ impl Parser {
 
     fn expected(&self, what: &str) -> SearchError {
         match self.peek() {
-            Some(t) => self.error_at(t.at, format!("expected {what}, found {}", t.kind.describe())),
-            None => self.error_at(self.end, format!("the search ends where {what} was expected")),
+            Some(t) => self.error_at(
+                t.at,
+                format!("expected {what}, found {}", t.kind.describe()),
+            ),
+            None => self.error_at(
+                self.end,
+                format!("the search ends where {what} was expected"),
+            ),
         }
     }
 
@@ -407,10 +413,7 @@ impl Parser {
     ) -> Result<T, SearchError> {
         self.depth += 1;
         if self.depth > MAX_PARENS {
-            return Err(self.error_at(
-                at,
-                format!("nested more than {MAX_PARENS} levels deep"),
-            ));
+            return Err(self.error_at(at, format!("nested more than {MAX_PARENS} levels deep")));
         }
         let result = inner(self);
         self.depth -= 1;
@@ -467,10 +470,7 @@ impl Parser {
                         kind: TokenKind::Close,
                         ..
                     }) => Ok(inner),
-                    _ => Err(self.error_at(
-                        token.at,
-                        "this '(' is never closed",
-                    )),
+                    _ => Err(self.error_at(token.at, "this '(' is never closed")),
                 }
             }
             TokenKind::Near => {
@@ -517,15 +517,12 @@ impl Parser {
                 }
                 Ok(TextQuery::Near { phrases, distance })
             }
-            TokenKind::Word(ref word)
-                if matches!(self.tokens.get(self.next + 1), Some(t) if t.kind == TokenKind::Colon) =>
+            TokenKind::Word(ref word) if matches!(self.tokens.get(self.next + 1), Some(t) if t.kind == TokenKind::Colon) =>
             {
                 let Some(column) = SearchColumn::from_name(word) else {
                     return Err(self.error_at(
                         token.at,
-                        format!(
-                            "'{word}' is not a column; use text:, file_name: or display_name:"
-                        ),
+                        format!("'{word}' is not a column; use text:, file_name: or display_name:"),
                     ));
                 };
                 self.take();
@@ -629,7 +626,10 @@ mod tests {
             TextQuery::parse("and near").unwrap(),
             TextQuery::And(vec![word("and"), word("near")])
         );
-        assert_eq!(TextQuery::parse("café 会議").unwrap().to_string(), "(\"café\" AND \"会議\")");
+        assert_eq!(
+            TextQuery::parse("café 会議").unwrap().to_string(),
+            "(\"café\" AND \"会議\")"
+        );
     }
 
     #[test]
@@ -665,16 +665,26 @@ mod tests {
             }
             q
         };
-        assert_eq!(TextQuery::parse(&nest(MAX_DEPTH)).unwrap().depth(), MAX_DEPTH);
+        assert_eq!(
+            TextQuery::parse(&nest(MAX_DEPTH)).unwrap().depth(),
+            MAX_DEPTH
+        );
         assert!(TextQuery::parse(&nest(MAX_DEPTH + 1))
             .unwrap_err()
             .message
             .contains("nested"));
         // Redundant parentheses fold; the parser still bounds its recursion.
-        let wrapped = format!("{}a{}", "(".repeat(MAX_DEPTH * 2), ")".repeat(MAX_DEPTH * 2));
+        let wrapped = format!(
+            "{}a{}",
+            "(".repeat(MAX_DEPTH * 2),
+            ")".repeat(MAX_DEPTH * 2)
+        );
         assert_eq!(TextQuery::parse(&wrapped).unwrap(), word("a"));
         let endless = format!("{}a", "(".repeat(500));
-        assert!(TextQuery::parse(&endless).unwrap_err().message.contains("nested"));
+        assert!(TextQuery::parse(&endless)
+            .unwrap_err()
+            .message
+            .contains("nested"));
     }
 
     #[test]

@@ -6,8 +6,18 @@ use std::fmt;
 pub struct Timestamp(i64);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("'{0}' is not a timestamp (RFC 3339, 'YYYY-MM-DD HH:MM:SS[.ffffff]Z' or epoch seconds/milliseconds)")]
-pub struct TimestampError(pub String);
+pub enum TimestampError {
+    #[error("'{0}' is not a timestamp (RFC 3339, 'YYYY-MM-DD HH:MM:SS[.ffffff]Z' or epoch seconds/milliseconds)")]
+    Unparsable(String),
+    #[error("'{0}' is outside the years 0000 to 9999 that RFC 3339 can write")]
+    OutOfRange(String),
+}
+
+/// The first and last instants chatsink accepts: RFC 3339 writes four-digit years only, and
+/// SQLite's date functions give NULL outside them. Parsing refuses anything else, so no stored
+/// time can break a route.
+pub const MIN_MILLIS: i64 = -62_167_219_200_000; // 0000-01-01T00:00:00.000Z
+pub const MAX_MILLIS: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
 
 /// Epoch values at or above this are milliseconds, below it seconds (1e11 s is the year 5138).
 const EPOCH_MS_THRESHOLD: i64 = 100_000_000_000;
@@ -27,10 +37,20 @@ impl Timestamp {
 
     /// Parses every form FACTS.md lists for RealtimeKit and Dyte: RFC 3339
     /// (`2026-06-03T10:00:00.000Z`), Dyte's `2022-12-13 07:08:39.051621Z`, and epoch seconds or
-    /// milliseconds. A zone-less date-time is taken as UTC.
+    /// milliseconds. A zone-less date-time is taken as UTC. Instants outside
+    /// [`MIN_MILLIS`]..=[`MAX_MILLIS`] are refused.
     pub fn parse(raw: &str) -> Result<Self, TimestampError> {
+        let ms = Self::parse_unchecked(raw)?;
+        if (MIN_MILLIS..=MAX_MILLIS).contains(&ms) {
+            Ok(Self(ms))
+        } else {
+            Err(TimestampError::OutOfRange(raw.to_owned()))
+        }
+    }
+
+    fn parse_unchecked(raw: &str) -> Result<i64, TimestampError> {
         let s = raw.trim();
-        let err = || TimestampError(raw.to_owned());
+        let err = || TimestampError::Unparsable(raw.to_owned());
         if s.is_empty() {
             return Err(err());
         }
@@ -43,33 +63,41 @@ impl Timestamp {
             } else {
                 n.checked_mul(1000).ok_or_else(err)?
             };
-            return Ok(Self(ms));
+            return Ok(ms);
         }
         if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-            return Ok(Self(t.timestamp_millis()));
+            return Ok(t.timestamp_millis());
         }
         // Dyte's form: a space instead of 'T', often microseconds, 'Z' or an offset.
         let with_t = s.replacen(' ', "T", 1);
         if let Ok(t) = DateTime::parse_from_rfc3339(&with_t) {
-            return Ok(Self(t.timestamp_millis()));
+            return Ok(t.timestamp_millis());
         }
         let naive = with_t.trim_end_matches('Z');
         for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S"] {
             if let Ok(t) = NaiveDateTime::parse_from_str(naive, format) {
-                return Ok(Self(Utc.from_utc_datetime(&t).timestamp_millis()));
+                return Ok(Utc.from_utc_datetime(&t).timestamp_millis());
             }
         }
         Err(err())
     }
 
-    /// RFC 3339 in UTC with exactly three fractional digits: `2026-06-03T10:00:00.000Z`.
+    /// RFC 3339 in UTC with exactly three fractional digits: `2026-06-03T10:00:00.000Z`. A value
+    /// outside the accepted range (stored by a version before the range was enforced) is written
+    /// as the nearest end of it, so the output is always RFC 3339.
     pub fn to_rfc3339(self) -> String {
-        match Utc.timestamp_millis_opt(self.0).single() {
-            // Not `format("…%.3fZ")`: that interprets the pattern per call, a tenth of the CPU
-            // of a 100-row API page.
-            Some(t) => t.to_rfc3339_opts(SecondsFormat::Millis, true),
-            None => self.0.to_string(),
-        }
+        let ms = self.0.clamp(MIN_MILLIS, MAX_MILLIS);
+        // Not `format("…%.3fZ")`: that interprets the pattern per call, a tenth of the CPU of a
+        // 100-row API page.
+        Utc.timestamp_millis_opt(ms)
+            .single()
+            .expect("the accepted range is representable")
+            .to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+
+    /// The UTC day, `YYYY-MM-DD`, of a day number (days since 1970-01-01, floored).
+    pub fn day_of(day: i64) -> String {
+        Self(day.saturating_mul(86_400_000)).to_rfc3339()[..10].to_owned()
     }
 }
 
@@ -103,6 +131,47 @@ mod tests {
     fn keeps_milliseconds_and_truncates_microseconds() {
         let t = Timestamp::parse("2022-12-13 07:08:39.051621Z").unwrap();
         assert_eq!(t.to_rfc3339(), "2022-12-13T07:08:39.051Z");
+    }
+
+    #[test]
+    fn the_range_is_the_years_rfc_3339_can_write() {
+        for (raw, written) in [
+            ("0000-01-01T00:00:00Z", "0000-01-01T00:00:00.000Z"),
+            ("9999-12-31T23:59:59.999Z", "9999-12-31T23:59:59.999Z"),
+            ("253402300799999", "9999-12-31T23:59:59.999Z"),
+            ("-62167219200000", "0000-01-01T00:00:00.000Z"),
+        ] {
+            assert_eq!(
+                Timestamp::parse(raw).unwrap().to_rfc3339(),
+                written,
+                "{raw}"
+            );
+        }
+        for raw in [
+            "253402300800000",
+            "-62167219200001",
+            "99999999999999999",
+            "+10000-01-01T00:00:00Z",
+        ] {
+            assert!(
+                matches!(
+                    Timestamp::parse(raw),
+                    Err(TimestampError::OutOfRange(_)) | Err(TimestampError::Unparsable(_))
+                ),
+                "{raw}"
+            );
+        }
+        assert_eq!(
+            Timestamp::parse("253402300800000"),
+            Err(TimestampError::OutOfRange("253402300800000".into()))
+        );
+        // Stored before the range was enforced: still written as RFC 3339.
+        assert_eq!(
+            Timestamp::from_millis(253_402_300_800_000).to_rfc3339(),
+            "9999-12-31T23:59:59.999Z"
+        );
+        assert_eq!(Timestamp::day_of(0), "1970-01-01");
+        assert_eq!(Timestamp::day_of(-1), "1969-12-31");
     }
 
     #[test]

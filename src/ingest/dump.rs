@@ -4,7 +4,7 @@
 //! A row that cannot be parsed becomes a [`RejectedRow`] with its line, reason and raw bytes;
 //! the rest still load. A missing required column fails the whole dump: nothing can load.
 
-use crate::domain::{parse_bool, ChatMessage, MessageKind, SessionId, Timestamp};
+use crate::domain::{parse_bool, ChatMessage, MessageKind, SessionId, Timestamp, TimestampError};
 use crate::store::{LoadRow, RejectedRow};
 use csv::ByteRecord;
 use std::collections::VecDeque;
@@ -190,7 +190,13 @@ impl<R: Read> DumpReader<R> {
         };
         let created = match Timestamp::parse(fields[CREATED]) {
             Ok(t) => t,
-            Err(_) => {
+            Err(TimestampError::OutOfRange(_)) => {
+                return reject(format!(
+                    "time in createdAt is outside the years 0000-9999: '{}'",
+                    truncate(fields[CREATED])
+                ))
+            }
+            Err(TimestampError::Unparsable(_)) => {
                 return reject(format!(
                     "bad time in createdAt: '{}'",
                     truncate(fields[CREATED])

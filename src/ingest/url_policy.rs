@@ -150,9 +150,10 @@ impl UrlPolicy {
             return Ok(());
         };
         let never = matches!(kind, "cloud metadata" | "unspecified");
-        let named = self.patterns.iter().any(|p| {
-            p.host == PatternHost::Ip(canonical(ip)) && p.port.is_none_or(|p| p == port)
-        });
+        let named = self
+            .patterns
+            .iter()
+            .any(|p| p.host == PatternHost::Ip(canonical(ip)) && p.port.is_none_or(|p| p == port));
         if named && !never {
             return Ok(());
         }
@@ -273,7 +274,10 @@ mod tests {
         // A name that resolves to loopback is refused even when the name is allowed, and even
         // when the loopback address is allowed with another port: the name's port is not the
         // entry's (`localhost:P` must not reach `127.0.0.1:U`).
-        for hosts in [&["localhost:9000"][..], &["127.0.0.1:9000", "localhost"][..]] {
+        for hosts in [
+            &["localhost:9000"][..],
+            &["127.0.0.1:9000", "localhost"][..],
+        ] {
             let p = policy(hosts, true);
             assert!(check(&p, "http://localhost:9000/").is_ok(), "{hosts:?}");
             assert!(matches!(

@@ -586,10 +586,22 @@ pub fn message_stats(
     let by_pinned = pairs(format!(
         "SELECT CAST(pinned AS TEXT), count(*) FROM messages WHERE {condition} GROUP BY pinned"
     ))?;
-    let by_day = pairs(format!(
-        "SELECT strftime('%Y-%m-%d', created_ms / 1000, 'unixepoch') AS day, count(*) FROM messages WHERE {condition}
-         GROUP BY day ORDER BY day"
-    ))?;
+    // Days as numbers (floored, so times before 1970 fall on their own day), named in Rust:
+    // SQLite's strftime gives NULL outside the years 0000-9999. A time stored before that range
+    // was enforced counts on the range's nearest end, where it is also served.
+    let by_day = {
+        let mut stmt = conn.prepare(&format!(
+            "SELECT (t - ((t % 86400000) + 86400000) % 86400000) / 86400000 AS day, count(*)
+             FROM (SELECT max(min(created_ms, {max}), {min}) AS t FROM messages WHERE {condition})
+             GROUP BY day ORDER BY day",
+            max = crate::domain::timestamp::MAX_MILLIS,
+            min = crate::domain::timestamp::MIN_MILLIS,
+        ))?;
+        let rows = stmt.query_map(params_from_iter(params.iter()), |r| {
+            Ok((Timestamp::day_of(r.get(0)?), r.get(1)?))
+        })?;
+        rows.collect::<rusqlite::Result<Vec<(String, i64)>>>()?
+    };
     let mut stmt = conn.prepare(&format!(
         "SELECT (SELECT user_id FROM participants p WHERE p.user_key = m.user_key) AS user_id, count(*) AS n,
                 (SELECT display_name FROM messages latest WHERE latest.user_key = m.user_key ORDER BY created_ms DESC, seq DESC LIMIT 1)

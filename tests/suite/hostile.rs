@@ -300,3 +300,82 @@ async fn every_broken_dump_ends_in_its_documented_outcome_and_the_service_stays_
         .unwrap();
     assert_eq!(page["messages"].as_array().unwrap().len(), 10);
 }
+
+#[tokio::test]
+async fn times_outside_rfc_3339s_years_are_rejected_and_no_stored_time_breaks_a_route() {
+    let session = "s-far-future";
+    let row = |id: &str, created: &str| {
+        format!("{id},u1,{session},mt,Ann,false,false,TEXT_MESSAGE,hello,{created}\n")
+    };
+    // Line 2: year 10000 (epoch ms); line 3: before year 0000; lines 4-6 load, one of them
+    // before 1970 (-1000: epoch seconds) and one on the last millisecond RFC 3339 can write.
+    let dump = format!(
+        "{HEADER}\n{}{}{}{}{}",
+        row("far", "253402300800000"),
+        row("early", "-62167219200001"),
+        row("old", "-1000"),
+        row("now", "2026-06-03T10:00:00Z"),
+        row("last", "9999-12-31T23:59:59.999Z"),
+    );
+    let server = FakeServer::start().await;
+    server.route("/d.csv", vec![Reply::Body(dump.into_bytes())]);
+    let app = spawn_app().await;
+    app.post_rtk(&chat_synced(session, &server.url("/d.csv")))
+        .await;
+    let jobs = app.wait_for_jobs(Duration::from_secs(30)).await;
+    assert_eq!(jobs[0].1, "done", "{jobs:?}");
+    let db = app.db();
+    let mut stmt = db
+        .prepare("SELECT line, reason FROM rejected_rows ORDER BY line")
+        .unwrap();
+    let rejected: Vec<(i64, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    assert_eq!(rejected[0].0, 2);
+    assert!(
+        rejected[0].1.contains("outside the years 0000-9999"),
+        "{rejected:?}"
+    );
+    assert_eq!(rejected[1].0, 3);
+
+    // A time stored by an older version, outside the range, is still served as RFC 3339.
+    db.execute(
+        "UPDATE messages SET created_ms = 253402300800000 WHERE id = 'now'",
+        [],
+    )
+    .unwrap();
+    let stats = app.get(&format!("/v1/stats?session={session}")).await;
+    assert_eq!(stats.status(), 200);
+    let stats: serde_json::Value = stats.json().await.unwrap();
+    let days: Vec<&str> = stats["byDay"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["day"].as_str().unwrap())
+        .collect();
+    assert_eq!(days, ["1969-12-31", "9999-12-31"], "{stats}");
+    assert_eq!(stats["byDay"][1]["count"], 2, "{stats}");
+    let page: serde_json::Value = app
+        .get(&format!("/v1/messages?session={session}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let times: Vec<&str> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["time"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        times,
+        [
+            "1969-12-31T23:43:20.000Z",
+            "9999-12-31T23:59:59.999Z",
+            "9999-12-31T23:59:59.999Z"
+        ]
+    );
+}
