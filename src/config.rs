@@ -260,6 +260,9 @@ pub struct ServeArgs {
     /// `/readyz` fails while more ingest jobs than this are due and waiting.
     #[arg(long, env = "CHATSINK_READY_MAX_BACKLOG", default_value_t = 1000)]
     pub ready_max_backlog: i64,
+    /// How long one query API read (a page, stats, one export page) may run, in milliseconds.
+    #[arg(long, env = "CHATSINK_QUERY_BUDGET_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub query_budget_ms: u64,
     #[command(flatten)]
     pub download: DownloadArgs,
     #[command(flatten)]
@@ -392,6 +395,7 @@ pub struct Settings {
     pub workers: usize,
     pub http_workers: usize,
     pub ready_max_backlog: i64,
+    pub query_budget: Duration,
     pub download: DownloadSettings,
     pub jobs: JobSettings,
 }
@@ -582,6 +586,7 @@ impl ServeArgs {
             workers: self.workers,
             http_workers: self.http_workers,
             ready_max_backlog: self.ready_max_backlog,
+            query_budget: Duration::from_millis(self.query_budget_ms),
             download: self.download.settings()?,
             jobs: self.jobs.settings()?,
         })

@@ -59,6 +59,7 @@ impl Application {
                 workers_expected: settings.workers,
                 max_backlog: settings.ready_max_backlog,
             },
+            settings.query_budget,
         ));
 
         let listener = TcpListener::bind(settings.listen)

@@ -15,6 +15,12 @@ pub enum ApiError {
     Unauthorized,
     #[error("the archive could not be read")]
     Storage(#[from] StoreError),
+    /// A read ran past the read budget; `searched` when the filter had a `q`, which is then
+    /// what to change.
+    #[error("the query ran past the read budget of {budget_ms} ms")]
+    TooExpensive { searched: bool, budget_ms: u128 },
+    #[error("too many full-text searches are running; retry shortly")]
+    Busy,
 }
 
 impl ApiError {
@@ -22,6 +28,19 @@ impl ApiError {
         Self::InvalidParameter {
             parameter: parameter.to_owned(),
             message: message.into(),
+        }
+    }
+}
+
+impl ApiError {
+    /// A store error of a read: past the budget is [`ApiError::TooExpensive`].
+    pub fn from_read(e: StoreError, searched: bool) -> Self {
+        match e {
+            StoreError::ReadBudget(budget) => Self::TooExpensive {
+                searched,
+                budget_ms: budget.as_millis(),
+            },
+            other => Self::Storage(other),
         }
     }
 }
@@ -40,6 +59,11 @@ impl ResponseError for ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Storage(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::TooExpensive { searched: true, .. } => StatusCode::BAD_REQUEST,
+            Self::TooExpensive {
+                searched: false, ..
+            }
+            | Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -62,10 +86,24 @@ impl ResponseError for ApiError {
                 tracing::error!(error = %e, "query failed");
                 serde_json::json!({"error": "internal", "message": self.to_string()})
             }
+            Self::TooExpensive { searched: true, .. } => serde_json::json!({
+                "error": "query_too_expensive", "parameter": "q",
+                "message": format!("{self}; use rarer words, fewer prefix terms or narrower filters (user, session, since/until)")
+            }),
+            Self::TooExpensive {
+                searched: false, ..
+            } => {
+                tracing::warn!(error = %self, "read past its budget");
+                serde_json::json!({"error": "query_too_expensive", "message": format!("{self}; retry later or narrow the filters")})
+            }
+            Self::Busy => serde_json::json!({"error": "busy", "message": self.to_string()}),
         };
         let mut response = HttpResponse::build(self.status_code());
         if matches!(self, Self::Unauthorized) {
             response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
+            response.insert_header(("Retry-After", "2"));
         }
         response.json(body)
     }

@@ -7,9 +7,11 @@
 
 use super::params::{Format, MessageQuery};
 use super::views::MessageView;
-use crate::store::{messages, Database};
+use crate::store::{messages, with_budget, Database};
 use actix_web::web::Bytes;
 use actix_web::HttpResponse;
+use std::time::Duration;
+use tokio::sync::OwnedSemaphorePermit;
 
 const PAGE: u32 = 1000;
 const FLUSH_AT: usize = 64 * 1024;
@@ -59,11 +61,19 @@ fn csv_record(view: &MessageView) -> [String; 14] {
     ]
 }
 
-pub fn stream(db: Database, query: MessageQuery) -> HttpResponse {
+/// Streams the export; each page is one read within `budget`. `permit` (a full-text search's
+/// place) is held until the export ends.
+pub fn stream(
+    db: Database,
+    query: MessageQuery,
+    budget: Duration,
+    permit: Option<OwnedSemaphorePermit>,
+) -> HttpResponse {
     let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(4);
     let format = query.format;
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = produce(&db, &query, &sender) {
+        let _permit = permit;
+        if let Err(e) = produce(&db, &query, budget, &sender) {
             // The status line is already sent; a cut-short body is all that can signal it.
             tracing::error!(error = %e, "export stopped early");
         }
@@ -164,9 +174,10 @@ impl Encoder {
 fn produce(
     db: &Database,
     query: &MessageQuery,
+    budget: Duration,
     sender: &tokio::sync::mpsc::Sender<Bytes>,
 ) -> anyhow::Result<()> {
-    let conn = db.conn()?;
+    let mut conn = db.conn()?;
     let sink = ChunkSink {
         buffer: Vec::with_capacity(FLUSH_AT * 2),
         sender: sender.clone(),
@@ -187,7 +198,15 @@ fn produce(
         if want == 0 {
             break;
         }
-        let rows = messages::message_page(&conn, &query.filter, query.order, after, want)?;
+        let rows = with_budget(&mut conn, budget, |conn| {
+            Ok(messages::message_page(
+                conn,
+                &query.filter,
+                query.order,
+                after,
+                want,
+            )?)
+        })?;
         let fetched = rows.len();
         if let Some(last) = rows.last() {
             after = Some(crate::store::After {

@@ -35,7 +35,7 @@ pub async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
             .into(),
         );
     }
-    match state.db.run(|conn| Ok(jobs::backlog(conn)?)).await {
+    match state.db.probe(|conn| Ok(jobs::backlog(conn)?)).await {
         Ok(backlog) if backlog > state.readiness.max_backlog => {
             failing.insert(
                 "backlog".into(),
@@ -65,7 +65,7 @@ pub async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
 pub async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
     let snapshot = state
         .db
-        .run(|conn| {
+        .probe(|conn| {
             Ok((
                 jobs::count_jobs_by_state(conn)?,
                 jobs::oldest_pending_age_ms(conn)?,

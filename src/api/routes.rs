@@ -16,86 +16,72 @@ fn accept(request: &HttpRequest) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
-/// FTS5 rejects some `q` strings only when the query runs. Every other input is bound as a
-/// parameter, so a plain SQLITE_ERROR from a query with `q` is the caller's 400; I/O, busy or
-/// corruption errors keep their own codes and stay 500s.
-fn query_error(filter: &messages::MessageFilter) -> impl Fn(rusqlite::Error) -> ApiError {
-    let has_text_query = filter.text_query.is_some();
-    move |e| match &e {
-        rusqlite::Error::SqliteFailure(failure, message)
-            if has_text_query && failure.code == rusqlite::ErrorCode::Unknown =>
-        {
-            let detail = message.clone().unwrap_or_else(|| failure.to_string());
-            ApiError::invalid(
-                "q",
-                format!(
-                    "not a valid full-text query ({detail}); see the q syntax in /openapi.json"
-                ),
-            )
-        }
-        _ => ApiError::from(e),
-    }
-}
-
 async fn respond_with_messages(
     state: &ApiState,
     query: MessageQuery,
 ) -> Result<HttpResponse, ApiError> {
+    let permit = state.admit(&query.filter).await?;
     if query.format != Format::Json {
-        // Run the first page now so a bad `q` is a 400 before the 200 streaming starts.
-        let probe = query.clone();
+        // The first row now, so a search past its budget is a 400 before the 200 is sent.
+        let (filter, order, after) = (query.filter.clone(), query.order, query.after);
         state
-            .db
-            .run(move |conn| {
-                Ok(messages::message_page(
-                    conn,
-                    &probe.filter,
-                    probe.order,
-                    probe.after,
-                    1,
-                ))
+            .read(&query.filter, move |conn| {
+                Ok(messages::message_page(conn, &filter, order, after, 1)?)
             })
-            .await?
-            .map_err(query_error(&query.filter))?;
-        return Ok(export::stream(state.db.clone(), query));
+            .await?;
+        return Ok(export::stream(
+            state.db.clone(),
+            query,
+            state.read_budget,
+            permit,
+        ));
     }
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     let (filter, order, after) = (query.filter.clone(), query.order, query.after);
-    let mut rows = state
-        .db
-        .run(move |conn| {
+    let rows = state
+        .read(&query.filter, move |conn| {
             Ok(messages::message_page(
                 conn,
                 &filter,
                 order,
                 after,
                 limit + 1,
-            ))
+            )?)
         })
-        .await?
-        .map_err(query_error(&query.filter))?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|last| {
-            Cursor::for_messages(&query.filter, query.order).encode_after(After {
-                created_ms: last.created_ms,
-                seq: last.seq,
-            })
+        .await?;
+    drop(permit);
+    let (rows, next_cursor) = page(rows, limit, |last| {
+        Cursor::for_messages(&query.filter, query.order).encode_after(After {
+            created_ms: last.created_ms,
+            seq: last.seq,
         })
-    } else {
-        None
-    };
+    });
     Ok(HttpResponse::Ok().json(MessageList {
         messages: rows.into_iter().map(MessageView::from).collect(),
         next_cursor,
     }))
 }
 
+/// Cuts a page fetched with one row more than `limit` back to `limit`, and names the cursor
+/// after its last row when there is more.
+fn page<T>(
+    mut rows: Vec<T>,
+    limit: u32,
+    cursor: impl FnOnce(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        let next = rows.last().map(cursor);
+        (rows, next)
+    } else {
+        (rows, None)
+    }
+}
+
 async fn require_session(state: &ApiState, id: &str) -> Result<SessionView, ApiError> {
     let key = id.to_owned();
     state
-        .db
-        .run(move |conn| Ok(sessions::get_session(conn, &key)?))
+        .read_light(move |conn| Ok(sessions::get_session(conn, &key)?))
         .await?
         .map(SessionView::from)
         .ok_or_else(|| ApiError::NotFound {
@@ -197,20 +183,14 @@ pub async fn list_sessions(
         }
         None => None,
     };
-    let mut rows = state
-        .db
-        .run(move |conn| Ok(messages::session_page(conn, after, limit + 1)?))
+    let rows = state
+        .read_light(move |conn| Ok(messages::session_page(conn, after, limit + 1)?))
         .await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|s| {
-            let mut body = s.sort_ms.to_be_bytes().to_vec();
-            body.extend_from_slice(s.session_id.as_bytes());
-            codec.encode(&body)
-        })
-    } else {
-        None
-    };
+    let (rows, next_cursor) = page(rows, limit, |s| {
+        let mut body = s.sort_ms.to_be_bytes().to_vec();
+        body.extend_from_slice(s.session_id.as_bytes());
+        codec.encode(&body)
+    });
     Ok(HttpResponse::Ok().json(SessionList {
         sessions: rows.into_iter().map(SessionView::from).collect(),
         next_cursor,
@@ -250,9 +230,8 @@ pub async fn list_users(
         ),
         None => None,
     };
-    let mut rows = state
-        .db
-        .run(move |conn| {
+    let rows = state
+        .read_light(move |conn| {
             Ok(messages::user_page(
                 conn,
                 session.as_deref(),
@@ -261,12 +240,7 @@ pub async fn list_users(
             )?)
         })
         .await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|u| codec.encode(u.user_id.as_bytes()))
-    } else {
-        None
-    };
+    let (rows, next_cursor) = page(rows, limit, |u| codec.encode(u.user_id.as_bytes()));
     Ok(HttpResponse::Ok().json(UserList {
         users: rows.into_iter().map(UserView::from).collect(),
         next_cursor,
@@ -283,11 +257,12 @@ pub async fn stats(
 ) -> Result<HttpResponse, ApiError> {
     let params = QueryParams::parse(request.query_string(), params::STATS_PARAMS)?;
     let filter = params::message_filter(&params, &Scope::default())?;
-    let on_error = query_error(&filter);
+    let _permit = state.admit(&filter).await?;
+    let for_read = filter.clone();
     let stats = state
-        .db
-        .run(move |conn| Ok(messages::message_stats(conn, &filter, 10)))
-        .await?
-        .map_err(on_error)?;
+        .read(&filter, move |conn| {
+            Ok(messages::message_stats(conn, &for_read, 10)?)
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(StatsView::from(stats)))
 }

@@ -627,3 +627,68 @@ pub fn message_stats(
         top_users,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::fts5_match;
+    use crate::domain::TextQuery;
+    use rusqlite::Connection;
+
+    /// Every documented form of `q`, compiled, finds what FTS5 finds for the same text written
+    /// in FTS5's own syntax (what `q` was passed as before chatsink parsed it).
+    #[test]
+    fn compiled_queries_match_what_fts5_syntax_matched() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE VIRTUAL TABLE f USING fts5(text, file_name, display_name,
+                 tokenize = 'unicode61 remove_diacritics 2');",
+        )
+        .unwrap();
+        let rows = [
+            ("the quarterly budget report", "", "Ann"),
+            ("budget draft", "report-123.pdf", "Bob"),
+            ("café crème", "", "Zoë"),
+            ("the report is late", "", "Ann"),
+            ("reporting lines", "notes.txt", "Carl"),
+            ("late budget late", "", "Bob"),
+            ("会議 の 予定", "", "Dai"),
+        ];
+        for (text, file, name) in rows {
+            conn.execute("INSERT INTO f VALUES (?1, ?2, ?3)", [text, file, name])
+                .unwrap();
+        }
+        let ids = |expr: &str| -> Vec<i64> {
+            conn.prepare("SELECT rowid FROM f WHERE f MATCH ?1 ORDER BY rowid")
+                .unwrap()
+                .query_map([expr], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        for q in [
+            "budget",
+            "budget report",
+            "budget AND report",
+            "budget OR cafe",
+            "report NOT late",
+            "rep*",
+            "\"budget report\"",
+            "\"the report\"",
+            "NEAR(budget late, 2)",
+            "NEAR(budget report)",
+            "file_name:report",
+            "display_name:ann",
+            "text:budget",
+            "budget OR late AND the",
+            "(budget OR late) AND the",
+            "creme",
+            "会議",
+        ] {
+            let compiled = fts5_match(&TextQuery::parse(q).unwrap());
+            assert_eq!(ids(&compiled), ids(q), "{q} -> {compiled}");
+            assert!(!ids(q).is_empty(), "{q} matches something");
+        }
+        let compiled = fts5_match(&TextQuery::parse("display_name:(ann OR bob)").unwrap());
+        assert_eq!(ids(&compiled), vec![1, 2, 4, 6]);
+    }
+}

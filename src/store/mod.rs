@@ -22,7 +22,8 @@ pub use load::{LoadBatch, LoadReport, LoadRow, RejectedRow};
 pub use sessions::{SessionDump, SessionRecord};
 
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+pub use rusqlite::Connection;
+use rusqlite::{OpenFlags, TransactionBehavior};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -70,6 +71,8 @@ pub enum StoreError {
     Intake(String),
     #[error("the database worker stopped")]
     WriterGone,
+    #[error("the read ran past its budget of {} ms", .0.as_millis())]
+    ReadBudget(Duration),
 }
 
 impl StoreError {
@@ -88,7 +91,9 @@ impl StoreError {
                     | CannotOpen
                     | OutOfMemory
             ),
-            Self::Sqlite(_) | Self::TooNew { .. } | Self::CopyDamaged(_) => false,
+            Self::Sqlite(_) | Self::TooNew { .. } | Self::CopyDamaged(_) | Self::ReadBudget(_) => {
+                false
+            }
             Self::Pool(_)
             | Self::ReadOnly { .. }
             | Self::FileReplaced(_)
@@ -172,6 +177,9 @@ pub struct Database {
 
 struct PoolSlot {
     pool: Pool,
+    /// Two connections of their own for `/readyz` and `/metrics`, so readiness never queues
+    /// behind analysts' reads holding every connection of `pool`.
+    probe: Pool,
     file: FileId,
 }
 
@@ -215,12 +223,17 @@ impl Database {
 
     /// The pool for the file now at `path`, reopened if the file was replaced.
     fn pool(&self) -> Result<Pool, StoreError> {
+        self.slot_pools().map(|(pool, _)| pool)
+    }
+
+    /// Both pools for the file now at `path`: (reads and short writes, probes).
+    fn slot_pools(&self) -> Result<(Pool, Pool), StoreError> {
         let gone = || StoreError::FileReplaced(self.path.clone());
         let now = FileId::of(&self.path).ok_or_else(gone)?;
         {
             let slot = self.slot.read().unwrap_or_else(|e| e.into_inner());
             if slot.file == now {
-                return Ok(slot.pool.clone());
+                return Ok((slot.pool.clone(), slot.probe.clone()));
             }
         }
         let mut slot = self.slot.write().unwrap_or_else(|e| e.into_inner());
@@ -228,7 +241,7 @@ impl Database {
             tracing::warn!(path = %self.path.display(), "database file was replaced; reopening");
             *slot = open_pool(&self.path)?;
         }
-        Ok(slot.pool.clone())
+        Ok((slot.pool.clone(), slot.probe.clone()))
     }
 
     /// A pooled connection, for code already off the async executor.
@@ -251,9 +264,36 @@ impl Database {
         .unwrap_or(Err(StoreError::WriterGone))
     }
 
-    /// Checks that the database accepts a write (used by `/healthz`).
+    /// [`Database::run`] with a time budget: SQLite's progress handler interrupts the work once
+    /// `budget` has passed, and the read fails with [`StoreError::ReadBudget`]. For reads whose
+    /// cost a stranger chooses (the query API): none may hold a connection and a core for long.
+    pub async fn read<T, F>(&self, budget: Duration, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.run(move |conn| with_budget(conn, budget, work)).await
+    }
+
+    /// Runs work on a probe connection (`/readyz`, `/metrics`): never queued behind reads.
+    pub async fn probe<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let (_, probe) = db.slot_pools()?;
+            let mut conn = probe.get()?;
+            work(&mut conn)
+        })
+        .await
+        .unwrap_or(Err(StoreError::WriterGone))
+    }
+
+    /// Checks that the database accepts a write (used by `/readyz`).
     pub async fn check_writable(&self) -> Result<(), StoreError> {
-        self.run(move |conn| {
+        self.probe(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute("CREATE TEMP TABLE IF NOT EXISTS health_probe (x)", [])?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -262,6 +302,27 @@ impl Database {
         })
         .await
     }
+}
+
+/// Runs `work` on `conn` with SQLite's progress handler set to interrupt it after `budget`.
+pub fn with_budget<T>(
+    conn: &mut Connection,
+    budget: Duration,
+    work: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let deadline = std::time::Instant::now() + budget;
+    // Every 10,000 virtual machine steps: ~0.1 ms of work, so the clock is read rarely.
+    conn.progress_handler(10_000, Some(move || std::time::Instant::now() >= deadline))?;
+    let result = work(conn);
+    conn.progress_handler(0, None::<fn() -> bool>)?;
+    result.map_err(|e| match e {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
+            if f.code == rusqlite::ErrorCode::OperationInterrupted =>
+        {
+            StoreError::ReadBudget(budget)
+        }
+        other => other,
+    })
 }
 
 /// SQLite would open a read-only file read-only and fail later, or (in WAL mode without its
@@ -295,21 +356,28 @@ fn refuse_read_only(path: &Path) -> Result<(), StoreError> {
 /// (SQLite would create an empty one).
 fn open_pool(path: &Path) -> Result<PoolSlot, StoreError> {
     let file = FileId::of(path).ok_or_else(|| StoreError::FileReplaced(path.to_owned()))?;
-    let manager = SqliteConnectionManager::file(path)
-        .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .with_init(|conn| configure(conn));
+    let manager = || {
+        SqliteConnectionManager::file(path)
+            .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_init(|conn| configure(conn))
+    };
     let pool = r2d2::Pool::builder()
         .max_size(16)
         .min_idle(Some(0))
         .connection_timeout(Duration::from_secs(15))
-        .build_unchecked(manager);
+        .build_unchecked(manager());
+    let probe = r2d2::Pool::builder()
+        .max_size(2)
+        .min_idle(Some(0))
+        .connection_timeout(Duration::from_secs(5))
+        .build_unchecked(manager());
     let version: i64 = pool
         .get()?
         .query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version == 0 {
         return Err(StoreError::FileReplaced(path.to_owned()));
     }
-    Ok(PoolSlot { pool, file })
+    Ok(PoolSlot { pool, probe, file })
 }
 
 /// Copies the live database at `source` to `target` with SQLite's online backup API: all pages

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod budget;
 mod bulk;
 mod cli;
 mod crash;
