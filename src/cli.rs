@@ -118,12 +118,7 @@ async fn reprocess_command(args: ReprocessArgs) -> anyhow::Result<ExitCode> {
     } else {
         ReprocessSelector::All
     };
-    let db = Database::open(&args.storage.database).with_context(|| {
-        format!(
-            "cannot open the database {}",
-            args.storage.database.display()
-        )
-    })?;
+    let db = Database::open_existing(&args.storage.database)?;
     let ctx = IngestContext::new(
         db,
         args.storage.data_dir.clone(),
@@ -171,12 +166,7 @@ async fn reprocess_command(args: ReprocessArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn jobs_command(args: JobsArgs) -> anyhow::Result<ExitCode> {
-    let db = Database::open(&args.storage.database).with_context(|| {
-        format!(
-            "cannot open the database {}",
-            args.storage.database.display()
-        )
-    })?;
+    let db = Database::open_existing(&args.storage.database)?;
     let state = args.state.as_deref().and_then(JobState::parse);
     let list = jobs::list_jobs(&*db.conn()?, state, args.limit)?;
     println!(

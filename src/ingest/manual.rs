@@ -168,10 +168,20 @@ pub async fn reprocess(
     mut on_done: impl FnMut(&ReprocessOutcome),
 ) -> Result<Vec<ReprocessOutcome>, IngestError> {
     let selector_owned = selector.clone();
-    let sessions = ctx
+    let (sessions, unknown) = ctx
         .db
-        .run(move |conn| Ok(jobs::select_sessions(conn, &selector_owned)?))
+        .run(move |conn| {
+            let sessions = jobs::select_sessions(conn, &selector_owned)?;
+            let unknown = match selector_owned {
+                ReprocessSelector::Sessions(_) => jobs::unknown_sessions(conn, &sessions)?,
+                _ => Vec::new(),
+            };
+            Ok((sessions, unknown))
+        })
         .await?;
+    if !unknown.is_empty() {
+        return Err(IngestError::UnknownSessions(unknown));
+    }
     let queued = ctx
         .db
         .run(move |conn| Ok(jobs::enqueue_reprocess(conn, &sessions)?))

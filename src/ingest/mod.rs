@@ -34,6 +34,9 @@ pub enum IngestError {
         message: String,
         retry_after: Option<Duration>,
     },
+    /// Sessions asked for by id that the archive has never seen: nothing was enqueued.
+    #[error("unknown session(s): {}", .0.join(", "))]
+    UnknownSessions(Vec<String>),
 }
 
 impl IngestError {

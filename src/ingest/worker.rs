@@ -212,7 +212,7 @@ async fn record_failure(
     error: IngestError,
 ) -> AttemptResult {
     let retry_in = match &error {
-        IngestError::Permanent(_) => None,
+        IngestError::Permanent(_) | IngestError::UnknownSessions(_) => None,
         IngestError::Transient { .. } if job.attempt >= ctx.jobs.max_attempts => None,
         IngestError::Transient { retry_after, .. } => {
             let backoff = retry_delay(job.attempt, &ctx.jobs);

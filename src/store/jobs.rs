@@ -341,6 +341,21 @@ pub fn select_sessions(
     }
 }
 
+/// The ids among `ids` that the archive has never seen (no session row, no job).
+pub fn unknown_sessions(conn: &Connection, ids: &[String]) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM sessions WHERE session_id = ?1)
+             OR EXISTS (SELECT 1 FROM jobs WHERE session_id = ?1)",
+    )?;
+    let mut unknown = Vec::new();
+    for id in ids {
+        if !stmt.query_row([id], |r| r.get::<_, bool>(0))? {
+            unknown.push(id.clone());
+        }
+    }
+    Ok(unknown)
+}
+
 /// Enqueues one reprocess job per session, or finds the one already open: the partial UNIQUE
 /// index allows one open reprocess job per session, so concurrent runs share it.
 pub fn enqueue_reprocess(

@@ -61,6 +61,8 @@ pub enum StoreError {
     },
     #[error("database {path} cannot be written ({reason}); chatsink needs a writable database and directory")]
     ReadOnly { path: PathBuf, reason: String },
+    #[error("no database at {}", .0.display())]
+    Missing(PathBuf),
     #[error("database file {0} is gone or was replaced underneath the running service")]
     FileReplaced(PathBuf),
     #[error("the copy failed its integrity check: {0}")]
@@ -91,9 +93,11 @@ impl StoreError {
                     | CannotOpen
                     | OutOfMemory
             ),
-            Self::Sqlite(_) | Self::TooNew { .. } | Self::CopyDamaged(_) | Self::ReadBudget(_) => {
-                false
-            }
+            Self::Sqlite(_)
+            | Self::TooNew { .. }
+            | Self::CopyDamaged(_)
+            | Self::ReadBudget(_)
+            | Self::Missing(_) => false,
             Self::Pool(_)
             | Self::ReadOnly { .. }
             | Self::FileReplaced(_)
@@ -215,6 +219,15 @@ impl Database {
             path: path.to_owned(),
             slot: Arc::new(RwLock::new(slot)),
         })
+    }
+
+    /// Opens a database that must already exist: every command but `serve` and `ingest`, so a
+    /// mistyped `--database` is an error instead of a new empty archive.
+    pub fn open_existing(path: &Path) -> Result<Self, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::Missing(path.to_owned()));
+        }
+        Self::open(path)
     }
 
     pub fn path(&self) -> &Path {

@@ -345,3 +345,81 @@ fn reprocess_needs_a_selection() {
     assert!(!bad_time.status.success());
     assert!(String::from_utf8_lossy(&bad_time.stderr).contains("--since"));
 }
+
+#[test]
+fn commands_other_than_serve_and_ingest_never_create_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("typo.db");
+    for args in [
+        &["jobs"][..],
+        &["reprocess", "--all"],
+        &["reprocess", "--dead"],
+        &["reprocess", "--session", "s-1"],
+    ] {
+        let output = chatsink(args, &missing, dir.path());
+        assert!(!output.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!("no database at {}", missing.display())),
+            "{args:?}: {stderr}"
+        );
+        assert!(!missing.exists(), "{args:?} created {}", missing.display());
+    }
+}
+
+#[test]
+fn reprocess_of_a_session_never_seen_says_so_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("chatsink.db");
+    chatsink::store::Database::open(&db).unwrap();
+    let output = chatsink(&["reprocess", "--session", "nope"], &db, dir.path());
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unknown session(s): nope"), "{stderr}");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let jobs: i64 = conn
+        .query_row("SELECT count(*) FROM jobs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(jobs, 0, "no job was created");
+    let dead = chatsink(&["reprocess", "--dead"], &db, dir.path());
+    assert!(dead.status.success());
+    assert!(
+        stdout(&dead).contains("reprocessed 0 session(s)"),
+        "{}",
+        stdout(&dead)
+    );
+}
+
+#[test]
+fn a_regenerated_read_token_file_is_0600_whatever_its_mode_was() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let token_file = data.join("read-token");
+    std::fs::write(&token_file, "short\n").unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chatsink"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--insecure-skip-verify"])
+        .env("CHATSINK_DATABASE", dir.path().join("chatsink.db"))
+        .env("CHATSINK_DATA_DIR", &data)
+        .env_remove("CHATSINK_READ_TOKENS")
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let token = loop {
+        let text = std::fs::read_to_string(&token_file).unwrap_or_default();
+        if text.trim().len() >= 16 {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "no token written");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(token.trim().len(), 64);
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "mode {mode:o}");
+}
