@@ -149,8 +149,9 @@ pub struct DownloadArgs {
     /// Private, loopback and link-local addresses are refused unless listed here as IP literals.
     #[arg(long, env = "CHATSINK_DOWNLOAD_ALLOW_HOSTS", value_delimiter = ',', default_value = DEFAULT_ALLOW_HOSTS)]
     pub download_allow_hosts: Vec<String>,
-    /// Allow plain `http` downloads (tests and local storage only).
-    #[arg(long, env = "CHATSINK_DOWNLOAD_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set)]
+    /// Allow plain `http` downloads (tests and local storage only). A bare flag means true.
+    #[arg(long, env = "CHATSINK_DOWNLOAD_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
     pub download_allow_http: bool,
     /// Largest dump accepted, in decoded bytes.
     #[arg(long, env = "CHATSINK_DOWNLOAD_MAX_BYTES", default_value_t = 512 * 1024 * 1024)]
@@ -237,8 +238,10 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub hmac_secrets: Vec<String>,
-    /// Accept deliveries without checking any signature. Local experiments only.
-    #[arg(long, env = "CHATSINK_INSECURE_SKIP_VERIFY", default_value_t = false)]
+    /// Accept deliveries without checking any signature. Local experiments only. A bare flag
+    /// means true.
+    #[arg(long, env = "CHATSINK_INSECURE_SKIP_VERIFY", default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
     pub insecure_skip_verify: bool,
     /// Largest webhook body accepted, in bytes.
     #[arg(long, env = "CHATSINK_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
@@ -596,6 +599,40 @@ impl ServeArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn boolean_settings_take_a_bare_flag_or_a_value() {
+        use clap::Parser;
+        let serve = |extra: &[&str]| {
+            let mut args = vec!["chatsink", "serve"];
+            args.extend_from_slice(extra);
+            match Cli::try_parse_from(args).unwrap().command {
+                Command::Serve(s) => (s.download.download_allow_http, s.insecure_skip_verify),
+                _ => unreachable!(),
+            }
+        };
+        assert_eq!(serve(&[]), (false, false));
+        assert_eq!(
+            serve(&["--download-allow-http", "--insecure-skip-verify"]),
+            (true, true)
+        );
+        assert_eq!(
+            serve(&[
+                "--download-allow-http",
+                "true",
+                "--insecure-skip-verify",
+                "false"
+            ]),
+            (true, false)
+        );
+        assert_eq!(
+            serve(&["--download-allow-http=false", "--insecure-skip-verify=true"]),
+            (false, true)
+        );
+        assert!(
+            Cli::try_parse_from(["chatsink", "serve", "--download-allow-http", "maybe"]).is_err()
+        );
+    }
 
     #[test]
     fn hmac_secrets_must_be_whsec_base64() {

@@ -17,7 +17,11 @@ pub fn init(format: LogFormat) {
             .flatten_event(true)
             .with_current_span(true)
             .try_init(),
-        LogFormat::Pretty => builder.compact().try_init(),
+        // Colours only for a person at a terminal: a file, a pipe or journald gets plain text.
+        LogFormat::Pretty => builder
+            .compact()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
     };
 }
 

@@ -3,7 +3,7 @@
 
 use super::cursor::Cursor;
 use super::error::ApiError;
-use crate::domain::{TextQuery, Timestamp};
+use crate::domain::{MessageKind, TextQuery, Timestamp};
 use crate::store::{After, MessageFilter, Order};
 use std::collections::BTreeMap;
 
@@ -49,9 +49,10 @@ const USER: ParamSpec = spec(
 );
 const TYPE: ParamSpec = spec(
     "type",
-    ParamKind::Choice(&["text", "image", "file"]),
+    ParamKind::Text,
     true,
-    "Message type; repeat for any of several.",
+    "Message type: text, image, file (or TEXT_MESSAGE, IMAGE_MESSAGE, FILE_MESSAGE), or any other type the \
+     archive holds, as messages serve it (e.g. CUSTOM_MESSAGE); repeat for any of several.",
 );
 const PINNED: ParamSpec = spec(
     "pinned",
@@ -252,7 +253,16 @@ pub fn message_filter(params: &QueryParams, scope: &Scope) -> Result<MessageFilt
             .clone()
             .map(|u| vec![u])
             .unwrap_or_else(|| params.all("user")),
-        kinds: params.all("type"),
+        kinds: {
+            let mut kinds: Vec<String> = params
+                .all("type")
+                .iter()
+                .map(|t| MessageKind::from_payload_type(t).as_str().to_owned())
+                .collect();
+            kinds.sort();
+            kinds.dedup();
+            kinds
+        },
         pinned: params.bool("pinned"),
         edited: params.bool("edited"),
         session: scope

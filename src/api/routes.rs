@@ -136,16 +136,17 @@ pub async fn session_messages(
 /// One participant's messages; the same filters as `/v1/messages` but `user`.
 #[utoipa::path(get, path = "/v1/users/{id}/messages", tag = "messages",
     params(("id" = String, Path, description = "Participant (user) id")),
-    responses((status = 200, body = MessageList), (status = 400), (status = 401)),
+    responses((status = 200, body = MessageList), (status = 400), (status = 401), (status = 404, description = "Unknown user")),
     security(("bearer" = [])))]
 pub async fn user_messages(
     request: HttpRequest,
     path: web::Path<String>,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
     let scope = Scope {
         session: None,
-        user: Some(path.into_inner()),
+        user: Some(id.clone()),
     };
     let query = MessageQuery::parse(
         request.query_string(),
@@ -153,6 +154,15 @@ pub async fn user_messages(
         &scope,
         accept(&request),
     )?;
+    let key = id.clone();
+    if !state
+        .read_light(move |conn| Ok(messages::user_exists(conn, &key)?))
+        .await?
+    {
+        return Err(ApiError::NotFound {
+            what: format!("user '{id}'"),
+        });
+    }
     respond_with_messages(&state, query).await
 }
 

@@ -518,6 +518,12 @@ pub fn session_page(
     rows.collect()
 }
 
+/// Whether the archive holds messages of this participant.
+pub fn user_exists(conn: &Connection, user_id: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM participants WHERE user_id = ?1)")?
+        .query_row([user_id], |r| r.get(0))
+}
+
 /// A participant seen in the archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {

@@ -565,7 +565,7 @@ async fn every_bad_parameter_is_a_400_naming_it() {
         .unwrap_or_default();
     let cases: Vec<(String, &str)> = vec![
         ("/v1/messages?color=red".into(), "color"),
-        ("/v1/messages?type=video".into(), "type"),
+        ("/v1/messages?type=".into(), "type"),
         ("/v1/messages?pinned=yes".into(), "pinned"),
         ("/v1/messages?edited=1".into(), "edited"),
         ("/v1/messages?limit=0".into(), "limit"),
@@ -1005,4 +1005,43 @@ async fn a_frequent_word_is_probed_and_a_rare_one_collected_with_the_same_answer
             "{order}"
         );
     }
+}
+
+#[tokio::test]
+async fn type_filters_on_every_type_the_archive_holds_and_unknown_ids_are_404() {
+    let header = "id,participantId,sessionId,meetingId,displayName,pinned,isEdited,payloadType,payload,createdAt";
+    let dump = format!(
+        "{header}\nm1,u1,s-kinds,mt,Ann,false,false,TEXT_MESSAGE,hi,1780480800000\n\
+         m2,u1,s-kinds,mt,Ann,false,false,CUSTOM_MESSAGE,{{}},1780480801000\n\
+         m3,u2,s-kinds,mt,Bob,false,false,IMAGE_MESSAGE,https://x/y.png,1780480802000\n"
+    );
+    let storage = FakeServer::start().await;
+    storage.route("/d.csv", vec![Reply::Body(dump.into_bytes())]);
+    let app = spawn_app().await;
+    app.post_rtk(&chat_synced("s-kinds", &storage.url("/d.csv")))
+        .await;
+    app.wait_for_jobs(std::time::Duration::from_secs(20)).await;
+    let ids = |body: &Value| -> Vec<String> {
+        body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, custom) = json(&app, "/v1/messages?type=CUSTOM_MESSAGE").await;
+    assert_eq!(status, 200, "{custom}");
+    assert_eq!(ids(&custom), ["m2"]);
+    assert_eq!(custom["messages"][0]["type"], "CUSTOM_MESSAGE");
+    let (_, both) = json(&app, "/v1/messages?type=TEXT_MESSAGE&type=image").await;
+    assert_eq!(ids(&both), ["m1", "m3"]);
+    let (_, none) = json(&app, "/v1/messages?type=video").await;
+    assert_eq!(ids(&none), Vec::<String>::new());
+    for path in ["/v1/users/nope/messages", "/v1/sessions/nope/messages"] {
+        let (status, body) = json(&app, path).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert_eq!(body["error"], "not_found", "{path}: {body}");
+    }
+    let (status, _) = json(&app, "/v1/users/u1/messages").await;
+    assert_eq!(status, 200);
 }
