@@ -25,6 +25,13 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        // The port first: a taken port stops start-up before anything else starts.
+        let listener = TcpListener::bind(settings.listen).with_context(|| {
+            format!(
+                "cannot listen on {}; choose another address with --listen or CHATSINK_LISTEN",
+                settings.listen
+            )
+        })?;
         std::fs::create_dir_all(&settings.data_dir).with_context(|| {
             format!("cannot create the data dir {}", settings.data_dir.display())
         })?;
@@ -33,7 +40,6 @@ impl Application {
         let intake = IntakeWriter::start(&settings.database)?;
         let verifier = Verifier::new(&settings.verify)
             .map_err(|e| anyhow::anyhow!("signature settings: {e}"))?;
-        verifier.prefetch_key();
         let read_tokens = resolve_read_tokens(&settings.read_tokens, &settings.data_dir)?;
 
         let ingest = Arc::new(IngestContext::new(
@@ -62,8 +68,6 @@ impl Application {
             settings.query_budget,
         ));
 
-        let listener = TcpListener::bind(settings.listen)
-            .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let mut server = HttpServer::new(move || {
             App::new()

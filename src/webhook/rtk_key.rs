@@ -74,19 +74,6 @@ impl RsaKeyStore {
         })
     }
 
-    /// Fetches the key in the background if it is not known yet, so the first delivery rarely
-    /// waits. Failure is only logged: the next delivery tries again.
-    pub fn prefetch(self: &Arc<Self>) {
-        if self.cached().is_none() {
-            let store = self.clone();
-            tokio::spawn(async move {
-                if let Err(e) = store.key().await {
-                    tracing::warn!(error = %e, "prefetching the RealtimeKit public key failed; will retry on first delivery");
-                }
-            });
-        }
-    }
-
     fn cached(&self) -> Option<Arc<RtkKey>> {
         self.current.read().expect("key lock").clone()
     }

@@ -92,10 +92,6 @@ impl Verifier {
         })
     }
 
-    pub fn prefetch_key(&self) {
-        self.rsa.prefetch();
-    }
-
     /// Accepts the delivery when any configured scheme whose header is present verifies it.
     pub async fn verify(
         &self,

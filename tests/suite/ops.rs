@@ -414,3 +414,102 @@ async fn sigterm_finishes_requests_releases_the_running_job_and_checkpoints() {
         site.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_and_an_hmac_only_serve_make_no_outbound_connection() {
+    // RealtimeKit's key URL points at a loopback listener that counts connections.
+    let key_server = FakeServer::start().await;
+    let key_url = key_server.url("/.well-known/webhooks.json");
+    let demo = {
+        let key_url = key_url.clone();
+        tokio::task::spawn_blocking(move || {
+            chatsink(
+                &[
+                    "demo",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--once",
+                    "--messages",
+                    "50",
+                ],
+                &[
+                    ("CHATSINK_RTK_PUBLIC_KEY_URL", &key_url),
+                    ("RUST_LOG", "info"),
+                ],
+            )
+        })
+        .await
+        .unwrap()
+    };
+    assert!(demo.status.success(), "{}", text(&demo));
+    assert!(!text(&demo).contains("WARN"), "{}", text(&demo));
+    // `serve` with only an HMAC secret and no key configured: nothing to fetch until an
+    // rtk-signature arrives.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_chatsink"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("CHATSINK_DATABASE", dir.path().join("chatsink.db"))
+        .env("CHATSINK_DATA_DIR", dir.path())
+        .env("CHATSINK_HMAC_SECRETS", whsec(HMAC_KEY))
+        .env("CHATSINK_RTK_PUBLIC_KEY_URL", &key_url)
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let ready = format!("http://127.0.0.1:{port}/readyz");
+    let mut answered = false;
+    for _ in 0..200 {
+        if client
+            .get(&ready)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert!(answered, "serve became ready");
+    assert_eq!(key_server.connections(), 0, "nothing fetched the key");
+}
+
+#[test]
+fn a_taken_port_stops_start_up_first_and_names_the_setting() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("chatsink.db");
+    for command in ["serve", "demo"] {
+        let run = chatsink(
+            &[command, "--listen", &address],
+            &[
+                ("CHATSINK_DATABASE", database.to_str().unwrap()),
+                ("CHATSINK_DATA_DIR", dir.path().to_str().unwrap()),
+                ("CHATSINK_INSECURE_SKIP_VERIFY", "true"),
+                ("RUST_LOG", "info"),
+            ],
+        );
+        let out = text(&run);
+        assert!(!run.status.success(), "{command}: {out}");
+        assert!(
+            out.contains(&format!("cannot listen on {address}")),
+            "{command}: {out}"
+        );
+        assert!(out.contains("--listen"), "{command}: {out}");
+        assert!(!out.contains("WARN"), "{command}: {out}");
+        assert!(
+            !database.exists(),
+            "{command} opened a database before binding"
+        );
+    }
+}
