@@ -2,7 +2,8 @@
 //! non-zero exit; results go to stdout.
 
 use crate::config::{
-    BackupArgs, Command, ConfigCommand, IngestArgs, JobsArgs, ReprocessArgs, ServeArgs,
+    BackupArgs, Command, ConfigCommand, IngestArgs, JobsArgs, RejectedArgs, ReprocessArgs,
+    ServeArgs,
 };
 use crate::domain::{SessionId, Timestamp};
 use crate::ingest::{self, IngestContext};
@@ -17,6 +18,7 @@ pub fn run(command: Command) -> ExitCode {
         Command::Ingest(args) => ingest_command(args),
         Command::Reprocess(args) => runtime().and_then(|rt| rt.block_on(reprocess_command(args))),
         Command::Jobs(args) => jobs_command(args),
+        Command::Rejected(args) => rejected_command(args),
         Command::Config(ConfigCommand::Check(args)) => {
             crate::config_file::check(&args).map(|text| {
                 print!("{text}");
@@ -185,6 +187,26 @@ fn jobs_command(args: JobsArgs) -> anyhow::Result<ExitCode> {
             job.last_error.unwrap_or_default()
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rejected_command(args: RejectedArgs) -> anyhow::Result<ExitCode> {
+    let db = Database::open_existing(&args.storage.database)?;
+    let conn = db.conn()?;
+    if crate::store::sessions::get_session(&conn, &args.session)?.is_none() {
+        anyhow::bail!("unknown session: {}", args.session);
+    }
+    let rows = crate::store::load::rejected_page(&conn, &args.session, None, args.limit)?;
+    println!("{:>8}  {:<40}  raw", "line", "reason");
+    for row in &rows {
+        println!(
+            "{:>8}  {:<40}  {}",
+            row.line,
+            row.reason,
+            crate::api::escape_bytes(&row.raw)
+        );
+    }
+    eprintln!("{} rejected row(s) in session {}", rows.len(), args.session);
     Ok(ExitCode::SUCCESS)
 }
 

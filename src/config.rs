@@ -51,6 +51,9 @@ pub enum Command {
     Reprocess(ReprocessArgs),
     /// List ingest jobs with their attempts and last error.
     Jobs(JobsArgs),
+    /// List a session's dump rows that could not be loaded: line, reason, and the row's bytes as
+    /// read (bytes that are not UTF-8 as `\xNN`).
+    Rejected(RejectedArgs),
     /// Check the configuration: `chatsink config check` validates it and prints the effective one.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -316,6 +319,18 @@ pub struct JobsArgs {
     pub state: Option<String>,
     /// At most this many jobs, newest first.
     #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RejectedArgs {
+    /// The session whose rejected rows to list.
+    #[arg(long)]
+    pub session: String,
+    /// At most this many rows, in file order.
+    #[arg(long, default_value_t = 1000)]
     pub limit: u32,
     #[command(flatten)]
     pub storage: StorageArgs,

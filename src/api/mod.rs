@@ -15,6 +15,7 @@ pub use cursor::Cursor;
 pub use error::ApiError;
 pub use export::{spreadsheet_safe, CSV_COLUMNS};
 pub use openapi::{document as openapi_document, ROUTE_PARAMS};
+pub use views::escape_bytes;
 
 use crate::store::{Database, MessageFilter, StoreError};
 use actix_web::{middleware, web, HttpResponse};
@@ -132,6 +133,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(
                     "/sessions/{id}/messages",
                     web::get().to(routes::session_messages),
+                )
+                .route(
+                    "/sessions/{id}/rejected",
+                    web::get().to(routes::session_rejected),
                 )
                 .route("/users", web::get().to(routes::list_users))
                 .route("/users/{id}/messages", web::get().to(routes::user_messages))

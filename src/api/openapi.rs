@@ -22,6 +22,7 @@ use utoipa::OpenApi;
         routes::user_messages,
         routes::list_sessions,
         routes::get_session,
+        routes::session_rejected,
         routes::list_users,
         routes::stats
     ),
@@ -37,7 +38,9 @@ use utoipa::OpenApi;
         StatsView,
         DayCount,
         TopUser,
-        PinnedCounts
+        PinnedCounts,
+        RejectedRowView,
+        RejectedList
     ))
 )]
 struct ApiDoc;
@@ -49,6 +52,7 @@ pub const ROUTE_PARAMS: &[(&str, &[ParamSpec])] = &[
     ("/v1/users/{id}/messages", params::USER_MESSAGE_PARAMS),
     ("/v1/sessions", params::LIST_PARAMS),
     ("/v1/sessions/{id}", &[]),
+    ("/v1/sessions/{id}/rejected", params::LIST_PARAMS),
     ("/v1/users", params::USER_LIST_PARAMS),
     ("/v1/stats", params::STATS_PARAMS),
 ];

@@ -6,7 +6,7 @@ use super::error::ApiError;
 use super::params::{self, Format, MessageQuery, QueryParams, Scope, DEFAULT_LIMIT};
 use super::views::*;
 use super::{export, ApiState};
-use crate::store::{messages, sessions, After};
+use crate::store::{load, messages, sessions, After};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 fn accept(request: &HttpRequest) -> Option<&str> {
@@ -219,6 +219,41 @@ pub async fn get_session(
 ) -> Result<HttpResponse, ApiError> {
     QueryParams::parse(request.query_string(), &[])?;
     Ok(HttpResponse::Ok().json(require_session(&state, &path.into_inner()).await?))
+}
+
+/// A session's dump rows that could not be loaded, in file order, with their exact bytes.
+#[utoipa::path(get, path = "/v1/sessions/{id}/rejected", tag = "sessions",
+    params(("id" = String, Path, description = "Session id")),
+    responses((status = 200, body = RejectedList), (status = 400), (status = 401), (status = 404, description = "Unknown session")),
+    security(("bearer" = [])))]
+pub async fn session_rejected(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let params = QueryParams::parse(request.query_string(), params::LIST_PARAMS)?;
+    let limit = params.limit().unwrap_or(DEFAULT_LIMIT);
+    let codec = Cursor::for_list("rejected", &id);
+    let after = match params.one("cursor") {
+        Some(text) => {
+            let body = codec.decode(text)?;
+            let bytes: [u8; 8] = body
+                .try_into()
+                .map_err(|_| ApiError::invalid("cursor", "is not a cursor for this route"))?;
+            Some(i64::from_be_bytes(bytes))
+        }
+        None => None,
+    };
+    require_session(&state, &id).await?;
+    let rows = state
+        .read_light(move |conn| Ok(load::rejected_page(conn, &id, after, limit + 1)?))
+        .await?;
+    let (rows, next_cursor) = page(rows, limit, |r| codec.encode(&r.id.to_be_bytes()));
+    Ok(HttpResponse::Ok().json(RejectedList {
+        rejected: rows.into_iter().map(RejectedRowView::from).collect(),
+        next_cursor,
+    }))
 }
 
 /// Participants seen in the archive, by id.

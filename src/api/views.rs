@@ -233,3 +233,42 @@ impl From<MessageStats> for StatsView {
         }
     }
 }
+
+/// A dump row that could not be loaded.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RejectedRowView {
+    /// 1-based line of the dump where the row starts.
+    pub line: i64,
+    pub reason: String,
+    /// The row's bytes exactly as read, as text; bytes that are not UTF-8 are written `\xNN`
+    /// (and a backslash itself as `\\`, so the bytes can be recovered).
+    pub raw: String,
+}
+
+impl From<crate::store::StoredRejectedRow> for RejectedRowView {
+    fn from(r: crate::store::StoredRejectedRow) -> Self {
+        Self {
+            line: r.line,
+            reason: r.reason,
+            raw: escape_bytes(&r.raw),
+        }
+    }
+}
+
+/// Bytes as text: UTF-8 as is, `\` doubled, every other byte `\xNN`.
+pub fn escape_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(&chunk.valid().replace('\\', "\\\\"));
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RejectedList {
+    pub rejected: Vec<RejectedRowView>,
+    pub next_cursor: Option<String>,
+}

@@ -129,8 +129,14 @@ impl<R: Read> DumpReader<R> {
     fn parse_record(&self) -> LoadRow {
         let record = &self.record;
         let start = record.position().map(|p| p.byte()).unwrap_or(0);
+        let end = self.reader.position().byte();
         let line = self.lines.lock().expect("line index").line_of(start);
         let reject = |reason: String| {
+            let raw = self
+                .lines
+                .lock()
+                .expect("line index")
+                .take_bytes(start, end);
             let session_id = record
                 .get(self.columns[SESSION])
                 .and_then(|b| std::str::from_utf8(b).ok())
@@ -140,7 +146,7 @@ impl<R: Read> DumpReader<R> {
                 session_id,
                 line,
                 reason,
-                raw: raw_bytes(record),
+                raw: record_bytes(raw),
             })
         };
         if record.len() != self.field_count {
@@ -232,7 +238,12 @@ impl<R: Read> Iterator for DumpReader<R> {
             return None;
         }
         match self.reader.read_byte_record(&mut self.record) {
-            Ok(true) => Some(self.parse_record()),
+            Ok(true) => {
+                let row = self.parse_record();
+                let end = self.reader.position().byte();
+                self.lines.lock().expect("line index").pass(end);
+                Some(row)
+            }
             Ok(false) => None,
             Err(e) => {
                 self.error = Some(e);
@@ -341,12 +352,20 @@ struct CountLines<R> {
     index: Arc<Mutex<NewlineIndex>>,
 }
 
-/// Offsets of newlines read but not yet passed by a row start, plus how many were passed.
+/// Offsets of newlines read but not yet passed by a row start, plus how many were passed; and
+/// the bytes read from the current row's start on, so a rejected row keeps its exact bytes.
 #[derive(Default)]
 struct NewlineIndex {
     passed: u64,
     ahead: VecDeque<u64>,
+    /// Bytes read from offset `window_start` on (the csv reader reads ahead by its buffer).
+    window: Vec<u8>,
+    window_start: u64,
 }
+
+/// Window bytes already passed that are dropped in one go once they are this many (and at
+/// least half the window): dropping per row would move the read-ahead once per row.
+const WINDOW_COMPACT_AT: usize = 256 * 1024;
 
 impl NewlineIndex {
     /// 1-based line of a row starting at byte `start`. The csv reader may report a row's start
@@ -359,6 +378,24 @@ impl NewlineIndex {
         }
         self.passed + 1
     }
+
+    /// The bytes from `start` to `end` as read; everything before `end` may then be dropped.
+    fn take_bytes(&mut self, start: u64, end: u64) -> Vec<u8> {
+        let from = start.saturating_sub(self.window_start) as usize;
+        let to = (end.saturating_sub(self.window_start) as usize).min(self.window.len());
+        let bytes = self.window.get(from..to).unwrap_or_default().to_vec();
+        self.pass(end);
+        bytes
+    }
+
+    /// Rows before `end` are done: their bytes go once enough of them have piled up.
+    fn pass(&mut self, end: u64) {
+        let done = (end.saturating_sub(self.window_start) as usize).min(self.window.len());
+        if done >= WINDOW_COMPACT_AT && done * 2 >= self.window.len() {
+            self.window.drain(..done);
+            self.window_start += done as u64;
+        }
+    }
 }
 
 impl<R: Read> Read for CountLines<R> {
@@ -369,19 +406,29 @@ impl<R: Read> Read for CountLines<R> {
             index
                 .ahead
                 .extend(memchr::memchr_iter(b'\n', &buf[..n]).map(|i| self.read + i as u64));
+            index.window.extend_from_slice(&buf[..n]);
             self.read += n as u64;
         }
         Ok(n)
     }
 }
 
-/// The row re-encoded as one CSV record: every field's bytes exactly as read.
-fn raw_bytes(record: &ByteRecord) -> Vec<u8> {
-    let mut writer = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::Any(b'\n'))
-        .from_writer(Vec::new());
-    let _ = writer.write_byte_record(record);
-    writer.into_inner().unwrap_or_default()
+/// A record's bytes as read, without the line terminators around it (the csv reader may place
+/// a row's start on the `\n` of the CRLF before it).
+fn record_bytes(mut raw: Vec<u8>) -> Vec<u8> {
+    let end = raw.len()
+        - raw
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\n' || b == b'\r')
+            .count();
+    raw.truncate(end);
+    let start = raw
+        .iter()
+        .take_while(|&&b| b == b'\n' || b == b'\r')
+        .count();
+    raw.drain(..start);
+    raw
 }
 
 fn truncate(value: &str) -> &str {
@@ -441,6 +488,38 @@ mod tests {
             DumpReader::new("".as_bytes()).err().unwrap(),
             DumpError::Empty
         ));
+    }
+
+    #[test]
+    fn a_rejected_row_keeps_its_exact_bytes() {
+        let formula = "m2,u,s,m,Ann,maybe,false,TEXT_MESSAGE,\"=HYPERLINK(\"\"http://evil.example\"\",\"\"click\"\")\",1780480800000";
+        let csv = format!(
+            "{HEADER}m1,u,s,m,Ann,false,false,TEXT_MESSAGE,ok,1780480800000\r\n{formula}\r\n\"m3\",u,s,m,\"A\r\nB\",x,false,TEXT_MESSAGE,\"a,b\",1\n"
+        );
+        let rejected: Vec<RejectedRow> = rows(&csv)
+            .into_iter()
+            .filter_map(|r| match r {
+                LoadRow::Rejected(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rejected.len(), 2);
+        assert_eq!(String::from_utf8(rejected[0].raw.clone()).unwrap(), formula);
+        assert_eq!(
+            String::from_utf8(rejected[1].raw.clone()).unwrap(),
+            "\"m3\",u,s,m,\"A\r\nB\",x,false,TEXT_MESSAGE,\"a,b\",1"
+        );
+        assert_eq!(rejected[1].line, 4);
+    }
+
+    #[test]
+    fn the_byte_window_stays_small_over_many_rows() {
+        let row = "m,u,s,m,Ann,false,false,TEXT_MESSAGE,hello there,1780480800000\n";
+        let csv = format!("{HEADER}{}", row.repeat(50_000));
+        let mut reader = DumpReader::new(csv.as_bytes()).unwrap();
+        assert_eq!(reader.by_ref().count(), 50_000);
+        let window = reader.lines.lock().unwrap().window.len();
+        assert!(window < 2 * WINDOW_COMPACT_AT, "{window} bytes kept");
     }
 
     #[test]

@@ -402,3 +402,35 @@ fn refresh_session_counts(
     }
     Ok(message_count)
 }
+
+/// A stored rejected row, for `GET /v1/sessions/{id}/rejected` and `chatsink rejected`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRejectedRow {
+    pub id: i64,
+    pub line: i64,
+    pub reason: String,
+    pub raw: Vec<u8>,
+}
+
+/// A session's rejected rows in file order, keyset after `after` (a [`StoredRejectedRow::id`];
+/// ids grow in file order within one load).
+pub fn rejected_page(
+    conn: &Connection,
+    session: &str,
+    after: Option<i64>,
+    limit: u32,
+) -> rusqlite::Result<Vec<StoredRejectedRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, line, reason, raw FROM rejected_rows
+         WHERE session_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(rusqlite::params![session, after.unwrap_or(0), limit], |r| {
+        Ok(StoredRejectedRow {
+            id: r.get(0)?,
+            line: r.get(1)?,
+            reason: r.get(2)?,
+            raw: r.get(3)?,
+        })
+    })?;
+    rows.collect()
+}

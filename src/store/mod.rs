@@ -18,7 +18,7 @@ pub use messages::{
 pub use inbox::{IntakeOutcome, NewDelivery};
 pub use intake::IntakeWriter;
 pub use jobs::{ClaimedJob, Job, JobKind, JobState, ReprocessSelector};
-pub use load::{LoadBatch, LoadReport, LoadRow, RejectedRow};
+pub use load::{LoadBatch, LoadReport, LoadRow, RejectedRow, StoredRejectedRow};
 pub use sessions::{SessionDump, SessionRecord};
 
 use r2d2_sqlite::SqliteConnectionManager;

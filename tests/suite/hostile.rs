@@ -379,3 +379,76 @@ async fn times_outside_rfc_3339s_years_are_rejected_and_no_stored_time_breaks_a_
         ]
     );
 }
+
+#[tokio::test]
+async fn rejected_rows_keep_their_exact_bytes_and_are_served_paged() {
+    let session = "s-rejected";
+    let formula = format!(
+        "\"m2\",u1,{session},mt,Ann,maybe,false,TEXT_MESSAGE,\"=HYPERLINK(\"\"http://evil.example\"\",\"\"click\"\")\",1780480800000"
+    );
+    let mut dump = format!("{HEADER}\r\nm1,u1,{session},mt,Ann,false,false,TEXT_MESSAGE,ok,1780480800000\r\n{formula}\r\n").into_bytes();
+    // Line 4: not UTF-8; line 5: a backslash; then 3 more bad rows to page over.
+    dump.extend_from_slice(b"m3,u1,");
+    dump.extend_from_slice(session.as_bytes());
+    dump.extend_from_slice(b",mt,\xff\xfe,false,false,TEXT_MESSAGE,x,1\r\n");
+    dump.extend_from_slice(
+        format!("m4,u1,{session},mt,A\\B,no,false,TEXT_MESSAGE,x,1\r\n").as_bytes(),
+    );
+    for i in 5..8 {
+        dump.extend_from_slice(
+            format!("m{i},u1,{session},mt,A,false,false,TEXT_MESSAGE,x,never\r\n").as_bytes(),
+        );
+    }
+    let server = FakeServer::start().await;
+    server.route("/d.csv", vec![Reply::Body(dump)]);
+    let app = spawn_app().await;
+    app.post_rtk(&chat_synced(session, &server.url("/d.csv")))
+        .await;
+    app.wait_for_jobs(Duration::from_secs(30)).await;
+
+    let mut rows = Vec::new();
+    let mut path = format!("/v1/sessions/{session}/rejected?limit=2");
+    loop {
+        let page: serde_json::Value = app.get(&path).await.json().await.unwrap();
+        let got = page["rejected"].as_array().unwrap().clone();
+        assert!(got.len() <= 2, "{page}");
+        rows.extend(got);
+        match page["next_cursor"].as_str() {
+            Some(cursor) => {
+                path = format!("/v1/sessions/{session}/rejected?limit=2&cursor={cursor}")
+            }
+            None => break,
+        }
+    }
+    let lines: Vec<i64> = rows.iter().map(|r| r["line"].as_i64().unwrap()).collect();
+    assert_eq!(lines, [3, 4, 5, 6, 7, 8]);
+    assert_eq!(
+        rows[0]["raw"],
+        formula.as_str(),
+        "the exact bytes, quoting as written"
+    );
+    assert_eq!(rows[0]["reason"], "bad boolean in pinned: 'maybe'");
+    assert_eq!(
+        rows[1]["raw"],
+        format!("m3,u1,{session},mt,\\xff\\xfe,false,false,TEXT_MESSAGE,x,1")
+    );
+    assert_eq!(
+        rows[2]["raw"],
+        format!("m4,u1,{session},mt,A\\\\B,no,false,TEXT_MESSAGE,x,1")
+    );
+    let unknown = app.get("/v1/sessions/nope/rejected").await;
+    assert_eq!(unknown.status(), 404);
+
+    // The same from the CLI.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_chatsink"))
+        .args(["rejected", "--session", session])
+        .env("CHATSINK_DATABASE", &app.db_path)
+        .env("CHATSINK_DATA_DIR", &app.data_dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains(&formula), "{stdout}");
+    assert!(stdout.contains("\\xff\\xfe"), "{stdout}");
+    assert_eq!(stdout.lines().count(), 7, "{stdout}");
+}
