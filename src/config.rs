@@ -336,12 +336,33 @@ pub struct RejectedArgs {
     pub storage: StorageArgs,
 }
 
-/// A setting that cannot be used; `serve` refuses to start with this message.
+/// A setting that cannot be used; `serve` refuses to start with this message, which names where
+/// the bad value came from (flag, environment variable or config file key).
 #[derive(Debug, thiserror::Error)]
-#[error("invalid setting {setting}: {message}")]
+#[error(
+    "invalid setting {}: {message}",
+    crate::config_source::describe(setting)
+)]
 pub struct SettingsError {
+    /// The setting's environment variable.
     pub setting: &'static str,
     pub message: String,
+}
+
+/// A value copied from a template instead of set: the deploy kit ships
+/// `replace-with-a-long-random-token` and `change-me-to-a-long-random-token`.
+pub fn is_placeholder(value: &str) -> bool {
+    let v = value.to_ascii_lowercase();
+    [
+        "replace-with",
+        "replace-me",
+        "change-me",
+        "changeme",
+        "your-token",
+        "placeholder",
+    ]
+    .iter()
+    .any(|p| v.contains(p))
 }
 
 fn invalid(setting: &'static str, message: impl Into<String>) -> SettingsError {
@@ -431,6 +452,17 @@ impl DownloadArgs {
             nonempty(&self.rtk_app_id),
             nonempty(&self.rtk_api_token),
         );
+        for (variable, value) in [
+            ("CHATSINK_RTK_API_TOKEN", &cloudflare.2),
+            ("CHATSINK_DYTE_API_KEY", &nonempty(&self.dyte_api_key)),
+        ] {
+            if value.as_deref().is_some_and(is_placeholder) {
+                return Err(invalid(
+                    variable,
+                    "is the deploy kit's placeholder; set the real credential",
+                ));
+            }
+        }
         let replay_api = match cloudflare {
             (Some(account_id), Some(app_id), Some(token)) => {
                 Some(ReplayApiCredentials::Cloudflare {
@@ -584,6 +616,15 @@ impl ServeArgs {
             .filter(|t| !t.is_empty())
             .map(|t| SecretString::from(t.to_owned()))
             .collect();
+        if read_tokens
+            .iter()
+            .any(|t| is_placeholder(t.expose_secret()))
+        {
+            return Err(invalid(
+                "CHATSINK_READ_TOKENS",
+                "a token is the deploy kit's placeholder; generate one (e.g. openssl rand -hex 32)",
+            ));
+        }
         if read_tokens.iter().any(|t| t.expose_secret().len() < 16) {
             return Err(invalid(
                 "CHATSINK_READ_TOKENS",

@@ -5,7 +5,7 @@
 //! names in snake case (`listen`, `hmac_secrets`, `download_allow_hosts`, ...); each key fills its
 //! `CHATSINK_*` variable when that is not already set, so clap applies the usual rules after.
 
-use crate::config::{RsaKeySource, ServeArgs, Settings};
+use crate::config::ServeArgs;
 use anyhow::{bail, Context};
 use clap::CommandFactory;
 use std::collections::BTreeSet;
@@ -97,73 +97,86 @@ pub fn apply(args: &[OsString]) -> anyhow::Result<()> {
     let Some(path) = config_path(args) else {
         return Ok(());
     };
+    let mut applied = std::collections::BTreeMap::new();
     for (variable, value) in read(&path)? {
         if std::env::var_os(&variable).is_none() {
-            std::env::set_var(variable, value);
+            std::env::set_var(&variable, &value);
+            applied.insert(variable, value);
         }
     }
+    crate::config_source::record_file(path, applied);
     Ok(())
 }
 
-/// `chatsink config check`: validates like `serve` and prints the effective configuration with
-/// every secret redacted.
+/// `chatsink config check`: validates like `serve` and prints every setting `serve` takes, with
+/// its effective value (secrets redacted) and where that value came from.
 pub fn check(args: &ServeArgs) -> anyhow::Result<String> {
-    let settings = args.settings()?;
-    Ok(render(&settings))
+    args.settings()?;
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let top = crate::config::Cli::command().try_get_matches_from(&argv)?;
+    let matches = top
+        .subcommand_matches("config")
+        .and_then(|m| m.subcommand_matches("check"))
+        .context("config check: the arguments are not a config check")?;
+    let command = crate::config::Cli::command();
+    let check = command
+        .find_subcommand("config")
+        .and_then(|c| c.find_subcommand("check"))
+        .expect("config check is defined");
+    let mut out = String::from("configuration is valid; effective settings:\n");
+    render(&mut out, &command, &top);
+    render(&mut out, check, matches);
+    Ok(out)
 }
 
-fn render(s: &Settings) -> String {
-    let redacted = |n: usize, what: &str| match n {
-        0 => "none".to_owned(),
-        1 => format!("1 {what} (redacted)"),
-        n => format!("{n} {what}s (redacted)"),
-    };
-    let rsa = match &s.verify.rsa_key {
-        RsaKeySource::Pem(_) => "given (PEM, public)".to_owned(),
-        RsaKeySource::Url(url) => format!("fetched from {url}"),
-    };
-    let replay = match &s.download.replay_api {
-        Some(crate::config::ReplayApiCredentials::Cloudflare {
-            base,
-            account_id,
-            app_id,
-            ..
-        }) => format!("Cloudflare {base} account {account_id} app {app_id}, token (redacted)"),
-        Some(crate::config::ReplayApiCredentials::Dyte { base, org_id, .. }) => {
-            format!("Dyte {base} organization {org_id}, API key (redacted)")
+/// A line per setting of `command` (those with an environment variable).
+fn render(out: &mut String, command: &clap::Command, matches: &clap::ArgMatches) {
+    use clap::parser::ValueSource;
+    for arg in command.get_arguments() {
+        let id = arg.get_id().as_str();
+        let Some(variable) = arg.get_env().map(|e| e.to_string_lossy().into_owned()) else {
+            continue; // --help and friends
+        };
+        if variable == "CHATSINK_CONFIG" {
+            continue;
         }
-        None => "not configured (expired links cannot be refreshed)".to_owned(),
-    };
-    let lines = [
-        ("listen", s.listen.to_string()),
-        ("database", s.database.display().to_string()),
-        ("data_dir", s.data_dir.display().to_string()),
-        ("rtk_public_key", rsa),
-        ("hmac_secrets", redacted(s.verify.hmac_keys.len(), "secret")),
-        (
-            "insecure_skip_verify",
-            s.verify.insecure_skip_verify.to_string(),
-        ),
-        (
-            "read_tokens",
-            if s.read_tokens.is_empty() {
-                "generated in the data dir on first start".to_owned()
-            } else {
-                redacted(s.read_tokens.len(), "token")
-            },
-        ),
-        ("max_body_bytes", s.max_body_bytes.to_string()),
-        ("workers", s.workers.to_string()),
-        ("download_allow_hosts", s.download.allow_hosts.join(",")),
-        ("download_allow_http", s.download.allow_http.to_string()),
-        ("download_max_bytes", s.download.max_bytes.to_string()),
-        ("chat_replay_api", replay),
-        ("job_max_attempts", s.jobs.max_attempts.to_string()),
-        ("job_lease_secs", s.jobs.lease.as_secs().to_string()),
-    ];
-    let mut out = String::from("configuration is valid; effective settings:\n");
-    for (key, value) in lines {
-        out.push_str(&format!("  {key:<22} {value}\n"));
+        let values: Vec<String> = matches
+            .get_raw(id)
+            .map(|v| v.map(|s| s.to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        let values: Vec<String> = values
+            .into_iter()
+            .filter(|v| !v.trim().is_empty())
+            .collect();
+        let secret = arg.is_hide_env_values_set()
+            || ["secret", "token", "api_key"]
+                .iter()
+                .any(|w| id.contains(w));
+        let value = match (values.len(), secret) {
+            (0, _) => "none".to_owned(),
+            (n, true) => {
+                let what = if id.contains("secret") {
+                    "secret"
+                } else if id.contains("token") {
+                    "token"
+                } else {
+                    "key"
+                };
+                format!("{n} {what}{} (redacted)", if n == 1 { "" } else { "s" })
+            }
+            (_, false) if id == "rtk_public_key" => {
+                format!("given (PEM, {} bytes)", values[0].len())
+            }
+            (_, false) => values.join(","),
+        };
+        let source = match matches.value_source(id) {
+            Some(ValueSource::CommandLine) => format!("--{}", arg.get_long().unwrap_or(id)),
+            Some(ValueSource::EnvVariable) => {
+                crate::config_source::source_in(&[], &variable).to_string()
+            }
+            Some(ValueSource::DefaultValue) => "default".to_owned(),
+            _ => "not set".to_owned(),
+        };
+        out.push_str(&format!("  {id:<36} {value}  [{source}]\n"));
     }
-    out
 }

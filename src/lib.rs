@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod config;
 pub mod config_file;
+pub mod config_source;
 pub mod demo;
 pub mod startup;
 pub mod telemetry;

@@ -8,7 +8,14 @@ fn main() -> ExitCode {
         eprintln!("chatsink: error: {e:#}");
         return ExitCode::FAILURE;
     }
-    let cli = chatsink::config::Cli::parse_from(args);
+    let cli = match chatsink::config::Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            eprint!("{}", chatsink::config_source::clap_error_text(&e, &args));
+            return ExitCode::from(2);
+        }
+        Err(e) => e.exit(), // --help, --version
+    };
     chatsink::telemetry::init(cli.log_format);
     chatsink::cli::run(cli.command)
 }

@@ -143,14 +143,30 @@ fn the_config_file_fills_in_under_env_and_flags_and_check_redacts_secrets() {
     let from_file = chatsink(&["config", "check", "--config", config], &[]);
     let out = text(&from_file);
     assert!(from_file.status.success(), "{out}");
+    let file = |key: &str| format!("[{key} in {config}]");
     for expected in [
-        "127.0.0.1:9301",
-        "workers                5",
-        "1 secret (redacted)",
-        "1 token (redacted)",
-        "*.example.com,127.0.0.1",
+        format!("127.0.0.1:9301  {}", file("listen")),
+        format!("5  {}", file("workers")),
+        format!("1 secret (redacted)  {}", file("hmac_secrets")),
+        format!("1 token (redacted)  {}", file("read_tokens")),
+        format!("*.example.com,127.0.0.1  {}", file("download_allow_hosts")),
+        "job_lease_secs                       60  [default]".into(),
     ] {
-        assert!(out.contains(expected), "lacks {expected}: {out}");
+        assert!(out.contains(&expected), "lacks {expected}: {out}");
+    }
+    // Every setting serve takes is printed, the global log format too.
+    for line in [
+        "http_workers",
+        "ready_max_backlog",
+        "download_connect_timeout_secs",
+        "download_read_timeout_secs",
+        "job_backoff_base_ms",
+        "job_backoff_cap_secs",
+        "rtk_api_base",
+        "log_format",
+        "query_budget_ms",
+    ] {
+        assert!(out.contains(&format!("  {line} ")), "lacks {line}: {out}");
     }
     assert!(!out.contains(&secret) && !out.contains(READ_TOKEN), "{out}");
 
@@ -160,7 +176,7 @@ fn the_config_file_fills_in_under_env_and_flags_and_check_redacts_secrets() {
         &[("CHATSINK_CONFIG", config), ("CHATSINK_WORKERS", "7")],
     );
     assert!(
-        text(&env_wins).contains("workers                7"),
+        text(&env_wins).contains("7  [CHATSINK_WORKERS]"),
         "{}",
         text(&env_wins)
     );
@@ -168,7 +184,11 @@ fn the_config_file_fills_in_under_env_and_flags_and_check_redacts_secrets() {
         &["config", "check", "--config", config, "--workers", "9"],
         &[("CHATSINK_WORKERS", "7")],
     );
-    assert!(text(&flag_wins).contains("workers                9"));
+    assert!(
+        text(&flag_wins).contains("9  [--workers]"),
+        "{}",
+        text(&flag_wins)
+    );
 
     // Mistakes name what is wrong and exit non-zero.
     std::fs::write(dir.path().join("typo.toml"), "lisen = \"x\"\n").unwrap();
@@ -198,11 +218,43 @@ fn the_config_file_fills_in_under_env_and_flags_and_check_redacts_secrets() {
         &[],
     );
     assert!(!bad.status.success());
+    let bad_path = dir.path().join("bad.toml");
     assert!(
-        text(&bad).contains("CHATSINK_HMAC_SECRETS"),
-        "{}",
+        text(&bad).contains(&format!(
+            "invalid setting hmac_secrets in {}",
+            bad_path.display()
+        )),
+        "the file's key is named, not the variable it fills: {}",
         text(&bad)
     );
+    // A bad value from the environment is named by its variable, not by a flag never given.
+    let bad_env = chatsink(&["config", "check"], &[("CHATSINK_LISTEN", "bogus")]);
+    assert!(!bad_env.status.success());
+    assert!(
+        text(&bad_env).contains("for CHATSINK_LISTEN"),
+        "{}",
+        text(&bad_env)
+    );
+    assert!(!text(&bad_env).contains("'--listen"), "{}", text(&bad_env));
+    let bad_flag = chatsink(&["config", "check", "--listen", "bogus"], &[]);
+    assert!(
+        text(&bad_flag).contains("'--listen <LISTEN>'"),
+        "{}",
+        text(&bad_flag)
+    );
+    // The deploy kit's placeholders are refused.
+    for (variable, value) in [
+        ("CHATSINK_READ_TOKENS", "replace-with-a-long-random-token"),
+        ("CHATSINK_READ_TOKENS", "change-me-to-a-long-random-token"),
+    ] {
+        let placeholder = chatsink(&["config", "check"], &[(variable, value)]);
+        assert!(!placeholder.status.success(), "{value}");
+        assert!(
+            text(&placeholder).contains("placeholder"),
+            "{}",
+            text(&placeholder)
+        );
+    }
     let missing = chatsink(&["config", "check", "--config", "/nonexistent.toml"], &[]);
     assert!(!missing.status.success());
     assert!(text(&missing).contains("/nonexistent.toml"));
