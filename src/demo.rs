@@ -100,11 +100,23 @@ pub async fn post_signed(
     Ok((status, answer))
 }
 
-fn generated_dump(session: &str, messages: usize) -> Vec<u8> {
+/// A generated dump for `session` whose messages were sent in the last hours, seeded by the
+/// session id (the same id gives the same dump), and the session as its webhook describes it.
+fn generated_dump(session: &str, messages: usize) -> (Vec<u8>, dumpgen::GeneratedSession) {
+    use sha2::Digest;
+    let seed = u64::from_be_bytes(
+        sha2::Sha256::digest(session.as_bytes())[..8]
+            .try_into()
+            .expect("8 bytes"),
+    );
+    // Messages come ~2 s apart: start far enough back that the session has ended by now.
+    let span_ms = messages as i64 * 2_100 + 60_000;
+    let start = chrono::Utc::now().timestamp_millis() - span_ms;
     let mut dump = Vec::new();
-    dumpgen::write_sessions(&mut dump, rand::random(), &[session.to_owned()], messages)
-        .expect("writing to memory");
-    dump
+    let generated =
+        dumpgen::write_sessions_from(&mut dump, seed, &[session.to_owned()], messages, start)
+            .expect("writing to memory");
+    (dump, generated.into_iter().next().expect("one session"))
 }
 
 pub async fn send_test_webhook(args: SendTestWebhookArgs) -> anyhow::Result<ExitCode> {
@@ -118,13 +130,10 @@ pub async fn send_test_webhook(args: SendTestWebhookArgs) -> anyhow::Result<Exit
         .clone()
         .unwrap_or_else(|| format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
     crate::domain::SessionId::parse(&session).map_err(|e| anyhow::anyhow!("--session {e}"))?;
-    let storage = DumpServer::start(
-        &format!("{session}.csv"),
-        generated_dump(&session, args.messages),
-    )
-    .await?;
+    let (dump, generated) = generated_dump(&session, args.messages);
+    let storage = DumpServer::start(&format!("{session}.csv"), dump).await?;
     let client = reqwest::Client::new();
-    let body = dumpgen::chat_synced_body(&session, &storage.url);
+    let body = dumpgen::chat_synced_body_for(&generated, &storage.url);
     let (status, answer) = post_signed(&client, &args.url, &key, body).await?;
     println!(
         "POST {}/webhooks/realtimekit -> {status} {answer}",
@@ -225,11 +234,8 @@ async fn run_demo(args: &DemoArgs, dir: &std::path::Path) -> anyhow::Result<Exit
         "chatsink demo: serving on {base} with a temporary database in {}",
         dir.display()
     );
-    let storage = DumpServer::start(
-        &format!("{session}.csv"),
-        generated_dump(&session, args.messages),
-    )
-    .await?;
+    let (dump, generated) = generated_dump(&session, args.messages);
+    let storage = DumpServer::start(&format!("{session}.csv"), dump).await?;
     println!(
         "a loopback server plays RealtimeKit's storage: {} ({} generated messages)",
         storage.url, args.messages
@@ -240,7 +246,7 @@ async fn run_demo(args: &DemoArgs, dir: &std::path::Path) -> anyhow::Result<Exit
         &client,
         &base,
         &key,
-        dumpgen::chat_synced_body(&session, &storage.url),
+        dumpgen::chat_synced_body_for(&generated, &storage.url),
     )
     .await?;
     println!("sent a signed meeting.chatSynced: {status} {answer}");

@@ -114,6 +114,19 @@ pub fn write_dump(
     write_sessions(out, seed, &names, rows_per_session)
 }
 
+/// A generated session as a webhook would describe it: the meeting its messages carry and the
+/// span they were sent in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeneratedSession {
+    pub session_id: String,
+    pub meeting_id: String,
+    pub started_ms: i64,
+    pub ended_ms: i64,
+}
+
+/// Where generated sessions start when no start is given: session `s` an hour after `s - 1`.
+const DEFAULT_START_MS: i64 = 1_780_000_000_000;
+
 /// Writes a dump holding these sessions, `rows_per_session` rows each.
 pub fn write_sessions(
     out: &mut impl Write,
@@ -121,6 +134,19 @@ pub fn write_sessions(
     sessions: &[String],
     rows_per_session: usize,
 ) -> std::io::Result<u64> {
+    let written = write_sessions_from(out, seed, sessions, rows_per_session, DEFAULT_START_MS)?;
+    Ok(written.len() as u64 * rows_per_session as u64)
+}
+
+/// [`write_sessions`] with the first session starting at `start_ms` (the next an hour later,
+/// and so on); returns each session as a webhook for it should describe it.
+pub fn write_sessions_from(
+    out: &mut impl Write,
+    seed: u64,
+    sessions: &[String],
+    rows_per_session: usize,
+    start_ms: i64,
+) -> std::io::Result<Vec<GeneratedSession>> {
     let mut rng = StdRng::seed_from_u64(seed);
     let meetings: Vec<String> = (0..MEETINGS).map(|_| uuid_from(rng.gen())).collect();
     let users: Vec<String> = (0..USERS).map(|_| uuid_from(rng.gen())).collect();
@@ -128,7 +154,7 @@ pub fn write_sessions(
         .terminator(csv::Terminator::CRLF)
         .from_writer(out);
     writer.write_record(HEADER.split(','))?;
-    let mut written = 0;
+    let mut generated = Vec::with_capacity(sessions.len());
     for (s, session) in sessions.iter().enumerate() {
         let session = session.as_str();
         let meeting = &meetings[rng.gen_range(0..MEETINGS)];
@@ -140,7 +166,8 @@ pub fn write_sessions(
                 )
             })
             .collect();
-        let mut ms: i64 = 1_780_000_000_000 + s as i64 * 3_600_000;
+        let started_ms = start_ms + s as i64 * 3_600_000;
+        let mut ms = started_ms;
         for _ in 0..rows_per_session {
             ms += rng.gen_range(10..4000);
             let (user, name) = &participants[rng.gen_range(0..participants.len())];
@@ -185,11 +212,16 @@ pub fn write_sessions(
                 &payload,
                 &created,
             ])?;
-            written += 1;
         }
+        generated.push(GeneratedSession {
+            session_id: session.to_owned(),
+            meeting_id: meeting.clone(),
+            started_ms,
+            ended_ms: ms + 1_000,
+        });
     }
     writer.flush()?;
-    Ok(written)
+    Ok(generated)
 }
 
 /// Text of varied length: mostly short chat lines, some paragraphs.
@@ -210,20 +242,36 @@ fn text(rng: &mut StdRng) -> String {
 }
 
 /// A `meeting.chatSynced` body as RealtimeKit sends it (FACTS.md), for a session whose dump is at
-/// `url`.
+/// `url`: an hour-long session that ended now, in a meeting of its own.
 pub fn chat_synced_body(session: &str, url: &str) -> Vec<u8> {
-    let now = chrono::Utc::now();
-    let iso = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+    let now = chrono::Utc::now().timestamp_millis();
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(format!("meeting-of-{session}"));
+    let meeting = uuid_from(digest[..16].try_into().expect("16 of 32 bytes"));
+    chat_synced_body_for(
+        &GeneratedSession {
+            session_id: session.to_owned(),
+            meeting_id: meeting,
+            started_ms: now - 3_600_000,
+            ended_ms: now,
+        },
+        url,
+    )
+}
+
+/// A `meeting.chatSynced` body for a generated session, with its meeting and times.
+pub fn chat_synced_body_for(session: &GeneratedSession, url: &str) -> Vec<u8> {
+    let iso = |ms: i64| crate::domain::Timestamp::from_millis(ms).to_rfc3339();
+    let expiry = chrono::Utc::now().timestamp_millis() + 24 * 3_600_000;
     serde_json::to_vec(&serde_json::json!({
         "event": "meeting.chatSynced",
-        "sessionId": session,
-        "meetingId": format!("meeting-of-{session}"),
+        "sessionId": session.session_id,
+        "meetingId": session.meeting_id,
         "title": "chatsink test meeting",
         "chatDownloadUrl": url,
-        "chatDownloadUrlExpiry": iso(now + chrono::Duration::hours(24)),
-        "createdAt": iso(now - chrono::Duration::hours(1)),
-        "startedAt": iso(now - chrono::Duration::hours(1)),
-        "endedAt": iso(now),
+        "chatDownloadUrlExpiry": iso(expiry),
+        "createdAt": iso(session.started_ms - 60_000),
+        "startedAt": iso(session.started_ms),
+        "endedAt": iso(session.ended_ms),
         "organizedBy": {"id": "org-test", "name": "chatsink test"}
     }))
     .expect("serialises")

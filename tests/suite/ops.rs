@@ -358,6 +358,34 @@ async fn send_test_webhook_delivers_a_signed_session_that_loads() {
         app.count("SELECT message_count FROM sessions WHERE session_id = 'sent-by-test'"),
         120
     );
+    // The webhook and its dump agree: the session's meeting finds its messages, and every
+    // message was sent between the session's start and end.
+    let session: serde_json::Value = app
+        .get("/v1/sessions/sent-by-test")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let meeting = session["meetingId"].as_str().unwrap().to_owned();
+    let page: serde_json::Value = app
+        .get(&format!("/v1/messages?meeting={meeting}&limit=1000"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let messages = page["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 120, "{session}");
+    let (started, ended) = (
+        session["startedAt"].as_str().unwrap(),
+        session["endedAt"].as_str().unwrap(),
+    );
+    for m in messages {
+        let time = m["time"].as_str().unwrap();
+        assert!(
+            started <= time && time <= ended,
+            "{time} outside {started}..{ended}"
+        );
+    }
 
     // A wrong secret is refused and said so.
     let address = app.address.clone();
