@@ -1,7 +1,9 @@
 //! deploy/ is checked with whatever validators this machine has (`.ci/run` installs them):
 //! `systemd-analyze verify`, `hadolint`, `yamllint`, `kubernetes-validate`, and at least a YAML
-//! parse. A missing tool is reported as skipped, never as passed.
+//! parse. A missing tool is a visible skip ([`skip`]), never a pass, and under `CI=true` a
+//! failure.
 
+use crate::helpers::skip;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -9,12 +11,15 @@ fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
 }
 
-/// Runs a validator if installed: `None` when it is not.
+/// Runs a validator if installed: `None` (and a skip) when it is not.
 fn run(tool: &str, args: &[&str]) -> Option<std::process::Output> {
     match Command::new(tool).args(args).output() {
         Ok(output) => Some(output),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!("SKIPPED: {tool} is not installed");
+            skip(
+                &format!("deploy check with {tool}"),
+                &format!("{tool} is not installed"),
+            );
             None
         }
         Err(e) => panic!("{tool}: {e}"),
@@ -91,7 +96,7 @@ fn every_yaml_file_parses_and_the_kubernetes_manifests_validate() {
     args.extend(names.iter().map(String::as_str));
     if let Some(output) = run("python3", &args) {
         if String::from_utf8_lossy(&output.stderr).contains("No module named 'yaml'") {
-            eprintln!("SKIPPED: python3 has no yaml module");
+            skip("YAML parse of deploy/", "python3 has no yaml module");
         } else {
             assert_passed("YAML parse", &output);
         }
@@ -105,4 +110,127 @@ fn every_yaml_file_parses_and_the_kubernetes_manifests_validate() {
     if let Some(output) = run("kubernetes-validate", &manifest_args) {
         assert_passed("kubernetes-validate", &output);
     }
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
+}
+
+#[test]
+fn the_rust_version_is_true_and_the_image_builds_with_it() {
+    // The newest rust-version any locked crate built here declares must not exceed ours.
+    let host = String::from_utf8(
+        Command::new("rustc")
+            .args(["--print", "host-tuple"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .args(["--filter-platform", host.trim()])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_passed("cargo metadata", &output);
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let version = |v: &str| -> Vec<u64> { v.split('.').map(|p| p.parse().unwrap()).collect() };
+    let ours = env!("CARGO_PKG_RUST_VERSION");
+    let (newest, by) = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| {
+            Some((
+                version(p["rust_version"].as_str()?),
+                p["name"].as_str()?.to_owned(),
+            ))
+        })
+        .max()
+        .unwrap();
+    assert!(
+        newest <= version(ours),
+        "{by} needs Rust {newest:?}, Cargo.toml says {ours}"
+    );
+    let dockerfile = read("deploy/Dockerfile");
+    assert!(
+        dockerfile.contains(&format!("FROM rust:{ours}-bookworm AS build")),
+        "the Dockerfile's builder is pinned to rust-version {ours}"
+    );
+}
+
+#[test]
+fn the_image_and_the_compose_file_are_safe_by_default() {
+    let ignore = read(".dockerignore");
+    for entry in ["target/", "*.db", "chatsink-data/", "read-token"] {
+        assert!(
+            ignore.lines().any(|l| l.trim() == entry),
+            ".dockerignore lacks {entry}"
+        );
+    }
+    let dockerfile = read("deploy/Dockerfile");
+    assert!(
+        dockerfile.contains("HEALTHCHECK"),
+        "the image checks its own readiness"
+    );
+    assert!(
+        dockerfile.contains("WORKDIR /data"),
+        "a writable working directory"
+    );
+    let compose: serde_json::Value = {
+        let output = Command::new("python3")
+            .args([
+                "-c",
+                "import sys, json, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+                deploy_dir().join("docker-compose.yml").to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        if !output.status.success() {
+            skip(
+                "compose file checks",
+                "python3 cannot load YAML (pip install pyyaml)",
+            );
+            return;
+        }
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let ports = compose["services"]["chatsink"]["ports"].as_array().unwrap();
+    assert!(
+        ports
+            .iter()
+            .all(|p| p.as_str().unwrap().starts_with("127.0.0.1:")),
+        "published on loopback only: {ports:?}"
+    );
+    let reprocess = &compose["services"]["reprocess"];
+    for variable in [
+        "CHATSINK_RTK_ACCOUNT_ID",
+        "CHATSINK_RTK_APP_ID",
+        "CHATSINK_RTK_API_TOKEN",
+    ] {
+        assert!(
+            reprocess["environment"].get(variable).is_some(),
+            "the nightly run gets {variable}"
+        );
+    }
+    let script = reprocess["entrypoint"].to_string();
+    assert!(script.contains("tomorrow"), "runs at a set time: {script}");
+}
+
+#[test]
+fn both_systemd_units_run_as_one_user() {
+    let user_of = |unit: &str| -> (Option<String>, bool) {
+        let text = read(&format!("deploy/systemd/{unit}"));
+        let user = text
+            .lines()
+            .find_map(|l| l.strip_prefix("User="))
+            .map(str::to_owned);
+        (user, text.lines().any(|l| l.trim() == "DynamicUser=yes"))
+    };
+    let service = user_of("chatsink.service");
+    let nightly = user_of("chatsink-reprocess.service");
+    assert_eq!(service, (Some("chatsink".into()), false));
+    assert_eq!(nightly, service, "the nightly run is the service's user");
+    assert!(read("deploy/systemd/chatsink.sysusers").contains("u chatsink"));
 }

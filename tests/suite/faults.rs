@@ -16,7 +16,7 @@ struct Tmpfs {
 }
 
 impl Tmpfs {
-    fn mount(size: &str) -> Option<Self> {
+    fn mount(test: &str, size: &str) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         let mounted = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
@@ -25,7 +25,10 @@ impl Tmpfs {
             .status()
             .is_ok_and(|s| s.success());
         if !mounted {
-            eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+            skip(
+                test,
+                "cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)",
+            );
             return None;
         }
         Some(Self { dir })
@@ -83,7 +86,7 @@ async fn status_of(response: reqwest::Response) -> (u16, serde_json::Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_answers_503_keeps_every_acknowledged_delivery_and_recovers() {
-    let Some(fs) = Tmpfs::mount("24m") else {
+    let Some(fs) = Tmpfs::mount("a_full_disk_answers_503", "24m") else {
         return;
     };
     let app = spawn_app_with(AppOptions {
@@ -153,7 +156,7 @@ async fn a_full_disk_answers_503_keeps_every_acknowledged_delivery_and_recovers(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_that_hits_a_full_disk_rolls_back_retries_and_loads_once() {
-    let Some(fs) = Tmpfs::mount("48m") else {
+    let Some(fs) = Tmpfs::mount("a_load_that_hits_a_full_disk", "48m") else {
         return;
     };
     let app = spawn_app_with(AppOptions {
@@ -212,7 +215,7 @@ async fn a_load_that_hits_a_full_disk_rolls_back_retries_and_loads_once() {
 async fn a_read_only_database_is_refused_clearly_and_served_again_once_writable() {
     // Linux refuses to remount a filesystem read-only while files on it are open for writing,
     // so the fault is applied between runs: stop, remount ro, start, remount rw, start.
-    let Some(fs) = Tmpfs::mount("64m") else {
+    let Some(fs) = Tmpfs::mount("a_read_only_database_is_refused", "64m") else {
         return;
     };
     let site = Site::on(fs.path());

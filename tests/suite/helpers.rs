@@ -465,3 +465,37 @@ async fn serve_connection(mut socket: tokio::net::TcpStream, state: Arc<Mutex<Fa
     };
     let _ = socket.shutdown().await;
 }
+
+/// Tests that could not run, for the closing line printed when the test binary exits.
+static SKIPPED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+extern "C" fn print_skipped() {
+    use std::io::Write;
+    let skipped = SKIPPED.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped: {} test(s) could not run here: {}",
+        skipped.len(),
+        skipped.join("; ")
+    );
+}
+
+/// Records that `test` cannot run here and why. Under `CI=true` that is a failure (CI installs
+/// what every test needs); elsewhere the skip is written straight to stderr, past the test
+/// harness's capture, so it shows in `cargo test`'s default output, and counted in a closing
+/// line when the test binary exits.
+pub fn skip(test: &str, why: &str) {
+    use std::io::Write;
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test} cannot run, and under CI=true a test that cannot run fails: {why}");
+    }
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+    let mut skipped = SKIPPED.lock().unwrap_or_else(|e| e.into_inner());
+    if skipped.is_empty() {
+        // SAFETY: registers a plain function with no captured state to run at process exit.
+        unsafe {
+            libc::atexit(print_skipped);
+        }
+    }
+    skipped.push(format!("{test} ({why})"));
+}
