@@ -72,6 +72,14 @@ fn flag_given(args: &[OsString], flag: &str) -> bool {
 /// How to name the setting read from `variable` in an error: by where its value came from (the
 /// variable itself when nothing set it).
 pub fn describe(variable: &str) -> String {
+    // Settings that go together are named as `A/B/C`.
+    if variable.contains('/') {
+        return variable
+            .split('/')
+            .map(describe)
+            .collect::<Vec<_>>()
+            .join(" / ");
+    }
     match source_of(variable) {
         Source::Default => variable.to_owned(),
         source => source.to_string(),

@@ -6,6 +6,7 @@ pub mod config;
 pub mod config_file;
 pub mod config_source;
 pub mod demo;
+pub mod head_limit;
 pub mod startup;
 pub mod telemetry;
 

@@ -3,15 +3,19 @@
 
 use crate::api::{self, ApiState, Readiness};
 use crate::config::Settings;
+use crate::head_limit::HeadLimit;
 use crate::ingest::{spawn_workers, IngestContext, WorkerPool};
 use crate::store::{Database, IntakeWriter};
 use crate::webhook::{self, Verifier, WebhookState};
-use actix_web::{web, App, HttpServer};
+use actix_service::ServiceFactoryExt;
+use actix_web::{web, App};
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
 
 /// File in the data dir holding the generated read token when none is configured.
 pub const READ_TOKEN_FILE: &str = "read-token";
@@ -69,19 +73,36 @@ impl Application {
         ));
 
         let port = listener.local_addr()?.port();
-        let mut server = HttpServer::new(move || {
+        let app = move || {
             App::new()
                 .wrap(tracing_actix_web::TracingLogger::default())
                 .app_data(webhook_state.clone())
                 .app_data(api_state.clone())
                 .configure(webhook::configure)
                 .configure(api::configure)
-        })
-        .listen(listener)?
-        .shutdown_timeout(30);
+                .default_service(web::to(api::no_such_route))
+        };
+        // actix-web's HttpServer, spelled out so each connection passes through HeadLimit
+        // first; timeouts are HttpServer's defaults.
+        let mut builder = actix_server::Server::build().shutdown_timeout(30);
         if settings.http_workers > 0 {
-            server = server.workers(settings.http_workers);
+            builder = builder.workers(settings.http_workers);
         }
+        let server = builder.listen("chatsink-http", listener, move || {
+            let http = actix_http::HttpService::<HeadLimit<TcpStream>, _, _>::build()
+                .keep_alive(actix_http::KeepAlive::Timeout(Duration::from_secs(5)))
+                .client_request_timeout(Duration::from_secs(5))
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .h1(actix_service::map_config(app(), |_| {
+                    actix_web::dev::AppConfig::default()
+                }));
+            actix_service::fn_service(|io: TcpStream| async move {
+                let peer = io.peer_addr().ok();
+                let _ = io.set_nodelay(true);
+                Ok::<_, actix_http::error::DispatchError>((HeadLimit::new(io), peer))
+            })
+            .and_then(http)
+        })?;
         tracing::info!(address = %settings.listen, port, database = %settings.database.display(), "chatsink listening");
         Ok(Self {
             port,

@@ -21,6 +21,8 @@ pub enum ApiError {
     TooExpensive { searched: bool, budget_ms: u128 },
     #[error("too many full-text searches are running; retry shortly")]
     Busy,
+    #[error("this route answers {allow} only")]
+    MethodNotAllowed { allow: String },
 }
 
 impl ApiError {
@@ -64,6 +66,7 @@ impl ResponseError for ApiError {
                 searched: false, ..
             }
             | Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -97,10 +100,16 @@ impl ResponseError for ApiError {
                 serde_json::json!({"error": "query_too_expensive", "message": format!("{self}; retry later or narrow the filters")})
             }
             Self::Busy => serde_json::json!({"error": "busy", "message": self.to_string()}),
+            Self::MethodNotAllowed { .. } => {
+                serde_json::json!({"error": "method_not_allowed", "message": self.to_string()})
+            }
         };
         let mut response = HttpResponse::build(self.status_code());
         if matches!(self, Self::Unauthorized) {
             response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if let Self::MethodNotAllowed { allow } = self {
+            response.insert_header(("Allow", allow.as_str()));
         }
         if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header(("Retry-After", "2"));

@@ -105,46 +105,71 @@ impl ApiState {
     }
 }
 
+/// A resource answering `method` with `handler`, and every other method with a JSON 405 that
+/// names the allowed one (a resource without its own default would fall through to the
+/// scope's 404).
+pub fn only<F, Args>(path: &str, method: actix_web::http::Method, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    let allow = method.as_str().to_owned();
+    web::resource(path)
+        .route(web::method(method).to(handler))
+        .default_service(web::to(move || {
+            let allow = allow.clone();
+            async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow }) }
+        }))
+}
+
+/// Any path no route serves: a JSON 404.
+pub async fn no_such_route() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound {
+        what: "route".into(),
+    })
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    use actix_web::http::Method;
     let openapi = openapi::document()
         .to_json()
         .expect("the OpenAPI document serialises");
-    cfg.route("/healthz", web::get().to(ops::healthz))
-        .route("/readyz", web::get().to(ops::readyz))
-        .route("/metrics", web::get().to(ops::metrics))
-        .route(
-            "/openapi.json",
-            web::get().to(move || {
-                let body = openapi.clone();
-                async move {
-                    HttpResponse::Ok()
-                        .content_type("application/json")
-                        .body(body)
-                }
-            }),
-        )
+    cfg.service(only("/healthz", Method::GET, ops::healthz))
+        .service(only("/readyz", Method::GET, ops::readyz))
+        .service(only("/metrics", Method::GET, ops::metrics))
+        .service(only("/openapi.json", Method::GET, move || {
+            let body = openapi.clone();
+            async move {
+                HttpResponse::Ok()
+                    .content_type("application/json")
+                    .body(body)
+            }
+        }))
         .service(
             web::scope("/v1")
                 .wrap(middleware::from_fn(auth::require_read_token))
                 .wrap(middleware::from_fn(ops::record_query_latency))
-                .route("/messages", web::get().to(routes::list_messages))
-                .route("/sessions", web::get().to(routes::list_sessions))
-                .route("/sessions/{id}", web::get().to(routes::get_session))
-                .route(
+                .service(only("/messages", Method::GET, routes::list_messages))
+                .service(only("/sessions", Method::GET, routes::list_sessions))
+                .service(only("/sessions/{id}", Method::GET, routes::get_session))
+                .service(only(
                     "/sessions/{id}/messages",
-                    web::get().to(routes::session_messages),
-                )
-                .route(
+                    Method::GET,
+                    routes::session_messages,
+                ))
+                .service(only(
                     "/sessions/{id}/rejected",
-                    web::get().to(routes::session_rejected),
-                )
-                .route("/users", web::get().to(routes::list_users))
-                .route("/users/{id}/messages", web::get().to(routes::user_messages))
-                .route("/stats", web::get().to(routes::stats))
-                .default_service(web::to(|| async {
-                    Err::<HttpResponse, _>(ApiError::NotFound {
-                        what: "route".into(),
-                    })
-                })),
+                    Method::GET,
+                    routes::session_rejected,
+                ))
+                .service(only("/users", Method::GET, routes::list_users))
+                .service(only(
+                    "/users/{id}/messages",
+                    Method::GET,
+                    routes::user_messages,
+                ))
+                .service(only("/stats", Method::GET, routes::stats))
+                .default_service(web::to(no_such_route)),
         );
 }

@@ -5,7 +5,7 @@ use super::params::{self, ParamKind, ParamSpec};
 use super::routes;
 use super::views::*;
 use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
-use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Required, Schema};
 use utoipa::OpenApi;
@@ -59,11 +59,17 @@ pub const ROUTE_PARAMS: &[(&str, &[ParamSpec])] = &[
 
 fn schema_of(spec: &ParamSpec) -> Schema {
     let one: Schema = match spec.kind {
-        ParamKind::Text => ObjectBuilder::new().schema_type(Type::String).into(),
+        ParamKind::Text => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(params::MAX_TEXT_BYTES))
+            .into(),
         ParamKind::Bool => ObjectBuilder::new().schema_type(Type::Boolean).into(),
+        // A date-time, a date or epoch digits (the description says which): no one format or
+        // pattern states that set exactly, so the schema claims no more than a string.
         ParamKind::Time => ObjectBuilder::new()
             .schema_type(Type::String)
-            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .min_length(Some(1))
             .into(),
         ParamKind::Integer { min, max } => ObjectBuilder::new()
             .schema_type(Type::Integer)
@@ -78,6 +84,7 @@ fn schema_of(spec: &ParamSpec) -> Schema {
     if spec.repeatable {
         ArrayBuilder::new()
             .items(utoipa::openapi::RefOr::T(one))
+            .max_items(Some(params::MAX_REPEATS))
             .into()
     } else {
         one
@@ -105,6 +112,29 @@ pub fn document() -> utoipa::openapi::OpenApi {
                     .explode(Some(spec.repeatable))
                     .build(),
             );
+        }
+    }
+    // Any request can be refused before routing (src/head_limit.rs), and any route with its
+    // wrong method is a 405.
+    for item in doc.paths.paths.values_mut() {
+        for operation in [item.get.as_mut(), item.post.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            for (status, description) in [
+                ("405", "This route does not answer that method"),
+                ("414", "The request line is longer than 65534 bytes"),
+                ("431", "The request's headers are longer than 98304 bytes"),
+            ] {
+                operation.responses.responses.insert(
+                    status.to_owned(),
+                    utoipa::openapi::RefOr::T(
+                        utoipa::openapi::ResponseBuilder::new()
+                            .description(description)
+                            .build(),
+                    ),
+                );
+            }
         }
     }
     let components = doc.components.get_or_insert_with(Default::default);

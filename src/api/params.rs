@@ -39,6 +39,10 @@ const fn spec(
 }
 
 pub const MAX_LIMIT: i64 = 1000;
+/// How often a repeatable parameter may be given.
+pub const MAX_REPEATS: usize = 50;
+/// The longest text parameter, in bytes.
+pub const MAX_TEXT_BYTES: usize = 1000;
 pub const DEFAULT_LIMIT: u32 = 100;
 
 const USER: ParamSpec = spec(
@@ -72,13 +76,14 @@ const SINCE: ParamSpec = spec(
     "since",
     ParamKind::Time,
     false,
-    "Messages sent at or after this time (RFC 3339).",
+    "Messages sent at or after this time: an RFC 3339 date-time (2026-06-03T10:00:00Z), a date (2026-06-03, \
+     midnight UTC), or epoch seconds or milliseconds; years 0000 to 9999.",
 );
 const UNTIL: ParamSpec = spec(
     "until",
     ParamKind::Time,
     false,
-    "Messages sent before this time (RFC 3339); half-open with since.",
+    "Messages sent before this time, in the forms since takes; half-open with since.",
 );
 const Q: ParamSpec = spec(
     "q",
@@ -152,6 +157,12 @@ impl QueryParams {
             if !spec.repeatable && !entry.is_empty() {
                 return Err(ApiError::invalid(spec.name, "may be given only once"));
             }
+            if entry.len() >= MAX_REPEATS {
+                return Err(ApiError::invalid(
+                    spec.name,
+                    format!("may be given at most {MAX_REPEATS} times"),
+                ));
+            }
             validate(spec, &value)?;
             entry.push(value.into_owned());
         }
@@ -178,7 +189,7 @@ impl QueryParams {
 
     fn time(&self, name: &str) -> Option<i64> {
         self.one(name)
-            .and_then(|v| Timestamp::parse(v).ok())
+            .and_then(|v| Timestamp::parse_date_or_time(v).ok())
             .map(Timestamp::millis)
     }
 
@@ -191,18 +202,19 @@ fn validate(spec: &ParamSpec, value: &str) -> Result<(), ApiError> {
     let name = spec.name;
     match spec.kind {
         ParamKind::Text if value.is_empty() => Err(ApiError::invalid(name, "must not be empty")),
-        ParamKind::Text if value.len() > 1000 => {
-            Err(ApiError::invalid(name, "is longer than 1000 bytes"))
-        }
+        ParamKind::Text if value.len() > MAX_TEXT_BYTES => Err(ApiError::invalid(
+            name,
+            format!("is longer than {MAX_TEXT_BYTES} bytes"),
+        )),
         ParamKind::Text => Ok(()),
         ParamKind::Bool if value == "true" || value == "false" => Ok(()),
         ParamKind::Bool => Err(ApiError::invalid(
             name,
             format!("'{value}' is not allowed; use true or false"),
         )),
-        ParamKind::Time => Timestamp::parse(value)
+        ParamKind::Time => Timestamp::parse_date_or_time(value)
             .map(|_| ())
-            .map_err(|_| ApiError::invalid(name, format!("'{value}' is not an RFC 3339 time"))),
+            .map_err(|e| ApiError::invalid(name, e.to_string())),
         ParamKind::Integer { min, max } => match value.parse::<i64>() {
             Ok(n) if (min..=max).contains(&n) => Ok(()),
             _ => Err(ApiError::invalid(

@@ -91,7 +91,7 @@ async fn require_session(state: &ApiState, id: &str) -> Result<SessionView, ApiE
 
 /// Messages, filtered and paged (or exported with `format=csv|ndjson`).
 #[utoipa::path(get, path = "/v1/messages", tag = "messages",
-    responses((status = 200, description = "One page of messages, or the whole result as CSV / NDJSON", body = MessageList),
+    responses((status = 200, description = "One page of messages (JSON), or with format=csv / format=ndjson (or Accept) the whole result streamed", content((MessageList = "application/json"), (String = "text/csv"), (String = "application/x-ndjson"))),
               (status = 400, description = "A parameter is unknown or invalid; the body names it"),
               (status = 401, description = "Missing or invalid bearer token")),
     security(("bearer" = [])))]
@@ -111,7 +111,7 @@ pub async fn list_messages(
 /// One session's messages; the same filters as `/v1/messages` but `session`.
 #[utoipa::path(get, path = "/v1/sessions/{id}/messages", tag = "messages",
     params(("id" = String, Path, description = "Session id")),
-    responses((status = 200, body = MessageList), (status = 400), (status = 401), (status = 404, description = "Unknown session")),
+    responses((status = 200, description = "One page of messages (JSON), or with format=csv / format=ndjson (or Accept) the whole result streamed", content((MessageList = "application/json"), (String = "text/csv"), (String = "application/x-ndjson"))), (status = 400), (status = 401), (status = 404, description = "Unknown session")),
     security(("bearer" = [])))]
 pub async fn session_messages(
     request: HttpRequest,
@@ -136,7 +136,7 @@ pub async fn session_messages(
 /// One participant's messages; the same filters as `/v1/messages` but `user`.
 #[utoipa::path(get, path = "/v1/users/{id}/messages", tag = "messages",
     params(("id" = String, Path, description = "Participant (user) id")),
-    responses((status = 200, body = MessageList), (status = 400), (status = 401), (status = 404, description = "Unknown user")),
+    responses((status = 200, description = "One page of messages (JSON), or with format=csv / format=ndjson (or Accept) the whole result streamed", content((MessageList = "application/json"), (String = "text/csv"), (String = "application/x-ndjson"))), (status = 400), (status = 401), (status = 404, description = "Unknown user")),
     security(("bearer" = [])))]
 pub async fn user_messages(
     request: HttpRequest,

@@ -48,6 +48,19 @@ impl Timestamp {
         }
     }
 
+    /// [`Timestamp::parse`], or a bare date `YYYY-MM-DD` as midnight UTC (for query filters:
+    /// `since=2026-06-03`).
+    pub fn parse_date_or_time(raw: &str) -> Result<Self, TimestampError> {
+        match chrono::NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d") {
+            Ok(day) if raw.trim().len() == 10 => Self::parse(
+                &Utc.from_utc_datetime(&day.and_time(chrono::NaiveTime::MIN))
+                    .timestamp_millis()
+                    .to_string(),
+            ),
+            _ => Self::parse(raw),
+        }
+    }
+
     fn parse_unchecked(raw: &str) -> Result<i64, TimestampError> {
         let s = raw.trim();
         let err = || TimestampError::Unparsable(raw.to_owned());
@@ -172,6 +185,24 @@ mod tests {
         );
         assert_eq!(Timestamp::day_of(0), "1970-01-01");
         assert_eq!(Timestamp::day_of(-1), "1969-12-31");
+    }
+
+    #[test]
+    fn a_bare_date_is_midnight_utc_for_filters() {
+        assert_eq!(
+            Timestamp::parse_date_or_time("2026-05-28")
+                .unwrap()
+                .to_rfc3339(),
+            "2026-05-28T00:00:00.000Z"
+        );
+        assert_eq!(
+            Timestamp::parse_date_or_time("1780000000")
+                .unwrap()
+                .to_rfc3339(),
+            "2026-05-28T20:26:40.000Z"
+        );
+        assert!(Timestamp::parse_date_or_time("2026-02-30").is_err());
+        assert!(Timestamp::parse("2026-05-28").is_err(), "not in a dump");
     }
 
     #[test]

@@ -32,7 +32,11 @@ pub struct WebhookState {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/webhooks/realtimekit", web::post().to(receive_webhook));
+    cfg.service(crate::api::only(
+        "/webhooks/realtimekit",
+        actix_web::http::Method::POST,
+        receive_webhook,
+    ));
 }
 
 async fn receive_webhook(

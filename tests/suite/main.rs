@@ -12,6 +12,7 @@ mod faults;
 mod fuzz;
 mod hostile;
 mod ingest;
+mod openapi;
 mod ops;
 mod query;
 mod readme;

@@ -101,3 +101,51 @@ async fn the_curl_and_openssl_recipe_signs_a_delivery_the_service_accepts() {
         1
     );
 }
+
+/// The error codes the source can send: the `"error": "..."` bodies of the query API, the
+/// webhook's code names, and the transport refusals of src/head_limit.rs.
+fn error_codes_in_source() -> std::collections::BTreeSet<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut codes = std::collections::BTreeSet::new();
+    let mut grab = |file: &str, before: &str| {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        for (at, _) in text.match_indices(before) {
+            let rest = &text[at + before.len()..];
+            let rest = rest.trim_start();
+            let Some(rest) = rest.strip_prefix('"') else {
+                continue;
+            };
+            let code: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            if !code.is_empty() && rest[code.len()..].starts_with('"') {
+                codes.insert(code);
+            }
+        }
+    };
+    grab("api/error.rs", "\"error\":");
+    grab("webhook/error.rs", "=>");
+    grab("head_limit.rs", "Large\",");
+    grab("head_limit.rs", "Long\",");
+    codes
+}
+
+#[test]
+fn every_error_code_the_service_sends_is_documented() {
+    let codes = error_codes_in_source();
+    assert!(codes.len() >= 15, "the scan finds the codes: {codes:?}");
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let table = &readme[readme.find("<!-- error-codes -->").unwrap()..];
+    let documented: std::collections::BTreeSet<String> = table
+        .lines()
+        .skip(3)
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| l.split('`').nth(1).map(str::to_owned))
+        .collect();
+    assert_eq!(
+        codes, documented,
+        "README's error table and the code disagree"
+    );
+}

@@ -519,3 +519,82 @@ async fn a_signed_delivery_with_a_lone_surrogate_escape_is_accepted_and_loaded()
     assert_eq!(session["title"], "Weekly \u{FFFD} sync", "{session}");
     assert_eq!(session["messageCounts"]["total"], 3, "{session}");
 }
+
+/// Sends raw bytes on one connection and reads until the server closes it or `responses`
+/// responses have arrived (counted by status lines).
+async fn raw_exchange(address: &str, requests: &[Vec<u8>]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = address.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(host).await.unwrap();
+    let mut answers = String::new();
+    for request in requests {
+        let _ = socket.write_all(request).await;
+        let mut buf = vec![0u8; 64 * 1024];
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let read = tokio::time::timeout_at(deadline, socket.read(&mut buf)).await;
+            match read {
+                Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
+                Ok(Ok(n)) => {
+                    answers.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    if answers.ends_with('}') || answers.ends_with("}\n") {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    answers
+}
+
+#[tokio::test]
+async fn a_request_head_too_long_to_parse_is_answered_in_json() {
+    let app = spawn_app().await;
+    let long_target = format!(
+        "GET /v1/messages?q={} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let answer = raw_exchange(&app.address, &[long_target.clone().into_bytes()]).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 414 "),
+        "{}",
+        &answer[..answer.len().min(300)]
+    );
+    let body: serde_json::Value =
+        serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["error"], "uri_too_long");
+
+    // The same after a normal request on a kept-alive connection.
+    let normal = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    let answer = raw_exchange(&app.address, &[normal, long_target.into_bytes()]).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200 "),
+        "{}",
+        &answer[..answer.len().min(300)]
+    );
+    assert!(
+        answer.contains("HTTP/1.1 414 "),
+        "{}",
+        &answer[..answer.len().min(600)]
+    );
+
+    let long_header = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Filler: {}\r\n\r\n",
+        "b".repeat(100_000)
+    );
+    let answer = raw_exchange(&app.address, &[long_header.into_bytes()]).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 431 "),
+        "{}",
+        &answer[..answer.len().min(300)]
+    );
+    assert!(
+        answer.contains("\"error\":\"headers_too_large\""),
+        "{answer}"
+    );
+
+    // A large body is a body, not a head: a 1 MB webhook still gets the signature's answer.
+    let body = vec![b'x'; 900_000];
+    let response = app.post_webhook(&body, &[]).await;
+    assert_eq!(response.status(), 401);
+}
