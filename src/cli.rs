@@ -234,6 +234,18 @@ fn backup_command(args: BackupArgs) -> anyhow::Result<ExitCode> {
     if !args.database.is_file() {
         anyhow::bail!("no database at {}", args.database.display());
     }
+    // SQLite's own error for a missing folder names the file three times over.
+    let folder = match args.path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => std::path::PathBuf::from("."),
+    };
+    if !folder.is_dir() {
+        anyhow::bail!(
+            "cannot write the backup to {}: the folder {} does not exist",
+            args.path.display(),
+            folder.display()
+        );
+    }
     let started = std::time::Instant::now();
     let bytes = crate::store::backup(&args.database, &args.path).with_context(|| {
         format!(

@@ -424,3 +424,25 @@ fn a_regenerated_read_token_file_is_0600_whatever_its_mode_was() {
     let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "mode {mode:o}");
 }
+
+#[test]
+fn backup_into_a_missing_folder_says_so_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("chatsink.db");
+    chatsink::store::Database::open(&db).unwrap();
+    let target = dir.path().join("no-such-folder").join("b.db");
+    let output = chatsink(
+        &[
+            "backup",
+            target.to_str().unwrap(),
+            "--database",
+            db.to_str().unwrap(),
+        ],
+        &db,
+        dir.path(),
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.matches("no-such-folder").count(), 2, "{stderr}");
+    assert!(stderr.contains("does not exist"), "{stderr}");
+}
