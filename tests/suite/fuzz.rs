@@ -9,7 +9,7 @@ use chatsink::config::{RsaKeySource, VerifySettings};
 use chatsink::domain::parse_event;
 use chatsink::ingest::{DumpReader, HostPattern, UrlPolicy};
 use chatsink::store::LoadRow;
-use chatsink::webhook::{sign_hmac, verify_hmac, DeliveryHeaders, Verifier};
+use chatsink::webhook::{sign_hmac, verify_hmac, DeliveryHeaders, HmacError, Verifier};
 use proptest::prelude::*;
 use secrecy::SecretString;
 
@@ -44,7 +44,7 @@ fn header_text() -> impl Strategy<Value = String> {
 proptest! {
 
     #[test]
-    fn hmac_headers_never_panic_and_only_the_right_signature_passes(
+    fn hmac_headers_never_panic(
         id in proptest::option::of("[ -~]{0,40}"),
         timestamp in proptest::option::of(prop_oneof![
             "[ -~]{0,24}",
@@ -55,8 +55,57 @@ proptest! {
         now in any::<i64>(),
     ) {
         let result = verify_hmac(&[HMAC_KEY.to_vec()], id.as_deref(), timestamp.as_deref(), &signature, &body, now);
-        // Random text is never a valid signature for this key.
         prop_assert!(result.is_err());
+    }
+
+    /// Inside the time window, so every case reaches the signature comparison: only the right
+    /// signature passes (random ones, well-formed or not, and the right one for another key or
+    /// another body are refused as a mismatch or as no signature).
+    #[test]
+    fn inside_the_window_only_the_right_signature_passes(
+        id in "[a-zA-Z0-9_]{1,30}",
+        skew in -300i64..=300,
+        signature in prop_oneof![
+            header_text(),
+            proptest::collection::vec(any::<u8>(), 32).prop_map(|b| {
+                use base64::Engine;
+                format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(b))
+            }),
+        ],
+        body in proptest::collection::vec(any::<u8>(), 0..200),
+    ) {
+        let now = 1_780_000_000;
+        let timestamp = (now + skew).to_string();
+        let result = verify_hmac(&[HMAC_KEY.to_vec()], Some(&id), Some(&timestamp), &signature, &body, now);
+        prop_assert!(
+            matches!(result, Err(HmacError::Mismatch | HmacError::NoSignature)),
+            "{:?}", result
+        );
+        let other_key = sign_hmac(HMAC_KEY_2, &id, now + skew, &body);
+        prop_assert_eq!(
+            verify_hmac(&[HMAC_KEY.to_vec()], Some(&id), Some(&timestamp), &other_key, &body, now),
+            Err(HmacError::Mismatch)
+        );
+        let right = sign_hmac(HMAC_KEY, &id, now + skew, &body);
+        prop_assert_eq!(
+            verify_hmac(&[HMAC_KEY.to_vec()], Some(&id), Some(&timestamp), &right, &body, now),
+            Ok(())
+        );
+    }
+
+    /// The window alone: the right signature, at any distance from now.
+    #[test]
+    fn the_time_window_is_five_minutes_either_way(
+        skew in prop_oneof![-100_000i64..100_000, any::<i32>().prop_map(i64::from)],
+    ) {
+        let now = 1_780_000_000;
+        let signature = sign_hmac(HMAC_KEY, "msg_1", now + skew, b"{}");
+        let result = verify_hmac(&[HMAC_KEY.to_vec()], Some("msg_1"), Some(&(now + skew).to_string()), &signature, b"{}", now);
+        if skew.abs() <= 300 {
+            prop_assert_eq!(result, Ok(()));
+        } else {
+            prop_assert_eq!(result, Err(HmacError::OutsideTolerance));
+        }
     }
 
     #[test]
@@ -261,4 +310,33 @@ fn an_extreme_timestamp_is_rejected_not_an_overflow() {
         );
         assert!(result.is_err());
     }
+}
+
+/// The Standard Webhooks specification's published example, so the signing scheme is checked
+/// against someone else's implementation and not only against chatsink's own signer.
+#[test]
+fn the_standard_webhooks_known_answer_vector_verifies() {
+    use base64::Engine;
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.trim_start_matches("whsec_"))
+        .unwrap();
+    let (id, timestamp) = ("msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330);
+    let body = br#"{"test": 2432232314}"#;
+    let expected = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+    assert_eq!(sign_hmac(&key, id, timestamp, body), expected);
+    assert_eq!(
+        verify_hmac(&[key.clone()], Some(id), Some("1614265330"), expected, body, timestamp),
+        Ok(())
+    );
+    // Several signatures in one header, the right one last; a wrong version prefix is ignored.
+    let header = format!("v1,Zm9v v2,{} {expected}", &expected[3..]);
+    assert_eq!(
+        verify_hmac(&[key.clone()], Some(id), Some("1614265330"), &header, body, timestamp),
+        Ok(())
+    );
+    assert_eq!(
+        verify_hmac(&[key], Some(id), Some("1614265330"), &format!("v2,{}", &expected[3..]), body, timestamp),
+        Err(HmacError::NoSignature)
+    );
 }
