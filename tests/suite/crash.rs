@@ -201,7 +201,14 @@ impl Drop for Served {
     }
 }
 
-impl Served {
+/// Posts signed deliveries to a served process; cheap to clone into sender tasks.
+#[derive(Clone)]
+pub(crate) struct Sender {
+    client: reqwest::Client,
+    address: String,
+}
+
+impl Sender {
     pub(crate) async fn post(&self, body: &[u8], id: &str) -> reqwest::Result<reqwest::Response> {
         self.client
             .post(format!("{}/webhooks/realtimekit", self.address))
@@ -211,6 +218,19 @@ impl Served {
             .timeout(Duration::from_secs(30))
             .send()
             .await
+    }
+}
+
+impl Served {
+    pub(crate) fn sender(&self) -> Sender {
+        Sender {
+            client: self.client.clone(),
+            address: self.address.clone(),
+        }
+    }
+
+    pub(crate) async fn post(&self, body: &[u8], id: &str) -> reqwest::Result<reqwest::Response> {
+        self.sender().post(body, id).await
     }
 
     /// SIGKILL: no shutdown hook, no WAL checkpoint, no lease release.
@@ -414,35 +434,128 @@ async fn kill_after_the_intake_commit_but_before_the_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_kills_during_a_stream_of_deliveries_lose_nothing() {
-    // Deliveries keep arriving while the process is killed at random moments three times.
+    // Four senders keep posting while the process is SIGKILLed at a random moment, three times:
+    // kills land while posts are in flight and while jobs run. Only answers of 200 count as
+    // acknowledged, and every one of them must end loaded exactly once.
+    use rand::{Rng, SeedableRng};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
     let site = Site::new();
     let server = FakeServer::start().await;
-    let mut acknowledged = Vec::new();
-    let mut n = 0;
-    for round in 0..3 {
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let acknowledged_events = Arc::new(Mutex::new(Vec::<String>::new()));
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20261201);
+    let (mut cut_posts, mut jobs_cut) = (0, 0);
+    for _ in 0..3 {
         let served = site.start("").await;
-        for _ in 0..15 {
-            let session = format!("stream-{n}");
-            let rows = 200 + n * 37;
-            let path = format!("/{session}.csv");
-            server.route(&path, vec![Reply::Body(simple_dump(&session, rows))]);
-            let body = chat_synced(&session, &server.url(&path));
-            if let Ok(r) = served.post(&body, &format!("stream-{n}")).await {
-                if r.status() == 200 {
-                    acknowledged.push((session, rows));
-                }
-            }
-            n += 1;
-        }
-        tokio::time::sleep(Duration::from_millis(30 * round)).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let failed_posts = Arc::new(AtomicUsize::new(0));
+        let senders: Vec<_> = (0..4)
+            .map(|_| {
+                let (sender, server) = (served.sender(), server.clone());
+                let (stop, next, acked, failed) = (
+                    stop.clone(),
+                    next.clone(),
+                    acknowledged.clone(),
+                    failed_posts.clone(),
+                );
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::SeqCst) {
+                        let n = next.fetch_add(1, Ordering::SeqCst);
+                        let (session, rows) = (format!("stream-{n}"), 200 + n * 37 % 400);
+                        let path = format!("/{session}.csv");
+                        // Slow downloads, so jobs are running when a kill lands.
+                        server.route(
+                            &path,
+                            vec![Reply::Slow {
+                                body: simple_dump(&session, rows),
+                                chunk: 4096,
+                                pause: Duration::from_millis(5),
+                            }],
+                        );
+                        let body = chat_synced(&session, &server.url(&path));
+                        match sender.post(&body, &format!("stream-{n}")).await {
+                            Ok(r) if r.status() == 200 => {
+                                acked.lock().unwrap().push((session, rows))
+                            }
+                            Ok(_) => {}
+                            Err(_) => {
+                                failed.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                })
+            })
+            .collect();
+        // Two more senders post other events back to back (they make no jobs), so posts are in
+        // flight whenever the kill lands.
+        let events: Vec<_> = (0..2)
+            .map(|_| {
+                let (sender, stop, next) = (served.sender(), stop.clone(), next.clone());
+                let (acked, failed) = (acknowledged_events.clone(), failed_posts.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::SeqCst) {
+                        let id = format!("event-{}", next.fetch_add(1, Ordering::SeqCst));
+                        let body = format!(
+                            r#"{{"event":"meeting.started","meeting":{{"id":"m","sessionId":"{id}"}}}}"#
+                        );
+                        match sender.post(body.as_bytes(), &id).await {
+                            Ok(r) if r.status() == 200 => acked.lock().unwrap().push(id),
+                            Ok(_) => {}
+                            Err(_) => {
+                                failed.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(300..900))).await;
         served.kill();
+        // What the dead process left: jobs it was running hold a lease no one renews.
+        jobs_cut += site
+            .jobs()
+            .iter()
+            .filter(|(state, _)| state == "running")
+            .count();
+        stop.store(true, Ordering::SeqCst);
+        for sender in senders.into_iter().chain(events) {
+            sender.await.unwrap();
+        }
+        cut_posts += failed_posts.load(Ordering::SeqCst);
     }
+    assert!(
+        cut_posts > 0,
+        "some kills landed while posts were in flight"
+    );
+    assert!(jobs_cut > 0, "some kills landed while a job ran");
     let served = site.start("").await;
+    let acknowledged = acknowledged.lock().unwrap().clone();
     let jobs = site.wait_until_settled().await;
-    assert_eq!(jobs.len(), acknowledged.len());
+    assert!(acknowledged.len() >= 10, "{}", acknowledged.len());
+    assert_eq!(
+        jobs.len(),
+        acknowledged.len(),
+        "one job per acknowledged delivery"
+    );
     assert!(jobs.iter().all(|(s, _)| s == "done"), "{jobs:?}");
     for (session, rows) in &acknowledged {
         site.assert_loaded_once(session, *rows);
+    }
+    let stored: std::collections::HashSet<String> = {
+        let conn = site.db();
+        let mut stmt = conn.prepare("SELECT delivery_id FROM inbox").unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let events = acknowledged_events.lock().unwrap().clone();
+    assert!(events.len() > 20, "{}", events.len());
+    for id in &events {
+        assert!(stored.contains(id), "acknowledged {id} was lost");
     }
     served.stop();
 }

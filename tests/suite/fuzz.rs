@@ -326,17 +326,38 @@ fn the_standard_webhooks_known_answer_vector_verifies() {
     let expected = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
     assert_eq!(sign_hmac(&key, id, timestamp, body), expected);
     assert_eq!(
-        verify_hmac(&[key.clone()], Some(id), Some("1614265330"), expected, body, timestamp),
+        verify_hmac(
+            &[key.clone()],
+            Some(id),
+            Some("1614265330"),
+            expected,
+            body,
+            timestamp
+        ),
         Ok(())
     );
     // Several signatures in one header, the right one last; a wrong version prefix is ignored.
     let header = format!("v1,Zm9v v2,{} {expected}", &expected[3..]);
     assert_eq!(
-        verify_hmac(&[key.clone()], Some(id), Some("1614265330"), &header, body, timestamp),
+        verify_hmac(
+            &[key.clone()],
+            Some(id),
+            Some("1614265330"),
+            &header,
+            body,
+            timestamp
+        ),
         Ok(())
     );
     assert_eq!(
-        verify_hmac(&[key], Some(id), Some("1614265330"), &format!("v2,{}", &expected[3..]), body, timestamp),
+        verify_hmac(
+            &[key],
+            Some(id),
+            Some("1614265330"),
+            &format!("v2,{}", &expected[3..]),
+            body,
+            timestamp
+        ),
         Err(HmacError::NoSignature)
     );
 }
