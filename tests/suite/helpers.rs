@@ -304,13 +304,22 @@ pub enum Reply {
     },
     /// A gzip-encoded body.
     Gzip(Vec<u8>),
+    /// A gzip-encoded body, sent in chunks of the encoded bytes with a pause between them.
+    SlowGzip {
+        body: Vec<u8>,
+        chunk: usize,
+        pause: Duration,
+    },
 }
 
 #[derive(Default)]
 struct FakeState {
     routes: HashMap<String, VecDeque<Reply>>,
     connections: usize,
-    requests: Vec<(String, Option<String>)>,
+    /// (path, Authorization header, when it arrived).
+    requests: Vec<(String, Option<String>, Instant)>,
+    /// Body bytes the socket accepted, per path.
+    sent: HashMap<String, usize>,
 }
 
 #[derive(Clone)]
@@ -357,8 +366,31 @@ impl FakeServer {
             .unwrap()
             .requests
             .iter()
-            .filter(|(p, _)| p == path)
+            .filter(|(p, _, _)| p == path)
             .count()
+    }
+
+    /// When each request for `path` arrived, in order.
+    pub fn request_times(&self, path: &str) -> Vec<Instant> {
+        self.state
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .filter(|(p, _, _)| p == path)
+            .map(|(_, _, at)| *at)
+            .collect()
+    }
+
+    /// Body bytes sent for `path` by slow replies, as far as the socket accepted them.
+    pub fn bytes_sent(&self, path: &str) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .sent
+            .get(path)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn authorization(&self, path: &str) -> Option<String> {
@@ -368,8 +400,8 @@ impl FakeServer {
             .requests
             .iter()
             .rev()
-            .find(|(p, _)| p == path)
-            .and_then(|(_, a)| a.clone())
+            .find(|(p, _, _)| p == path)
+            .and_then(|(_, a, _)| a.clone())
     }
 }
 
@@ -397,7 +429,9 @@ async fn serve_connection(mut socket: tokio::net::TcpStream, state: Arc<Mutex<Fa
         .map(|l| l.split_once(':').unwrap().1.trim().to_owned());
     let reply = {
         let mut state = state.lock().unwrap();
-        state.requests.push((path.clone(), authorization));
+        state
+            .requests
+            .push((path.clone(), authorization, Instant::now()));
         match state.routes.get_mut(&path) {
             Some(queue) if queue.len() > 1 => queue.pop_front(),
             Some(queue) => queue.front().cloned(),
@@ -452,18 +486,45 @@ async fn serve_connection(mut socket: tokio::net::TcpStream, state: Arc<Mutex<Fa
                 .await
         }
         Reply::Slow { body, chunk, pause } => {
-            let mut result = socket.write_all(&head(200, body.len(), &[])).await;
-            for part in body.chunks(chunk.max(1)) {
-                if result.is_err() {
-                    break;
-                }
-                tokio::time::sleep(pause).await;
-                result = socket.write_all(part).await;
-            }
-            result
+            let head = head(200, body.len(), &[]);
+            send_slowly(&mut socket, &state, &path, head, &body, chunk, pause).await
+        }
+        Reply::SlowGzip { body, chunk, pause } => {
+            use std::io::Write;
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            encoder.write_all(&body).unwrap();
+            let gz = encoder.finish().unwrap();
+            let head = head(200, gz.len(), &[("Content-Encoding".into(), "gzip".into())]);
+            send_slowly(&mut socket, &state, &path, head, &gz, chunk, pause).await
         }
     };
     let _ = socket.shutdown().await;
+}
+
+/// Writes the head, then the body a chunk at a time with pauses, counting what the socket took.
+async fn send_slowly(
+    socket: &mut tokio::net::TcpStream,
+    state: &Arc<Mutex<FakeState>>,
+    path: &str,
+    head: Vec<u8>,
+    body: &[u8],
+    chunk: usize,
+    pause: Duration,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    socket.write_all(&head).await?;
+    for part in body.chunks(chunk.max(1)) {
+        tokio::time::sleep(pause).await;
+        socket.write_all(part).await?;
+        *state
+            .lock()
+            .unwrap()
+            .sent
+            .entry(path.to_owned())
+            .or_default() += part.len();
+    }
+    Ok(())
 }
 
 /// Tests that could not run, for the closing line printed when the test binary exits.

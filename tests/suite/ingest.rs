@@ -446,7 +446,7 @@ async fn a_403_is_refreshed_and_a_429_waits_as_told() {
             Reply::Status(
                 429,
                 b"{}".to_vec(),
-                vec![("Retry-After".into(), "1".into())],
+                vec![("Retry-After".into(), "2".into())],
             ),
             replay_answer(&server.url("/fresh.csv")),
         ],
@@ -465,6 +465,13 @@ async fn a_403_is_refreshed_and_a_429_waits_as_told() {
     let jobs = app.wait_for_jobs(WAIT).await;
     assert_eq!(jobs[0].1, "done", "{jobs:?}");
     assert_eq!(server.requests(&replay), 2);
+    // The retry came no sooner than Retry-After said (the backoff alone is 50 ms here).
+    let times = server.request_times(&replay);
+    let waited = times[1] - times[0];
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "retried after {waited:?}"
+    );
     assert_eq!(app.count("SELECT count(*) FROM messages"), 4);
 }
 
@@ -636,6 +643,16 @@ async fn a_file_over_the_cap_is_stopped_early_even_when_gzipped() {
     let app = spawn_app_with(AppOptions::default().arg("--download-max-bytes", "10000")).await;
     let big = simple_dump("s-big", 2000);
     assert!(big.len() > 50_000);
+    let encoded = {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(&simple_dump("s-gz", 5000)).unwrap();
+        e.finish().unwrap().len()
+    };
+    assert!(
+        encoded > 40_000,
+        "the gzipped dump is {encoded} bytes: large enough to cut short"
+    );
     storage.route(
         "/plain.csv",
         vec![Reply::Slow {
@@ -644,7 +661,15 @@ async fn a_file_over_the_cap_is_stopped_early_even_when_gzipped() {
             pause: Duration::from_millis(20),
         }],
     );
-    storage.route("/gz.csv", vec![Reply::Gzip(big)]);
+    // Compressed, 5,000 rows are ~20 times the cap decoded; sent 512 encoded bytes at a time.
+    storage.route(
+        "/gz.csv",
+        vec![Reply::SlowGzip {
+            body: simple_dump("s-gz", 5000),
+            chunk: 512,
+            pause: Duration::from_millis(10),
+        }],
+    );
     storage.route("/small.csv", vec![Reply::Gzip(simple_dump("s-small", 10))]);
     app.post_rtk(&chat_synced("s-big", &storage.url("/plain.csv")))
         .await;
@@ -662,6 +687,19 @@ async fn a_file_over_the_cap_is_stopped_early_even_when_gzipped() {
     }
     assert_eq!(jobs[2].1, "done", "a small gzipped dump loads");
     assert_eq!(app.count("SELECT count(*) FROM messages"), 10);
+    // Stopped early: the plain file by its Content-Length before any body byte was read, the
+    // gzipped one soon after its decoded size passed the cap.
+    assert!(
+        storage.bytes_sent("/plain.csv") <= 2 * 4096,
+        "{} of {} bytes sent",
+        storage.bytes_sent("/plain.csv"),
+        big.len()
+    );
+    let gz_sent = storage.bytes_sent("/gz.csv");
+    assert!(
+        gz_sent < 8 * 1024,
+        "{gz_sent} encoded bytes sent before the cap stopped it"
+    );
 }
 
 #[tokio::test]
