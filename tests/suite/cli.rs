@@ -32,6 +32,21 @@ fn help_documents_every_command_and_setting() {
         &dir.path().join("x.db"),
         dir.path(),
     ));
+    // Every variable serve reads, from the command definitions, is in its help.
+    let mut every = Vec::new();
+    for arg in <chatsink::config::Cli as clap::CommandFactory>::command()
+        .find_subcommand("serve")
+        .unwrap()
+        .get_arguments()
+    {
+        if let Some(env) = arg.get_env() {
+            every.push(env.to_string_lossy().into_owned());
+        }
+    }
+    assert!(every.len() >= 30, "{every:?}");
+    for var in &every {
+        assert!(serve.contains(var.as_str()), "serve --help lacks {var}");
+    }
     for var in [
         "CHATSINK_LISTEN",
         "CHATSINK_DATABASE",
@@ -240,7 +255,9 @@ async fn reprocess_reloads_from_the_stored_dump_without_network() {
         0
     );
 
-    // --all runs while serve runs, twice at once: no double load.
+    // --all runs while serve runs, twice at once: no double load. Rows sit under a UNIQUE key,
+    // so their count cannot show a second load; the jobs can: each new job was claimed once.
+    let jobs_before = app.count("SELECT count(*) FROM jobs");
     let (db, data) = (app.db_path.clone(), app.data_dir.clone());
     let runs: Vec<_> = (0..2)
         .map(|_| {
@@ -256,6 +273,18 @@ async fn reprocess_reloads_from_the_stored_dump_without_network() {
     assert_eq!(
         app.count("SELECT count(*) FROM jobs WHERE state NOT IN ('done')"),
         0
+    );
+    let new_jobs = app.count("SELECT count(*) FROM jobs") - jobs_before;
+    assert!(
+        (1..=2).contains(&new_jobs),
+        "{new_jobs} jobs for one session"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT sum(attempts) FROM jobs WHERE id > (SELECT max(id) FROM jobs) - {new_jobs}"
+        )),
+        new_jobs,
+        "every reprocess job was claimed and loaded exactly once"
     );
 }
 

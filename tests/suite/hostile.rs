@@ -155,7 +155,7 @@ fn cases() -> Vec<Case> {
             loaded: 21,
             rejected: 1,
         },
-        rejections: vec![(22, "")],
+        rejections: vec![(22, "row belongs to session not a valid session!")],
     });
     let session = s("million-tiny-rows");
     let mut million = format!("{HEADER}\n");
