@@ -210,9 +210,19 @@ pub(crate) struct Sender {
 
 impl Sender {
     pub(crate) async fn post(&self, body: &[u8], id: &str) -> reqwest::Result<reqwest::Response> {
+        self.post_signed_by(&rsa_keys().0, body, id).await
+    }
+
+    /// A delivery signed with `key` (RealtimeKit's is `rsa_keys().0`; any other is a forgery).
+    pub(crate) async fn post_signed_by(
+        &self,
+        key: &rsa::RsaPrivateKey,
+        body: &[u8],
+        id: &str,
+    ) -> reqwest::Result<reqwest::Response> {
         self.client
             .post(format!("{}/webhooks/realtimekit", self.address))
-            .header("rtk-signature", rtk_sign(&rsa_keys().0, body))
+            .header("rtk-signature", rtk_sign(key, body))
             .header("rtk-uuid", id)
             .body(body.to_vec())
             .timeout(Duration::from_secs(30))
@@ -222,6 +232,27 @@ impl Sender {
 }
 
 impl Served {
+    pub(crate) fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// GET with the read token.
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .bearer_auth(READ_TOKEN)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// SIGTERM without waiting (see [`Served::stop`]).
+    pub(crate) fn terminate(&self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+    }
+
     pub(crate) fn sender(&self) -> Sender {
         Sender {
             client: self.client.clone(),

@@ -40,50 +40,60 @@ fn sample(metrics: &str, line_prefix: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_deliveries_failures_jobs_rows_and_queries() {
-    let app = spawn_app().await;
+    // The real binary, so the counts are this test's alone (in-process apps share one
+    // recorder with every test running in parallel): every figure is exact.
+    let site = Site::new();
+    let served = site.start("").await;
     let server = FakeServer::start().await;
-    let metrics = |app: &TestApp| {
-        let url = format!("{}/metrics", app.address);
-        let client = app.client.clone();
-        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
-    };
-    let before = metrics(&app).await;
-    let accepted = r#"chatsink_deliveries_total{result="accepted",scheme="rtk-rsa"}"#;
-    let unauthorized = r#"chatsink_signature_failures_total{header="rtk-signature"}"#;
     server.route("/m.csv", vec![Reply::Body(simple_dump("metrics-1", 25))]);
     let body = chat_synced("metrics-1", &server.url("/m.csv"));
-    assert_eq!(app.post_rtk(&body).await.status(), 200);
-    let forged = rtk_sign(&rsa_keys().1, &body);
-    let refused = app.post_webhook(&body, &[("rtk-signature", forged)]).await;
+    assert_eq!(served.post(&body, "metrics-1").await.unwrap().status(), 200);
+    let refused = served
+        .sender()
+        .post_signed_by(&rsa_keys().1, &body, "metrics-forged")
+        .await
+        .unwrap();
     assert_eq!(refused.status(), 401);
-    app.wait_for_jobs(Duration::from_secs(20)).await;
+    site.wait_until_settled().await;
     assert_eq!(
-        app.get("/v1/messages?session=metrics-1").await.status(),
+        served.get("/v1/messages?session=metrics-1").await.status(),
         200
     );
-
-    let after = metrics(&app).await;
-    // The recorder is process-wide and tests run in parallel: at least ours were counted.
-    assert!(
-        sample(&after, accepted) >= sample(&before, accepted) + 1.0,
-        "{after}"
-    );
-    assert!(sample(&after, unauthorized) >= sample(&before, unauthorized) + 1.0);
-    assert!(
-        sample(&after, "chatsink_rows_loaded_total")
-            >= sample(&before, "chatsink_rows_loaded_total") + 25.0
-    );
+    let after = served.get("/metrics").await.text().await.unwrap();
+    for (line, value) in [
+        (
+            r#"chatsink_deliveries_total{result="accepted",scheme="rtk-rsa"}"#,
+            1.0,
+        ),
+        (
+            r#"chatsink_signature_failures_total{header="rtk-signature"}"#,
+            1.0,
+        ),
+        ("chatsink_rows_loaded_total", 25.0),
+        (r#"chatsink_jobs{state="done"}"#, 1.0),
+        (
+            r#"chatsink_job_attempts_total{kind="delivery",outcome="done"}"#,
+            1.0,
+        ),
+        (
+            r#"chatsink_query_seconds_count{route="/v1/messages",status="2xx"}"#,
+            1.0,
+        ),
+        (
+            "chatsink_download_bytes_total",
+            simple_dump("metrics-1", 25).len() as f64,
+        ),
+    ] {
+        assert_eq!(sample(&after, line), value, "{line}:\n{after}");
+    }
     for name in [
-        "chatsink_jobs{state=\"done\"}",
         "chatsink_queue_lag_seconds",
-        "chatsink_download_bytes_total",
         "chatsink_download_seconds_bucket",
-        "chatsink_job_attempts_total{kind=\"delivery\",outcome=\"done\"}",
-        "chatsink_query_seconds_bucket{route=\"/v1/messages\",status=\"2xx\"",
         "# HELP chatsink_deliveries_total",
     ] {
         assert!(after.contains(name), "/metrics lacks {name}");
     }
+    served.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -475,13 +485,40 @@ async fn sigterm_finishes_requests_releases_the_running_job_and_checkpoints() {
         assert!(Instant::now() < deadline, "{:?}", site.jobs());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // A webhook in flight when SIGTERM lands: head and half the body sent before, the rest after.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let late = chat_synced("term-2", &server.url("/slow.csv"));
+    let head = format!(
+        "POST /webhooks/realtimekit HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         rtk-signature: {}\r\nrtk-uuid: term-2\r\nContent-Length: {}\r\n\r\n",
+        rtk_sign(&rsa_keys().0, &late),
+        late.len()
+    );
+    let mut socket = tokio::net::TcpStream::connect(served.address().trim_start_matches("http://"))
+        .await
+        .unwrap();
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(&late[..late.len() / 2]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let stopped = Instant::now();
+    served.terminate();
+    // Longer than the server's first shutdown check (1 s): a server that gave in-flight requests
+    // no time would have closed the connection by now.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    socket.write_all(&late[late.len() / 2..]).await.unwrap();
+    let mut answer = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), socket.read_to_string(&mut answer)).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200 "),
+        "the request in flight was finished: {answer}"
+    );
+    assert!(answer.contains("accepted"), "{answer}");
     served.stop();
     assert!(stopped.elapsed() < Duration::from_secs(30));
     assert_eq!(
         site.jobs(),
-        vec![("pending".to_owned(), 0)],
-        "released for the next start, its attempt not counted"
+        vec![("pending".to_owned(), 0), ("pending".to_owned(), 0)],
+        "released for the next start, its attempt not counted; the late delivery's job waits"
     );
     let wal = site.db_path().with_extension("db-wal");
     assert!(
