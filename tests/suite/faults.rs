@@ -182,9 +182,9 @@ async fn a_load_that_hits_a_full_disk_rolls_back_retries_and_loads_once() {
     let body = chat_synced("disk-load", &server.url("/disk-load.csv"));
     assert_eq!(app.post_rtk(&body).await.status(), 200);
     let filler = fs.fill();
-    // The whole body is sent in about half a second; give the attempt time to run into the
-    // full disk. (While the disk is full even the job's failure may not be recordable: it then
-    // stays `running` until its lease lapses, and is claimed again.)
+    // Let the attempt run into the full disk, then give the space back and wait for the failure
+    // to be seen: the job recorded as failed, or claimed again once its lease lapsed. At that
+    // moment the first attempt is over, so rows it had written would show if it had committed.
     let deadline = Instant::now() + Duration::from_secs(20);
     while server.requests("/disk-load.csv") == 0 {
         assert!(Instant::now() < deadline, "{:?}", app.jobs());
@@ -192,12 +192,30 @@ async fn a_load_that_hits_a_full_disk_rolls_back_retries_and_loads_once() {
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_ne!(app.jobs()[0].1, "done", "{:?}", app.jobs());
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let failed = loop {
+        let (state, attempts): (String, i64) = app
+            .db()
+            .query_row("SELECT state, attempts FROM jobs", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        if state == "failed" || attempts >= 2 {
+            break (state, attempts);
+        }
+        assert_ne!(state, "done", "the load cannot succeed on a full disk");
+        assert!(
+            Instant::now() < deadline,
+            "no failed attempt: {state}, {attempts}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
     assert_eq!(
         app.count("SELECT count(*) FROM message_view WHERE session_id = 'disk-load'"),
         0,
-        "a failed attempt leaves no rows"
+        "a failed attempt leaves no rows ({failed:?})"
     );
-    std::fs::remove_file(filler).unwrap();
     let jobs = app.wait_for_jobs(Duration::from_secs(60)).await;
     assert_eq!(jobs[0].1, "done", "{jobs:?}");
     assert!(
