@@ -327,7 +327,7 @@ fn the_standard_webhooks_known_answer_vector_verifies() {
     assert_eq!(sign_hmac(&key, id, timestamp, body), expected);
     assert_eq!(
         verify_hmac(
-            &[key.clone()],
+            std::slice::from_ref(&key),
             Some(id),
             Some("1614265330"),
             expected,
@@ -340,7 +340,7 @@ fn the_standard_webhooks_known_answer_vector_verifies() {
     let header = format!("v1,Zm9v v2,{} {expected}", &expected[3..]);
     assert_eq!(
         verify_hmac(
-            &[key.clone()],
+            std::slice::from_ref(&key),
             Some(id),
             Some("1614265330"),
             &header,
