@@ -151,6 +151,18 @@ impl TestApp {
         conn
     }
 
+    /// Every rejected row as (line, reason), in line order.
+    pub fn rejected_rows(&self) -> Vec<(i64, String)> {
+        let conn = self.db();
+        let mut stmt = conn
+            .prepare("SELECT line, reason FROM rejected_rows ORDER BY line")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
     pub fn count(&self, sql: &str) -> i64 {
         self.db().query_row(sql, [], |r| r.get(0)).unwrap()
     }

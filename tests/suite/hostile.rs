@@ -325,14 +325,7 @@ async fn times_outside_rfc_3339s_years_are_rejected_and_no_stored_time_breaks_a_
     let jobs = app.wait_for_jobs(Duration::from_secs(30)).await;
     assert_eq!(jobs[0].1, "done", "{jobs:?}");
     let db = app.db();
-    let mut stmt = db
-        .prepare("SELECT line, reason FROM rejected_rows ORDER BY line")
-        .unwrap();
-    let rejected: Vec<(i64, String)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let rejected = app.rejected_rows();
     assert_eq!(rejected.len(), 2, "{rejected:?}");
     assert_eq!(rejected[0].0, 2);
     assert!(

@@ -312,14 +312,7 @@ async fn bad_rows_are_rejected_and_counted_while_the_rest_load() {
         5
     );
     let conn = app.db();
-    let mut stmt = conn
-        .prepare("SELECT line, reason FROM rejected_rows ORDER BY line")
-        .unwrap();
-    let rejected: Vec<(i64, String)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let rejected = app.rejected_rows();
     assert_eq!(
         rejected,
         vec![
