@@ -177,7 +177,7 @@ fn produce(
     budget: Duration,
     sender: &tokio::sync::mpsc::Sender<Bytes>,
 ) -> anyhow::Result<()> {
-    let mut conn = db.conn()?;
+    let conn = db.conn()?;
     let sink = ChunkSink {
         buffer: Vec::with_capacity(FLUSH_AT * 2),
         sender: sender.clone(),
@@ -198,7 +198,7 @@ fn produce(
         if want == 0 {
             break;
         }
-        let rows = with_budget(&mut conn, budget, |conn| {
+        let rows = with_budget(&conn, budget, |conn| {
             Ok(messages::message_page(
                 conn,
                 &query.filter,

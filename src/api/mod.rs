@@ -83,7 +83,7 @@ impl ApiState {
     async fn read<T, F>(&self, filter: &MessageFilter, work: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut crate::store::Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&crate::store::Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let searched = filter.text_query.is_some();
         self.db
@@ -96,7 +96,7 @@ impl ApiState {
     async fn read_light<T, F>(&self, work: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut crate::store::Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&crate::store::Connection) -> Result<T, StoreError> + Send + 'static,
     {
         self.db
             .read(self.read_budget, work)

@@ -283,7 +283,7 @@ impl Database {
     pub async fn read<T, F>(&self, budget: Duration, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         self.run(move |conn| with_budget(conn, budget, work)).await
     }
@@ -319,15 +319,25 @@ impl Database {
 
 /// Runs `work` on `conn` with SQLite's progress handler set to interrupt it after `budget`.
 pub fn with_budget<T>(
-    conn: &mut Connection,
+    conn: &Connection,
     budget: Duration,
-    work: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    work: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
+    /// Clears the handler however `work` ends (a panic included): a pooled connection must not
+    /// keep a deadline that has passed.
+    struct Clear<'c>(&'c Connection);
+    impl Drop for Clear<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.progress_handler(0, None::<fn() -> bool>);
+        }
+    }
     let deadline = std::time::Instant::now() + budget;
     // Every 10,000 virtual machine steps: ~0.1 ms of work, so the clock is read rarely.
     conn.progress_handler(10_000, Some(move || std::time::Instant::now() >= deadline))?;
-    let result = work(conn);
-    conn.progress_handler(0, None::<fn() -> bool>)?;
+    let result = {
+        let _clear = Clear(conn);
+        work(conn)
+    };
     result.map_err(|e| match e {
         StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
             if f.code == rusqlite::ErrorCode::OperationInterrupted =>
@@ -419,4 +429,38 @@ pub fn backup(source: &Path, target: &Path) -> Result<u64, StoreError> {
 /// Milliseconds since the epoch, the unit of every `*_ms` column.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count_to(conn: &Connection, n: i64) -> rusqlite::Result<i64> {
+        conn.query_row(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?1)
+             SELECT count(*) FROM c",
+            [n],
+            |r| r.get(0),
+        )
+    }
+
+    #[test]
+    fn a_read_past_its_budget_is_interrupted_and_the_connection_stays_usable() {
+        let conn = Connection::open_in_memory().unwrap();
+        let slow = with_budget(&conn, Duration::from_millis(5), |c| {
+            Ok(count_to(c, 100_000_000)?)
+        });
+        assert!(matches!(slow, Err(StoreError::ReadBudget(_))), "{slow:?}");
+        // A panic inside the work clears the handler too: its deadline must not outlive it.
+        let conn = std::panic::AssertUnwindSafe(conn);
+        let _ = std::panic::catch_unwind(|| {
+            with_budget(
+                &conn,
+                Duration::from_millis(1),
+                |_| -> Result<(), StoreError> { panic!("work failed") },
+            )
+        });
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(count_to(&conn, 1_000_000).unwrap(), 1_000_000);
+    }
 }
