@@ -692,6 +692,9 @@ async fn every_v1_route_needs_a_valid_bearer_token() {
     );
 }
 
+/// That the served document is complete: every route and the parameters its handler declares.
+/// It compares the document with the table the handlers validate against, so it cannot show the
+/// document disagreeing with what the server does; tests/suite/openapi.rs (schemathesis) does.
 #[tokio::test]
 async fn the_openapi_document_lists_every_route_and_parameter() {
     let app = spawn_app().await;
