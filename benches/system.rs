@@ -812,10 +812,9 @@ async fn queries(work: &Path, ingest_db: &Path) -> Vec<Figure> {
     figures
 }
 
-/// A fast wrong answer is no figure: the page holds rows, is full unless it is the last, and every
-/// row matches the filter.
-async fn check_page(client: &reqwest::Client, url: &str, filter: &MessageFilter) {
-    let page: serde_json::Value = client
+/// One `/v1` answer as JSON, with the bench's token.
+async fn get_page(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    client
         .get(url)
         .bearer_auth(TOKEN)
         .send()
@@ -823,7 +822,13 @@ async fn check_page(client: &reqwest::Client, url: &str, filter: &MessageFilter)
         .unwrap()
         .json()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// A fast wrong answer is no figure: the page holds rows, is full unless it is the last, and every
+/// row matches the filter.
+async fn check_page(client: &reqwest::Client, url: &str, filter: &MessageFilter) {
+    let page = get_page(client, url).await;
     let messages = page["messages"]
         .as_array()
         .unwrap_or_else(|| panic!("{url}: {page}"));
@@ -980,15 +985,7 @@ async fn time_to_queryable(work: &Path) -> Figure {
         let acknowledged = Instant::now();
         let url = format!("{}/v1/messages?session={session}&limit=1", served.base);
         loop {
-            let page: serde_json::Value = client
-                .get(&url)
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let page = get_page(&client, &url).await;
             if page["messages"].as_array().is_some_and(|m| !m.is_empty()) {
                 break;
             }

@@ -179,6 +179,13 @@ pub struct Database {
     slot: Arc<RwLock<PoolSlot>>,
 }
 
+/// Which of a database's pools a piece of work runs on.
+#[derive(Clone, Copy)]
+enum Pools {
+    Main,
+    Probe,
+}
+
 struct PoolSlot {
     pool: Pool,
     /// Two connections of their own for `/readyz` and `/metrics`, so readiness never queues
@@ -268,9 +275,22 @@ impl Database {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        self.run_on(Pools::Main, work).await
+    }
+
+    /// [`Database::run`] on a connection of the chosen pool.
+    async fn run_on<T, F>(&self, pools: Pools, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         let db = self.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = db.conn()?;
+            let (main, probe) = db.slot_pools()?;
+            let mut conn = match pools {
+                Pools::Main => main.get()?,
+                Pools::Probe => probe.get()?,
+            };
             work(&mut conn)
         })
         .await
@@ -294,14 +314,7 @@ impl Database {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let db = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let (_, probe) = db.slot_pools()?;
-            let mut conn = probe.get()?;
-            work(&mut conn)
-        })
-        .await
-        .unwrap_or(Err(StoreError::WriterGone))
+        self.run_on(Pools::Probe, work).await
     }
 
     /// Checks that the database accepts a write (used by `/readyz`).
