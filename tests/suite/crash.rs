@@ -566,10 +566,13 @@ async fn repeated_kills_during_a_stream_of_deliveries_lose_nothing() {
     let acknowledged = acknowledged.lock().unwrap().clone();
     let jobs = site.wait_until_settled().await;
     assert!(acknowledged.len() >= 10, "{}", acknowledged.len());
-    assert_eq!(
+    // A post cut after its commit and before its answer is stored without being acknowledged
+    // (its sender would retry and get `duplicate`): at most one such job per cut post.
+    assert!(
+        jobs.len() >= acknowledged.len() && jobs.len() <= acknowledged.len() + cut_posts,
+        "{} jobs for {} acknowledged deliveries and {cut_posts} cut posts",
         jobs.len(),
-        acknowledged.len(),
-        "one job per acknowledged delivery"
+        acknowledged.len()
     );
     assert!(jobs.iter().all(|(s, _)| s == "done"), "{jobs:?}");
     for (session, rows) in &acknowledged {
