@@ -1,7 +1,7 @@
 -- chatsink schema: the current one, applied as a whole to a new database by `store::migrate`.
 --
 -- A database made by an earlier version is brought here by the numbered migrations in
--- src/store/migrations/ (PRAGMA user_version counts them). Times in webhook tables are kept as
+-- src/store/sqlite/migrations/ (PRAGMA user_version counts them). Times in webhook tables are kept as
 -- RFC 3339 text with milliseconds in UTC (for people) and, where they are queried, as epoch
 -- milliseconds; a message's time is kept once, as epoch milliseconds, and formatted when read.
 
@@ -48,6 +48,24 @@ CREATE INDEX jobs_session ON jobs (session_id);
 -- At most one open reprocess job per session, so two `reprocess` runs at once cannot double up.
 CREATE UNIQUE INDEX jobs_one_open_reprocess ON jobs (session_id)
     WHERE kind = 'reprocess' AND (state = 'pending' OR state = 'running' OR state = 'failed');
+-- The owner (below) holding a running job's lease. Added with ALTER, as migration 007 adds it,
+-- so a new database and a migrated one hold the same table definition.
+ALTER TABLE jobs ADD COLUMN owner_id TEXT;
+
+-- Owners of job leases (src/store/owner.rs): every process that claims jobs registers here and
+-- beats a heartbeat. A running job whose owner stopped beating, or is known to be gone, can be
+-- claimed again at once instead of after its lease runs out.
+CREATE TABLE owners (
+    id            TEXT PRIMARY KEY,
+    role          TEXT NOT NULL,
+    host          TEXT NOT NULL,
+    boot_id       TEXT NOT NULL,
+    pid_namespace TEXT NOT NULL,
+    pid           INTEGER NOT NULL,
+    start_ticks   INTEGER NOT NULL,
+    started_ms    INTEGER NOT NULL,
+    heartbeat_ms  INTEGER NOT NULL
+);
 
 -- One row per meeting session: metadata from the webhook plus counts from the last load.
 -- `session_key` is the session's small integer key in `messages` (see there).

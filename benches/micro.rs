@@ -5,9 +5,9 @@
 use base64::Engine;
 use chatsink::api::Cursor;
 use chatsink::config::{RsaKeySource, VerifySettings};
+use chatsink::domain::{After, MessageFilter, Order};
 use chatsink::dumpgen;
 use chatsink::ingest::DumpReader;
-use chatsink::store::{After, MessageFilter, Order};
 use chatsink::webhook::{sign_hmac, verify_hmac, DeliveryHeaders, Verifier};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rsa::pkcs1v15::SigningKey;

@@ -12,8 +12,9 @@
 //! Needs the `sqlite3` CLI for the references and `/usr/bin/time` for peak memory.
 
 use base64::Engine;
+use chatsink::domain::{MessageFilter, Order};
 use chatsink::dumpgen;
-use chatsink::store::{message_page_sql, MessageFilter, Order, TextPlan};
+use chatsink::store::sqlite::{message_page_sql, TextPlan};
 use chatsink::webhook::sign_hmac;
 use rsa::pkcs1v15::SigningKey;
 use rsa::pkcs8::{EncodePublicKey, LineEnding};
@@ -346,7 +347,7 @@ fn growth(work: &Path, ingest_db: &Path, scale: f64) -> Figure {
         .unwrap();
         let empty = work.join(format!("empty-{i}.db"));
         // Create the schema first, so both runs only load.
-        chatsink::store::Database::open(&empty).unwrap();
+        chatsink::store::Store::open(&empty).unwrap();
         empty_times.push(timed(|| {
             chatsink_quiet(&[
                 "ingest",

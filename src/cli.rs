@@ -5,20 +5,20 @@ use crate::config::{
     BackupArgs, Command, ConfigCommand, IngestArgs, JobsArgs, RejectedArgs, ReprocessArgs,
     ServeArgs,
 };
-use crate::domain::{SessionId, Timestamp};
+use crate::domain::{JobState, ReprocessSelector, SessionId, Timestamp};
 use crate::ingest::{self, IngestContext};
 use crate::startup::Application;
-use crate::store::{jobs, Database, JobState, ReprocessSelector};
+use crate::store::Store;
 use anyhow::Context;
 use std::process::ExitCode;
 
 pub fn run(command: Command) -> ExitCode {
     let result = match command {
         Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve(args))),
-        Command::Ingest(args) => ingest_command(args),
+        Command::Ingest(args) => runtime().and_then(|rt| rt.block_on(ingest_command(args))),
         Command::Reprocess(args) => runtime().and_then(|rt| rt.block_on(reprocess_command(args))),
-        Command::Jobs(args) => jobs_command(args),
-        Command::Rejected(args) => rejected_command(args),
+        Command::Jobs(args) => runtime().and_then(|rt| rt.block_on(jobs_command(args))),
+        Command::Rejected(args) => runtime().and_then(|rt| rt.block_on(rejected_command(args))),
         Command::Config(ConfigCommand::Check(args)) => {
             crate::config_file::check(&args).map(|text| {
                 print!("{text}");
@@ -54,14 +54,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn ingest_command(args: IngestArgs) -> anyhow::Result<ExitCode> {
+async fn ingest_command(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let session = args
         .session
         .as_deref()
         .map(SessionId::parse)
         .transpose()
         .map_err(|e| anyhow::anyhow!("--session {e}"))?;
-    let db = Database::open(&args.storage.database).with_context(|| {
+    let store = Store::open(&args.storage.database).with_context(|| {
         format!(
             "cannot open the database {}",
             args.storage.database.display()
@@ -76,18 +76,20 @@ fn ingest_command(args: IngestArgs) -> anyhow::Result<ExitCode> {
         Some(bar) => Box::new(bar.wrap_read(file)),
         None => Box::new(file),
     };
+    let progress = bar.clone();
     let results = ingest::ingest_reader(
-        &db,
+        &store,
         input,
         &args.file,
         session.as_ref(),
-        |session, report| match &bar {
+        move |session, report| match &progress {
             Some(bar) => bar.set_message(format!("{session}: {} rows", report.rows_loaded)),
             None => {
                 tracing::info!(session_id = %session, rows_loaded = report.rows_loaded, rows_rejected = report.rows_rejected, "session loaded")
             }
         },
-    )?;
+    )
+    .await?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -120,12 +122,16 @@ async fn reprocess_command(args: ReprocessArgs) -> anyhow::Result<ExitCode> {
     } else {
         ReprocessSelector::All
     };
-    let db = Database::open_existing(&args.storage.database)?;
+    let store = Store::open_existing(&args.storage.database)?;
+    let jobs = args.jobs.settings()?;
+    let owner = store.register_owner("reprocess").await?;
+    let heartbeat = ingest::spawn_owner_heartbeat(store.clone(), owner.clone(), jobs.owner_stale);
     let ctx = IngestContext::new(
-        db,
+        store.clone(),
+        owner.clone(),
         args.storage.data_dir.clone(),
         &args.download.settings()?,
-        args.jobs.settings()?,
+        jobs,
     )?;
     // Results go to stdout line by line; on a terminal a spinner counts them on stderr.
     let spinner = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
@@ -150,7 +156,12 @@ async fn reprocess_command(args: ReprocessArgs) -> anyhow::Result<ExitCode> {
             None => println!("{line}"),
         }
     })
-    .await?;
+    .await;
+    heartbeat.abort();
+    if let Err(e) = store.retire_owner(&owner).await {
+        tracing::warn!(error = %e, "could not retire as an owner of job leases");
+    }
+    let outcomes = outcomes?;
     if let Some(spinner) = spinner {
         spinner.finish_and_clear();
     }
@@ -167,10 +178,10 @@ async fn reprocess_command(args: ReprocessArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn jobs_command(args: JobsArgs) -> anyhow::Result<ExitCode> {
-    let db = Database::open_existing(&args.storage.database)?;
-    let state = args.state.as_deref().and_then(JobState::parse);
-    let list = jobs::list_jobs(&*db.conn()?, state, args.limit)?;
+async fn jobs_command(args: JobsArgs) -> anyhow::Result<ExitCode> {
+    let store = Store::open_existing(&args.storage.database)?;
+    let state = args.state.as_deref().map(JobState::parse).transpose()?;
+    let list = store.jobs(state, args.limit).await?;
     println!(
         "{:>6}  {:<9}  {:<8}  {:>8}  {:<24}  {:<36}  last error",
         "id", "kind", "state", "attempts", "updated", "session"
@@ -190,13 +201,16 @@ fn jobs_command(args: JobsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn rejected_command(args: RejectedArgs) -> anyhow::Result<ExitCode> {
-    let db = Database::open_existing(&args.storage.database)?;
-    let conn = db.conn()?;
-    if crate::store::sessions::get_session(&conn, &args.session)?.is_none() {
+async fn rejected_command(args: RejectedArgs) -> anyhow::Result<ExitCode> {
+    let store = Store::open_existing(&args.storage.database)?;
+    // An operator's read: no budget to speak of.
+    let budget = std::time::Duration::from_secs(3600);
+    if store.session(&args.session, budget).await?.is_none() {
         anyhow::bail!("unknown session: {}", args.session);
     }
-    let rows = crate::store::load::rejected_page(&conn, &args.session, None, args.limit)?;
+    let rows = store
+        .rejected_page(&args.session, None, args.limit, budget)
+        .await?;
     println!("{:>8}  {:<40}  raw", "line", "reason");
     for row in &rows {
         println!(

@@ -204,6 +204,10 @@ pub struct JobArgs {
     /// How long a claimed job stays claimed without a heartbeat, in seconds.
     #[arg(long, env = "CHATSINK_JOB_LEASE_SECS", default_value_t = 60)]
     pub job_lease_secs: u64,
+    /// Seconds without a heartbeat after which a process holding jobs is taken for gone and its
+    /// jobs are claimed again (a process known to have exited is taken for gone at once).
+    #[arg(long, env = "CHATSINK_OWNER_STALE_SECS", default_value_t = 5)]
+    pub owner_stale_secs: u64,
     /// First retry delay in milliseconds; doubles per attempt (with jitter) up to the cap.
     #[arg(long, env = "CHATSINK_JOB_BACKOFF_BASE_MS", default_value_t = 2000)]
     pub job_backoff_base_ms: u64,
@@ -410,6 +414,8 @@ pub struct DownloadSettings {
 pub struct JobSettings {
     pub max_attempts: u32,
     pub lease: Duration,
+    /// Heartbeat silence after which an owner's jobs can be claimed by others.
+    pub owner_stale: Duration,
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
 }
@@ -527,9 +533,13 @@ impl JobArgs {
         if self.job_lease_secs == 0 {
             return Err(invalid("CHATSINK_JOB_LEASE_SECS", "must be at least 1"));
         }
+        if self.owner_stale_secs == 0 {
+            return Err(invalid("CHATSINK_OWNER_STALE_SECS", "must be at least 1"));
+        }
         Ok(JobSettings {
             max_attempts: self.job_max_attempts,
             lease: Duration::from_secs(self.job_lease_secs),
+            owner_stale: Duration::from_secs(self.owner_stale_secs),
             backoff_base: Duration::from_millis(self.job_backoff_base_ms.max(1)),
             backoff_cap: Duration::from_secs(self.job_backoff_cap_secs.max(1)),
         })

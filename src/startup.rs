@@ -4,8 +4,8 @@
 use crate::api::{self, ApiState, Readiness};
 use crate::config::Settings;
 use crate::head_limit::HeadLimit;
-use crate::ingest::{spawn_workers, IngestContext, WorkerPool};
-use crate::store::{Database, IntakeWriter};
+use crate::ingest::{spawn_owner_heartbeat, spawn_workers, IngestContext, WorkerPool};
+use crate::store::{Owner, Store};
 use crate::webhook::{self, Verifier, WebhookState};
 use actix_service::ServiceFactoryExt;
 use actix_web::{web, App};
@@ -24,7 +24,9 @@ pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
     workers: WorkerPool,
-    db: Database,
+    store: Store,
+    owner: Owner,
+    owner_heartbeat: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -39,15 +41,24 @@ impl Application {
         std::fs::create_dir_all(&settings.data_dir).with_context(|| {
             format!("cannot create the data dir {}", settings.data_dir.display())
         })?;
-        let db = Database::open(&settings.database)
+        let store = Store::open(&settings.database)
             .with_context(|| format!("cannot open the database {}", settings.database.display()))?;
-        let intake = IntakeWriter::start(&settings.database)?;
+        let intake = store.intake()?;
+        // Before any job is claimed: clears the owners known to be gone (a predecessor killed
+        // before it could release its jobs), so their jobs are claimed at once.
+        let owner = store
+            .register_owner("serve")
+            .await
+            .context("cannot register as an owner of job leases")?;
+        let owner_heartbeat =
+            spawn_owner_heartbeat(store.clone(), owner.clone(), settings.jobs.owner_stale);
         let verifier = Verifier::new(&settings.verify)
             .map_err(|e| anyhow::anyhow!("signature settings: {e}"))?;
         let read_tokens = resolve_read_tokens(&settings.read_tokens, &settings.data_dir)?;
 
         let ingest = Arc::new(IngestContext::new(
-            db.clone(),
+            store.clone(),
+            owner.clone(),
             settings.data_dir.clone(),
             &settings.download,
             settings.jobs.clone(),
@@ -62,7 +73,7 @@ impl Application {
         // Before any metric is recorded, so the recorder sees them all.
         crate::telemetry::metrics();
         let api_state = web::Data::new(ApiState::new(
-            db.clone(),
+            store.clone(),
             read_tokens,
             Readiness {
                 workers_alive: workers.alive(),
@@ -103,12 +114,14 @@ impl Application {
             })
             .and_then(http)
         })?;
-        tracing::info!(address = %settings.listen, port, database = %settings.database.display(), "chatsink listening");
+        tracing::info!(address = %settings.listen, port, database = %store.describe(), "chatsink listening");
         Ok(Self {
             port,
             server: server.run(),
             workers,
-            db,
+            store,
+            owner,
+            owner_heartbeat,
         })
     }
 
@@ -122,20 +135,18 @@ impl Application {
     }
 
     /// Serves until SIGTERM / Ctrl-C, then: stop accepting and finish in-flight requests (actix),
-    /// finish or release in-flight jobs, checkpoint the WAL into the database file.
+    /// finish or release in-flight jobs, retire as an owner, let the store close (for SQLite,
+    /// checkpoint the WAL into the database file).
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.server.await?;
         tracing::info!("HTTP server stopped; stopping ingest workers");
         self.workers.shutdown().await;
-        let checkpoint = self
-            .db
-            .run(|conn| {
-                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-                Ok(())
-            })
-            .await;
-        if let Err(e) = checkpoint {
-            tracing::warn!(error = %e, "WAL checkpoint at shutdown failed");
+        self.owner_heartbeat.abort();
+        if let Err(e) = self.store.retire_owner(&self.owner).await {
+            tracing::warn!(error = %e, "could not retire as an owner of job leases");
+        }
+        if let Err(e) = self.store.shutdown().await {
+            tracing::warn!(error = %e, "closing the database at shutdown failed");
         }
         tracing::info!("chatsink stopped");
         Ok(())

@@ -3,7 +3,7 @@
 //! silently wrong rows. (Not a secret: anyone with a token may run any query anyway.)
 
 use super::error::ApiError;
-use crate::store::{After, MessageFilter, Order};
+use crate::domain::{After, MessageFilter, Order};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -65,23 +65,82 @@ impl Cursor {
         Ok(body.to_vec())
     }
 
+    /// The cursor naming `key` as the last row seen.
+    pub fn encode_key<K: CursorKey>(&self, key: &K) -> String {
+        self.encode(&key.to_bytes())
+    }
+
+    /// The key a cursor of this query names; a cursor of another route is a 400.
+    pub fn decode_key<K: CursorKey>(&self, text: &str) -> Result<K, ApiError> {
+        K::from_bytes(&self.decode(text)?)
+            .ok_or_else(|| ApiError::invalid("cursor", "is not a cursor for this route"))
+    }
+
     pub fn encode_after(&self, after: After) -> String {
-        let mut body = after.created_ms.to_be_bytes().to_vec();
-        body.extend_from_slice(&after.seq.to_be_bytes());
-        self.encode(&body)
+        self.encode_key(&after)
     }
 
     pub fn decode_after(&self, text: &str) -> Result<After, ApiError> {
-        let body = self.decode(text)?;
-        if body.len() != 16 {
-            return Err(ApiError::invalid(
-                "cursor",
-                "is not a cursor for this route",
-            ));
-        }
-        let created_ms = i64::from_be_bytes(body[..8].try_into().expect("8 bytes"));
-        let seq = i64::from_be_bytes(body[8..].try_into().expect("8 bytes"));
-        Ok(After { created_ms, seq })
+        self.decode_key(text)
+    }
+}
+
+/// A keyset position a cursor carries, as bytes.
+pub trait CursorKey: Sized {
+    fn to_bytes(&self) -> Vec<u8>;
+    fn from_bytes(body: &[u8]) -> Option<Self>;
+}
+
+/// Messages: (time, seq).
+impl CursorKey for After {
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut body = self.created_ms.to_be_bytes().to_vec();
+        body.extend_from_slice(&self.seq.to_be_bytes());
+        body
+    }
+
+    fn from_bytes(body: &[u8]) -> Option<Self> {
+        let (time, seq) = (body.get(..8)?, body.get(8..)?);
+        Some(After {
+            created_ms: i64::from_be_bytes(time.try_into().ok()?),
+            seq: i64::from_be_bytes(seq.try_into().ok()?),
+        })
+    }
+}
+
+/// Sessions: (sort time, session id).
+impl CursorKey for (i64, String) {
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut body = self.0.to_be_bytes().to_vec();
+        body.extend_from_slice(self.1.as_bytes());
+        body
+    }
+
+    fn from_bytes(body: &[u8]) -> Option<Self> {
+        let ms = i64::from_be_bytes(body.get(..8)?.try_into().ok()?);
+        Some((ms, String::from_utf8(body[8..].to_vec()).ok()?))
+    }
+}
+
+/// Users: the user id.
+impl CursorKey for String {
+    fn to_bytes(&self) -> Vec<u8> {
+        self.as_bytes().to_vec()
+    }
+
+    fn from_bytes(body: &[u8]) -> Option<Self> {
+        String::from_utf8(body.to_vec()).ok()
+    }
+}
+
+/// Rejected rows: the row id.
+impl CursorKey for i64 {
+    fn to_bytes(&self) -> Vec<u8> {
+        self.to_be_bytes().to_vec()
+    }
+
+    fn from_bytes(body: &[u8]) -> Option<Self> {
+        Some(i64::from_be_bytes(body.try_into().ok()?))
     }
 }
 

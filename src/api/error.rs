@@ -45,11 +45,10 @@ impl ApiError {
             other => Self::Storage(other),
         }
     }
-}
 
-impl From<rusqlite::Error> for ApiError {
-    fn from(e: rusqlite::Error) -> Self {
-        Self::Storage(StoreError::Sqlite(e))
+    /// [`ApiError::from_read`] for a read without a `q`.
+    pub fn from_light_read(e: StoreError) -> Self {
+        Self::from_read(e, false)
     }
 }
 

@@ -7,7 +7,8 @@
 
 use super::params::{Format, MessageQuery};
 use super::views::MessageView;
-use crate::store::{messages, with_budget, Database};
+use crate::domain::After;
+use crate::store::Store;
 use actix_web::web::Bytes;
 use actix_web::HttpResponse;
 use std::time::Duration;
@@ -64,16 +65,19 @@ fn csv_record(view: &MessageView) -> [String; 14] {
 /// Streams the export; each page is one read within `budget`. `permit` (a full-text search's
 /// place) is held until the export ends.
 pub fn stream(
-    db: Database,
+    store: Store,
     query: MessageQuery,
     budget: Duration,
     permit: Option<OwnedSemaphorePermit>,
 ) -> HttpResponse {
     let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(4);
     let format = query.format;
+    // Encoding runs on the blocking pool, off the async workers; each page is fetched through
+    // the store from there.
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        if let Err(e) = produce(&db, &query, budget, &sender) {
+        if let Err(e) = produce(&runtime, &store, &query, budget, &sender) {
             // The status line is already sent; a cut-short body is all that can signal it.
             tracing::error!(error = %e, "export stopped early");
         }
@@ -172,12 +176,12 @@ impl Encoder {
 }
 
 fn produce(
-    db: &Database,
+    runtime: &tokio::runtime::Handle,
+    store: &Store,
     query: &MessageQuery,
     budget: Duration,
     sender: &tokio::sync::mpsc::Sender<Bytes>,
 ) -> anyhow::Result<()> {
-    let conn = db.conn()?;
     let sink = ChunkSink {
         buffer: Vec::with_capacity(FLUSH_AT * 2),
         sender: sender.clone(),
@@ -198,18 +202,16 @@ fn produce(
         if want == 0 {
             break;
         }
-        let rows = with_budget(&conn, budget, |conn| {
-            Ok(messages::message_page(
-                conn,
-                &query.filter,
-                query.order,
-                after,
-                want,
-            )?)
-        })?;
+        let rows = runtime.block_on(store.message_page(
+            &query.filter,
+            query.order,
+            after,
+            want,
+            budget,
+        ))?;
         let fetched = rows.len();
         if let Some(last) = rows.last() {
-            after = Some(crate::store::After {
+            after = Some(After {
                 created_ms: last.created_ms,
                 seq: last.seq,
             });

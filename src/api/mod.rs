@@ -1,5 +1,6 @@
 //! The read side: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, and the analysts' query API under `/v1`
-//! (bearer token required). Handlers are thin; the queries live in `store::messages`.
+//! (bearer token required). Handlers are thin: parse the request, call one use case of the
+//! store, shape the answer.
 
 mod auth;
 mod cursor;
@@ -17,7 +18,8 @@ pub use export::{spreadsheet_safe, CSV_COLUMNS};
 pub use openapi::{document as openapi_document, ROUTE_PARAMS};
 pub use views::escape_bytes;
 
-use crate::store::{Database, MessageFilter, StoreError};
+use crate::domain::MessageFilter;
+use crate::store::{Store, StoreError};
 use actix_web::{middleware, web, HttpResponse};
 use secrecy::SecretString;
 use std::sync::atomic::AtomicUsize;
@@ -26,7 +28,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub struct ApiState {
-    pub db: Database,
+    pub store: Store,
     pub read_tokens: Vec<SecretString>,
     pub readiness: Readiness,
     /// How long one read (a page, a stats call, one page of an export) may run.
@@ -49,13 +51,13 @@ pub struct Readiness {
 
 impl ApiState {
     pub fn new(
-        db: Database,
+        store: Store,
         read_tokens: Vec<SecretString>,
         readiness: Readiness,
         read_budget: Duration,
     ) -> Self {
         Self {
-            db,
+            store,
             read_tokens,
             readiness,
             read_budget,
@@ -78,30 +80,11 @@ impl ApiState {
         }
     }
 
-    /// A read of the messages a filter selects, within the read budget; past it, the error
-    /// names `q` when the filter has one.
-    async fn read<T, F>(&self, filter: &MessageFilter, work: F) -> Result<T, ApiError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&crate::store::Connection) -> Result<T, StoreError> + Send + 'static,
-    {
+    /// How a failed read of the messages `filter` selects is answered: past the read budget,
+    /// the error names `q` when the filter has one.
+    fn read_error(filter: &MessageFilter) -> impl FnOnce(StoreError) -> ApiError {
         let searched = filter.text_query.is_some();
-        self.db
-            .read(self.read_budget, work)
-            .await
-            .map_err(|e| ApiError::from_read(e, searched))
-    }
-
-    /// A read without a filter (sessions, users, one session), within the read budget.
-    async fn read_light<T, F>(&self, work: F) -> Result<T, ApiError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&crate::store::Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        self.db
-            .read(self.read_budget, work)
-            .await
-            .map_err(|e| ApiError::from_read(e, false))
+        move |e| ApiError::from_read(e, searched)
     }
 }
 

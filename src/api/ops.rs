@@ -3,7 +3,6 @@
 //! (Prometheus text format).
 
 use super::ApiState;
-use crate::store::jobs;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
@@ -20,7 +19,7 @@ pub async fn healthz() -> HttpResponse {
 /// Readiness: 200 when every check passes, else 503 naming the failing checks.
 pub async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
     let mut failing = serde_json::Map::new();
-    if let Err(e) = state.db.check_writable().await {
+    if let Err(e) = state.store.check_writable().await {
         tracing::error!(error = %e, "readiness: database not writable");
         failing.insert("database".into(), "not writable".into());
     }
@@ -35,7 +34,7 @@ pub async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
             .into(),
         );
     }
-    match state.db.probe(|conn| Ok(jobs::backlog(conn)?)).await {
+    match state.store.backlog().await {
         Ok(backlog) if backlog > state.readiness.max_backlog => {
             failing.insert(
                 "backlog".into(),
@@ -63,24 +62,16 @@ pub async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
 
 /// Prometheus text format. Job counts and queue lag are read from the database at scrape time.
 pub async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
-    let snapshot = state
-        .db
-        .probe(|conn| {
-            Ok((
-                jobs::count_jobs_by_state(conn)?,
-                jobs::oldest_pending_age_ms(conn)?,
-            ))
-        })
-        .await;
-    if let Ok((by_state, lag_ms)) = snapshot {
-        for state_name in ["pending", "running", "failed", "done", "dead"] {
-            let count = by_state
+    if let Ok(gauges) = state.store.queue_gauges().await {
+        for job_state in crate::domain::JobState::ALL {
+            let count = gauges
+                .by_state
                 .iter()
-                .find(|(s, _)| s == state_name)
+                .find(|(s, _)| *s == job_state)
                 .map_or(0, |(_, n)| *n);
-            metrics::gauge!("chatsink_jobs", "state" => state_name).set(count as f64);
+            metrics::gauge!("chatsink_jobs", "state" => job_state.as_str()).set(count as f64);
         }
-        metrics::gauge!("chatsink_queue_lag_seconds").set(lag_ms as f64 / 1000.0);
+        metrics::gauge!("chatsink_queue_lag_seconds").set(gauges.lag_ms as f64 / 1000.0);
     }
     let handle = crate::telemetry::metrics();
     handle.run_upkeep();

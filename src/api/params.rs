@@ -3,8 +3,8 @@
 
 use super::cursor::Cursor;
 use super::error::ApiError;
+use crate::domain::{After, MessageFilter, Order};
 use crate::domain::{MessageKind, TextQuery, Timestamp};
-use crate::store::{After, MessageFilter, Order};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy)]

@@ -1,12 +1,11 @@
-//! The `/v1` handlers: extract the request, call one store query on the blocking pool, shape
-//! the answer. No SQL here.
+//! The `/v1` handlers: extract the request, call one use case of the store, shape the answer.
 
-use super::cursor::Cursor;
+use super::cursor::{Cursor, CursorKey};
 use super::error::ApiError;
 use super::params::{self, Format, MessageQuery, QueryParams, Scope, DEFAULT_LIMIT};
 use super::views::*;
 use super::{export, ApiState};
-use crate::store::{load, messages, sessions, After};
+use crate::domain::After;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 fn accept(request: &HttpRequest) -> Option<&str> {
@@ -21,40 +20,42 @@ async fn respond_with_messages(
     query: MessageQuery,
 ) -> Result<HttpResponse, ApiError> {
     let permit = state.admit(&query.filter).await?;
+    let store = &state.store;
     if query.format != Format::Json {
         // The first row now, so a search past its budget is a 400 before the 200 is sent.
-        let (filter, order, after) = (query.filter.clone(), query.order, query.after);
-        state
-            .read(&query.filter, move |conn| {
-                Ok(messages::message_page(conn, &filter, order, after, 1)?)
-            })
-            .await?;
+        store
+            .message_page(
+                &query.filter,
+                query.order,
+                query.after,
+                1,
+                state.read_budget,
+            )
+            .await
+            .map_err(ApiState::read_error(&query.filter))?;
         return Ok(export::stream(
-            state.db.clone(),
+            store.clone(),
             query,
             state.read_budget,
             permit,
         ));
     }
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    let (filter, order, after) = (query.filter.clone(), query.order, query.after);
-    let rows = state
-        .read(&query.filter, move |conn| {
-            Ok(messages::message_page(
-                conn,
-                &filter,
-                order,
-                after,
-                limit + 1,
-            )?)
-        })
-        .await?;
+    let rows = store
+        .message_page(
+            &query.filter,
+            query.order,
+            query.after,
+            limit + 1,
+            state.read_budget,
+        )
+        .await
+        .map_err(ApiState::read_error(&query.filter))?;
     drop(permit);
-    let (rows, next_cursor) = page(rows, limit, |last| {
-        Cursor::for_messages(&query.filter, query.order).encode_after(After {
-            created_ms: last.created_ms,
-            seq: last.seq,
-        })
+    let codec = Cursor::for_messages(&query.filter, query.order);
+    let (rows, next_cursor) = page(rows, limit, &codec, |last| After {
+        created_ms: last.created_ms,
+        seq: last.seq,
     });
     Ok(HttpResponse::Ok().json(MessageList {
         messages: rows.into_iter().map(MessageView::from).collect(),
@@ -63,26 +64,36 @@ async fn respond_with_messages(
 }
 
 /// Cuts a page fetched with one row more than `limit` back to `limit`, and names the cursor
-/// after its last row when there is more.
-fn page<T>(
+/// after its last row's key when there is more: every list route pages this way.
+fn page<T, K: CursorKey>(
     mut rows: Vec<T>,
     limit: u32,
-    cursor: impl FnOnce(&T) -> String,
+    codec: &Cursor,
+    key: impl FnOnce(&T) -> K,
 ) -> (Vec<T>, Option<String>) {
     if rows.len() > limit as usize {
         rows.truncate(limit as usize);
-        let next = rows.last().map(cursor);
+        let next = rows.last().map(|last| codec.encode_key(&key(last)));
         (rows, next)
     } else {
         (rows, None)
     }
 }
 
+/// The position a list route's `cursor` parameter names, if it has one.
+fn cursor_key<K: CursorKey>(params: &QueryParams, codec: &Cursor) -> Result<Option<K>, ApiError> {
+    params
+        .one("cursor")
+        .map(|t| codec.decode_key(t))
+        .transpose()
+}
+
 async fn require_session(state: &ApiState, id: &str) -> Result<SessionView, ApiError> {
-    let key = id.to_owned();
     state
-        .read_light(move |conn| Ok(sessions::get_session(conn, &key)?))
-        .await?
+        .store
+        .session(id, state.read_budget)
+        .await
+        .map_err(ApiError::from_light_read)?
         .map(SessionView::from)
         .ok_or_else(|| ApiError::NotFound {
             what: format!("session '{id}'"),
@@ -154,10 +165,11 @@ pub async fn user_messages(
         &scope,
         accept(&request),
     )?;
-    let key = id.clone();
     if !state
-        .read_light(move |conn| Ok(messages::user_exists(conn, &key)?))
-        .await?
+        .store
+        .user_exists(&id, state.read_budget)
+        .await
+        .map_err(ApiError::from_light_read)?
     {
         return Err(ApiError::NotFound {
             what: format!("user '{id}'"),
@@ -177,30 +189,13 @@ pub async fn list_sessions(
     let params = QueryParams::parse(request.query_string(), params::LIST_PARAMS)?;
     let limit = params.limit().unwrap_or(DEFAULT_LIMIT);
     let codec = Cursor::for_list("sessions", "");
-    let after = match params.one("cursor") {
-        Some(text) => {
-            let body = codec.decode(text)?;
-            if body.len() < 8 {
-                return Err(ApiError::invalid(
-                    "cursor",
-                    "is not a cursor for this route",
-                ));
-            }
-            let ms = i64::from_be_bytes(body[..8].try_into().expect("8 bytes"));
-            let id = String::from_utf8(body[8..].to_vec())
-                .map_err(|_| ApiError::invalid("cursor", "is not a cursor for this route"))?;
-            Some((ms, id))
-        }
-        None => None,
-    };
+    let after = cursor_key(&params, &codec)?;
     let rows = state
-        .read_light(move |conn| Ok(messages::session_page(conn, after, limit + 1)?))
-        .await?;
-    let (rows, next_cursor) = page(rows, limit, |s| {
-        let mut body = s.sort_ms.to_be_bytes().to_vec();
-        body.extend_from_slice(s.session_id.as_bytes());
-        codec.encode(&body)
-    });
+        .store
+        .session_page(after, limit + 1, state.read_budget)
+        .await
+        .map_err(ApiError::from_light_read)?;
+    let (rows, next_cursor) = page(rows, limit, &codec, |s| (s.sort_ms, s.session_id.clone()));
     Ok(HttpResponse::Ok().json(SessionList {
         sessions: rows.into_iter().map(SessionView::from).collect(),
         next_cursor,
@@ -235,21 +230,14 @@ pub async fn session_rejected(
     let params = QueryParams::parse(request.query_string(), params::LIST_PARAMS)?;
     let limit = params.limit().unwrap_or(DEFAULT_LIMIT);
     let codec = Cursor::for_list("rejected", &id);
-    let after = match params.one("cursor") {
-        Some(text) => {
-            let body = codec.decode(text)?;
-            let bytes: [u8; 8] = body
-                .try_into()
-                .map_err(|_| ApiError::invalid("cursor", "is not a cursor for this route"))?;
-            Some(i64::from_be_bytes(bytes))
-        }
-        None => None,
-    };
+    let after = cursor_key(&params, &codec)?;
     require_session(&state, &id).await?;
     let rows = state
-        .read_light(move |conn| Ok(load::rejected_page(conn, &id, after, limit + 1)?))
-        .await?;
-    let (rows, next_cursor) = page(rows, limit, |r| codec.encode(&r.id.to_be_bytes()));
+        .store
+        .rejected_page(&id, after, limit + 1, state.read_budget)
+        .await
+        .map_err(ApiError::from_light_read)?;
+    let (rows, next_cursor) = page(rows, limit, &codec, |r| r.id);
     Ok(HttpResponse::Ok().json(RejectedList {
         rejected: rows.into_iter().map(RejectedRowView::from).collect(),
         next_cursor,
@@ -268,24 +256,13 @@ pub async fn list_users(
     let limit = params.limit().unwrap_or(DEFAULT_LIMIT);
     let session = params.one("session").map(str::to_owned);
     let codec = Cursor::for_list("users", session.as_deref().unwrap_or(""));
-    let after = match params.one("cursor") {
-        Some(text) => Some(
-            String::from_utf8(codec.decode(text)?)
-                .map_err(|_| ApiError::invalid("cursor", "is not a cursor for this route"))?,
-        ),
-        None => None,
-    };
+    let after = cursor_key(&params, &codec)?;
     let rows = state
-        .read_light(move |conn| {
-            Ok(messages::user_page(
-                conn,
-                session.as_deref(),
-                after.as_deref(),
-                limit + 1,
-            )?)
-        })
-        .await?;
-    let (rows, next_cursor) = page(rows, limit, |u| codec.encode(u.user_id.as_bytes()));
+        .store
+        .user_page(session, after, limit + 1, state.read_budget)
+        .await
+        .map_err(ApiError::from_light_read)?;
+    let (rows, next_cursor) = page(rows, limit, &codec, |u| u.user_id.clone());
     Ok(HttpResponse::Ok().json(UserList {
         users: rows.into_iter().map(UserView::from).collect(),
         next_cursor,
@@ -303,11 +280,10 @@ pub async fn stats(
     let params = QueryParams::parse(request.query_string(), params::STATS_PARAMS)?;
     let filter = params::message_filter(&params, &Scope::default())?;
     let _permit = state.admit(&filter).await?;
-    let for_read = filter.clone();
     let stats = state
-        .read(&filter, move |conn| {
-            Ok(messages::message_stats(conn, &for_read, 10)?)
-        })
-        .await?;
+        .store
+        .stats(&filter, 10, state.read_budget)
+        .await
+        .map_err(ApiState::read_error(&filter))?;
     Ok(HttpResponse::Ok().json(StatsView::from(stats)))
 }

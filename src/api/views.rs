@@ -3,8 +3,7 @@
 //! against RealtimeKit reads them unchanged.
 
 use crate::domain::Timestamp;
-use crate::store::messages::{MessageStats, UserRecord};
-use crate::store::{MessageRow, SessionRecord};
+use crate::domain::{MessageRow, MessageStats, SessionRecord, StoredRejectedRow, UserRecord};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -245,8 +244,8 @@ pub struct RejectedRowView {
     pub raw: String,
 }
 
-impl From<crate::store::StoredRejectedRow> for RejectedRowView {
-    fn from(r: crate::store::StoredRejectedRow) -> Self {
+impl From<StoredRejectedRow> for RejectedRowView {
+    fn from(r: StoredRejectedRow) -> Self {
         Self {
             line: r.line,
             reason: r.reason,

@@ -1,15 +1,27 @@
 //! Typed values that the rest of chatsink works with. Raw strings from the wire become these at
 //! the edge (parse, don't validate), so deeper stages cannot receive malformed data.
 
+mod delivery;
 mod event;
 mod ids;
+mod job;
 pub mod json;
 mod message;
+mod query;
+mod records;
+mod rows;
 mod search;
 pub mod timestamp;
 
+pub use delivery::{IntakeOutcome, NewDelivery};
 pub use event::{parse_event, ChatSynced, EventError, WebhookEvent, CHAT_SYNCED};
 pub use ids::{SessionId, SessionIdError};
+pub use job::{ClaimedJob, Job, JobKind, JobState, ReprocessSelector, UnknownValue};
 pub use message::{parse_bool, ChatMessage, FilePayload, MessageKind};
+pub use query::{After, MessageFilter, Order};
+pub use records::{
+    MessageRow, MessageStats, SessionDump, SessionRecord, StoredRejectedRow, UserRecord,
+};
+pub use rows::{LoadReport, LoadRow, RejectedRow, RowSource};
 pub use search::{Phrase, SearchColumn, SearchError, TextQuery};
 pub use timestamp::{Timestamp, TimestampError};

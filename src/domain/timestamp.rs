@@ -22,6 +22,11 @@ pub const MAX_MILLIS: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
 /// Epoch values at or above this are milliseconds, below it seconds (1e11 s is the year 5138).
 const EPOCH_MS_THRESHOLD: i64 = 100_000_000_000;
 
+/// Milliseconds since the epoch, now: the unit of every stored `*_ms` time.
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
 impl Timestamp {
     pub fn from_millis(ms: i64) -> Self {
         Self(ms)

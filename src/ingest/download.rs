@@ -5,8 +5,8 @@
 
 use super::url_policy::{PolicyError, UrlPolicy};
 use crate::config::DownloadSettings;
+use crate::domain::SessionDump;
 use crate::domain::SessionId;
-use crate::store::SessionDump;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;

@@ -4,8 +4,10 @@
 //! A row that cannot be parsed becomes a [`RejectedRow`] with its line, reason and raw bytes;
 //! the rest still load. A missing required column fails the whole dump: nothing can load.
 
-use crate::domain::{parse_bool, ChatMessage, MessageKind, SessionId, Timestamp, TimestampError};
-use crate::store::{LoadRow, RejectedRow};
+use crate::domain::{
+    parse_bool, ChatMessage, LoadRow, MessageKind, RejectedRow, RowSource, SessionId, Timestamp,
+    TimestampError,
+};
 use csv::ByteRecord;
 use std::collections::VecDeque;
 use std::io::Read;
@@ -177,9 +179,9 @@ impl<R: Read> DumpReader<R> {
             Err(e) => return reject(format!("bad sessionId: {e}")),
         };
         if let Some(expected) = self.session.as_ref().filter(|s| **s != session_id) {
-            return reject(format!(
-                "row belongs to session {}, not {expected}",
-                truncate(session_id.as_str())
+            return reject(RejectedRow::other_session_reason(
+                truncate(session_id.as_str()),
+                expected,
             ));
         }
         let Some(pinned) = parse_bool(fields[PINNED]) else {
@@ -315,6 +317,12 @@ impl ParsedAhead {
     /// A handle on [`ParsedAhead::error`] that outlives borrowing the rows.
     pub fn failure(&self) -> ReadFailure {
         self.failure.clone()
+    }
+}
+
+impl RowSource for ParsedAhead {
+    fn failure(&self) -> Option<String> {
+        self.error()
     }
 }
 

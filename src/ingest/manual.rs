@@ -2,154 +2,60 @@
 
 use super::pipeline::IngestContext;
 use super::worker::{run_claimed_job, AttemptResult};
-use super::{DumpReader, IngestError, ParsedAhead, ReadFailure};
-use crate::domain::SessionId;
-use crate::store::{
-    jobs, load, Database, JobState, LoadBatch, LoadReport, LoadRow, ReprocessSelector,
-};
-use rusqlite::TransactionBehavior;
-use std::collections::HashSet;
+use super::{DumpReader, IngestError, ParsedAhead};
+use crate::domain::{JobState, LoadReport, ReprocessSelector, SessionId};
+use crate::store::{Selected, Store, StoreError};
 use std::path::Path;
 use std::time::Duration;
 
-/// Rows after which `ingest` commits, at the end of the session it is in: large enough that a
-/// batch's index pages and full-text segment are written once for many small sessions, small
-/// enough that a running service's writers, which wait up to 10 s for the lock, wait about 2 s.
-const BATCH_ROWS: i64 = 250_000;
-
-/// The page cache (KiB) of `ingest`'s connection while it loads batches. Peak memory of a
-/// 1M-row ingest stays near 100 MB.
-const BATCH_CACHE_KIB: i64 = 65_536;
-
 /// Loads a dump file by hand. With `session`, the file is that session's dump (rows of other
-/// sessions are rejected). Without, each session in the file is loaded as its own unit (whole or
-/// not at all; a session that shows up again later in the file is merged into what its first run
-/// loaded, so the end state equals the file either way), committed in batches of about
-/// [`BATCH_ROWS`] rows. `on_session` hears of each session once its batch is committed.
-pub fn ingest_file(
-    db: &Database,
+/// sessions are rejected). Without, each session in the file is loaded as its own unit (see
+/// [`Store::load_file`]). `on_session` hears of each session once its batch is committed.
+pub async fn ingest_file(
+    store: &Store,
     path: &Path,
     session: Option<&SessionId>,
-    on_session: impl FnMut(&SessionId, &LoadReport),
+    on_session: impl FnMut(&SessionId, &LoadReport) + Send + 'static,
 ) -> Result<Vec<(SessionId, LoadReport)>, IngestError> {
-    let file = std::fs::File::open(path)
-        .map_err(|e| IngestError::Permanent(format!("cannot open {}: {e}", path.display())))?;
-    ingest_reader(db, file, path, session, on_session)
+    let file = std::fs::File::open(path).map_err(|source| IngestError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    ingest_reader(store, file, path, session, on_session).await
 }
 
 /// [`ingest_file`] over any reader (the CLI wraps the file in a progress bar); `path` names it
 /// in errors.
-pub fn ingest_reader(
-    db: &Database,
+pub async fn ingest_reader(
+    store: &Store,
     input: impl std::io::Read + Send + 'static,
     path: &Path,
     session: Option<&SessionId>,
-    mut on_session: impl FnMut(&SessionId, &LoadReport),
+    on_session: impl FnMut(&SessionId, &LoadReport) + Send + 'static,
 ) -> Result<Vec<(SessionId, LoadReport)>, IngestError> {
-    let mut reader = DumpReader::new(std::io::BufReader::with_capacity(1 << 20, input))?;
-    if let Some(session) = session {
-        reader = reader.only_session(session.clone());
-    }
-    let mut reader = ParsedAhead::spawn(reader);
-    let mut conn = db.conn()?;
-    let mut results = Vec::new();
-    if let Some(session) = session {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let report = load::load_session(&tx, session, reader.by_ref(), true)?;
-        if let Some(e) = reader.error() {
-            return Err(IngestError::transient(format!(
-                "reading {}: {e}",
-                path.display()
-            )));
-        }
-        tx.commit()?;
-        on_session(session, &report);
-        results.push((session.clone(), report));
-        return Ok(results);
-    }
-
-    let failure = reader.failure();
-    let mut rows = reader.by_ref().peekable();
-    let orphans = load::with_page_cache(&mut conn, BATCH_CACHE_KIB, |conn| {
-        load_in_batches(conn, &mut rows, &failure, |session, report| {
-            on_session(&session, &report);
-            results.push((session, report));
+    let only = session.cloned();
+    let rows = tokio::task::spawn_blocking(move || {
+        DumpReader::new(std::io::BufReader::with_capacity(1 << 20, input)).map(|reader| {
+            ParsedAhead::spawn(match only {
+                Some(session) => reader.only_session(session),
+                None => reader,
+            })
         })
-    })??;
-    if let Some(e) = failure.get() {
+    })
+    .await
+    .map_err(crate::store::StoreError::from_join)??;
+    let loaded = store.load_file(rows, session.cloned(), on_session).await?;
+    if let Some(reason) = loaded.input_failed {
         // The batch that was reading when it failed was rolled back; the ones before it stand.
-        return Err(IngestError::transient(format!(
-            "reading {} stopped early: {e}",
-            path.display()
-        )));
+        return Err(IngestError::InputCut {
+            what: path.display().to_string(),
+            reason,
+        });
     }
-    if !orphans.is_empty() {
-        return Err(IngestError::Permanent(format!(
-            "{} row(s) could not be parsed and no row names a session to attach them to",
-            orphans.len()
-        )));
+    if loaded.orphans > 0 {
+        return Err(IngestError::OrphanRows(loaded.orphans));
     }
-    Ok(results)
-}
-
-/// The multi-session part of [`ingest_reader`]: one transaction per batch of whole sessions (see
-/// [`LoadBatch`]). Returns the rejected rows left over that name no session.
-fn load_in_batches(
-    conn: &mut rusqlite::Connection,
-    rows: &mut std::iter::Peekable<impl Iterator<Item = LoadRow>>,
-    failure: &ReadFailure,
-    mut committed: impl FnMut(SessionId, LoadReport),
-) -> Result<Vec<LoadRow>, IngestError> {
-    let mut loaded: HashSet<SessionId> = HashSet::new();
-    // Rejected rows that name no readable session join the next run.
-    let mut orphans: Vec<LoadRow> = Vec::new();
-    let mut current: Option<SessionId> = None;
-    while rows.peek().is_some() {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut batch = LoadBatch::begin(&tx)?;
-        let mut batch_rows = 0;
-        let mut reports = Vec::new();
-        while let Some(next) = rows.peek() {
-            if batch_rows >= BATCH_ROWS {
-                break;
-            }
-            let Some(session) = row_session(next).or_else(|| current.clone()) else {
-                orphans.push(rows.next().expect("peeked"));
-                continue;
-            };
-            current = Some(session.clone());
-            let run = orphans
-                .drain(..)
-                .chain(std::iter::from_fn(|| match rows.peek() {
-                    Some(row) if row_session(row).is_none_or(|s| s == session) => rows.next(),
-                    _ => None,
-                }));
-            let first_run = loaded.insert(session.clone());
-            let report = batch.load_session(&session, run, first_run)?;
-            batch_rows += report.rows_loaded + report.rows_rejected;
-            reports.push((session, report));
-        }
-        if failure.get().is_some() {
-            // Rows ended early: the last session may be cut short. Dropping tx rolls it back.
-            return Ok(orphans);
-        }
-        batch.finish()?;
-        tx.commit()?;
-        for (session, report) in reports {
-            committed(session, report);
-        }
-    }
-    Ok(orphans)
-}
-
-fn row_session(row: &LoadRow) -> Option<SessionId> {
-    match row {
-        LoadRow::Message(m) => Some(m.session_id.clone()),
-        LoadRow::Rejected(r) => r
-            .session_id
-            .as_deref()
-            .and_then(|s| SessionId::parse(s).ok()),
-    }
+    Ok(loaded.sessions)
 }
 
 /// What `reprocess` did for one session.
@@ -157,7 +63,19 @@ fn row_session(row: &LoadRow) -> Option<SessionId> {
 pub struct ReprocessOutcome {
     pub session_id: String,
     pub job_id: i64,
-    pub result: Result<LoadReport, String>,
+    pub result: Result<LoadReport, ReprocessFailure>,
+}
+
+/// Why one session's reprocess did not load.
+#[derive(Debug, thiserror::Error)]
+pub enum ReprocessFailure {
+    /// The attempt failed; `error` is what the job recorded.
+    #[error("{error} ({})", .state.as_str())]
+    Failed { state: JobState, error: String },
+    #[error("database: {0}")]
+    Storage(#[from] StoreError),
+    #[error("job {0} disappeared")]
+    Vanished(i64),
 }
 
 /// Enqueues one reprocess job per selected session (sharing any already open, so two runs at
@@ -167,25 +85,11 @@ pub async fn reprocess(
     selector: &ReprocessSelector,
     mut on_done: impl FnMut(&ReprocessOutcome),
 ) -> Result<Vec<ReprocessOutcome>, IngestError> {
-    let selector_owned = selector.clone();
-    let (sessions, unknown) = ctx
-        .db
-        .run(move |conn| {
-            let sessions = jobs::select_sessions(conn, &selector_owned)?;
-            let unknown = match selector_owned {
-                ReprocessSelector::Sessions(_) => jobs::unknown_sessions(conn, &sessions)?,
-                _ => Vec::new(),
-            };
-            Ok((sessions, unknown))
-        })
-        .await?;
+    let Selected { sessions, unknown } = ctx.store.select_for_reprocess(selector).await?;
     if !unknown.is_empty() {
         return Err(IngestError::UnknownSessions(unknown));
     }
-    let queued = ctx
-        .db
-        .run(move |conn| Ok(jobs::enqueue_reprocess(conn, &sessions)?))
-        .await?;
+    let queued = ctx.store.enqueue_reprocess(sessions).await?;
     let mut outcomes = Vec::with_capacity(queued.len());
     for (session_id, job_id) in queued {
         let result = run_to_end(ctx, job_id).await;
@@ -201,31 +105,30 @@ pub async fn reprocess(
 }
 
 /// Claims `job_id` and runs it, or waits while another process runs it; one attempt either way.
-async fn run_to_end(ctx: &IngestContext, job_id: i64) -> Result<LoadReport, String> {
-    let lease = ctx.jobs.lease;
+async fn run_to_end(ctx: &IngestContext, job_id: i64) -> Result<LoadReport, ReprocessFailure> {
     loop {
         let claimed = ctx
-            .db
-            .run(move |conn| Ok(jobs::claim_next_job(conn, lease, Some(job_id))?))
+            .store
+            .claim_job(
+                &ctx.owner,
+                ctx.jobs.lease,
+                ctx.jobs.owner_stale,
+                Some(job_id),
+            )
             .await;
-        match claimed.map_err(|e| e.to_string())? {
+        match claimed? {
             Some(job) => {
                 return match run_claimed_job(ctx, job, None).await {
                     AttemptResult::Done(report) => Ok(report),
                     AttemptResult::Failed { state, error } => {
-                        Err(format!("{} ({})", error, state.as_str()))
+                        Err(ReprocessFailure::Failed { state, error })
                     }
                     AttemptResult::LeaseLost | AttemptResult::Released => continue,
                 };
             }
             None => {
-                let job = ctx
-                    .db
-                    .run(move |conn| Ok(jobs::get_job(conn, job_id)?))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let Some(job) = job else {
-                    return Err(format!("job {job_id} disappeared"));
+                let Some(job) = ctx.store.job(job_id).await? else {
+                    return Err(ReprocessFailure::Vanished(job_id));
                 };
                 match job.state {
                     JobState::Done => {
@@ -236,11 +139,10 @@ async fn run_to_end(ctx: &IngestContext, job_id: i64) -> Result<LoadReport, Stri
                         })
                     }
                     JobState::Dead | JobState::Failed => {
-                        return Err(format!(
-                            "{} ({})",
-                            job.last_error.unwrap_or_default(),
-                            job.state.as_str()
-                        ))
+                        return Err(ReprocessFailure::Failed {
+                            state: job.state,
+                            error: job.last_error.unwrap_or_default(),
+                        })
                     }
                     JobState::Running | JobState::Pending => {
                         tokio::time::sleep(Duration::from_millis(200)).await

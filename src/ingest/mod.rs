@@ -1,5 +1,5 @@
 //! Ingest: claim a job -> obtain the session's dump (download, or the stored copy) -> parse the
-//! CSV -> load it into SQLite, finishing the job in the same transaction as the load.
+//! CSV -> load it through the store, which finishes the job in the same commit as the load.
 //!
 //! Never loads a session twice for one delivery: the load and the job's `done` commit together,
 //! and only while the worker still holds the job's lease.
@@ -14,91 +14,85 @@ mod worker;
 
 pub use download::{DownloadError, Downloader};
 pub use dump::{DumpError, DumpReader, ParsedAhead, ReadFailure, REQUIRED_COLUMNS};
-pub use manual::{ingest_file, ingest_reader, reprocess, ReprocessOutcome};
+pub use manual::{ingest_file, ingest_reader, reprocess, ReprocessFailure, ReprocessOutcome};
 pub use pipeline::{process_job, IngestContext, JobOutcome};
 pub use replay_api::{ReplayApi, ReplayApiError};
 pub use url_policy::{HostPattern, PolicyError, UrlPolicy};
-pub use worker::{retry_delay, run_claimed_job, spawn_workers, AttemptResult, WorkerPool};
+pub use worker::{
+    retry_delay, run_claimed_job, spawn_owner_heartbeat, spawn_workers, AttemptResult, WorkerPool,
+};
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-/// Why a job attempt failed, and whether trying again can help.
+/// Why ingest failed. Each kind says what happened; [`IngestError::retry`] says whether
+/// trying again can help, and the worker and the CLI map that to a job state or an exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    /// Will fail the same way every time: the job goes straight to `dead`.
+    /// The database could not do its part (busy, full, gone): worth retrying.
+    #[error("database: {0}")]
+    Storage(#[from] crate::store::StoreError),
     #[error("{0}")]
-    Permanent(String),
-    /// May succeed later: retried with backoff (no sooner than `retry_after`).
-    #[error("{message}")]
-    Transient {
-        message: String,
-        retry_after: Option<Duration>,
+    Download(#[from] DownloadError),
+    #[error("{0}")]
+    ReplayApi(#[from] ReplayApiError),
+    /// The dump cannot be read as a chat dump (no header, columns missing) or a read failed.
+    #[error("{0}")]
+    Dump(#[from] DumpError),
+    /// The dump's rows ended early: what was read of it was discarded.
+    #[error("reading {what} stopped early: {reason}")]
+    InputCut { what: String, reason: String },
+    #[error("cannot open {}: {source}", .path.display())]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
     },
+    /// A delivery job without a link to download (cannot happen for jobs chatsink wrote).
+    #[error("job has no download URL")]
+    NoDownloadUrl,
+    /// A fresh download URL is needed and the Chat Replay API cannot be asked for one.
+    #[error("{why}, and no Chat Replay API credentials are configured: set CHATSINK_RTK_ACCOUNT_ID, \
+        CHATSINK_RTK_APP_ID and CHATSINK_RTK_API_TOKEN (or CHATSINK_DYTE_ORG_ID and CHATSINK_DYTE_API_KEY) so chatsink \
+        can fetch a fresh download URL")]
+    NoCredentials { why: &'static str },
+    /// Rows that could not be parsed and that no row names a session for.
+    #[error("{0} row(s) could not be parsed and no row names a session to attach them to")]
+    OrphanRows(usize),
     /// Sessions asked for by id that the archive has never seen: nothing was enqueued.
     #[error("unknown session(s): {}", .0.join(", "))]
     UnknownSessions(Vec<String>),
 }
 
+/// Whether an attempt that failed is worth repeating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// It will fail the same way every time: the job goes straight to `dead`.
+    Never,
+    /// It may succeed later: retried with backoff, and no sooner than the delay when one is set.
+    Later(Option<Duration>),
+}
+
 impl IngestError {
-    pub fn transient(message: impl Into<String>) -> Self {
-        Self::Transient {
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    pub fn is_permanent(&self) -> bool {
-        matches!(self, Self::Permanent(_))
-    }
-}
-
-impl From<DownloadError> for IngestError {
-    fn from(e: DownloadError) -> Self {
-        if e.is_permanent() {
-            Self::Permanent(e.to_string())
-        } else {
-            Self::transient(e.to_string())
-        }
-    }
-}
-
-impl From<ReplayApiError> for IngestError {
-    fn from(e: ReplayApiError) -> Self {
-        if e.is_permanent() {
-            Self::Permanent(e.to_string())
-        } else {
-            Self::Transient {
-                message: e.to_string(),
-                retry_after: e.retry_after(),
+    pub fn retry(&self) -> Retry {
+        let permanent = match self {
+            Self::Download(e) => e.is_permanent(),
+            Self::ReplayApi(e) => {
+                if !e.is_permanent() {
+                    return Retry::Later(e.retry_after());
+                }
+                true
             }
-        }
-    }
-}
-
-impl From<DumpError> for IngestError {
-    fn from(e: DumpError) -> Self {
-        if e.is_permanent() {
-            Self::Permanent(e.to_string())
+            Self::Dump(e) => e.is_permanent(),
+            Self::Storage(_) | Self::InputCut { .. } | Self::Open { .. } => false,
+            Self::NoDownloadUrl
+            | Self::NoCredentials { .. }
+            | Self::OrphanRows(_)
+            | Self::UnknownSessions(_) => true,
+        };
+        if permanent {
+            Retry::Never
         } else {
-            Self::transient(e.to_string())
+            Retry::Later(None)
         }
-    }
-}
-
-impl From<crate::store::StoreError> for IngestError {
-    fn from(e: crate::store::StoreError) -> Self {
-        Self::transient(format!("database: {e}"))
-    }
-}
-
-impl From<rusqlite::Error> for IngestError {
-    fn from(e: rusqlite::Error) -> Self {
-        Self::transient(format!("database: {e}"))
-    }
-}
-
-impl From<std::io::Error> for IngestError {
-    fn from(e: std::io::Error) -> Self {
-        Self::transient(format!("I/O: {e}"))
     }
 }

@@ -2,18 +2,15 @@
 
 use super::{Downloader, DumpReader, IngestError, ParsedAhead, ReplayApi};
 use crate::config::{DownloadSettings, JobSettings};
-use crate::domain::SessionId;
-use crate::store::{jobs, load, sessions, ClaimedJob, Database, JobKind, LoadReport, SessionDump};
-use rusqlite::TransactionBehavior;
+use crate::domain::{ClaimedJob, JobKind, LoadReport, SessionDump, SessionId};
+use crate::store::{JobLoad, Owner, Store};
 use std::path::PathBuf;
-
-const NO_CREDENTIALS: &str = "no Chat Replay API credentials are configured: set CHATSINK_RTK_ACCOUNT_ID, \
-     CHATSINK_RTK_APP_ID and CHATSINK_RTK_API_TOKEN (or CHATSINK_DYTE_ORG_ID and CHATSINK_DYTE_API_KEY) so chatsink \
-     can fetch a fresh download URL";
 
 /// Everything a job attempt needs; shared by the workers of `serve` and by `reprocess`.
 pub struct IngestContext {
-    pub db: Database,
+    pub store: Store,
+    /// This process, as the owner of the leases its attempts hold.
+    pub owner: Owner,
     pub data_dir: PathBuf,
     pub downloader: Downloader,
     pub replay_api: Option<ReplayApi>,
@@ -22,7 +19,8 @@ pub struct IngestContext {
 
 impl IngestContext {
     pub fn new(
-        db: Database,
+        store: Store,
+        owner: Owner,
         data_dir: PathBuf,
         download: &DownloadSettings,
         jobs: JobSettings,
@@ -30,7 +28,8 @@ impl IngestContext {
         Ok(Self {
             downloader: Downloader::new(download, &data_dir)?,
             replay_api: ReplayApi::new(download),
-            db,
+            store,
+            owner,
             data_dir,
             jobs,
         })
@@ -46,50 +45,38 @@ pub enum JobOutcome {
 }
 
 /// Runs one attempt of a claimed job: obtain the dump, then load it and mark the job done in one
-/// transaction. Failures are returned for the caller to record (retry or dead).
+/// commit. Failures are returned for the caller to record (retry or dead).
 #[tracing::instrument(skip_all, fields(job_id = job.id, session_id = %job.session_id, attempt = job.attempt))]
 pub async fn process_job(ctx: &IngestContext, job: &ClaimedJob) -> Result<JobOutcome, IngestError> {
     let dump = obtain_dump(ctx, job).await?;
-    let db = ctx.db.clone();
     let path = ctx.data_dir.join(&dump.path);
-    let job = job.clone();
-    let outcome = tokio::task::spawn_blocking(move || -> Result<JobOutcome, IngestError> {
-        let file = std::fs::File::open(&path)
-            .map_err(|e| IngestError::transient(format!("opening {}: {e}", path.display())))?;
-        let reader = DumpReader::new(std::io::BufReader::with_capacity(256 * 1024, file))?
-            .only_session(job.session_id.clone());
-        let mut reader = ParsedAhead::spawn(reader);
-        let mut conn = db.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if !jobs::holds_lease(&tx, job.id, &job.lease_token)? {
-            return Ok(JobOutcome::LeaseLost);
-        }
-        let report = load::load_session(&tx, &job.session_id, reader.by_ref(), true)?;
-        if let Some(e) = reader.error() {
-            // Dropping the transaction rolls the partial load back.
-            return Err(IngestError::transient(format!(
-                "reading the stored dump: {e}"
-            )));
-        }
-        sessions::set_session_dump(&tx, &job.session_id, &dump)?;
-        if !jobs::complete_job(&tx, &job, report.rows_loaded, report.rows_rejected)? {
-            return Ok(JobOutcome::LeaseLost);
-        }
-        crate::failpoint::hit("load.before_commit");
-        tx.commit()?;
-        crate::failpoint::hit("load.after_commit");
-        Ok(JobOutcome::Loaded(report))
+    let file = std::fs::File::open(&path).map_err(|source| IngestError::Open {
+        path: path.clone(),
+        source,
+    })?;
+    let session = job.session_id.clone();
+    let rows = tokio::task::spawn_blocking(move || {
+        DumpReader::new(std::io::BufReader::with_capacity(256 * 1024, file))
+            .map(|reader| ParsedAhead::spawn(reader.only_session(session)))
     })
     .await
-    .map_err(|e| IngestError::transient(format!("load task failed: {e}")))??;
-    if let JobOutcome::Loaded(report) = &outcome {
-        tracing::info!(
-            rows_loaded = report.rows_loaded,
-            rows_rejected = report.rows_rejected,
-            "session loaded"
-        );
-    }
-    Ok(outcome)
+    .map_err(crate::store::StoreError::from_join)??;
+    let report = match ctx.store.load_job(job, rows, dump).await? {
+        JobLoad::Loaded(report) => report,
+        JobLoad::LeaseLost => return Ok(JobOutcome::LeaseLost),
+        JobLoad::InputFailed(reason) => {
+            return Err(IngestError::InputCut {
+                what: "the stored dump".into(),
+                reason,
+            })
+        }
+    };
+    tracing::info!(
+        rows_loaded = report.rows_loaded,
+        rows_rejected = report.rows_rejected,
+        "session loaded"
+    );
+    Ok(JobOutcome::Loaded(report))
 }
 
 /// The dump to load: a delivery downloads its URL; a reprocess prefers the stored copy, then the
@@ -98,31 +85,21 @@ pub async fn process_job(ctx: &IngestContext, job: &ClaimedJob) -> Result<JobOut
 async fn obtain_dump(ctx: &IngestContext, job: &ClaimedJob) -> Result<SessionDump, IngestError> {
     let link = match job.kind {
         JobKind::Delivery => {
-            let url = job
-                .download_url
-                .clone()
-                .ok_or_else(|| IngestError::Permanent("job has no download URL".into()))?;
+            let url = job.download_url.clone().ok_or(IngestError::NoDownloadUrl)?;
             Some((url, job.download_expiry_ms))
         }
         JobKind::Reprocess => {
-            let session = job.session_id.clone();
-            let stored = ctx
-                .db
-                .run(move |conn| Ok(sessions::session_dump(conn, &session)?))
-                .await?;
+            let stored = ctx.store.stored_dump(&job.session_id).await?;
             if let Some(dump) = stored.filter(|d| ctx.data_dir.join(&d.path).is_file()) {
                 return Ok(dump);
             }
-            let session = job.session_id.clone();
-            ctx.db
-                .run(move |conn| Ok(jobs::delivery_link(conn, session.as_str())?))
-                .await?
+            ctx.store.delivery_link(&job.session_id).await?
         }
     };
     let Some((url, expiry)) = link else {
         return refresh_and_download(ctx, &job.session_id, "no stored dump").await;
     };
-    if expiry.is_some_and(|expiry| expiry <= crate::store::now_ms()) {
+    if expiry.is_some_and(|expiry| expiry <= crate::domain::timestamp::now_ms()) {
         return refresh_and_download(ctx, &job.session_id, "the download URL has expired").await;
     }
     match ctx.downloader.download(&url, &job.session_id).await {
@@ -136,12 +113,10 @@ async fn obtain_dump(ctx: &IngestContext, job: &ClaimedJob) -> Result<SessionDum
 async fn refresh_and_download(
     ctx: &IngestContext,
     session: &SessionId,
-    why: &str,
+    why: &'static str,
 ) -> Result<SessionDump, IngestError> {
     let Some(api) = &ctx.replay_api else {
-        return Err(IngestError::Permanent(format!(
-            "{why}, and {NO_CREDENTIALS}"
-        )));
+        return Err(IngestError::NoCredentials { why });
     };
     tracing::info!(
         reason = why,

@@ -2,9 +2,10 @@
 //! the outcome. On shutdown an in-flight job gets a grace period, then is released unfinished.
 
 use super::pipeline::{process_job, IngestContext, JobOutcome};
-use super::IngestError;
+use super::{IngestError, Retry};
 use crate::config::JobSettings;
-use crate::store::{jobs, ClaimedJob, JobState};
+use crate::domain::{ClaimedJob, JobState, LoadReport};
+use crate::store::{Owner, Store};
 use rand::Rng;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -47,10 +48,6 @@ impl WorkerPool {
     /// Wakes a sleeping worker: a job was just enqueued.
     pub fn wake(&self) -> Arc<Notify> {
         self.wake.clone()
-    }
-
-    pub fn running(&self) -> usize {
-        self.handles.iter().filter(|h| !h.is_finished()).count()
     }
 
     /// How many workers are running, readable from elsewhere (`/readyz`).
@@ -104,11 +101,10 @@ async fn run_worker(
         if stopping {
             break;
         }
-        let lease = ctx.jobs.lease;
         crate::failpoint::hit_async("worker.before_claim").await;
         match ctx
-            .db
-            .run(move |conn| Ok(jobs::claim_next_job(conn, lease, None)?))
+            .store
+            .claim_job(&ctx.owner, ctx.jobs.lease, ctx.jobs.owner_stale, None)
             .await
         {
             Ok(Some(job)) => {
@@ -136,7 +132,7 @@ async fn run_worker(
 /// What became of one attempt.
 #[derive(Debug)]
 pub enum AttemptResult {
-    Done(crate::store::LoadReport),
+    Done(LoadReport),
     Failed { state: JobState, error: String },
     LeaseLost,
     Released,
@@ -166,12 +162,7 @@ pub async fn run_claimed_job(
     let Some(result) = result else {
         metrics::counter!("chatsink_job_attempts_total", "kind" => kind, "outcome" => "released")
             .increment(1);
-        let released = {
-            let job = job.clone();
-            ctx.db
-                .run(move |conn| Ok(jobs::release_job(conn, &job)?))
-                .await
-        };
+        let released = ctx.store.release_job(&job).await;
         tracing::warn!(job_id = job.id, released = ?released, "shutdown: job released unfinished");
         return AttemptResult::Released;
     };
@@ -211,20 +202,16 @@ async fn record_failure(
     job: &ClaimedJob,
     error: IngestError,
 ) -> AttemptResult {
-    let retry_in = match &error {
-        IngestError::Permanent(_) | IngestError::UnknownSessions(_) => None,
-        IngestError::Transient { .. } if job.attempt >= ctx.jobs.max_attempts => None,
-        IngestError::Transient { retry_after, .. } => {
+    let retry_in = match error.retry() {
+        Retry::Never => None,
+        Retry::Later(_) if job.attempt >= ctx.jobs.max_attempts => None,
+        Retry::Later(after) => {
             let backoff = retry_delay(job.attempt, &ctx.jobs);
-            Some(retry_after.map_or(backoff, |after| after.max(backoff)))
+            Some(after.map_or(backoff, |after| after.max(backoff)))
         }
     };
     let message = error.to_string();
-    let (id, token, text) = (job.id, job.lease_token.clone(), message.clone());
-    let recorded = ctx
-        .db
-        .run(move |conn| Ok(jobs::fail_job(conn, id, &token, &text, retry_in)?))
-        .await;
+    let recorded = ctx.store.fail_job(job, &message, retry_in).await;
     match recorded {
         Ok(Some(state)) => {
             tracing::warn!(job_id = job.id, state = state.as_str(), retry_in_ms = retry_in.map(|d| d.as_millis() as u64), error = %message, "job attempt failed");
@@ -247,7 +234,7 @@ async fn record_failure(
 
 /// Extends the lease every third of its length while the job runs.
 fn spawn_heartbeat(ctx: &IngestContext, job: &ClaimedJob) -> tokio::task::JoinHandle<()> {
-    let db = ctx.db.clone();
+    let store = ctx.store.clone();
     let lease = ctx.jobs.lease;
     let job = job.clone();
     tokio::spawn(async move {
@@ -255,14 +242,29 @@ fn spawn_heartbeat(ctx: &IngestContext, job: &ClaimedJob) -> tokio::task::JoinHa
         tick.tick().await;
         loop {
             tick.tick().await;
-            let job = job.clone();
-            match db
-                .run(move |conn| Ok(jobs::extend_lease(conn, &job, lease)?))
-                .await
-            {
+            match store.extend_lease(&job, lease).await {
                 Ok(true) => {}
                 Ok(false) => return,
                 Err(e) => tracing::warn!(error = %e, "lease heartbeat failed"),
+            }
+        }
+    })
+}
+
+/// This process's owner heartbeat: beats every fifth of `stale` (the silence after which other
+/// processes take the owner's jobs) until the handle is aborted.
+pub fn spawn_owner_heartbeat(
+    store: Store,
+    owner: Owner,
+    stale: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval((stale / 5).max(Duration::from_millis(100)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = store.heartbeat(&owner).await {
+                tracing::warn!(error = %e, "owner heartbeat failed; other processes may take this one's jobs");
             }
         }
     })

@@ -1,51 +1,34 @@
-//! All SQL lives here, one file per table family. Nothing in this module knows about HTTP.
+//! The store seam: every use the service makes of its database, as whole use cases in domain
+//! types. Nothing above this module sees a connection, a row, a transaction or SQL; nothing in
+//! it knows about HTTP.
 //!
-//! Durability choices: WAL journal, `synchronous=FULL` (a commit is on disk before it returns),
-//! `BEGIN IMMEDIATE` for every write so writers queue on `busy_timeout` instead of failing on
-//! lock upgrade, and readers on their own pooled connections so they never wait on a writer.
+//! Backends are an enum, [`Store`], chosen once at start-up from the configured location, in the
+//! way svix-server chooses its queue and cache backends. An enum rather than a trait object
+//! because the set is closed and known when chatsink is built (SQLite now, PostgreSQL next): the
+//! use cases are `async fn`s, which a `dyn` trait cannot carry without boxing every future; a
+//! `match` is static dispatch on the hot intake and query paths; and a backend that lacks a use
+//! case is a compile error at the one `match` that misses it, not a default method that silently
+//! does the wrong thing.
+//!
+//! Each use case is one unit of work with its guarantees stated here, so every backend keeps
+//! them: a load commits whole with its job's `done`, fenced by the lease token; a claim hands a
+//! job to one owner; intake answers only after the commit that holds the delivery.
 
-pub mod inbox;
-mod intake;
-pub mod jobs;
-pub mod load;
-pub mod messages;
-pub mod sessions;
+mod owner;
+/// Public for the benchmarks and SQLite-specific tests only (they compare chatsink's SQL with
+/// the sqlite3 CLI's, and check the query planner); the service goes through [`Store`].
+pub mod sqlite;
 
-pub use messages::{
-    message_page_sql, text_plan_for, After, MessageFilter, MessageRow, Order, TextPlan,
+pub use owner::{Owner, ProcessIdentity};
+
+use crate::domain::{
+    After, ClaimedJob, IntakeOutcome, Job, JobState, LoadReport, MessageFilter, MessageRow,
+    MessageStats, NewDelivery, Order, ReprocessSelector, RowSource, SessionDump, SessionId,
+    SessionRecord, StoredRejectedRow, UnknownValue, UserRecord,
 };
-
-pub use inbox::{IntakeOutcome, NewDelivery};
-pub use intake::IntakeWriter;
-pub use jobs::{ClaimedJob, Job, JobKind, JobState, ReprocessSelector};
-pub use load::{LoadBatch, LoadReport, LoadRow, RejectedRow, StoredRejectedRow};
-pub use sessions::{SessionDump, SessionRecord};
-
-use r2d2_sqlite::SqliteConnectionManager;
-pub use rusqlite::Connection;
-use rusqlite::{OpenFlags, TransactionBehavior};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
-
-/// The current schema, applied whole to a new database.
-const SCHEMA: &str = include_str!("../../schema.sql");
-
-/// What brings a database made by an earlier version to [`SCHEMA`]: entry `i` takes schema
-/// version `i + 1` to `i + 2` (version 1 was the first `schema.sql`).
-const MIGRATIONS: &[&str] = &[
-    include_str!("migrations/002_fts_kept_by_loader.sql"),
-    include_str!("migrations/003_partial_flag_indexes.sql"),
-    include_str!("migrations/004_text_once.sql"),
-    include_str!("migrations/005_integer_keys.sql"),
-    include_str!("migrations/006_jobs_without_in_lists.sql"),
-];
-
-/// The schema version [`SCHEMA`] is, and every migrated database ends at.
-const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64 + 1;
-
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -53,28 +36,35 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("connection pool: {0}")]
     Pool(#[from] r2d2::Error),
-    #[error("database {path} was written by a newer chatsink (schema version {found}, this build knows {known})")]
+    #[error("database {location} was written by a newer chatsink (schema version {found}, this build knows {known})")]
     TooNew {
-        path: PathBuf,
+        location: String,
         found: i64,
         known: i64,
     },
-    #[error("database {path} cannot be written ({reason}); chatsink needs a writable database and directory")]
+    #[error("database {} cannot be written ({reason}); chatsink needs a writable database and directory", .path.display())]
     ReadOnly { path: PathBuf, reason: String },
     #[error("no database at {}", .0.display())]
     Missing(PathBuf),
-    #[error("database file {0} is gone or was replaced underneath the running service")]
+    #[error("database file {} is gone or was replaced underneath the running service", .0.display())]
     FileReplaced(PathBuf),
     #[error("the copy failed its integrity check: {0}")]
     CopyDamaged(String),
     #[error("file: {0}")]
     Io(#[from] std::io::Error),
+    /// The group-commit writer failed the batch holding this delivery.
     #[error("storing the delivery failed: {0}")]
-    Intake(String),
+    Intake(#[source] Arc<StoreError>),
     #[error("the database worker stopped")]
     WriterGone,
+    /// Work on the database's thread panicked: a bug, reported as one.
+    #[error("database work panicked: {0}")]
+    Panicked(String),
     #[error("the read ran past its budget of {} ms", .0.as_millis())]
     ReadBudget(Duration),
+    /// A row holds a value this build does not know (written by a newer chatsink or by hand).
+    #[error("the database holds {0}")]
+    Unknown(#[from] UnknownValue),
 }
 
 impl StoreError {
@@ -93,387 +83,393 @@ impl StoreError {
                     | CannotOpen
                     | OutOfMemory
             ),
+            Self::Intake(inner) => inner.is_unavailable(),
             Self::Sqlite(_)
             | Self::TooNew { .. }
             | Self::CopyDamaged(_)
             | Self::ReadBudget(_)
+            | Self::Panicked(_)
+            | Self::Unknown(_)
             | Self::Missing(_) => false,
             Self::Pool(_)
             | Self::ReadOnly { .. }
             | Self::FileReplaced(_)
-            | Self::Intake(_)
             | Self::Io(_)
             | Self::WriterGone => true,
         }
     }
-}
 
-pub type Pool = r2d2::Pool<SqliteConnectionManager>;
-
-/// Opens a connection with chatsink's pragmas.
-pub fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    configure(&conn)?;
-    Ok(conn)
-}
-
-fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    // page_size only takes effect on a new, empty file. Larger pages mean fewer B-tree splits and
-    // WAL frames for a bulk load (`ingest` of 1M messages: 7.1-7.4 s at 4 KB, 6.4-6.8 s at 8 KB,
-    // 6.1-6.8 s at 16 KB), but each webhook commit rewrites whole pages of the random-key inbox,
-    // job and session indexes. Once the intake stopped copying pages into statement journals,
-    // its rate no longer told 4, 8 and 16 KB apart (12,900-16,300 RSA deliveries/s, interleaved
-    // runs on this noisy host). 16 KB.
-    conn.execute_batch(
-        "PRAGMA page_size = 16384;
-         PRAGMA synchronous = FULL;
-         PRAGMA foreign_keys = ON;
-         PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -32000;",
-    )?;
-    Ok(())
-}
-
-/// Brings the database to the newest schema. Safe to call from several processes at once: the
-/// version check and each migration run inside one `BEGIN IMMEDIATE` transaction.
-pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
-    // WAL is a property of the file; setting it needs no transaction and persists.
-    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version > SCHEMA_VERSION {
-        return Err(StoreError::TooNew {
-            path: path.to_owned(),
-            found: version,
-            known: SCHEMA_VERSION,
-        });
-    }
-    if version == 0 {
-        tx.execute_batch(SCHEMA)?;
-    } else {
-        for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize - 1) {
-            tracing::info!(path = %path.display(), to = index + 2, "migrating the database");
-            tx.execute_batch(sql)?;
+    /// The error for a blocking task that did not come back.
+    pub(crate) fn from_join(e: tokio::task::JoinError) -> Self {
+        match e.try_into_panic() {
+            Ok(panic) => Self::Panicked(
+                panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".into()),
+            ),
+            Err(_) => Self::WriterGone,
         }
     }
-    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-    tx.commit()?;
-    Ok(())
 }
 
-/// The database: a path, a pool of connections for reads and short writes.
-///
-/// Every connection handed out is first checked against the file the pool was opened on
-/// (device and inode): a database deleted underneath the service fails with
-/// [`StoreError::FileReplaced`] instead of writing into an unlinked inode, and a file restored in
-/// its place gets a fresh pool.
+/// How a job's load ended.
+#[derive(Debug)]
+pub enum JobLoad {
+    /// Loaded and marked done in one commit.
+    Loaded(LoadReport),
+    /// The job's lease is no longer this attempt's: nothing was written.
+    LeaseLost,
+    /// The rows ended early (the reason): nothing was written.
+    InputFailed(String),
+}
+
+/// What loading a hand-ingested file did.
+#[derive(Debug, Default)]
+pub struct FileLoad {
+    /// Each session committed, in file order.
+    pub sessions: Vec<(SessionId, LoadReport)>,
+    /// Rejected rows that name no session and follow none: not stored anywhere.
+    pub orphans: usize,
+    /// The rows ended early (the reason): the batch being read was discarded, those before stand.
+    pub input_failed: Option<String>,
+}
+
+/// The sessions a reprocess selector picked, and those it named that the archive never saw.
+#[derive(Debug, Default)]
+pub struct Selected {
+    pub sessions: Vec<String>,
+    pub unknown: Vec<String>,
+}
+
+/// Job counts by state and the oldest due job's wait, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct QueueGauges {
+    pub by_state: Vec<(JobState, i64)>,
+    pub lag_ms: i64,
+}
+
+/// The database, whichever backend holds it. Cheap to clone.
 #[derive(Clone)]
-pub struct Database {
-    path: PathBuf,
-    slot: Arc<RwLock<PoolSlot>>,
+pub enum Store {
+    Sqlite(sqlite::SqliteStore),
 }
 
-/// Which of a database's pools a piece of work runs on.
-#[derive(Clone, Copy)]
-enum Pools {
-    Main,
-    Probe,
+/// The group-commit writer for webhook intake. Cheap to clone.
+#[derive(Clone)]
+pub enum Intake {
+    Sqlite(sqlite::IntakeWriter),
 }
 
-struct PoolSlot {
-    pool: Pool,
-    /// Two connections of their own for `/readyz` and `/metrics`, so readiness never queues
-    /// behind analysts' reads holding every connection of `pool`.
-    probe: Pool,
-    file: FileId,
-}
-
-/// Which file a path names right now.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) struct FileId {
-    device: u64,
-    inode: u64,
-}
-
-impl FileId {
-    pub(crate) fn of(path: &Path) -> Option<Self> {
-        let meta = std::fs::metadata(path).ok()?;
-        Some(Self {
-            device: meta.dev(),
-            inode: meta.ino(),
-        })
+impl Intake {
+    /// Stores a delivery durably; returns once the commit that holds it has returned.
+    pub async fn store(&self, delivery: NewDelivery) -> Result<IntakeOutcome, StoreError> {
+        match self {
+            Self::Sqlite(w) => w.store(delivery).await,
+        }
     }
 }
 
-impl Database {
-    /// Opens (creating if needed) and migrates the database.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            let _ = std::fs::create_dir_all(parent);
-        }
-        refuse_read_only(path)?;
-        let mut conn = connect(path)?;
-        migrate(&mut conn, path)?;
-        drop(conn);
-        let slot = open_pool(path)?;
-        Ok(Self {
-            path: path.to_owned(),
-            slot: Arc::new(RwLock::new(slot)),
-        })
+impl Store {
+    /// Opens (creating if needed) and migrates the database at `location`.
+    pub fn open(location: &Path) -> Result<Self, StoreError> {
+        Ok(Self::Sqlite(sqlite::SqliteStore::open(location)?))
     }
 
     /// Opens a database that must already exist: every command but `serve` and `ingest`, so a
     /// mistyped `--database` is an error instead of a new empty archive.
-    pub fn open_existing(path: &Path) -> Result<Self, StoreError> {
-        if !path.is_file() {
-            return Err(StoreError::Missing(path.to_owned()));
+    pub fn open_existing(location: &Path) -> Result<Self, StoreError> {
+        Ok(Self::Sqlite(sqlite::SqliteStore::open_existing(location)?))
+    }
+
+    /// Where the data is, for logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Sqlite(s) => s.path().display().to_string(),
         }
-        Self::open(path)
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Starts the intake writer (group commit) for `serve`.
+    pub fn intake(&self) -> Result<Intake, StoreError> {
+        match self {
+            Self::Sqlite(s) => Ok(Intake::Sqlite(sqlite::IntakeWriter::start(s.path())?)),
+        }
     }
 
-    /// The pool for the file now at `path`, reopened if the file was replaced.
-    fn pool(&self) -> Result<Pool, StoreError> {
-        self.slot_pools().map(|(pool, _)| pool)
+    // --- owners: who holds leases, and whether they are still there ---
+
+    /// Records this process as an owner of job leases and clears the owners that are known to be
+    /// gone (see [`ProcessIdentity::is_gone`]), so their jobs are claimable at once.
+    pub async fn register_owner(&self, role: &str) -> Result<Owner, StoreError> {
+        let owner = Owner::new(role);
+        match self {
+            Self::Sqlite(s) => s.register_owner(owner.clone()).await?,
+        }
+        Ok(owner)
     }
 
-    /// Both pools for the file now at `path`: (reads and short writes, probes).
-    fn slot_pools(&self) -> Result<(Pool, Pool), StoreError> {
-        let gone = || StoreError::FileReplaced(self.path.clone());
-        let now = FileId::of(&self.path).ok_or_else(gone)?;
-        {
-            let slot = self.slot.read().unwrap_or_else(|e| e.into_inner());
-            if slot.file == now {
-                return Ok((slot.pool.clone(), slot.probe.clone()));
+    /// Says the owner is alive. Recreates its row if another process took it for gone.
+    pub async fn heartbeat(&self, owner: &Owner) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.heartbeat(owner.clone()).await,
+        }
+    }
+
+    /// Removes the owner at a clean stop (its jobs were finished or released first).
+    pub async fn retire_owner(&self, owner: &Owner) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.retire_owner(owner.clone()).await,
+        }
+    }
+
+    // --- jobs ---
+
+    /// Claims the runnable job that has waited longest for `owner`: pending or failed and due,
+    /// or running under a lease that expired or whose owner stopped beating (`stale`). `only`
+    /// restricts the claim to one job id.
+    pub async fn claim_job(
+        &self,
+        owner: &Owner,
+        lease: Duration,
+        stale: Duration,
+        only: Option<i64>,
+    ) -> Result<Option<ClaimedJob>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.claim_job(owner.clone(), lease, stale, only).await,
+        }
+    }
+
+    /// Extends the lease while work goes on. False when the lease was lost.
+    pub async fn extend_lease(
+        &self,
+        job: &ClaimedJob,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.extend_lease(job.clone(), lease).await,
+        }
+    }
+
+    /// Gives a claimed job back untouched (shutdown): the attempt does not count.
+    pub async fn release_job(&self, job: &ClaimedJob) -> Result<bool, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.release_job(job.clone()).await,
+        }
+    }
+
+    /// Records a failed attempt: `retry_in` schedules the next one, `None` buries the job as
+    /// dead. Returns the new state, or `None` when the lease was lost.
+    pub async fn fail_job(
+        &self,
+        job: &ClaimedJob,
+        error: &str,
+        retry_in: Option<Duration>,
+    ) -> Result<Option<JobState>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.fail_job(job.clone(), error.to_owned(), retry_in).await,
+        }
+    }
+
+    /// Loads a job's rows as the session's whole content and marks the job done, in one commit
+    /// fenced by the job's lease: an attempt that lost its lease writes nothing.
+    pub async fn load_job(
+        &self,
+        job: &ClaimedJob,
+        rows: impl RowSource + 'static,
+        dump: SessionDump,
+    ) -> Result<JobLoad, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.load_job(job.clone(), rows, dump).await,
+        }
+    }
+
+    /// Loads a hand-ingested file. With `session`, the rows are that session's whole dump, in
+    /// one commit. Without, each session is loaded whole (a session met again later in the file
+    /// is merged into what its first run loaded), committed in batches; `committed` hears of each
+    /// session once its batch is on disk.
+    pub async fn load_file(
+        &self,
+        rows: impl RowSource + 'static,
+        session: Option<SessionId>,
+        committed: impl FnMut(&SessionId, &LoadReport) + Send + 'static,
+    ) -> Result<FileLoad, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.load_file(rows, session, committed).await,
+        }
+    }
+
+    pub async fn job(&self, id: i64) -> Result<Option<Job>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.job(id).await,
+        }
+    }
+
+    /// Jobs newest first, optionally in one state.
+    pub async fn jobs(&self, state: Option<JobState>, limit: u32) -> Result<Vec<Job>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.jobs(state, limit).await,
+        }
+    }
+
+    /// The dump a session was last loaded from.
+    pub async fn stored_dump(
+        &self,
+        session: &SessionId,
+    ) -> Result<Option<SessionDump>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.stored_dump(session.clone()).await,
+        }
+    }
+
+    /// The download link (and its expiry) of the session's newest delivery.
+    pub async fn delivery_link(
+        &self,
+        session: &SessionId,
+    ) -> Result<Option<(String, Option<i64>)>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.delivery_link(session.clone()).await,
+        }
+    }
+
+    /// The sessions `selector` picks; for a list of ids, also those the archive never saw.
+    pub async fn select_for_reprocess(
+        &self,
+        selector: &ReprocessSelector,
+    ) -> Result<Selected, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.select_for_reprocess(selector.clone()).await,
+        }
+    }
+
+    /// One reprocess job per session, or the one already open: (session, job id).
+    pub async fn enqueue_reprocess(
+        &self,
+        sessions: Vec<String>,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.enqueue_reprocess(sessions).await,
+        }
+    }
+
+    // --- the query API: each read within `budget` ---
+
+    pub async fn message_page(
+        &self,
+        filter: &MessageFilter,
+        order: Order,
+        after: Option<After>,
+        limit: u32,
+        budget: Duration,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        match self {
+            Self::Sqlite(s) => {
+                s.message_page(filter.clone(), order, after, limit, budget)
+                    .await
             }
         }
-        let mut slot = self.slot.write().unwrap_or_else(|e| e.into_inner());
-        if slot.file != now {
-            tracing::warn!(path = %self.path.display(), "database file was replaced; reopening");
-            *slot = open_pool(&self.path)?;
+    }
+
+    pub async fn stats(
+        &self,
+        filter: &MessageFilter,
+        top: u32,
+        budget: Duration,
+    ) -> Result<MessageStats, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.stats(filter.clone(), top, budget).await,
         }
-        Ok((slot.pool.clone(), slot.probe.clone()))
     }
 
-    /// A pooled connection, for code already off the async executor.
-    pub fn conn(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, StoreError> {
-        Ok(self.pool()?.get()?)
+    pub async fn session(
+        &self,
+        id: &str,
+        budget: Duration,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.session(id.to_owned(), budget).await,
+        }
     }
 
-    /// Runs blocking database work on tokio's blocking pool, never on an async worker.
-    pub async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        self.run_on(Pools::Main, work).await
+    /// Sessions newest first, keyset after (sort time, session id).
+    pub async fn session_page(
+        &self,
+        after: Option<(i64, String)>,
+        limit: u32,
+        budget: Duration,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.session_page(after, limit, budget).await,
+        }
     }
 
-    /// [`Database::run`] on a connection of the chosen pool.
-    async fn run_on<T, F>(&self, pools: Pools, work: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        let db = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let (main, probe) = db.slot_pools()?;
-            let mut conn = match pools {
-                Pools::Main => main.get()?,
-                Pools::Probe => probe.get()?,
-            };
-            work(&mut conn)
-        })
-        .await
-        .unwrap_or(Err(StoreError::WriterGone))
+    pub async fn user_exists(&self, id: &str, budget: Duration) -> Result<bool, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.user_exists(id.to_owned(), budget).await,
+        }
     }
 
-    /// [`Database::run`] with a time budget: SQLite's progress handler interrupts the work once
-    /// `budget` has passed, and the read fails with [`StoreError::ReadBudget`]. For reads whose
-    /// cost a stranger chooses (the query API): none may hold a connection and a core for long.
-    pub async fn read<T, F>(&self, budget: Duration, work: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        self.run(move |conn| with_budget(conn, budget, work)).await
+    /// Participants by id, keyset after `after`; `session` limits them to one session.
+    pub async fn user_page(
+        &self,
+        session: Option<String>,
+        after: Option<String>,
+        limit: u32,
+        budget: Duration,
+    ) -> Result<Vec<UserRecord>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.user_page(session, after, limit, budget).await,
+        }
     }
 
-    /// Runs work on a probe connection (`/readyz`, `/metrics`): never queued behind reads.
-    pub async fn probe<T, F>(&self, work: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        self.run_on(Pools::Probe, work).await
+    /// A session's rejected rows in file order, keyset after a row id.
+    pub async fn rejected_page(
+        &self,
+        session: &str,
+        after: Option<i64>,
+        limit: u32,
+        budget: Duration,
+    ) -> Result<Vec<StoredRejectedRow>, StoreError> {
+        match self {
+            Self::Sqlite(s) => {
+                s.rejected_page(session.to_owned(), after, limit, budget)
+                    .await
+            }
+        }
     }
 
-    /// Checks that the database accepts a write (used by `/readyz`).
+    // --- operations ---
+
+    /// Whether the database accepts a write now (`/readyz`); never queued behind reads.
     pub async fn check_writable(&self) -> Result<(), StoreError> {
-        self.probe(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute("CREATE TEMP TABLE IF NOT EXISTS health_probe (x)", [])?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
-    }
-}
-
-/// Runs `work` on `conn` with SQLite's progress handler set to interrupt it after `budget`.
-pub fn with_budget<T>(
-    conn: &Connection,
-    budget: Duration,
-    work: impl FnOnce(&Connection) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    /// Clears the handler however `work` ends (a panic included): a pooled connection must not
-    /// keep a deadline that has passed.
-    struct Clear<'c>(&'c Connection);
-    impl Drop for Clear<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.progress_handler(0, None::<fn() -> bool>);
+        match self {
+            Self::Sqlite(s) => s.check_writable().await,
         }
     }
-    let deadline = std::time::Instant::now() + budget;
-    // Every 10,000 virtual machine steps: ~0.1 ms of work, so the clock is read rarely.
-    conn.progress_handler(10_000, Some(move || std::time::Instant::now() >= deadline))?;
-    let result = {
-        let _clear = Clear(conn);
-        work(conn)
-    };
-    result.map_err(|e| match e {
-        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
-            if f.code == rusqlite::ErrorCode::OperationInterrupted =>
-        {
-            StoreError::ReadBudget(budget)
-        }
-        other => other,
-    })
-}
 
-/// SQLite would open a read-only file read-only and fail later, or (in WAL mode without its
-/// `-shm` file) with a bare "unable to open database file"; say what is wrong up front.
-fn refuse_read_only(path: &Path) -> Result<(), StoreError> {
-    let probe = if path.exists() {
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(path)
-            .map(drop)
-    } else {
-        Ok(())
-    };
-    match probe {
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
-            ) =>
-        {
-            Err(StoreError::ReadOnly {
-                path: path.to_owned(),
-                reason: e.to_string(),
-            })
-        }
-        _ => Ok(()),
-    }
-}
-
-/// A pool on the chatsink database at `path`, refusing a file that is missing or not migrated
-/// (SQLite would create an empty one).
-fn open_pool(path: &Path) -> Result<PoolSlot, StoreError> {
-    let file = FileId::of(path).ok_or_else(|| StoreError::FileReplaced(path.to_owned()))?;
-    let manager = || {
-        SqliteConnectionManager::file(path)
-            .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .with_init(|conn| configure(conn))
-    };
-    let pool = r2d2::Pool::builder()
-        .max_size(16)
-        .min_idle(Some(0))
-        .connection_timeout(Duration::from_secs(15))
-        .build_unchecked(manager());
-    let probe = r2d2::Pool::builder()
-        .max_size(2)
-        .min_idle(Some(0))
-        .connection_timeout(Duration::from_secs(5))
-        .build_unchecked(manager());
-    let version: i64 = pool
-        .get()?
-        .query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version == 0 {
-        return Err(StoreError::FileReplaced(path.to_owned()));
-    }
-    Ok(PoolSlot { pool, probe, file })
-}
-
-/// Copies the live database at `source` to `target` with SQLite's online backup API: all pages
-/// in one step, so one read transaction and one consistent snapshot while writers carry on
-/// (WAL). The copy is written to `target.partial`, checked, switched to a rollback journal so it
-/// is one self-contained file, synced, then renamed into place. Returns its size in bytes.
-pub fn backup(source: &Path, target: &Path) -> Result<u64, StoreError> {
-    let from = Connection::open_with_flags(source, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    from.busy_timeout(Duration::from_secs(30))?;
-    let partial = target.with_extension("partial");
-    let _ = std::fs::remove_file(&partial);
-    {
-        let mut to = Connection::open(&partial)?;
-        rusqlite::backup::Backup::new(&from, &mut to)?.step(-1)?;
-        to.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))?;
-        let check: String = to.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
-        if check != "ok" {
-            return Err(StoreError::CopyDamaged(check));
+    /// Jobs due to run now that no worker holds (the backlog `/readyz` limits).
+    pub async fn backlog(&self) -> Result<i64, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.backlog().await,
         }
     }
-    std::fs::File::open(&partial)?.sync_all()?;
-    std::fs::rename(&partial, target)?;
-    Ok(std::fs::metadata(target)?.len())
-}
 
-/// Milliseconds since the epoch, the unit of every `*_ms` column.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn count_to(conn: &Connection, n: i64) -> rusqlite::Result<i64> {
-        conn.query_row(
-            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?1)
-             SELECT count(*) FROM c",
-            [n],
-            |r| r.get(0),
-        )
+    pub async fn queue_gauges(&self) -> Result<QueueGauges, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.queue_gauges().await,
+        }
     }
 
-    #[test]
-    fn a_read_past_its_budget_is_interrupted_and_the_connection_stays_usable() {
-        let conn = Connection::open_in_memory().unwrap();
-        let slow = with_budget(&conn, Duration::from_millis(5), |c| {
-            Ok(count_to(c, 100_000_000)?)
-        });
-        assert!(matches!(slow, Err(StoreError::ReadBudget(_))), "{slow:?}");
-        // A panic inside the work clears the handler too: its deadline must not outlive it.
-        let conn = std::panic::AssertUnwindSafe(conn);
-        let _ = std::panic::catch_unwind(|| {
-            with_budget(
-                &conn,
-                Duration::from_millis(1),
-                |_| -> Result<(), StoreError> { panic!("work failed") },
-            )
-        });
-        std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(count_to(&conn, 1_000_000).unwrap(), 1_000_000);
+    /// What a clean stop leaves behind: for SQLite, the WAL checkpointed into the file.
+    pub async fn shutdown(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.checkpoint().await,
+        }
     }
+}
+
+/// Copies the live database at `location` to the file `target`, consistent while writers carry
+/// on; returns the copy's size in bytes.
+pub fn backup(location: &Path, target: &Path) -> Result<u64, StoreError> {
+    sqlite::backup(location, target)
 }

@@ -15,7 +15,8 @@ pub use signature::{DeliveryHeaders, Scheme, Verifier, VerifyError};
 pub use standard_webhooks::{sign_hmac, verify_hmac, HmacError, TOLERANCE_SECS};
 
 use crate::domain::{parse_event, Timestamp};
-use crate::store::{IntakeOutcome, IntakeWriter, NewDelivery};
+use crate::domain::{IntakeOutcome, NewDelivery};
+use crate::store::Intake;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
@@ -25,7 +26,7 @@ use tokio::sync::Notify;
 /// What the receive route needs.
 pub struct WebhookState {
     pub verifier: Verifier,
-    pub intake: IntakeWriter,
+    pub intake: Intake,
     pub max_body_bytes: usize,
     /// Wakes an ingest worker when a job was enqueued.
     pub wake: Arc<Notify>,

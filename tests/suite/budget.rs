@@ -5,19 +5,21 @@ use crate::helpers::*;
 use serde_json::Value;
 
 /// 100,000 generated messages (the bench's generator), loaded with `chatsink ingest`'s code.
-fn load_generated(app: &TestApp, sessions: usize) {
+async fn load_generated(app: &TestApp, sessions: usize) {
     let path = app.dir.path().join("generated.csv");
     let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
     chatsink::dumpgen::write_dump(&mut file, 7, "budget", sessions, 2_000).unwrap();
     drop(file);
-    let db = chatsink::store::Database::open(&app.db_path).unwrap();
-    chatsink::ingest::ingest_file(&db, &path, None, |_, _| {}).unwrap();
+    let db = chatsink::store::Store::open(&app.db_path).unwrap();
+    chatsink::ingest::ingest_file(&db, &path, None, |_, _| {})
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_heavy_searches_get_clear_answers_while_readiness_and_light_pages_keep_working() {
     let app = spawn_app_with(AppOptions::default().arg("--query-budget-ms", "100")).await;
-    load_generated(&app, 50);
+    load_generated(&app, 50).await;
     // Four prefix terms (the most a search may hold) over every message, newest first: a
     // search that runs well past 150 ms here.
     let heavy = "/v1/stats?q=t*%20OR%20a*%20OR%20e*%20OR%20o*";
@@ -93,7 +95,7 @@ async fn twenty_heavy_searches_get_clear_answers_while_readiness_and_light_pages
 #[tokio::test]
 async fn a_repeated_prefix_folds_and_too_many_terms_are_refused_naming_q() {
     let app = spawn_app().await;
-    load_generated(&app, 2);
+    load_generated(&app, 2).await;
     let once: Value = app.get("/v1/messages?q=t*").await.json().await.unwrap();
     let sixty = vec!["t*"; 60].join("%20");
     let folded: Value = app

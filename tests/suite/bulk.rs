@@ -4,7 +4,7 @@
 
 use crate::helpers::*;
 use chatsink::domain::SessionId;
-use chatsink::store::Database;
+use chatsink::store::Store;
 use rusqlite::Connection;
 use std::path::Path;
 
@@ -50,10 +50,10 @@ fn dump_of(rows: &[[&str; 4]]) -> String {
     out
 }
 
-fn ingest(db: &Database, dir: &Path, name: &str, csv: &str) -> Vec<(SessionId, i64)> {
+fn ingest(db: &Store, dir: &Path, name: &str, csv: &str) -> Vec<(SessionId, i64)> {
     let path = dir.join(name);
     std::fs::write(&path, csv).unwrap();
-    chatsink::ingest::ingest_file(db, &path, None, |_, _| {})
+    block_on(chatsink::ingest::ingest_file(db, &path, None, |_, _| {}))
         .unwrap()
         .into_iter()
         .map(|(s, r)| (s, r.rows_loaded))
@@ -65,7 +65,8 @@ fn a_reload_larger_than_one_staged_chunk_changes_each_row_once_and_keeps_the_ind
     // The loader writes rows a chunk (2,048) at a time: edits, repeats and deletions that fall
     // in different chunks of one load must end as if the rows were written one by one.
     let dir = tempfile::tempdir().unwrap();
-    let db = Database::open(&dir.path().join("chunks.db")).unwrap();
+    let db_path = dir.path().join("chunks.db");
+    let db = Store::open(&db_path).unwrap();
     let first: Vec<[String; 4]> = (0..5000)
         .map(|i| {
             [
@@ -84,7 +85,7 @@ fn a_reload_larger_than_one_staged_chunk_changes_each_row_once_and_keeps_the_ind
         dump_of(&refs)
     };
     ingest(&db, dir.path(), "first.csv", &as_refs(&first));
-    let conn = Connection::open(db.path()).unwrap();
+    let conn = Connection::open(&db_path).unwrap();
     let seq_of = |id: &str| -> i64 {
         conn.query_row("SELECT seq FROM messages WHERE id = ?1", [id], |r| r.get(0))
             .unwrap()
@@ -158,7 +159,8 @@ fn a_reload_larger_than_one_staged_chunk_changes_each_row_once_and_keeps_the_ind
 #[test]
 fn one_batch_of_many_sessions_keeps_the_full_text_index_exact() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Database::open(&dir.path().join("c.db")).unwrap();
+    let db_path = dir.path().join("c.db");
+    let db = Store::open(&db_path).unwrap();
     ingest(
         &db,
         dir.path(),
@@ -186,7 +188,7 @@ fn one_batch_of_many_sessions_keeps_the_full_text_index_exact() {
         ]),
     );
     assert_eq!(loaded.len(), 3, "{loaded:?}");
-    let conn = Connection::open(db.path()).unwrap();
+    let conn = Connection::open(&db_path).unwrap();
     assert_index_matches_messages(&conn);
     for (word, hits) in [
         ("apple", 1),       // a1's first text is gone; b2 has it
@@ -242,7 +244,8 @@ impl std::io::Read for FailsAfter {
 #[test]
 fn a_read_error_rolls_back_the_batch_it_cut_short() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Database::open(&dir.path().join("c.db")).unwrap();
+    let db_path = dir.path().join("c.db");
+    let db = Store::open(&db_path).unwrap();
     let mut csv = String::from_utf8(simple_dump("s-one", 50)).unwrap();
     let second = String::from_utf8(simple_dump("s-two", 50)).unwrap();
     csv.push_str(second.split_once("\r\n").unwrap().1);
@@ -253,18 +256,23 @@ fn a_read_error_rolls_back_the_batch_it_cut_short() {
         pos: 0,
         good,
     };
-    let mut heard = Vec::new();
-    let result =
-        chatsink::ingest::ingest_reader(&db, reader, Path::new("cut.csv"), None, |session, _| {
-            heard.push(session.clone())
-        });
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let hears = heard.clone();
+    let result = block_on(chatsink::ingest::ingest_reader(
+        &db,
+        reader,
+        Path::new("cut.csv"),
+        None,
+        move |session, _| hears.lock().unwrap().push(session.clone()),
+    ));
+    let heard = heard.lock().unwrap().clone();
     let error = result
         .expect_err("a read error fails the ingest")
         .to_string();
     assert!(error.contains("stopped early"), "{error}");
     assert!(error.contains("the disk went away"), "{error}");
     // Both sessions were in the one batch the error cut: nothing of it was committed or reported.
-    let conn = Connection::open(db.path()).unwrap();
+    let conn = Connection::open(&db_path).unwrap();
     let stored: i64 = conn
         .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
         .unwrap();
@@ -307,12 +315,12 @@ fn a_database_made_by_the_first_schema_is_migrated_with_its_messages() {
         assert_eq!(fts_count(&conn, "hello"), 1);
     }
 
-    let db = Database::open(&path).unwrap();
+    let db = Store::open(&path).unwrap();
     let conn = Connection::open(&path).unwrap();
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 6);
+    assert_eq!(version, 7);
     // The queue comes through its rebuild whole, with the schema a new database gets.
     let jobs: Vec<(i64, String, Option<i64>, String, i64, i64)> = conn
         .prepare(
@@ -347,10 +355,11 @@ fn a_database_made_by_the_first_schema_is_migrated_with_its_messages() {
             .map(Result::unwrap)
             .collect()
     };
-    let fresh = Database::open(&dir.path().join("fresh.db")).unwrap();
+    let fresh = dir.path().join("fresh.db");
+    drop(Store::open(&fresh).unwrap());
     assert_eq!(
         jobs_schema(&conn),
-        jobs_schema(&Connection::open(fresh.path()).unwrap())
+        jobs_schema(&Connection::open(&fresh).unwrap())
     );
     assert!(conn
         .execute("UPDATE jobs SET state = 'lost' WHERE id = 4", [])
@@ -493,5 +502,5 @@ fn a_database_made_by_the_first_schema_is_migrated_with_its_messages() {
     let page_size =
         |c: &Connection| -> i64 { c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap() };
     assert_eq!(page_size(&conn), 4096);
-    assert_eq!(page_size(&Connection::open(fresh.path()).unwrap()), 16384);
+    assert_eq!(page_size(&Connection::open(&fresh).unwrap()), 16384);
 }

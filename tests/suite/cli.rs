@@ -401,7 +401,7 @@ fn commands_other_than_serve_and_ingest_never_create_a_database() {
 fn reprocess_of_a_session_never_seen_says_so_and_creates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("chatsink.db");
-    chatsink::store::Database::open(&db).unwrap();
+    chatsink::store::Store::open(&db).unwrap();
     let output = chatsink(&["reprocess", "--session", "nope"], &db, dir.path());
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -458,7 +458,7 @@ fn a_regenerated_read_token_file_is_0600_whatever_its_mode_was() {
 fn backup_into_a_missing_folder_says_so_once() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("chatsink.db");
-    chatsink::store::Database::open(&db).unwrap();
+    chatsink::store::Store::open(&db).unwrap();
     let target = dir.path().join("no-such-folder").join("b.db");
     let output = chatsink(
         &[

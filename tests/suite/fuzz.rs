@@ -7,8 +7,8 @@
 use crate::helpers::*;
 use chatsink::config::{RsaKeySource, VerifySettings};
 use chatsink::domain::parse_event;
+use chatsink::domain::LoadRow;
 use chatsink::ingest::{DumpReader, HostPattern, UrlPolicy};
-use chatsink::store::LoadRow;
 use chatsink::webhook::{sign_hmac, verify_hmac, DeliveryHeaders, HmacError, Verifier};
 use proptest::prelude::*;
 use secrecy::SecretString;

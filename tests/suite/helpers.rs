@@ -51,6 +51,15 @@ pub fn whsec(key: &[u8]) -> String {
     )
 }
 
+/// Runs a future to its end, for a test without a runtime of its own.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
 pub fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
 }

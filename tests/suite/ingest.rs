@@ -724,16 +724,24 @@ async fn a_job_whose_worker_died_is_claimed_again_and_completes_once() {
     assert_eq!(app.count("SELECT attempts FROM jobs"), 2);
     assert_eq!(app.count("SELECT count(*) FROM messages"), 30);
     // The dead worker's late finish cannot overwrite the newer claim.
-    let stale = chatsink::store::ClaimedJob {
+    let stale = chatsink::domain::ClaimedJob {
         id: jobs[0].0,
-        kind: chatsink::store::JobKind::Delivery,
+        kind: chatsink::domain::JobKind::Delivery,
         session_id: chatsink::domain::SessionId::parse("s-lease").unwrap(),
         download_url: None,
         download_expiry_ms: None,
         attempt: 1,
         lease_token: "old-token".into(),
     };
-    assert!(!chatsink::store::jobs::complete_job(&app.db(), &stale, 999, 0).unwrap());
+    let store = chatsink::store::Store::open(&app.db_path).unwrap();
+    let late = store
+        .load_job(&stale, Vec::new().into_iter(), stale_dump())
+        .await
+        .unwrap();
+    assert!(
+        matches!(late, chatsink::store::JobLoad::LeaseLost),
+        "{late:?}"
+    );
     assert_eq!(app.count("SELECT rows_loaded FROM jobs"), 30);
 }
 
@@ -743,32 +751,51 @@ async fn a_late_finish_after_the_lease_passed_to_another_worker_changes_nothing(
     // No server: the app's worker cannot finish it; we play two workers by hand.
     app.server.abort();
     let dir = tempfile::tempdir().unwrap();
-    let db = chatsink::store::Database::open(&dir.path().join("lease.db")).unwrap();
-    let mut conn = db.conn().unwrap();
-    conn.execute_batch(
-        "INSERT INTO jobs (kind, session_id, state, next_attempt_ms, created_ms, updated_ms) VALUES ('reprocess', 's', 'pending', 0, 0, 0)",
-    )
-    .unwrap();
-    let lease = Duration::from_millis(1);
-    let first = chatsink::store::jobs::claim_next_job(&mut conn, lease, None)
+    let store = chatsink::store::Store::open(&dir.path().join("lease.db")).unwrap();
+    store.enqueue_reprocess(vec!["s".into()]).await.unwrap();
+    let (one, two) = (
+        store.register_owner("test").await.unwrap(),
+        store.register_owner("test").await.unwrap(),
+    );
+    let stale = Duration::from_secs(60);
+    let first = store
+        .claim_job(&one, Duration::from_millis(1), stale, None)
+        .await
         .unwrap()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(5));
-    let second = chatsink::store::jobs::claim_next_job(&mut conn, Duration::from_secs(60), None)
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let second = store
+        .claim_job(&two, Duration::from_secs(60), stale, None)
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(first.id, second.id);
     assert_ne!(first.lease_token, second.lease_token);
+    let late = store
+        .load_job(&first, Vec::new().into_iter(), stale_dump())
+        .await
+        .unwrap();
     assert!(
-        !chatsink::store::jobs::complete_job(&conn, &first, 1, 0).unwrap(),
-        "late finish refused"
+        matches!(late, chatsink::store::JobLoad::LeaseLost),
+        "late finish refused: {late:?}"
     );
-    assert_eq!(
-        chatsink::store::jobs::fail_job(&mut conn, first.id, &first.lease_token, "late", None)
-            .unwrap(),
-        None
+    assert_eq!(store.fail_job(&first, "late", None).await.unwrap(), None);
+    let done = store
+        .load_job(&second, Vec::new().into_iter(), stale_dump())
+        .await
+        .unwrap();
+    assert!(
+        matches!(done, chatsink::store::JobLoad::Loaded(_)),
+        "{done:?}"
     );
-    assert!(chatsink::store::jobs::complete_job(&conn, &second, 1, 0).unwrap());
+}
+
+/// A dump record for loads that only test the lease.
+fn stale_dump() -> chatsink::domain::SessionDump {
+    chatsink::domain::SessionDump {
+        path: "none.csv".into(),
+        sha256: "0".repeat(64),
+    }
 }
 
 #[tokio::test]

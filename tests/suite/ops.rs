@@ -333,7 +333,7 @@ async fn backup_copies_the_live_database_while_deliveries_keep_arriving() {
         .unwrap();
     assert_eq!(mode, "delete", "the copy is one self-contained file");
     // A restored copy serves: open it as a database of its own.
-    chatsink::store::Database::open(&copy).expect("the copy opens as a chatsink database");
+    chatsink::store::Store::open(&copy).expect("the copy opens as a chatsink database");
 
     let again = chatsink(&["backup", &copy_arg], &[("CHATSINK_DATABASE", &db)]);
     assert!(!again.status.success());

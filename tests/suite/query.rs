@@ -104,14 +104,16 @@ fn to_csv(rows: &[Row]) -> Vec<u8> {
     out.into_bytes()
 }
 
-fn load(app: &TestApp, rows: &[Row]) {
+async fn load(app: &TestApp, rows: &[Row]) {
     let path = app
         .dir
         .path()
         .join(format!("load-{}.csv", uuid::Uuid::new_v4()));
     std::fs::write(&path, to_csv(rows)).unwrap();
-    let db = chatsink::store::Database::open(&app.db_path).unwrap();
-    chatsink::ingest::ingest_file(&db, &path, None, |_, _| {}).unwrap();
+    let db = chatsink::store::Store::open(&app.db_path).unwrap();
+    chatsink::ingest::ingest_file(&db, &path, None, |_, _| {})
+        .await
+        .unwrap();
 }
 
 async fn json(app: &TestApp, path: &str) -> (u16, Value) {
@@ -166,7 +168,7 @@ fn iso(ms: i64) -> String {
 async fn every_filter_and_combination_matches_an_independent_computation() {
     let app = spawn_app().await;
     let rows = generate(7, &["s-1", "s-2", "s-3"], 300);
-    load(&app, &rows);
+    load(&app, &rows).await;
     let since = BASE_MS + 2 * 3_600_000;
     let until = BASE_MS + 86_400_000 + 2 * 3_600_000;
     type Pred = Box<dyn Fn(&Row) -> bool>;
@@ -302,7 +304,7 @@ async fn every_filter_and_combination_matches_an_independent_computation() {
 async fn paging_a_session_while_others_load_never_skips_or_repeats() {
     let app = spawn_app().await;
     let rows = generate(11, &["s-page"], 500);
-    load(&app, &rows);
+    load(&app, &rows).await;
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     let mut round = 0;
@@ -324,7 +326,8 @@ async fn paging_a_session_while_others_load_never_skips_or_repeats() {
         load(
             &app,
             &generate(100 + round, &[&format!("s-other-{round}")], 40),
-        );
+        )
+        .await;
         match body["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
             None => break,
@@ -356,7 +359,7 @@ async fn csv_and_ndjson_exports_equal_the_json_result() {
         rows[i].payload = text.into();
         rows[i].kind = "text";
     }
-    load(&app, &rows);
+    load(&app, &rows).await;
     let query = "type=text&type=file";
     let json_ids = all_ids(&app, &format!("/v1/messages?limit=1000&{query}")).await;
     let mut json_messages = Vec::new();
@@ -454,7 +457,7 @@ async fn csv_and_ndjson_exports_equal_the_json_result() {
 async fn sessions_users_and_stats_match_the_rows() {
     let app = spawn_app().await;
     let rows = generate(5, &["s-a", "s-b", "s-c", "s-d", "s-e"], 60);
-    load(&app, &rows);
+    load(&app, &rows).await;
     // Sessions, newest first, two per page.
     let mut listed = Vec::new();
     let mut cursor = String::new();
@@ -576,7 +579,7 @@ async fn sessions_users_and_stats_match_the_rows() {
 #[tokio::test]
 async fn every_bad_parameter_is_a_400_naming_it() {
     let app = spawn_app().await;
-    load(&app, &generate(1, &["s-x"], 20));
+    load(&app, &generate(1, &["s-x"], 20)).await;
     // A real cursor of another query (a page of 2 of user-1's rows, which has more).
     let (_, first) = json(&app, "/v1/messages?limit=2&user=user-1").await;
     let foreign = first["next_cursor"]
@@ -646,7 +649,7 @@ async fn every_bad_parameter_is_a_400_naming_it() {
 #[tokio::test]
 async fn every_v1_route_needs_a_valid_bearer_token() {
     let app = spawn_app().await;
-    load(&app, &generate(1, &["s-auth"], 5));
+    load(&app, &generate(1, &["s-auth"], 5)).await;
     for path in [
         "/v1/messages",
         "/v1/sessions",
@@ -698,7 +701,7 @@ async fn every_v1_route_needs_a_valid_bearer_token() {
 #[tokio::test]
 async fn the_openapi_document_lists_every_route_and_parameter() {
     let app = spawn_app().await;
-    load(&app, &generate(1, &["s-doc"], 3));
+    load(&app, &generate(1, &["s-doc"], 3)).await;
     let response = app
         .client
         .get(format!("{}/openapi.json", app.address))
@@ -748,10 +751,12 @@ async fn the_openapi_document_lists_every_route_and_parameter() {
 
 #[test]
 fn every_documented_filter_is_served_from_an_index() {
-    use chatsink::store::{messages, After, MessageFilter, Order};
+    use chatsink::domain::{After, MessageFilter, Order};
+    use chatsink::store::sqlite as messages;
     let dir = tempfile::tempdir().unwrap();
-    let db = chatsink::store::Database::open(&dir.path().join("plan.db")).unwrap();
-    let conn = db.conn().unwrap();
+    let path = dir.path().join("plan.db");
+    drop(chatsink::store::Store::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
     let s = |v: &str| Some(v.to_owned());
     let filters = vec![
         MessageFilter::default(),
@@ -948,12 +953,14 @@ async fn a_frequent_word_is_probed_and_a_rare_one_collected_with_the_same_answer
     }
     let path = app.dir.path().join("fts.csv");
     std::fs::write(&path, dump).unwrap();
-    let db = chatsink::store::Database::open(&app.db_path).unwrap();
-    chatsink::ingest::ingest_file(&db, &path, None, |_, _| {}).unwrap();
+    let db = chatsink::store::Store::open(&app.db_path).unwrap();
+    chatsink::ingest::ingest_file(&db, &path, None, |_, _| {})
+        .await
+        .unwrap();
     let conn = app.db();
-    let plan = |q: &str| chatsink::store::messages::text_plan(&conn, q).unwrap();
-    assert_eq!(plan("comma"), chatsink::store::TextPlan::Probe);
-    assert_eq!(plan("4321"), chatsink::store::TextPlan::Collect);
+    let plan = |q: &str| chatsink::store::sqlite::text_plan(&conn, q).unwrap();
+    assert_eq!(plan("comma"), chatsink::store::sqlite::TextPlan::Probe);
+    assert_eq!(plan("4321"), chatsink::store::sqlite::TextPlan::Collect);
 
     let expected = |filter: &dyn Fn(usize) -> bool, desc: bool| -> Vec<String> {
         // Message i is sent at -i seconds: ascending time is descending i.
@@ -1010,7 +1017,9 @@ async fn a_frequent_word_is_probed_and_a_rare_one_collected_with_the_same_answer
         ]));
     }
     std::fs::write(&path, other).unwrap();
-    chatsink::ingest::ingest_file(&db, &path, None, |_, _| {}).unwrap();
+    chatsink::ingest::ingest_file(&db, &path, None, |_, _| {})
+        .await
+        .unwrap();
     for (order, dir) in [("asc", "ASC"), ("desc", "DESC")] {
         let mut stmt = conn
             .prepare(&format!(

@@ -2,35 +2,14 @@
 //! all, so a crash mid-load leaves the previous state intact.
 
 use super::now_ms;
-use crate::domain::{ChatMessage, SessionId};
-use rusqlite::{params, Connection, OptionalExtension};
-use std::collections::HashMap;
-
-/// A dump row that could not be turned into a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RejectedRow {
-    /// The session the row claimed, when it could be read.
-    pub session_id: Option<String>,
-    /// 1-based line of the file where the row starts.
-    pub line: u64,
-    pub reason: String,
-    pub raw: Vec<u8>,
-}
-
-/// What the dump parser yields, row by row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LoadRow {
-    Message(ChatMessage),
-    Rejected(RejectedRow),
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LoadReport {
-    pub rows_loaded: i64,
-    pub rows_rejected: i64,
-    /// Messages stored for the session after the load.
-    pub messages: i64,
-}
+use super::{jobs, sessions};
+use crate::domain::{
+    ClaimedJob, LoadReport, LoadRow, RejectedRow, RowSource, SessionDump, SessionId,
+    StoredRejectedRow,
+};
+use crate::store::{FileLoad, JobLoad};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::collections::{HashMap, HashSet};
 
 /// Loads `rows` for `session` in a batch of its own: see [`LoadBatch::load_session`].
 pub fn load_session<I>(
@@ -46,6 +25,146 @@ where
     let report = batch.load_session(session, rows, replace)?;
     batch.finish()?;
     Ok(report)
+}
+
+/// Rows after which a multi-session file load commits, at the end of the session it is in: large
+/// enough that a batch's index pages and full-text segment are written once for many small
+/// sessions, small enough that a running service's writers, which wait up to 10 s for the lock,
+/// wait about 2 s.
+const BATCH_ROWS: i64 = 250_000;
+
+/// The page cache (KiB) of the connection while it loads batches. Peak memory of a 1M-row
+/// `ingest` stays near 100 MB.
+const BATCH_CACHE_KIB: i64 = 65_536;
+
+/// [`crate::store::Store::load_job`]: the session's rows, its dump and the job's `done` in one
+/// `BEGIN IMMEDIATE` transaction, which commits only while the job's lease is this attempt's.
+pub fn load_job<R: RowSource>(
+    conn: &mut Connection,
+    job: &ClaimedJob,
+    mut rows: R,
+    dump: &SessionDump,
+) -> rusqlite::Result<JobLoad> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if !jobs::holds_lease(&tx, job.id, &job.lease_token)? {
+        return Ok(JobLoad::LeaseLost);
+    }
+    let report = load_session(&tx, &job.session_id, &mut rows, true)?;
+    if let Some(e) = rows.failure() {
+        // Dropping the transaction rolls the partial load back.
+        return Ok(JobLoad::InputFailed(e));
+    }
+    sessions::set_session_dump(&tx, &job.session_id, dump)?;
+    if !jobs::complete_job(&tx, job, report.rows_loaded, report.rows_rejected)? {
+        return Ok(JobLoad::LeaseLost);
+    }
+    crate::failpoint::hit("load.before_commit");
+    tx.commit()?;
+    crate::failpoint::hit("load.after_commit");
+    Ok(JobLoad::Loaded(report))
+}
+
+/// [`crate::store::Store::load_file`] on one connection.
+pub fn load_file<R: RowSource>(
+    conn: &mut Connection,
+    mut rows: R,
+    session: Option<&SessionId>,
+    mut committed: impl FnMut(&SessionId, &LoadReport),
+) -> rusqlite::Result<FileLoad> {
+    if let Some(session) = session {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let report = load_session(&tx, session, &mut rows, true)?;
+        if let Some(e) = rows.failure() {
+            return Ok(FileLoad {
+                input_failed: Some(e),
+                ..FileLoad::default()
+            });
+        }
+        tx.commit()?;
+        committed(session, &report);
+        return Ok(FileLoad {
+            sessions: vec![(session.clone(), report)],
+            ..FileLoad::default()
+        });
+    }
+    with_page_cache(conn, BATCH_CACHE_KIB, |conn| {
+        load_in_batches(conn, Peeked::new(rows), committed)
+    })?
+}
+
+/// Rows with one of look-ahead, still asking their source whether it ended early.
+struct Peeked<R: RowSource> {
+    rows: R,
+    next: Option<LoadRow>,
+}
+
+impl<R: RowSource> Peeked<R> {
+    fn new(mut rows: R) -> Self {
+        let next = rows.next();
+        Self { rows, next }
+    }
+
+    fn peek(&self) -> Option<&LoadRow> {
+        self.next.as_ref()
+    }
+
+    fn take(&mut self) -> Option<LoadRow> {
+        std::mem::replace(&mut self.next, self.rows.next())
+    }
+}
+
+/// The multi-session part of [`load_file`]: one transaction per batch of whole sessions (see
+/// [`LoadBatch`]). A session that shows up again later in the file is merged into what its first
+/// run loaded, so the end state equals the file either way. Rejected rows that name no readable
+/// session join the next session's run; those left over at the end are counted as orphans.
+fn load_in_batches<R: RowSource>(
+    conn: &mut Connection,
+    mut rows: Peeked<R>,
+    mut committed: impl FnMut(&SessionId, &LoadReport),
+) -> rusqlite::Result<FileLoad> {
+    let mut out = FileLoad::default();
+    let mut loaded: HashSet<SessionId> = HashSet::new();
+    let mut orphans: Vec<LoadRow> = Vec::new();
+    let mut current: Option<SessionId> = None;
+    while rows.peek().is_some() {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut batch = LoadBatch::begin(&tx)?;
+        let mut batch_rows = 0;
+        let mut reports = Vec::new();
+        while let Some(next) = rows.peek() {
+            if batch_rows >= BATCH_ROWS {
+                break;
+            }
+            let Some(session) = next.session().or_else(|| current.clone()) else {
+                orphans.push(rows.take().expect("peeked"));
+                continue;
+            };
+            current = Some(session.clone());
+            let run = orphans
+                .drain(..)
+                .chain(std::iter::from_fn(|| match rows.peek() {
+                    Some(row) if row.session().is_none_or(|s| s == session) => rows.take(),
+                    _ => None,
+                }));
+            let first_run = loaded.insert(session.clone());
+            let report = batch.load_session(&session, run, first_run)?;
+            batch_rows += report.rows_loaded + report.rows_rejected;
+            reports.push((session, report));
+        }
+        if let Some(e) = rows.rows.failure() {
+            // Rows ended early: the last session may be cut short. Dropping tx rolls it back.
+            out.input_failed = Some(e);
+            break;
+        }
+        batch.finish()?;
+        tx.commit()?;
+        for (session, report) in reports {
+            committed(&session, &report);
+            out.sessions.push((session, report));
+        }
+    }
+    out.orphans = orphans.len();
+    Ok(out)
 }
 
 /// The loads of one write transaction: any number of sessions, then [`LoadBatch::finish`], then
@@ -229,7 +348,7 @@ impl<'c> LoadBatch<'c> {
                     }
                     LoadRow::Message(m) => {
                         let reason =
-                            format!("row belongs to session {}, not {session}", m.session_id);
+                            RejectedRow::other_session_reason(m.session_id.as_str(), session);
                         reject.execute(params![
                             session.as_str(),
                             0,
@@ -356,7 +475,7 @@ impl StagedChunk {
 /// Runs `work` with the connection's page cache set to `kib` KiB, and restores the old size
 /// after, whatever `work` returned. A bulk load's batch dirties more pages than the pool's
 /// default cache holds; spilling them mid-transaction and reading them back cost a tenth of it.
-pub fn with_page_cache<T>(
+fn with_page_cache<T>(
     conn: &mut Connection,
     kib: i64,
     work: impl FnOnce(&mut Connection) -> T,
@@ -401,15 +520,6 @@ fn refresh_session_counts(
         )?;
     }
     Ok(message_count)
-}
-
-/// A stored rejected row, for `GET /v1/sessions/{id}/rejected` and `chatsink rejected`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredRejectedRow {
-    pub id: i64,
-    pub line: i64,
-    pub reason: String,
-    pub raw: Vec<u8>,
 }
 
 /// A session's rejected rows in file order, keyset after `after` (a [`StoredRejectedRow::id`];

@@ -1,29 +1,8 @@
 //! The inbox: every verified delivery, stored before the sender is answered.
 
 use super::now_ms;
-use crate::domain::{ChatSynced, Timestamp};
+use crate::domain::{IntakeOutcome, NewDelivery, Timestamp};
 use rusqlite::{params, Connection};
-
-/// A verified delivery, ready to store.
-#[derive(Debug, Clone)]
-pub struct NewDelivery {
-    pub delivery_id: Option<String>,
-    pub body_sha256: String,
-    pub scheme: &'static str,
-    pub event: String,
-    pub session_id: Option<String>,
-    pub body: Vec<u8>,
-    pub received: Timestamp,
-    pub chat_synced: Option<ChatSynced>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IntakeOutcome {
-    /// Newly stored; `job_id` is set when the event enqueued an ingest job.
-    Stored { inbox_id: i64, job_id: Option<i64> },
-    /// The same delivery id or the same body was stored before: nothing was created.
-    Duplicate,
-}
 
 /// Stores one delivery and, for `meeting.chatSynced`, its ingest job and the session's metadata,
 /// all in the caller's transaction. De-duplication rests on the UNIQUE constraints, so two
@@ -120,7 +99,7 @@ pub fn insert_delivery(
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::domain::SessionId;
+    use crate::domain::{ChatSynced, SessionId};
 
     /// A delivery with id `id` (its body and hash derived from it); a `meeting.chatSynced` one
     /// when `chat_synced` is given.
@@ -163,7 +142,7 @@ pub(super) mod tests {
     fn outcomes_name_the_rows_written() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.db");
-        drop(super::super::Database::open(&path).unwrap());
+        drop(super::super::SqliteStore::open(&path).unwrap());
         let conn = super::super::connect(&path).unwrap();
 
         assert!(matches!(

@@ -2,67 +2,13 @@
 //! (see schema.sql) and pages are keyset pages over (created_ms, seq), so a page boundary never
 //! moves when other sessions load.
 
-use super::sessions::{session_from_row, SessionRecord, SESSION_COLUMNS};
-use crate::domain::{Phrase, TextQuery, Timestamp};
+use super::sessions::{session_from_row, SESSION_COLUMNS};
+use crate::domain::{
+    After, MessageFilter, MessageRow, MessageStats, Order, Phrase, SessionRecord, TextQuery,
+    Timestamp, UserRecord,
+};
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, Row};
-
-/// The filters of `/v1/messages`, already validated.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct MessageFilter {
-    pub users: Vec<String>,
-    /// Stored kinds: `text`, `image`, `file`.
-    pub kinds: Vec<String>,
-    pub pinned: Option<bool>,
-    pub edited: Option<bool>,
-    pub session: Option<String>,
-    pub meeting: Option<String>,
-    /// Half-open: `since <= created_ms < until`.
-    pub since_ms: Option<i64>,
-    pub until_ms: Option<i64>,
-    /// A full-text query over text, file names and display names.
-    pub text_query: Option<TextQuery>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Order {
-    Asc,
-    Desc,
-}
-
-/// Where a keyset page starts: strictly after this (created_ms, seq) in the page's order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct After {
-    pub created_ms: i64,
-    pub seq: i64,
-}
-
-/// A stored message.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MessageRow {
-    pub seq: i64,
-    pub id: String,
-    pub session_id: String,
-    pub meeting_id: String,
-    pub user_id: String,
-    pub display_name: String,
-    pub kind: String,
-    pub pinned: bool,
-    pub edited: bool,
-    pub text: Option<String>,
-    pub link: Option<String>,
-    pub file_name: Option<String>,
-    pub file_size: Option<i64>,
-    pub payload: String,
-    pub created_ms: i64,
-}
-
-impl MessageRow {
-    /// The message's time in RFC 3339 (kept only as `created_ms`).
-    pub fn created_at(&self) -> String {
-        Timestamp::from_millis(self.created_ms).to_rfc3339()
-    }
-}
 
 /// A message's columns as stored: session, meeting and participant as keys, which
 /// [`with_ids`] turns back into ids a page at a time.
@@ -524,15 +470,6 @@ pub fn user_exists(conn: &Connection, user_id: &str) -> rusqlite::Result<bool> {
         .query_row([user_id], |r| r.get(0))
 }
 
-/// A participant seen in the archive.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserRecord {
-    pub user_id: String,
-    pub display_name: String,
-    pub message_count: i64,
-    pub session_count: i64,
-}
-
 /// Participants ordered by id, keyset after `after`; `session` limits them to one session.
 pub fn user_page(
     conn: &Connection,
@@ -558,19 +495,6 @@ pub fn user_page(
         })
     })?;
     rows.collect()
-}
-
-/// Aggregates for `/v1/stats` over the same filters as `/v1/messages`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MessageStats {
-    pub total: i64,
-    pub by_kind: Vec<(String, i64)>,
-    pub pinned: i64,
-    pub unpinned: i64,
-    /// (UTC day `YYYY-MM-DD`, count), oldest first.
-    pub by_day: Vec<(String, i64)>,
-    /// (user id, latest display name, count), most messages first.
-    pub top_users: Vec<(String, String, i64)>,
 }
 
 pub fn message_stats(

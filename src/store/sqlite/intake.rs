@@ -5,17 +5,18 @@
 //! answered only after the commit that holds its delivery returned, so nothing is acknowledged
 //! before it is durable, and throughput is not capped at one fsync per delivery.
 
-use super::inbox::{insert_delivery, IntakeOutcome, NewDelivery};
+use super::inbox::insert_delivery;
 use super::{connect, FileId, StoreError};
+use crate::domain::{IntakeOutcome, NewDelivery};
 use rusqlite::{Connection, TransactionBehavior};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use tokio::sync::oneshot;
 
 /// Deliveries written in one transaction at most.
 const MAX_BATCH: usize = 512;
 
-type Reply = oneshot::Sender<Result<IntakeOutcome, String>>;
+type Reply = oneshot::Sender<Result<IntakeOutcome, Arc<StoreError>>>;
 
 /// A handle to the intake thread; cheap to clone.
 #[derive(Clone)]
@@ -61,7 +62,7 @@ impl IntakeWriter {
         }
         match answer.await {
             Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(message)) => Err(StoreError::Intake(message)),
+            Ok(Err(cause)) => Err(StoreError::Intake(cause)),
             Err(_) => Err(StoreError::WriterGone),
         }
     }
@@ -103,11 +104,11 @@ fn run_writer(
             open = match path.exists().then(|| open_file(&path)) {
                 Some(Ok(file)) => Some(file),
                 Some(Err(e)) => {
-                    fail_all(batch, &e.to_string());
+                    fail_all(batch, e);
                     continue;
                 }
                 None => {
-                    fail_all(batch, &StoreError::FileReplaced(path.clone()).to_string());
+                    fail_all(batch, StoreError::FileReplaced(path.clone()));
                     continue;
                 }
             };
@@ -124,15 +125,16 @@ fn run_writer(
                 tracing::error!(error = %e, deliveries = batch.len(), "intake commit failed; answering 503");
                 // A fresh connection next time: the fault may have left this one unusable.
                 open = None;
-                fail_all(batch, &e.to_string());
+                fail_all(batch, e.into());
             }
         }
     }
 }
 
-fn fail_all(batch: Vec<(NewDelivery, Reply)>, message: &str) {
+fn fail_all(batch: Vec<(NewDelivery, Reply)>, cause: StoreError) {
+    let cause = Arc::new(cause);
     for (_, reply) in batch {
-        let _ = reply.send(Err(message.to_owned()));
+        let _ = reply.send(Err(cause.clone()));
     }
 }
 
@@ -145,7 +147,7 @@ fn fail_all(batch: Vec<(NewDelivery, Reply)>, message: &str) {
 fn write_batch(
     conn: &mut Connection,
     batch: &[(NewDelivery, Reply)],
-) -> Result<Vec<Result<IntakeOutcome, String>>, rusqlite::Error> {
+) -> Result<Vec<Result<IntakeOutcome, Arc<StoreError>>>, rusqlite::Error> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let outcomes: Result<Vec<_>, _> = batch
         .iter()
@@ -168,7 +170,7 @@ fn write_batch(
 fn write_batch_isolated(
     conn: &mut Connection,
     batch: &[(NewDelivery, Reply)],
-) -> Result<Vec<Result<IntakeOutcome, String>>, rusqlite::Error> {
+) -> Result<Vec<Result<IntakeOutcome, Arc<StoreError>>>, rusqlite::Error> {
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for (delivery, _) in batch {
@@ -181,7 +183,7 @@ fn write_batch_isolated(
             Err(e) => {
                 savepoint.rollback()?;
                 drop(savepoint);
-                outcomes.push(Err(e.to_string()));
+                outcomes.push(Err(Arc::new(e.into())));
             }
         }
     }
@@ -211,14 +213,14 @@ mod tests {
     fn a_batch_is_written_whole_and_a_failing_delivery_fails_alone() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.db");
-        drop(super::super::Database::open(&path).unwrap());
+        drop(super::super::SqliteStore::open(&path).unwrap());
         let mut conn = connect(&path).unwrap();
 
         let batch = vec![delivery("a"), delivery("b"), delivery("a")];
         let outcomes = write_batch(&mut conn, &batch).unwrap();
         assert!(matches!(outcomes[0], Ok(IntakeOutcome::Stored { .. })));
         assert!(matches!(outcomes[1], Ok(IntakeOutcome::Stored { .. })));
-        assert_eq!(outcomes[2], Ok(IntakeOutcome::Duplicate));
+        assert!(matches!(outcomes[2], Ok(IntakeOutcome::Duplicate)));
 
         // A delivery the database refuses (here by a trigger) fails; the others are stored.
         conn.execute_batch(
@@ -230,7 +232,7 @@ mod tests {
         let outcomes = write_batch(&mut conn, &batch).unwrap();
         assert!(matches!(outcomes[0], Ok(IntakeOutcome::Stored { .. })));
         assert!(
-            matches!(&outcomes[1], Err(e) if e.contains("refused")),
+            matches!(&outcomes[1], Err(e) if e.to_string().contains("refused")),
             "{outcomes:?}"
         );
         assert!(matches!(outcomes[2], Ok(IntakeOutcome::Stored { .. })));

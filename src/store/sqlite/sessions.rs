@@ -1,40 +1,8 @@
 //! Sessions: metadata from the webhook, counts from the last load, and the stored raw dump.
 
 use super::now_ms;
-use crate::domain::SessionId;
+use crate::domain::{SessionDump, SessionId, SessionRecord};
 use rusqlite::{params, Connection, OptionalExtension};
-
-/// Where a session's raw dump is kept (relative to the data dir) and its SHA-256.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionDump {
-    pub path: String,
-    pub sha256: String,
-}
-
-/// A session row as the query API serves it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SessionRecord {
-    pub session_id: String,
-    pub meeting_id: Option<String>,
-    pub title: Option<String>,
-    pub created_at: Option<String>,
-    pub started_at: Option<String>,
-    pub ended_at: Option<String>,
-    pub organizer_id: Option<String>,
-    pub organizer_name: Option<String>,
-    pub sort_ms: i64,
-    pub status: String,
-    pub message_count: i64,
-    pub text_count: i64,
-    pub image_count: i64,
-    pub file_count: i64,
-    pub other_count: i64,
-    pub pinned_count: i64,
-    pub rejected_count: i64,
-    pub first_message_ms: Option<i64>,
-    pub last_message_ms: Option<i64>,
-    pub loaded_ms: Option<i64>,
-}
 
 pub const SESSION_COLUMNS: &str = "session_id, meeting_id, title, created_at, started_at, ended_at, organizer_id, organizer_name,
      sort_ms, status, message_count, text_count, image_count, file_count, other_count, pinned_count, rejected_count,
@@ -97,11 +65,4 @@ pub fn set_session_dump(
         params![session.as_str(), dump.path, dump.sha256, now_ms()],
     )?;
     Ok(())
-}
-
-/// Every dump file a session still points at (retention must not prune these).
-pub fn dump_paths_in_use(conn: &Connection) -> rusqlite::Result<Vec<String>> {
-    let mut stmt = conn.prepare("SELECT dump_path FROM sessions WHERE dump_path IS NOT NULL")?;
-    let rows = stmt.query_map([], |r| r.get(0))?;
-    rows.collect()
 }

@@ -3,113 +3,34 @@
 //! token is still the job's: a worker that lost its lease cannot overwrite a newer claim.
 
 use super::now_ms;
-use crate::domain::SessionId;
+use crate::domain::{
+    ClaimedJob, Job, JobKind, JobState, ReprocessSelector, SessionId, UnknownValue,
+};
+use crate::store::Owner;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobKind {
-    /// Created by a `meeting.chatSynced` delivery: download its URL.
-    Delivery,
-    /// Created by `reprocess`: re-parse the stored dump, or download a fresh one via the API.
-    Reprocess,
-}
-
-impl JobKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Delivery => "delivery",
-            Self::Reprocess => "reprocess",
-        }
-    }
-
-    fn parse(raw: &str) -> Self {
-        if raw == "reprocess" {
-            Self::Reprocess
-        } else {
-            Self::Delivery
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobState {
-    Pending,
-    Running,
-    /// Failed at least once; runs again at `next_attempt_ms`.
-    Failed,
-    Done,
-    /// Gave up: a permanent error or too many attempts.
-    Dead,
-}
-
-impl JobState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Running => "running",
-            Self::Failed => "failed",
-            Self::Done => "done",
-            Self::Dead => "dead",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        Some(match raw {
-            "pending" => Self::Pending,
-            "running" => Self::Running,
-            "failed" => Self::Failed,
-            "done" => Self::Done,
-            "dead" => Self::Dead,
-            _ => return None,
-        })
-    }
-
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Done | Self::Dead)
-    }
-}
-
-/// A job as listed by `chatsink jobs`.
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub id: i64,
-    pub kind: JobKind,
-    pub session_id: String,
-    pub state: JobState,
-    pub attempts: u32,
-    pub next_attempt_ms: i64,
-    pub last_error: Option<String>,
-    pub rows_loaded: Option<i64>,
-    pub rows_rejected: Option<i64>,
-    pub created_ms: i64,
-    pub updated_ms: i64,
-}
-
-/// A job this worker holds the lease on.
-#[derive(Debug, Clone)]
-pub struct ClaimedJob {
-    pub id: i64,
-    pub kind: JobKind,
-    pub session_id: SessionId,
-    pub download_url: Option<String>,
-    pub download_expiry_ms: Option<i64>,
-    /// 1 on the first attempt.
-    pub attempt: u32,
-    pub lease_token: String,
+/// A job's kind or state column, read back: a value this build does not know is an error.
+fn known<T>(
+    row: &Row<'_>,
+    index: usize,
+    parse: fn(&str) -> Result<T, UnknownValue>,
+) -> rusqlite::Result<T> {
+    let raw: String = row.get(index)?;
+    parse(&raw).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
 
 const JOB_COLUMNS: &str =
     "id, kind, session_id, state, attempts, next_attempt_ms, last_error, rows_loaded, rows_rejected, created_ms, updated_ms";
 
 fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
-    let kind: String = row.get(1)?;
-    let state: String = row.get(3)?;
     Ok(Job {
         id: row.get(0)?,
-        kind: JobKind::parse(&kind),
+        kind: known(row, 1, JobKind::parse)?,
         session_id: row.get(2)?,
-        state: JobState::parse(&state).unwrap_or(JobState::Pending),
+        state: known(row, 3, JobState::parse)?,
         attempts: row.get(4)?,
         next_attempt_ms: row.get(5)?,
         last_error: row.get(6)?,
@@ -120,31 +41,38 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     })
 }
 
-/// Claims the runnable job that has waited longest: pending, failed and due, or running with an
-/// expired lease (its worker died). `only` restricts the claim to one job id.
+/// Claims the runnable job that has waited longest for `owner`: pending, failed and due, or
+/// running under a lease that expired or whose owner has not beaten for `stale` (or is gone from
+/// `owners`). `only` restricts the claim to one job id.
 pub fn claim_next_job(
     conn: &mut Connection,
+    owner: &Owner,
     lease: Duration,
+    stale: Duration,
     only: Option<i64>,
 ) -> rusqlite::Result<Option<ClaimedJob>> {
     let now = now_ms();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let candidate = tx
-        .query_row(
+        .prepare_cached(
             "SELECT id, kind, session_id, download_url, download_expiry_ms, attempts FROM jobs
              WHERE ((state IN ('pending', 'failed') AND next_attempt_ms <= ?1)
-                 OR (state = 'running' AND claimed_until_ms < ?1))
+                 OR (state = 'running'
+                     AND (claimed_until_ms < ?1
+                          OR (owner_id IS NOT NULL
+                              AND NOT EXISTS (SELECT 1 FROM owners
+                                              WHERE owners.id = jobs.owner_id AND owners.heartbeat_ms >= ?3)))))
                AND (?2 IS NULL OR id = ?2)
              ORDER BY next_attempt_ms, id
              LIMIT 1",
-            params![now, only],
+        )?
+        .query_row(
+            params![now, only, now - stale.as_millis() as i64],
             |row| {
-                let kind: String = row.get(1)?;
-                let session: String = row.get(2)?;
                 Ok((
                     row.get::<_, i64>(0)?,
-                    JobKind::parse(&kind),
-                    session,
+                    known(row, 1, JobKind::parse)?,
+                    row.get::<_, String>(2)?,
                     row.get::<_, Option<String>>(3)?,
                     row.get::<_, Option<i64>>(4)?,
                     row.get::<_, u32>(5)?,
@@ -156,11 +84,18 @@ pub fn claim_next_job(
         return Ok(None);
     };
     let lease_token = uuid::Uuid::new_v4().to_string();
-    tx.execute(
-        "UPDATE jobs SET state = 'running', attempts = attempts + 1, claimed_until_ms = ?2, lease_token = ?3, updated_ms = ?4
+    tx.prepare_cached(
+        "UPDATE jobs SET state = 'running', attempts = attempts + 1, claimed_until_ms = ?2, lease_token = ?3,
+                         owner_id = ?5, updated_ms = ?4
          WHERE id = ?1",
-        params![id, now + lease.as_millis() as i64, lease_token, now],
-    )?;
+    )?
+    .execute(params![
+        id,
+        now + lease.as_millis() as i64,
+        lease_token,
+        now,
+        owner.id
+    ])?;
     tx.commit()?;
     let session_id = match SessionId::parse(&session) {
         Ok(s) => s,
@@ -266,7 +201,7 @@ pub fn fail_job(
 pub fn release_job(conn: &Connection, job: &ClaimedJob) -> rusqlite::Result<bool> {
     let changed = conn.execute(
         "UPDATE jobs SET state = CASE WHEN attempts > 1 THEN 'failed' ELSE 'pending' END,
-                         attempts = max(attempts - 1, 0), claimed_until_ms = NULL, lease_token = NULL, updated_ms = ?3
+                         attempts = max(attempts - 1, 0), claimed_until_ms = NULL, lease_token = NULL, owner_id = NULL, updated_ms = ?3
          WHERE id = ?1 AND lease_token = ?2 AND state = 'running'",
         params![job.id, job.lease_token, now_ms()],
     )?;
@@ -295,22 +230,11 @@ pub fn get_job(conn: &Connection, id: i64) -> rusqlite::Result<Option<Job>> {
 }
 
 /// Counts of jobs by state, for health and metrics.
-pub fn count_jobs_by_state(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+pub fn count_jobs_by_state(conn: &Connection) -> rusqlite::Result<Vec<(JobState, i64)>> {
     let mut stmt =
         conn.prepare("SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state")?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let rows = stmt.query_map([], |r| Ok((known(r, 0, JobState::parse)?, r.get(1)?)))?;
     rows.collect()
-}
-
-/// Which sessions `reprocess` works on.
-#[derive(Debug, Clone)]
-pub enum ReprocessSelector {
-    Sessions(Vec<SessionId>),
-    /// Sessions whose newest job is in this state (`failed` or `dead`).
-    LastJobIn(JobState),
-    All,
-    /// Sessions whose time (start, creation, or first message) is at or after this instant.
-    Since(i64),
 }
 
 pub fn select_sessions(

@@ -1,0 +1,146 @@
+//! The ingest queue's language: what a job is for, where it stands, and who holds it.
+
+use super::SessionId;
+
+/// A value read back from the database that this build does not know: a row written by a newer
+/// chatsink or by hand. An error, never a silent default.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} '{value}' (not one of: {known})")]
+pub struct UnknownValue {
+    pub what: &'static str,
+    pub value: String,
+    pub known: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// Created by a `meeting.chatSynced` delivery: download its URL.
+    Delivery,
+    /// Created by `reprocess`: re-parse the stored dump, or download a fresh one via the API.
+    Reprocess,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivery => "delivery",
+            Self::Reprocess => "reprocess",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, UnknownValue> {
+        match raw {
+            "delivery" => Ok(Self::Delivery),
+            "reprocess" => Ok(Self::Reprocess),
+            _ => Err(UnknownValue {
+                what: "job kind",
+                value: raw.to_owned(),
+                known: "delivery, reprocess",
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    Pending,
+    Running,
+    /// Failed at least once; runs again at `next_attempt_ms`.
+    Failed,
+    Done,
+    /// Gave up: a permanent error or too many attempts.
+    Dead,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 5] = [
+        Self::Pending,
+        Self::Running,
+        Self::Failed,
+        Self::Done,
+        Self::Dead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Failed => "failed",
+            Self::Done => "done",
+            Self::Dead => "dead",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, UnknownValue> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+            .ok_or_else(|| UnknownValue {
+                what: "job state",
+                value: raw.to_owned(),
+                known: "pending, running, failed, done, dead",
+            })
+    }
+}
+
+/// A job as listed by `chatsink jobs`.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: i64,
+    pub kind: JobKind,
+    pub session_id: String,
+    pub state: JobState,
+    pub attempts: u32,
+    pub next_attempt_ms: i64,
+    pub last_error: Option<String>,
+    pub rows_loaded: Option<i64>,
+    pub rows_rejected: Option<i64>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// A job this worker holds the lease on.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub id: i64,
+    pub kind: JobKind,
+    pub session_id: SessionId,
+    pub download_url: Option<String>,
+    pub download_expiry_ms: Option<i64>,
+    /// 1 on the first attempt.
+    pub attempt: u32,
+    /// Fences every write of this attempt: it holds only while the job's row still carries it.
+    pub lease_token: String,
+}
+
+/// Which sessions `reprocess` works on.
+#[derive(Debug, Clone)]
+pub enum ReprocessSelector {
+    Sessions(Vec<SessionId>),
+    /// Sessions whose newest job is in this state (`failed` or `dead`).
+    LastJobIn(JobState),
+    All,
+    /// Sessions whose time (start, creation, or first message) is at or after this instant.
+    Since(i64),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_and_states_read_back_or_fail_loudly() {
+        for state in JobState::ALL {
+            assert_eq!(JobState::parse(state.as_str()), Ok(state));
+        }
+        for kind in [JobKind::Delivery, JobKind::Reprocess] {
+            assert_eq!(JobKind::parse(kind.as_str()), Ok(kind));
+        }
+        let e = JobState::parse("paused").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown job state 'paused' (not one of: pending, running, failed, done, dead)"
+        );
+        assert!(JobKind::parse("backfill").is_err());
+    }
+}

@@ -1,0 +1,237 @@
+//! [`SqliteStore`]'s side of each use case of [`crate::store::Store`]: which connection it runs
+//! on (a pooled one, a probe one, or one with a read budget) and which table functions it calls.
+
+use super::{jobs, load, messages, owners, sessions, SqliteStore};
+use crate::domain::{
+    After, ClaimedJob, Job, JobState, LoadReport, MessageFilter, MessageRow, MessageStats, Order,
+    ReprocessSelector, RowSource, SessionDump, SessionId, SessionRecord, StoredRejectedRow,
+    UserRecord,
+};
+use crate::store::{FileLoad, JobLoad, Owner, QueueGauges, Selected, StoreError};
+use std::time::Duration;
+
+impl SqliteStore {
+    pub async fn register_owner(&self, owner: Owner) -> Result<(), StoreError> {
+        self.run(move |conn| Ok(owners::register(conn, &owner).map(drop)?))
+            .await
+    }
+
+    pub async fn heartbeat(&self, owner: Owner) -> Result<(), StoreError> {
+        self.run(move |conn| Ok(owners::beat(conn, &owner)?)).await
+    }
+
+    pub async fn retire_owner(&self, owner: Owner) -> Result<(), StoreError> {
+        self.run(move |conn| Ok(owners::retire(conn, &owner)?))
+            .await
+    }
+
+    pub async fn claim_job(
+        &self,
+        owner: Owner,
+        lease: Duration,
+        stale: Duration,
+        only: Option<i64>,
+    ) -> Result<Option<ClaimedJob>, StoreError> {
+        self.run(move |conn| Ok(jobs::claim_next_job(conn, &owner, lease, stale, only)?))
+            .await
+    }
+
+    pub async fn extend_lease(&self, job: ClaimedJob, lease: Duration) -> Result<bool, StoreError> {
+        self.run(move |conn| Ok(jobs::extend_lease(conn, &job, lease)?))
+            .await
+    }
+
+    pub async fn release_job(&self, job: ClaimedJob) -> Result<bool, StoreError> {
+        self.run(move |conn| Ok(jobs::release_job(conn, &job)?))
+            .await
+    }
+
+    pub async fn fail_job(
+        &self,
+        job: ClaimedJob,
+        error: String,
+        retry_in: Option<Duration>,
+    ) -> Result<Option<JobState>, StoreError> {
+        self.run(move |conn| {
+            Ok(jobs::fail_job(
+                conn,
+                job.id,
+                &job.lease_token,
+                &error,
+                retry_in,
+            )?)
+        })
+        .await
+    }
+
+    pub async fn load_job(
+        &self,
+        job: ClaimedJob,
+        rows: impl RowSource + 'static,
+        dump: SessionDump,
+    ) -> Result<JobLoad, StoreError> {
+        self.run(move |conn| Ok(load::load_job(conn, &job, rows, &dump)?))
+            .await
+    }
+
+    pub async fn load_file(
+        &self,
+        rows: impl RowSource + 'static,
+        session: Option<SessionId>,
+        committed: impl FnMut(&SessionId, &LoadReport) + Send + 'static,
+    ) -> Result<FileLoad, StoreError> {
+        self.run(move |conn| Ok(load::load_file(conn, rows, session.as_ref(), committed)?))
+            .await
+    }
+
+    pub async fn job(&self, id: i64) -> Result<Option<Job>, StoreError> {
+        self.run(move |conn| Ok(jobs::get_job(conn, id)?)).await
+    }
+
+    pub async fn jobs(&self, state: Option<JobState>, limit: u32) -> Result<Vec<Job>, StoreError> {
+        self.run(move |conn| Ok(jobs::list_jobs(conn, state, limit)?))
+            .await
+    }
+
+    pub async fn stored_dump(&self, session: SessionId) -> Result<Option<SessionDump>, StoreError> {
+        self.run(move |conn| Ok(sessions::session_dump(conn, &session)?))
+            .await
+    }
+
+    pub async fn delivery_link(
+        &self,
+        session: SessionId,
+    ) -> Result<Option<(String, Option<i64>)>, StoreError> {
+        self.run(move |conn| Ok(jobs::delivery_link(conn, session.as_str())?))
+            .await
+    }
+
+    pub async fn select_for_reprocess(
+        &self,
+        selector: ReprocessSelector,
+    ) -> Result<Selected, StoreError> {
+        self.run(move |conn| {
+            let sessions = jobs::select_sessions(conn, &selector)?;
+            let unknown = match selector {
+                ReprocessSelector::Sessions(_) => jobs::unknown_sessions(conn, &sessions)?,
+                _ => Vec::new(),
+            };
+            Ok(Selected { sessions, unknown })
+        })
+        .await
+    }
+
+    pub async fn enqueue_reprocess(
+        &self,
+        sessions: Vec<String>,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        self.run(move |conn| Ok(jobs::enqueue_reprocess(conn, &sessions)?))
+            .await
+    }
+
+    pub async fn message_page(
+        &self,
+        filter: MessageFilter,
+        order: Order,
+        after: Option<After>,
+        limit: u32,
+        budget: Duration,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        self.read(budget, move |conn| {
+            Ok(messages::message_page(conn, &filter, order, after, limit)?)
+        })
+        .await
+    }
+
+    pub async fn stats(
+        &self,
+        filter: MessageFilter,
+        top: u32,
+        budget: Duration,
+    ) -> Result<MessageStats, StoreError> {
+        self.read(budget, move |conn| {
+            Ok(messages::message_stats(conn, &filter, top)?)
+        })
+        .await
+    }
+
+    pub async fn session(
+        &self,
+        id: String,
+        budget: Duration,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.read(budget, move |conn| Ok(sessions::get_session(conn, &id)?))
+            .await
+    }
+
+    pub async fn session_page(
+        &self,
+        after: Option<(i64, String)>,
+        limit: u32,
+        budget: Duration,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        self.read(budget, move |conn| {
+            Ok(messages::session_page(conn, after, limit)?)
+        })
+        .await
+    }
+
+    pub async fn user_exists(&self, id: String, budget: Duration) -> Result<bool, StoreError> {
+        self.read(budget, move |conn| Ok(messages::user_exists(conn, &id)?))
+            .await
+    }
+
+    pub async fn user_page(
+        &self,
+        session: Option<String>,
+        after: Option<String>,
+        limit: u32,
+        budget: Duration,
+    ) -> Result<Vec<UserRecord>, StoreError> {
+        self.read(budget, move |conn| {
+            Ok(messages::user_page(
+                conn,
+                session.as_deref(),
+                after.as_deref(),
+                limit,
+            )?)
+        })
+        .await
+    }
+
+    pub async fn rejected_page(
+        &self,
+        session: String,
+        after: Option<i64>,
+        limit: u32,
+        budget: Duration,
+    ) -> Result<Vec<StoredRejectedRow>, StoreError> {
+        self.read(budget, move |conn| {
+            Ok(load::rejected_page(conn, &session, after, limit)?)
+        })
+        .await
+    }
+
+    pub async fn backlog(&self) -> Result<i64, StoreError> {
+        self.probe(|conn| Ok(jobs::backlog(conn)?)).await
+    }
+
+    pub async fn queue_gauges(&self) -> Result<QueueGauges, StoreError> {
+        self.probe(|conn| {
+            Ok(QueueGauges {
+                by_state: jobs::count_jobs_by_state(conn)?,
+                lag_ms: jobs::oldest_pending_age_ms(conn)?,
+            })
+        })
+        .await
+    }
+
+    /// Folds the WAL into the database file, so a stopped service leaves one file.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        self.run(|conn| {
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
+}
