@@ -81,9 +81,29 @@ impl Site {
     /// Starts the binary with one ingest worker (so jobs run in delivery order) and these
     /// failpoints armed (`name=ms,...`), and waits until it serves.
     pub(crate) async fn start(&self, failpoints: &str) -> Served {
+        self.start_with(failpoints, |_| {}).await
+    }
+
+    /// The binary on chatsink's default job settings (lease, workers, backoff), as a new user
+    /// runs it.
+    pub(crate) async fn start_on_defaults(&self) -> Served {
+        self.start_with("", |command| {
+            for name in [
+                "CHATSINK_JOB_LEASE_SECS",
+                "CHATSINK_WORKERS",
+                "CHATSINK_JOB_BACKOFF_BASE_MS",
+            ] {
+                command.env_remove(name);
+            }
+        })
+        .await
+    }
+
+    async fn start_with(&self, failpoints: &str, adjust: impl Fn(&mut Command)) -> Served {
         for _ in 0..5 {
             let port = free_port();
             let mut command = self.command(port);
+            adjust(&mut command);
             if !failpoints.is_empty() {
                 command.env("CHATSINK_FAILPOINTS", failpoints);
             }
@@ -384,6 +404,74 @@ async fn crash_at(point: &str, big: usize, slow_big: bool) -> Vec<(String, i64)>
     );
     served.stop();
     jobs
+}
+
+/// A new user's crash: a delivery acknowledged, the service killed within milliseconds while its
+/// job runs, started again. The dead process's job lease (a minute) must not hold the session
+/// back: its successor sees the process is gone and takes the job at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_acknowledged_just_before_a_kill_loads_within_ten_seconds_of_the_restart() {
+    let site = Site::new();
+    let server = FakeServer::start().await;
+    let rows = 2000;
+    // Slow enough that the download is in flight when the kill lands.
+    server.route(
+        "/killed.csv",
+        vec![Reply::Slow {
+            body: simple_dump("s-killed", rows),
+            chunk: 4 * 1024,
+            pause: Duration::from_millis(50),
+        }],
+    );
+    let served = site.start_on_defaults().await;
+    let body = chat_synced("s-killed", &server.url("/killed.csv"));
+    let response = served.post(&body, "killed-delivery").await.unwrap();
+    assert_eq!(response.status(), 200);
+    let acknowledged = Instant::now();
+    // Kill as soon as the job is claimed (a few milliseconds), so its lease is left behind.
+    while site
+        .jobs()
+        .first()
+        .is_none_or(|(state, _)| state != "running")
+    {
+        assert!(
+            acknowledged.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            site.jobs()
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    served.kill();
+    let killed_after = acknowledged.elapsed();
+    assert!(
+        killed_after < Duration::from_millis(10),
+        "killed {killed_after:?} after the ack"
+    );
+    assert_eq!(
+        site.jobs(),
+        [("running".to_owned(), 1)],
+        "the dead process's lease is left"
+    );
+
+    let restarted = Instant::now();
+    let served = site.start_on_defaults().await;
+    loop {
+        let jobs = site.jobs();
+        if jobs.first().is_some_and(|(state, _)| state == "done") {
+            break;
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(10),
+            "not loaded 10 s after the restart: {jobs:?}\n{}",
+            site.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let loaded_after = restarted.elapsed();
+    site.assert_loaded_once("s-killed", rows);
+    assert_eq!(site.jobs(), [("done".to_owned(), 2)]);
+    println!("killed {killed_after:?} after the ack; loaded {loaded_after:?} after the restart");
+    served.stop();
 }
 
 fn attempts(jobs: &[(String, i64)]) -> Vec<i64> {

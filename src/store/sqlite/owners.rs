@@ -69,3 +69,102 @@ pub fn retire(conn: &Connection, owner: &Owner) -> rusqlite::Result<()> {
     conn.execute("DELETE FROM owners WHERE id = ?1", [&owner.id])?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{connect, jobs, SqliteStore};
+    use super::*;
+    use std::time::Duration;
+
+    fn owner_elsewhere(role: &str) -> Owner {
+        let mut owner = Owner::new(role);
+        // Another host's process: nothing here can tell whether it runs.
+        owner.identity.boot_id = "another-boot".into();
+        owner
+    }
+
+    #[test]
+    fn a_silent_owners_job_is_claimed_after_the_stale_time_and_a_gone_owners_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("owners.db");
+        drop(SqliteStore::open(&path).unwrap());
+        let mut conn = connect(&path).unwrap();
+        jobs::enqueue_reprocess(&mut conn, &["s-1".into(), "s-2".into()]).unwrap();
+        let (lease, stale) = (Duration::from_secs(60), Duration::from_secs(5));
+
+        // s-1 is held by an owner on another host that then falls silent.
+        let far = owner_elsewhere("serve");
+        register(&mut conn, &far).unwrap();
+        let held = jobs::claim_next_job(&mut conn, &far, lease, stale, None)
+            .unwrap()
+            .unwrap();
+        let near = Owner::new("serve");
+        register(&mut conn, &near).unwrap();
+        // s-2 is free; after it nothing: s-1's owner beat just now.
+        let other = jobs::claim_next_job(&mut conn, &near, lease, stale, None)
+            .unwrap()
+            .unwrap();
+        assert_ne!(other.id, held.id);
+        assert!(jobs::claim_next_job(&mut conn, &near, lease, stale, None)
+            .unwrap()
+            .is_none());
+        // Silent for longer than `stale`: its job is taken, with a new token.
+        conn.execute(
+            "UPDATE owners SET heartbeat_ms = heartbeat_ms - 6000 WHERE id = ?1",
+            [&far.id],
+        )
+        .unwrap();
+        let taken = jobs::claim_next_job(&mut conn, &near, lease, stale, None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(taken.id, held.id);
+        assert_ne!(taken.lease_token, held.lease_token);
+        assert!(!jobs::holds_lease(&conn, held.id, &held.lease_token).unwrap());
+
+        // An owner that is certainly gone (an exited process here) is cleared when the next
+        // owner registers; its job is claimable although its heartbeat is fresh.
+        jobs::fail_job(
+            &mut conn,
+            taken.id,
+            &taken.lease_token,
+            "again",
+            Some(lease),
+        )
+        .unwrap();
+        conn.execute("UPDATE jobs SET next_attempt_ms = 0", [])
+            .unwrap();
+        let mut exited = Owner::new("reprocess");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        exited.identity.pid = child.id();
+        child.wait().unwrap();
+        register(&mut conn, &exited).unwrap();
+        let orphaned = jobs::claim_next_job(&mut conn, &exited, lease, stale, None)
+            .unwrap()
+            .unwrap();
+        assert!(jobs::claim_next_job(&mut conn, &near, lease, stale, None)
+            .unwrap()
+            .is_none());
+        let successor = Owner::new("serve");
+        assert_eq!(register(&mut conn, &successor).unwrap(), 1);
+        let reclaimed = jobs::claim_next_job(&mut conn, &successor, lease, stale, None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(reclaimed.id, orphaned.id);
+
+        // A beat rewrites a row another process deleted; retiring removes it.
+        conn.execute("DELETE FROM owners WHERE id = ?1", [&near.id])
+            .unwrap();
+        beat(&conn, &near).unwrap();
+        retire(&conn, &successor).unwrap();
+        let ids: Vec<String> = conn
+            .prepare("SELECT id FROM owners ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let mut expected = vec![far.id.clone(), near.id.clone()];
+        expected.sort();
+        assert_eq!(ids, expected);
+    }
+}
