@@ -11,7 +11,6 @@ use chatsink::ingest::DumpReader;
 use chatsink::webhook::{sign_hmac, verify_hmac, DeliveryHeaders, Verifier};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rsa::pkcs1v15::SigningKey;
-use rsa::pkcs8::{EncodePublicKey, LineEnding};
 use rsa::signature::{SignatureEncoding, Signer};
 use rsa::{RsaPrivateKey, RsaPublicKey};
 use sha2::Sha256;
@@ -58,13 +57,11 @@ fn verify_signatures(c: &mut Criterion) {
     });
 
     let private = RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
-    let pem = RsaPublicKey::from(&private)
-        .to_public_key_pem(LineEnding::LF)
-        .unwrap();
+    let public = RsaPublicKey::from(&private);
     let signature = base64::engine::general_purpose::STANDARD
         .encode(SigningKey::<Sha256>::new(private).sign(body).to_bytes());
     let verifier = Verifier::new(&VerifySettings {
-        rsa_key: RsaKeySource::Pem(pem),
+        rsa_key: RsaKeySource::Key(public),
         hmac_keys: vec![],
         insecure_skip_verify: false,
     })

@@ -1,8 +1,9 @@
 //! Every knob chatsink has: the command line (clap), each flag with its `CHATSINK_*` environment
 //! variable and a default that works on a laptop, resolved into one validated [`Settings`].
 
+use crate::domain::{parse_rsa_public_key, HostPattern, RsaPublicKey};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -95,9 +96,10 @@ pub struct SendTestWebhookArgs {
         long,
         env = "CHATSINK_HMAC_SECRETS",
         value_delimiter = ',',
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret
     )]
-    pub hmac_secret: Vec<String>,
+    pub hmac_secret: Vec<SecretString>,
     /// Session id of the test delivery (default: a fresh one).
     #[arg(long)]
     pub session: Option<String>,
@@ -183,8 +185,8 @@ pub struct DownloadArgs {
     #[arg(long, env = "CHATSINK_RTK_APP_ID")]
     pub rtk_app_id: Option<String>,
     /// Cloudflare API token for the Chat Replay API.
-    #[arg(long, env = "CHATSINK_RTK_API_TOKEN", hide_env_values = true)]
-    pub rtk_api_token: Option<String>,
+    #[arg(long, env = "CHATSINK_RTK_API_TOKEN", hide_env_values = true, value_parser = secret)]
+    pub rtk_api_token: Option<SecretString>,
     /// Dyte v2 API base URL (legacy).
     #[arg(long, env = "CHATSINK_DYTE_API_BASE", default_value = DYTE_API_BASE)]
     pub dyte_api_base: String,
@@ -192,8 +194,8 @@ pub struct DownloadArgs {
     #[arg(long, env = "CHATSINK_DYTE_ORG_ID")]
     pub dyte_org_id: Option<String>,
     /// Dyte API key (legacy Chat Replay API, HTTP Basic password).
-    #[arg(long, env = "CHATSINK_DYTE_API_KEY", hide_env_values = true)]
-    pub dyte_api_key: Option<String>,
+    #[arg(long, env = "CHATSINK_DYTE_API_KEY", hide_env_values = true, value_parser = secret)]
+    pub dyte_api_key: Option<SecretString>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -242,9 +244,10 @@ pub struct ServeArgs {
         long,
         env = "CHATSINK_HMAC_SECRETS",
         value_delimiter = ',',
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret
     )]
-    pub hmac_secrets: Vec<String>,
+    pub hmac_secrets: Vec<SecretString>,
     /// Accept deliveries without checking any signature. Local experiments only. A bare flag
     /// means true.
     #[arg(long, env = "CHATSINK_INSECURE_SKIP_VERIFY", default_value_t = false, action = clap::ArgAction::Set,
@@ -258,9 +261,10 @@ pub struct ServeArgs {
         long,
         env = "CHATSINK_READ_TOKENS",
         value_delimiter = ',',
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret
     )]
-    pub read_tokens: Vec<String>,
+    pub read_tokens: Vec<SecretString>,
     /// Number of ingest workers.
     #[arg(long, env = "CHATSINK_WORKERS", default_value_t = 2)]
     pub workers: usize,
@@ -379,8 +383,8 @@ fn invalid(setting: &'static str, message: impl Into<String>) -> SettingsError {
 /// Where the RealtimeKit RSA public key comes from.
 #[derive(Debug, Clone)]
 pub enum RsaKeySource {
-    /// Given as text or read from a file at start-up.
-    Pem(String),
+    /// Given as text or read from a file at start-up, parsed once.
+    Key(RsaPublicKey),
     /// Fetched from this URL on first need, cached, re-fetched once when a signature fails.
     Url(String),
 }
@@ -402,7 +406,7 @@ pub enum ReplayApiCredentials {
 
 #[derive(Debug, Clone)]
 pub struct DownloadSettings {
-    pub allow_hosts: Vec<String>,
+    pub allow_hosts: Vec<HostPattern>,
     pub allow_http: bool,
     pub max_bytes: u64,
     pub connect_timeout: Duration,
@@ -424,7 +428,7 @@ pub struct JobSettings {
 pub struct VerifySettings {
     pub rsa_key: RsaKeySource,
     /// Decoded HMAC keys (the bytes after `whsec_`).
-    pub hmac_keys: Vec<SecretString>,
+    pub hmac_keys: Vec<SecretSlice<u8>>,
     pub insecure_skip_verify: bool,
 }
 
@@ -453,16 +457,26 @@ impl DownloadArgs {
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
         };
+        let nonempty_secret = |v: &Option<SecretString>| {
+            v.as_ref()
+                .map(|s| s.expose_secret().trim())
+                .filter(|s| !s.is_empty())
+                .map(SecretString::from)
+        };
         let cloudflare = (
             nonempty(&self.rtk_account_id),
             nonempty(&self.rtk_app_id),
-            nonempty(&self.rtk_api_token),
+            nonempty_secret(&self.rtk_api_token),
         );
+        let dyte_api_key = nonempty_secret(&self.dyte_api_key);
         for (variable, value) in [
             ("CHATSINK_RTK_API_TOKEN", &cloudflare.2),
-            ("CHATSINK_DYTE_API_KEY", &nonempty(&self.dyte_api_key)),
+            ("CHATSINK_DYTE_API_KEY", &dyte_api_key),
         ] {
-            if value.as_deref().is_some_and(is_placeholder) {
+            if value
+                .as_ref()
+                .is_some_and(|v| is_placeholder(v.expose_secret()))
+            {
                 return Err(invalid(
                     variable,
                     "is the deploy kit's placeholder; set the real credential",
@@ -475,15 +489,14 @@ impl DownloadArgs {
                     base: self.rtk_api_base.trim_end_matches('/').to_owned(),
                     account_id,
                     app_id,
-                    token: SecretString::from(token),
+                    token,
                 })
             }
-            (None, None, None) => match (nonempty(&self.dyte_org_id), nonempty(&self.dyte_api_key))
-            {
+            (None, None, None) => match (nonempty(&self.dyte_org_id), dyte_api_key) {
                 (Some(org_id), Some(api_key)) => Some(ReplayApiCredentials::Dyte {
                     base: self.dyte_api_base.trim_end_matches('/').to_owned(),
                     org_id,
-                    api_key: SecretString::from(api_key),
+                    api_key,
                 }),
                 (None, None) => None,
                 _ => {
@@ -500,17 +513,17 @@ impl DownloadArgs {
                 ))
             }
         };
-        let allow_hosts: Vec<String> = self
+        let allow_hosts = self
             .download_allow_hosts
             .iter()
             .map(|h| h.trim().to_ascii_lowercase())
             .filter(|h| !h.is_empty())
-            .collect();
-        for pattern in &allow_hosts {
-            crate::ingest::HostPattern::parse(pattern).map_err(|e| {
-                invalid("CHATSINK_DOWNLOAD_ALLOW_HOSTS", format!("'{pattern}': {e}"))
-            })?;
-        }
+            .map(|pattern| {
+                HostPattern::parse(&pattern).map_err(|e| {
+                    invalid("CHATSINK_DOWNLOAD_ALLOW_HOSTS", format!("'{pattern}': {e}"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         if self.download_max_bytes == 0 {
             return Err(invalid("CHATSINK_DOWNLOAD_MAX_BYTES", "must be above 0"));
         }
@@ -546,38 +559,47 @@ impl JobArgs {
     }
 }
 
-/// Decodes a Standard Webhooks secret, `whsec_<base64>`, to its key bytes (kept as base64 text
-/// inside the secret wrapper so it never prints).
-pub fn parse_hmac_secret(raw: &str) -> Result<Vec<u8>, String> {
+/// A secret setting, wrapped from the moment clap reads it so no `Debug` of the arguments can
+/// print it.
+fn secret(raw: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(raw))
+}
+
+/// Why a Standard Webhooks secret is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HmacSecretError {
+    #[error("must start with 'whsec_'")]
+    Prefix,
+    #[error("not base64 after 'whsec_': {0}")]
+    Base64(String),
+    #[error("is empty after 'whsec_'")]
+    Empty,
+}
+
+/// Decodes a Standard Webhooks secret, `whsec_<base64>`, to its key bytes, kept in a secret
+/// wrapper so they never print.
+pub fn parse_hmac_secret(raw: &str) -> Result<SecretSlice<u8>, HmacSecretError> {
     use base64::Engine;
     let encoded = raw
         .trim()
         .strip_prefix("whsec_")
-        .ok_or("must start with 'whsec_'")?;
+        .ok_or(HmacSecretError::Prefix)?;
     let key = base64::engine::general_purpose::STANDARD
         .decode(encoded)
-        .map_err(|e| format!("not base64 after 'whsec_': {e}"))?;
+        .map_err(|e| HmacSecretError::Base64(e.to_string()))?;
     if key.is_empty() {
-        return Err("is empty after 'whsec_'".into());
+        return Err(HmacSecretError::Empty);
     }
-    Ok(key)
-}
-
-/// RealtimeKit's key endpoint and env vars may carry the PEM with literal `\n` sequences.
-pub fn unescape_pem(text: &str) -> String {
-    text.replace("\\n", "\n")
-        .replace("\\r", "")
-        .trim()
-        .to_owned()
+    Ok(SecretSlice::from(key))
 }
 
 impl ServeArgs {
     pub fn settings(&self) -> Result<Settings, SettingsError> {
         let rsa_key = if let Some(pem) = &self.rtk_public_key {
-            let pem = unescape_pem(pem);
-            crate::webhook::parse_rsa_public_key(&pem)
-                .map_err(|e| invalid("CHATSINK_RTK_PUBLIC_KEY", e))?;
-            RsaKeySource::Pem(pem)
+            RsaKeySource::Key(
+                parse_rsa_public_key(pem)
+                    .map_err(|e| invalid("CHATSINK_RTK_PUBLIC_KEY", e.to_string()))?,
+            )
         } else if let Some(path) = &self.rtk_public_key_file {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 invalid(
@@ -585,14 +607,12 @@ impl ServeArgs {
                     format!("cannot read {}: {e}", path.display()),
                 )
             })?;
-            let pem = unescape_pem(&text);
-            crate::webhook::parse_rsa_public_key(&pem).map_err(|e| {
+            RsaKeySource::Key(parse_rsa_public_key(&text).map_err(|e| {
                 invalid(
                     "CHATSINK_RTK_PUBLIC_KEY_FILE",
                     format!("{}: {e}", path.display()),
                 )
-            })?;
-            RsaKeySource::Pem(pem)
+            })?)
         } else {
             let url = self.rtk_public_key_url.trim();
             url::Url::parse(url)
@@ -603,15 +623,13 @@ impl ServeArgs {
         for (i, secret) in self
             .hmac_secrets
             .iter()
+            .map(|s| s.expose_secret())
             .filter(|s| !s.trim().is_empty())
             .enumerate()
         {
-            use base64::Engine;
             let key = parse_hmac_secret(secret)
                 .map_err(|e| invalid("CHATSINK_HMAC_SECRETS", format!("secret #{}: {e}", i + 1)))?;
-            hmac_keys.push(SecretString::from(
-                base64::engine::general_purpose::STANDARD.encode(key),
-            ));
+            hmac_keys.push(key);
         }
         if self.max_body_bytes == 0 {
             return Err(invalid("CHATSINK_MAX_BODY_BYTES", "must be above 0"));
@@ -622,9 +640,9 @@ impl ServeArgs {
         let read_tokens: Vec<SecretString> = self
             .read_tokens
             .iter()
-            .map(|t| t.trim())
+            .map(|t| t.expose_secret().trim())
             .filter(|t| !t.is_empty())
-            .map(|t| SecretString::from(t.to_owned()))
+            .map(SecretString::from)
             .collect();
         if read_tokens
             .iter()
@@ -701,8 +719,53 @@ mod tests {
     }
 
     #[test]
+    fn secrets_never_show_in_the_parsed_arguments() {
+        use clap::Parser;
+        let cli = Cli::try_parse_from([
+            "chatsink",
+            "serve",
+            "--hmac-secrets",
+            "whsec_c2VjcmV0LWhtYWM=",
+            "--read-tokens",
+            "read-token-0123456789",
+            "--rtk-api-token",
+            "cloudflare-token-xyz",
+            "--rtk-account-id",
+            "acct",
+            "--rtk-app-id",
+            "app",
+            "--dyte-api-key",
+            "dyte-key-xyz",
+        ])
+        .unwrap();
+        let shown = format!("{cli:?}");
+        for secret in [
+            "c2VjcmV0LWhtYWM",
+            "read-token-0123456789",
+            "cloudflare-token-xyz",
+            "dyte-key-xyz",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        let Command::Serve(serve) = cli.command else {
+            unreachable!()
+        };
+        let settings = format!("{:?}", serve.settings().unwrap());
+        for secret in [
+            "read-token-0123456789",
+            "cloudflare-token-xyz",
+            "secret-hmac",
+        ] {
+            assert!(!settings.contains(secret), "{secret} in {settings}");
+        }
+    }
+
+    #[test]
     fn hmac_secrets_must_be_whsec_base64() {
-        assert_eq!(parse_hmac_secret("whsec_c2VjcmV0").unwrap(), b"secret");
+        assert_eq!(
+            parse_hmac_secret("whsec_c2VjcmV0").unwrap().expose_secret(),
+            b"secret"
+        );
         assert!(parse_hmac_secret("c2VjcmV0").is_err());
         assert!(parse_hmac_secret("whsec_!!!").is_err());
         assert!(parse_hmac_secret("whsec_").is_err());

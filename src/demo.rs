@@ -8,6 +8,7 @@ use crate::startup::Application;
 use anyhow::{bail, Context};
 use base64::Engine;
 use rand::RngCore;
+use secrecy::ExposeSecret;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -120,7 +121,12 @@ fn generated_dump(session: &str, messages: usize) -> (Vec<u8>, dumpgen::Generate
 }
 
 pub async fn send_test_webhook(args: SendTestWebhookArgs) -> anyhow::Result<ExitCode> {
-    let Some(secret) = args.hmac_secret.iter().find(|s| !s.trim().is_empty()) else {
+    let Some(secret) = args
+        .hmac_secret
+        .iter()
+        .map(|s| s.expose_secret())
+        .find(|s| !s.trim().is_empty())
+    else {
         bail!("--hmac-secret (or CHATSINK_HMAC_SECRETS) is required: a whsec_ secret the service accepts");
     };
     let key = crate::config::parse_hmac_secret(secret)
@@ -134,7 +140,7 @@ pub async fn send_test_webhook(args: SendTestWebhookArgs) -> anyhow::Result<Exit
     let storage = DumpServer::start(&format!("{session}.csv"), dump).await?;
     let client = reqwest::Client::new();
     let body = dumpgen::chat_synced_body_for(&generated, &storage.url);
-    let (status, answer) = post_signed(&client, &args.url, &key, body).await?;
+    let (status, answer) = post_signed(&client, &args.url, key.expose_secret(), body).await?;
     println!(
         "POST {}/webhooks/realtimekit -> {status} {answer}",
         args.url.trim_end_matches('/')

@@ -3,6 +3,7 @@
 
 mod delivery;
 mod event;
+mod host_pattern;
 mod ids;
 mod job;
 pub mod json;
@@ -10,11 +11,13 @@ mod message;
 mod query;
 mod records;
 mod rows;
+mod rsa_key;
 mod search;
 pub mod timestamp;
 
 pub use delivery::{IntakeOutcome, NewDelivery};
 pub use event::{parse_event, ChatSynced, EventError, WebhookEvent, CHAT_SYNCED};
+pub use host_pattern::{HostPattern, HostPatternError};
 pub use ids::{SessionId, SessionIdError};
 pub use job::{ClaimedJob, Job, JobKind, JobState, ReprocessSelector, UnknownValue};
 pub use message::{parse_bool, ChatMessage, FilePayload, MessageKind};
@@ -23,5 +26,6 @@ pub use records::{
     MessageRow, MessageStats, SessionDump, SessionRecord, StoredRejectedRow, UserRecord,
 };
 pub use rows::{LoadReport, LoadRow, RejectedRow, RowSource};
+pub use rsa_key::{parse_rsa_public_key, RsaKeyError, RsaPublicKey};
 pub use search::{Phrase, SearchColumn, SearchError, TextQuery};
 pub use timestamp::{Timestamp, TimestampError};

@@ -17,7 +17,7 @@ pub use dump::{DumpError, DumpReader, ParsedAhead, ReadFailure, REQUIRED_COLUMNS
 pub use manual::{ingest_file, ingest_reader, reprocess, ReprocessFailure, ReprocessOutcome};
 pub use pipeline::{process_job, IngestContext, JobOutcome};
 pub use replay_api::{ReplayApi, ReplayApiError};
-pub use url_policy::{HostPattern, PolicyError, UrlPolicy};
+pub use url_policy::{PolicyError, UrlPolicy};
 pub use worker::{
     retry_delay, run_claimed_job, spawn_owner_heartbeat, spawn_workers, AttemptResult, WorkerPool,
 };

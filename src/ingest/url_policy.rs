@@ -8,6 +8,7 @@
 //! for, so an entry's port could not hold for it. Cloud metadata and unspecified addresses never
 //! pass.
 
+use crate::domain::HostPattern;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use url::{Host, Url};
 
@@ -27,70 +28,6 @@ pub enum PolicyError {
     },
 }
 
-/// One allow-list entry: `*.example.com`, `example.com`, `example.com:9000`, `127.0.0.1:9000`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostPattern {
-    host: PatternHost,
-    port: Option<u16>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum PatternHost {
-    /// `*.suffix`: any subdomain of suffix, not suffix itself.
-    Subdomains(String),
-    Name(String),
-    Ip(IpAddr),
-}
-
-impl HostPattern {
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        let raw = raw.trim().to_ascii_lowercase();
-        if raw.is_empty() {
-            return Err("empty pattern".into());
-        }
-        if raw.trim_start_matches("*.").contains('*') {
-            return Err("'*' is only allowed as a leading '*.'".into());
-        }
-        // Let the URL parser split host and port, bracketed IPv6 included.
-        let probe = raw.replacen("*.", "wildcard-marker.", 1);
-        let url = Url::parse(&format!("http://{probe}/"))
-            .map_err(|e| format!("not a host pattern: {e}"))?;
-        let port = url.port();
-        if raw.contains('/') || raw.contains('@') {
-            return Err("not a host pattern: use host or host:port".into());
-        }
-        let host = match url.host() {
-            Some(Host::Ipv4(ip)) => PatternHost::Ip(IpAddr::V4(ip)),
-            Some(Host::Ipv6(ip)) => PatternHost::Ip(IpAddr::V6(ip)),
-            Some(Host::Domain(d)) => match d.strip_prefix("wildcard-marker.") {
-                Some(suffix) if !suffix.is_empty() => PatternHost::Subdomains(suffix.to_owned()),
-                Some(_) => return Err("a wildcard needs a domain after '*.'".into()),
-                None => PatternHost::Name(d.to_owned()),
-            },
-            None => return Err("no host".into()),
-        };
-        Ok(Self { host, port })
-    }
-
-    fn matches(&self, host: &Host<&str>, port: u16) -> bool {
-        if self.port.is_some_and(|p| p != port) {
-            return false;
-        }
-        match (&self.host, host) {
-            (PatternHost::Ip(ip), Host::Ipv4(h)) => *ip == IpAddr::V4(*h),
-            (PatternHost::Ip(ip), Host::Ipv6(h)) => *ip == IpAddr::V6(*h),
-            (PatternHost::Name(name), Host::Domain(h)) => name == &h.to_ascii_lowercase(),
-            (PatternHost::Subdomains(suffix), Host::Domain(h)) => {
-                let h = h.to_ascii_lowercase();
-                h.len() > suffix.len() + 1
-                    && h.ends_with(suffix.as_str())
-                    && h.as_bytes()[h.len() - suffix.len() - 1] == b'.'
-            }
-            _ => false,
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct UrlPolicy {
     patterns: Vec<HostPattern>,
@@ -98,13 +35,9 @@ pub struct UrlPolicy {
 }
 
 impl UrlPolicy {
-    /// Patterns were validated with the settings; an invalid one here is skipped.
-    pub fn new(patterns: &[String], allow_http: bool) -> Self {
+    pub fn new(patterns: &[HostPattern], allow_http: bool) -> Self {
         Self {
-            patterns: patterns
-                .iter()
-                .filter_map(|p| HostPattern::parse(p).ok())
-                .collect(),
+            patterns: patterns.to_vec(),
             allow_http,
         }
     }
@@ -153,7 +86,7 @@ impl UrlPolicy {
         let named = self
             .patterns
             .iter()
-            .any(|p| p.host == PatternHost::Ip(canonical(ip)) && p.port.is_none_or(|p| p == port));
+            .any(|p| p.names_ip(canonical(ip), port));
         if named && !never {
             return Ok(());
         }
@@ -223,7 +156,10 @@ mod tests {
 
     fn policy(hosts: &[&str], http: bool) -> UrlPolicy {
         UrlPolicy::new(
-            &hosts.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            &hosts
+                .iter()
+                .map(|s| HostPattern::parse(s).unwrap())
+                .collect::<Vec<_>>(),
             http,
         )
     }

@@ -10,7 +10,6 @@ mod signature;
 mod standard_webhooks;
 
 pub use error::WebhookError;
-pub use rtk_key::parse_rsa_public_key;
 pub use signature::{DeliveryHeaders, Scheme, Verifier, VerifyError};
 pub use standard_webhooks::{sign_hmac, verify_hmac, HmacError, TOLERANCE_SECS};
 

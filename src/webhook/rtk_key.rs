@@ -2,23 +2,13 @@
 //! on first need and cached. When a signature fails with a fetched key, the key is fetched once
 //! more (at most once a minute) in case RealtimeKit rotated it. Start-up never waits for it.
 
-use crate::config::{unescape_pem, RsaKeySource};
-use rsa::pkcs1::DecodeRsaPublicKey;
-use rsa::pkcs8::DecodePublicKey;
-use rsa::RsaPublicKey;
+use crate::config::RsaKeySource;
+use crate::domain::{parse_rsa_public_key, RsaPublicKey};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 const REFETCH_INTERVAL: Duration = Duration::from_secs(60);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Parses an SPKI (`BEGIN PUBLIC KEY`) or PKCS#1 (`BEGIN RSA PUBLIC KEY`) PEM.
-pub fn parse_rsa_public_key(pem: &str) -> Result<RsaPublicKey, String> {
-    let pem = unescape_pem(pem);
-    RsaPublicKey::from_public_key_pem(&pem)
-        .or_else(|_| RsaPublicKey::from_pkcs1_pem(&pem))
-        .map_err(|e| format!("not an RSA public key in PEM form: {e}"))
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -56,15 +46,12 @@ pub struct RsaKeyStore {
 }
 
 impl RsaKeyStore {
-    pub fn new(source: RsaKeySource) -> Result<Self, String> {
+    pub fn new(source: RsaKeySource) -> Result<Self, reqwest::Error> {
         let current = match &source {
-            RsaKeySource::Pem(pem) => Some(Arc::new(RtkKey::new(parse_rsa_public_key(pem)?))),
+            RsaKeySource::Key(key) => Some(Arc::new(RtkKey::new(key.clone()))),
             RsaKeySource::Url(_) => None,
         };
-        let client = reqwest::Client::builder()
-            .timeout(FETCH_TIMEOUT)
-            .build()
-            .map_err(|e| e.to_string())?;
+        let client = reqwest::Client::builder().timeout(FETCH_TIMEOUT).build()?;
         Ok(Self {
             source,
             current: RwLock::new(current),
@@ -93,7 +80,7 @@ impl RsaKeyStore {
     /// After a failed verification: a possibly rotated key, or `None` when the key is fixed by
     /// configuration, was fetched less than a minute ago, or did not change.
     pub async fn refreshed_key(&self, failed: &Arc<RtkKey>) -> Option<Arc<RtkKey>> {
-        if matches!(self.source, RsaKeySource::Pem(_)) {
+        if matches!(self.source, RsaKeySource::Key(_)) {
             return None;
         }
         let _guard = self.fetching.lock().await;
@@ -138,7 +125,9 @@ impl RsaKeyStore {
             .pointer("/data/publicKey")
             .and_then(|v| v.as_str())
             .ok_or_else(|| unavailable("no data.publicKey in the answer".into()))?;
-        let key = Arc::new(RtkKey::new(parse_rsa_public_key(pem).map_err(unavailable)?));
+        let key = Arc::new(RtkKey::new(
+            parse_rsa_public_key(pem).map_err(|e| unavailable(e.to_string()))?,
+        ));
         *self.current.write().expect("key lock") = Some(key.clone());
         tracing::info!(url = %url, "RealtimeKit public key fetched");
         Ok(key)

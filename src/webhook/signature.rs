@@ -75,19 +75,14 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    pub fn new(settings: &VerifySettings) -> Result<Self, String> {
-        let hmac_keys = settings
-            .hmac_keys
-            .iter()
-            .map(|k| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(k.expose_secret())
-                    .map_err(|e| e.to_string())
-            })
-            .collect::<Result<_, _>>()?;
+    pub fn new(settings: &VerifySettings) -> Result<Self, reqwest::Error> {
         Ok(Self {
             rsa: Arc::new(RsaKeyStore::new(settings.rsa_key.clone())?),
-            hmac_keys,
+            hmac_keys: settings
+                .hmac_keys
+                .iter()
+                .map(|k| k.expose_secret().to_vec())
+                .collect(),
             insecure: settings.insecure_skip_verify,
         })
     }
