@@ -49,7 +49,7 @@ impl DumpServer {
                         ("404 Not Found", b"not found")
                     };
                     let head = format!(
-                        "HTTP/1.1 {status}\r\nContent-Type: text/csv\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        "HTTP/1.1 {status}\r\nContent-Type: text/csv\r\nContent-Length: {}\r\nconnection: close\r\n\r\n",
                         payload.len()
                     );
                     if socket.write_all(head.as_bytes()).await.is_ok()

@@ -1,7 +1,7 @@
 //! A seeded generator of realistic RealtimeKit chat dumps: 85% text of varied length (commas,
 //! quotes, newlines, emoji, CJK, RTL), 10% image URLs, 5% file JSON payloads, 2% pinned, 5%
 //! edited, UUIDs for sessions, meetings and participants as RealtimeKit writes them, in the CSV
-//! format of FACTS.md. The same seed gives the same bytes. Used by
+//! format of RealtimeKit's chat export. The same seed gives the same bytes. Used by
 //! `chatsink demo`, `chatsink send-test-webhook` and the benchmarks.
 
 use rand::rngs::StdRng;
@@ -241,7 +241,7 @@ fn text(rng: &mut StdRng) -> String {
     out
 }
 
-/// A `meeting.chatSynced` body as RealtimeKit sends it (FACTS.md), for a session whose dump is at
+/// A `meeting.chatSynced` body as RealtimeKit sends it, for a session whose dump is at
 /// `url`: an hour-long session that ended now, in a meeting of its own.
 pub fn chat_synced_body(session: &str, url: &str) -> Vec<u8> {
     let now = chrono::Utc::now().timestamp_millis();

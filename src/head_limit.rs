@@ -20,7 +20,7 @@ pub const MAX_REQUEST_LINE: usize = 65_534;
 /// The longest request head passed on, below actix-http's 128 KiB read buffer.
 pub const MAX_HEAD: usize = 96 * 1024;
 
-/// A complete `Connection: close` response with a JSON error body, its length computed.
+/// A complete `connection: close` response with a JSON error body, its length computed.
 fn refusal(status: &str, error: &str, message: &str) -> Vec<u8> {
     let body = serde_json::json!({"error": error, "message": message}).to_string();
     format!(

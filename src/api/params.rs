@@ -137,14 +137,25 @@ pub const STATS_PARAMS: &[ParamSpec] = &[
 pub const LIST_PARAMS: &[ParamSpec] = &[LIMIT, CURSOR];
 pub const USER_LIST_PARAMS: &[ParamSpec] = &[SESSION, LIMIT, CURSOR];
 
-/// A parsed query string: every name known to `specs`, every value valid for its kind.
+/// A parsed query string: every name known to `specs`, every value parsed once into its kind.
 pub struct QueryParams {
-    values: BTreeMap<&'static str, Vec<String>>,
+    values: BTreeMap<&'static str, Vec<Value>>,
+}
+
+/// One parameter value, parsed by its [`ParamKind`].
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    /// Text and choices.
+    Text(String),
+    Bool(bool),
+    /// Epoch milliseconds.
+    Time(i64),
+    Integer(i64),
 }
 
 impl QueryParams {
     pub fn parse(query: &str, specs: &[ParamSpec]) -> Result<Self, ApiError> {
-        let mut values: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+        let mut values: BTreeMap<&'static str, Vec<Value>> = BTreeMap::new();
         for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
             let Some(spec) = specs.iter().find(|s| s.name == name) else {
                 let allowed: Vec<&str> = specs.iter().map(|s| s.name).collect();
@@ -163,42 +174,62 @@ impl QueryParams {
                     format!("may be given at most {MAX_REPEATS} times"),
                 ));
             }
-            validate(spec, &value)?;
-            entry.push(value.into_owned());
+            entry.push(parse_value(spec, value.into_owned())?);
         }
         Ok(Self { values })
     }
 
+    fn first(&self, name: &str) -> Option<&Value> {
+        self.values.get(name).and_then(|v| v.first())
+    }
+
+    /// Every text value of a repeatable parameter, sorted and without repeats.
     pub fn all(&self, name: &str) -> Vec<String> {
-        let mut v = self.values.get(name).cloned().unwrap_or_default();
+        let mut v: Vec<String> = self
+            .values
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| match v {
+                Value::Text(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect();
         v.sort();
         v.dedup();
         v
     }
 
     pub fn one(&self, name: &str) -> Option<&str> {
-        self.values
-            .get(name)
-            .and_then(|v| v.first())
-            .map(String::as_str)
+        match self.first(name)? {
+            Value::Text(t) => Some(t),
+            _ => None,
+        }
     }
 
     fn bool(&self, name: &str) -> Option<bool> {
-        self.one(name).map(|v| v == "true")
+        match self.first(name)? {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
     }
 
     fn time(&self, name: &str) -> Option<i64> {
-        self.one(name)
-            .and_then(|v| Timestamp::parse_date_or_time(v).ok())
-            .map(Timestamp::millis)
+        match self.first(name)? {
+            Value::Time(ms) => Some(*ms),
+            _ => None,
+        }
     }
 
     pub fn limit(&self) -> Option<u32> {
-        self.one("limit").and_then(|v| v.parse().ok())
+        match self.first("limit")? {
+            Value::Integer(n) => u32::try_from(*n).ok(),
+            _ => None,
+        }
     }
 }
 
-fn validate(spec: &ParamSpec, value: &str) -> Result<(), ApiError> {
+fn parse_value(spec: &ParamSpec, value: String) -> Result<Value, ApiError> {
     let name = spec.name;
     match spec.kind {
         ParamKind::Text if value.is_empty() => Err(ApiError::invalid(name, "must not be empty")),
@@ -206,23 +237,26 @@ fn validate(spec: &ParamSpec, value: &str) -> Result<(), ApiError> {
             name,
             format!("is longer than {MAX_TEXT_BYTES} bytes"),
         )),
-        ParamKind::Text => Ok(()),
-        ParamKind::Bool if value == "true" || value == "false" => Ok(()),
-        ParamKind::Bool => Err(ApiError::invalid(
-            name,
-            format!("'{value}' is not allowed; use true or false"),
-        )),
-        ParamKind::Time => Timestamp::parse_date_or_time(value)
-            .map(|_| ())
+        ParamKind::Text => Ok(Value::Text(value)),
+        ParamKind::Bool => match value.as_str() {
+            "true" => Ok(Value::Bool(true)),
+            "false" => Ok(Value::Bool(false)),
+            _ => Err(ApiError::invalid(
+                name,
+                format!("'{value}' is not allowed; use true or false"),
+            )),
+        },
+        ParamKind::Time => Timestamp::parse_date_or_time(&value)
+            .map(|t| Value::Time(t.millis()))
             .map_err(|e| ApiError::invalid(name, e.to_string())),
         ParamKind::Integer { min, max } => match value.parse::<i64>() {
-            Ok(n) if (min..=max).contains(&n) => Ok(()),
+            Ok(n) if (min..=max).contains(&n) => Ok(Value::Integer(n)),
             _ => Err(ApiError::invalid(
                 name,
                 format!("'{value}' is not allowed; use an integer from {min} to {max}"),
             )),
         },
-        ParamKind::Choice(choices) if choices.contains(&value) => Ok(()),
+        ParamKind::Choice(choices) if choices.contains(&value.as_str()) => Ok(Value::Text(value)),
         ParamKind::Choice(choices) => Err(ApiError::invalid(
             name,
             format!(

@@ -12,7 +12,7 @@ pub struct WebhookEvent {
     pub chat_synced: Option<ChatSynced>,
 }
 
-/// The `meeting.chatSynced` payload (FACTS.md): all fields at the top level.
+/// The `meeting.chatSynced` payload as RealtimeKit sends it: all fields at the top level.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatSynced {
     pub session_id: SessionId,

@@ -40,7 +40,7 @@ impl Timestamp {
         self.0
     }
 
-    /// Parses every form FACTS.md lists for RealtimeKit and Dyte: RFC 3339
+    /// Parses every form RealtimeKit and Dyte send: RFC 3339
     /// (`2026-06-03T10:00:00.000Z`), Dyte's `2022-12-13 07:08:39.051621Z`, and epoch seconds or
     /// milliseconds. A zone-less date-time is taken as UTC. Instants outside
     /// [`MIN_MILLIS`]..=[`MAX_MILLIS`] are refused.

@@ -13,7 +13,8 @@ use std::collections::VecDeque;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
-/// The dump's columns (FACTS.md), in the order [`Columns`] keeps their positions.
+/// The columns of RealtimeKit's chat dump CSV, in the order `DumpReader::columns` keeps their
+/// positions.
 pub const REQUIRED_COLUMNS: [&str; 10] = [
     "id",
     "participantId",

@@ -1,6 +1,6 @@
 //! The Chat Replay API: a fresh download URL for a session whose link expired.
 //! Cloudflare: `GET {base}/accounts/{account}/realtime/kit/{app}/sessions/{session}/chat` with a
-//! bearer token; Dyte v2: `GET {base}/sessions/{session}/chat` with HTTP Basic (FACTS.md).
+//! bearer token; Dyte v2: `GET {base}/sessions/{session}/chat` with HTTP Basic.
 
 use crate::config::{DownloadSettings, ReplayApiCredentials};
 use crate::domain::{SessionId, Timestamp};

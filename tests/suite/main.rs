@@ -17,3 +17,4 @@ mod ops;
 mod query;
 mod readme;
 mod receive;
+mod seam;

@@ -1,6 +1,6 @@
 //! The inbox: every verified delivery, stored before the sender is answered.
 
-use super::now_ms;
+use super::{now_ms, sessions};
 use crate::domain::{IntakeOutcome, NewDelivery, Timestamp};
 use rusqlite::{params, Connection};
 
@@ -54,42 +54,7 @@ pub fn insert_delivery(
         now
     ])?;
     let job_id = tx.last_insert_rowid();
-    let iso = |t: Option<Timestamp>| t.map(Timestamp::to_rfc3339);
-    let sort_ms = chat
-        .started_at
-        .or(chat.created_at)
-        .map(Timestamp::millis)
-        .unwrap_or(delivery.received.millis());
-    tx.prepare_cached(
-        "INSERT INTO sessions (session_id, meeting_id, title, created_at, started_at, ended_at, organizer_id, organizer_name,
-                               sort_ms, status, updated_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10)
-         ON CONFLICT (session_id) DO UPDATE SET
-            meeting_id = coalesce(excluded.meeting_id, meeting_id),
-            title = coalesce(excluded.title, title),
-            created_at = coalesce(excluded.created_at, created_at),
-            started_at = coalesce(excluded.started_at, started_at),
-            ended_at = coalesce(excluded.ended_at, ended_at),
-            organizer_id = coalesce(excluded.organizer_id, organizer_id),
-            organizer_name = coalesce(excluded.organizer_name, organizer_name),
-            sort_ms = CASE WHEN excluded.started_at IS NOT NULL OR excluded.created_at IS NOT NULL
-                           THEN excluded.sort_ms ELSE sort_ms END,
-            status = 'queued',
-            updated_ms = excluded.updated_ms",
-    )?
-    .execute(params![
-            chat.session_id.as_str(),
-            chat.meeting_id,
-            chat.title,
-            iso(chat.created_at),
-            iso(chat.started_at),
-            iso(chat.ended_at),
-            chat.organizer_id,
-            chat.organizer_name,
-            sort_ms,
-            now
-        ],
-    )?;
+    sessions::record_delivery(tx, chat, delivery.received, now)?;
     Ok(IntakeOutcome::Stored {
         inbox_id,
         job_id: Some(job_id),

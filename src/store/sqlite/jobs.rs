@@ -187,11 +187,7 @@ pub fn fail_job(
         params![job_id, token, state.as_str(), next, error, now],
     )?;
     if changed == 1 {
-        tx.execute(
-            "UPDATE sessions SET status = ?2, updated_ms = ?3
-             WHERE session_id = (SELECT session_id FROM jobs WHERE id = ?1)",
-            params![job_id, state.as_str(), now],
-        )?;
+        super::sessions::set_status_for_job(&tx, job_id, state, now)?;
     }
     tx.commit()?;
     Ok((changed == 1).then_some(state))

@@ -279,17 +279,7 @@ impl<'c> LoadBatch<'c> {
         let conn = self.conn;
         let now = now_ms();
         conn.execute("DELETE FROM temp.load_seen", [])?;
-        // A dump can arrive without a webhook (`chatsink ingest`): then its row starts here.
-        let new_session = conn.execute(
-            "INSERT INTO sessions (session_id, sort_ms, status, updated_ms) VALUES (?1, ?2, 'loaded', ?2)
-             ON CONFLICT (session_id) DO NOTHING",
-            params![session.as_str(), now],
-        )? > 0;
-        let session_key: i64 = conn.query_row(
-            "SELECT session_key FROM sessions WHERE session_id = ?1",
-            [session.as_str()],
-            |r| r.get(0),
-        )?;
+        let (session_key, new_session) = sessions::key_for_load(conn, session, now)?;
         let had_rows: bool = !new_session
             && conn.query_row(
                 "SELECT EXISTS (SELECT 1 FROM messages WHERE session_key = ?1)",
@@ -386,7 +376,7 @@ impl<'c> LoadBatch<'c> {
                 [session_key],
             )?;
         }
-        report.messages = refresh_session_counts(conn, session_key, new_session, now)?;
+        report.messages = sessions::refresh_counts(conn, session_key, new_session, now)?;
         Ok(report)
     }
 
@@ -485,41 +475,6 @@ fn with_page_cache<T>(
     let result = work(conn);
     conn.pragma_update(None, "cache_size", normal)?;
     Ok(result)
-}
-
-/// Recomputes the session's counts from its stored rows and marks it loaded. A session whose
-/// row this load started (no webhook came first) is placed in the session list by its first
-/// message.
-fn refresh_session_counts(
-    conn: &Connection,
-    session_key: i64,
-    new_session: bool,
-    now: i64,
-) -> rusqlite::Result<i64> {
-    let message_count = conn.query_row(
-        "UPDATE sessions SET
-            meeting_id = coalesce(meeting_id,
-                (SELECT mt.meeting_id FROM messages m JOIN meetings mt ON mt.meeting_key = m.meeting_key
-                 WHERE m.session_key = ?1 LIMIT 1)),
-            (message_count, text_count, image_count, file_count, other_count, pinned_count, first_message_ms, last_message_ms) =
-                (SELECT count(*), coalesce(sum(kind = 'text'), 0), coalesce(sum(kind = 'image'), 0),
-                        coalesce(sum(kind = 'file'), 0), coalesce(sum(kind NOT IN ('text', 'image', 'file')), 0),
-                        coalesce(sum(pinned), 0), min(created_ms), max(created_ms)
-                 FROM messages WHERE session_key = ?1),
-            rejected_count = (SELECT count(*) FROM rejected_rows WHERE rejected_rows.session_id = sessions.session_id),
-            status = 'loaded', loaded_ms = ?2, updated_ms = ?2
-         WHERE session_key = ?1
-         RETURNING message_count",
-        params![session_key, now],
-        |r| r.get(0),
-    )?;
-    if new_session {
-        conn.execute(
-            "UPDATE sessions SET sort_ms = coalesce(first_message_ms, sort_ms) WHERE session_key = ?1",
-            [session_key],
-        )?;
-    }
-    Ok(message_count)
 }
 
 /// A session's rejected rows in file order, keyset after `after` (a [`StoredRejectedRow::id`];

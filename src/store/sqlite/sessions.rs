@@ -1,7 +1,8 @@
-//! Sessions: metadata from the webhook, counts from the last load, and the stored raw dump.
+//! Sessions: metadata from the webhook, counts from the last load, and the stored raw dump. Every
+//! write to the `sessions` table is here.
 
 use super::now_ms;
-use crate::domain::{SessionDump, SessionId, SessionRecord};
+use crate::domain::{ChatSynced, JobState, SessionDump, SessionId, SessionRecord, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
 
 pub const SESSION_COLUMNS: &str = "session_id, meeting_id, title, created_at, started_at, ended_at, organizer_id, organizer_name,
@@ -63,6 +64,123 @@ pub fn set_session_dump(
     conn.execute(
         "UPDATE sessions SET dump_path = ?2, dump_sha256 = ?3, updated_ms = ?4 WHERE session_id = ?1",
         params![session.as_str(), dump.path, dump.sha256, now_ms()],
+    )?;
+    Ok(())
+}
+
+/// Records a `meeting.chatSynced` delivery's session metadata and marks the session queued; in
+/// the intake's transaction. Metadata a delivery lacks keeps what an earlier one brought.
+pub fn record_delivery(
+    tx: &Connection,
+    chat: &ChatSynced,
+    received: Timestamp,
+    now: i64,
+) -> rusqlite::Result<()> {
+    let iso = |t: Option<Timestamp>| t.map(Timestamp::to_rfc3339);
+    let sort_ms = chat
+        .started_at
+        .or(chat.created_at)
+        .map(Timestamp::millis)
+        .unwrap_or(received.millis());
+    tx.prepare_cached(
+        "INSERT INTO sessions (session_id, meeting_id, title, created_at, started_at, ended_at, organizer_id, organizer_name,
+                               sort_ms, status, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10)
+         ON CONFLICT (session_id) DO UPDATE SET
+            meeting_id = coalesce(excluded.meeting_id, meeting_id),
+            title = coalesce(excluded.title, title),
+            created_at = coalesce(excluded.created_at, created_at),
+            started_at = coalesce(excluded.started_at, started_at),
+            ended_at = coalesce(excluded.ended_at, ended_at),
+            organizer_id = coalesce(excluded.organizer_id, organizer_id),
+            organizer_name = coalesce(excluded.organizer_name, organizer_name),
+            sort_ms = CASE WHEN excluded.started_at IS NOT NULL OR excluded.created_at IS NOT NULL
+                           THEN excluded.sort_ms ELSE sort_ms END,
+            status = 'queued',
+            updated_ms = excluded.updated_ms",
+    )?
+    .execute(params![
+            chat.session_id.as_str(),
+            chat.meeting_id,
+            chat.title,
+            iso(chat.created_at),
+            iso(chat.started_at),
+            iso(chat.ended_at),
+            chat.organizer_id,
+            chat.organizer_name,
+            sort_ms,
+            now
+        ],
+    )?;
+    Ok(())
+}
+
+/// The session's key for a load, and whether this load created its row: a dump can arrive
+/// without a webhook (`chatsink ingest`), and then its row starts here.
+pub fn key_for_load(
+    conn: &Connection,
+    session: &SessionId,
+    now: i64,
+) -> rusqlite::Result<(i64, bool)> {
+    let new_session = conn
+        .prepare_cached(
+            "INSERT INTO sessions (session_id, sort_ms, status, updated_ms) VALUES (?1, ?2, 'loaded', ?2)
+             ON CONFLICT (session_id) DO NOTHING",
+        )?
+        .execute(params![session.as_str(), now])?
+        > 0;
+    let key = conn
+        .prepare_cached("SELECT session_key FROM sessions WHERE session_id = ?1")?
+        .query_row([session.as_str()], |r| r.get(0))?;
+    Ok((key, new_session))
+}
+
+/// Recomputes the session's counts from its stored rows and marks it loaded. A session whose
+/// row this load started (no webhook came first) is placed in the session list by its first
+/// message.
+pub fn refresh_counts(
+    conn: &Connection,
+    session_key: i64,
+    new_session: bool,
+    now: i64,
+) -> rusqlite::Result<i64> {
+    let message_count = conn.query_row(
+        "UPDATE sessions SET
+            meeting_id = coalesce(meeting_id,
+                (SELECT mt.meeting_id FROM messages m JOIN meetings mt ON mt.meeting_key = m.meeting_key
+                 WHERE m.session_key = ?1 LIMIT 1)),
+            (message_count, text_count, image_count, file_count, other_count, pinned_count, first_message_ms, last_message_ms) =
+                (SELECT count(*), coalesce(sum(kind = 'text'), 0), coalesce(sum(kind = 'image'), 0),
+                        coalesce(sum(kind = 'file'), 0), coalesce(sum(kind NOT IN ('text', 'image', 'file')), 0),
+                        coalesce(sum(pinned), 0), min(created_ms), max(created_ms)
+                 FROM messages WHERE session_key = ?1),
+            rejected_count = (SELECT count(*) FROM rejected_rows WHERE rejected_rows.session_id = sessions.session_id),
+            status = 'loaded', loaded_ms = ?2, updated_ms = ?2
+         WHERE session_key = ?1
+         RETURNING message_count",
+        params![session_key, now],
+        |r| r.get(0),
+    )?;
+    if new_session {
+        conn.execute(
+            "UPDATE sessions SET sort_ms = coalesce(first_message_ms, sort_ms) WHERE session_key = ?1",
+            [session_key],
+        )?;
+    }
+    Ok(message_count)
+}
+
+/// The session of a job that failed or died takes the job's state.
+pub fn set_status_for_job(
+    conn: &Connection,
+    job_id: i64,
+    state: JobState,
+    now: i64,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE sessions SET status = ?2, updated_ms = ?3
+         WHERE session_id = (SELECT session_id FROM jobs WHERE id = ?1)",
+        params![job_id, state.as_str(), now],
     )?;
     Ok(())
 }
