@@ -22,3 +22,15 @@ pub enum IntakeOutcome {
     /// The same delivery id or the same body was stored before: nothing was created.
     Duplicate,
 }
+
+/// A stored delivery, as listed for operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    pub inbox_id: i64,
+    pub delivery_id: Option<String>,
+    /// How its signature was verified: `rtk-rsa`, `dyte-rsa`, `hmac` or `insecure`.
+    pub scheme: String,
+    pub event: String,
+    pub session_id: Option<String>,
+    pub received_ms: i64,
+}

@@ -15,7 +15,7 @@ mod rsa_key;
 mod search;
 pub mod timestamp;
 
-pub use delivery::{IntakeOutcome, NewDelivery};
+pub use delivery::{DeliveryRecord, IntakeOutcome, NewDelivery};
 pub use event::{parse_event, ChatSynced, EventError, WebhookEvent, CHAT_SYNCED};
 pub use host_pattern::{HostPattern, HostPatternError};
 pub use ids::{SessionId, SessionIdError};

@@ -22,9 +22,9 @@ pub mod sqlite;
 pub use owner::{Owner, ProcessIdentity};
 
 use crate::domain::{
-    After, ClaimedJob, IntakeOutcome, Job, JobState, LoadReport, MessageFilter, MessageRow,
-    MessageStats, NewDelivery, Order, ReprocessSelector, RowSource, SessionDump, SessionId,
-    SessionRecord, StoredRejectedRow, UnknownValue, UserRecord,
+    After, ClaimedJob, DeliveryRecord, IntakeOutcome, Job, JobState, LoadReport, MessageFilter,
+    MessageRow, MessageStats, NewDelivery, Order, ReprocessSelector, RowSource, SessionDump,
+    SessionId, SessionRecord, StoredRejectedRow, UnknownValue, UserRecord,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -439,6 +439,13 @@ impl Store {
     }
 
     // --- operations ---
+
+    /// Stored deliveries, newest first: what reached the inbox, however verified.
+    pub async fn deliveries(&self, limit: u32) -> Result<Vec<DeliveryRecord>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.deliveries(limit).await,
+        }
+    }
 
     /// Whether the database accepts a write now (`/readyz`); never queued behind reads.
     pub async fn check_writable(&self) -> Result<(), StoreError> {

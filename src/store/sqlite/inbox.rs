@@ -1,7 +1,7 @@
 //! The inbox: every verified delivery, stored before the sender is answered.
 
 use super::{now_ms, sessions};
-use crate::domain::{IntakeOutcome, NewDelivery, Timestamp};
+use crate::domain::{DeliveryRecord, IntakeOutcome, NewDelivery, Timestamp};
 use rusqlite::{params, Connection};
 
 /// Stores one delivery and, for `meeting.chatSynced`, its ingest job and the session's metadata,
@@ -59,6 +59,24 @@ pub fn insert_delivery(
         inbox_id,
         job_id: Some(job_id),
     })
+}
+
+/// Stored deliveries, newest first.
+pub fn list(conn: &Connection, limit: u32) -> rusqlite::Result<Vec<DeliveryRecord>> {
+    conn.prepare(
+        "SELECT id, delivery_id, scheme, event, session_id, received_ms FROM inbox ORDER BY id DESC LIMIT ?1",
+    )?
+    .query_map([limit], |r| {
+        Ok(DeliveryRecord {
+            inbox_id: r.get(0)?,
+            delivery_id: r.get(1)?,
+            scheme: r.get(2)?,
+            event: r.get(3)?,
+            session_id: r.get(4)?,
+            received_ms: r.get(5)?,
+        })
+    })?
+    .collect()
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
 //! [`SqliteStore`]'s side of each use case of [`crate::store::Store`]: which connection it runs
 //! on (a pooled one, a probe one, or one with a read budget) and which table functions it calls.
 
-use super::{jobs, load, messages, owners, sessions, SqliteStore};
+use super::{inbox, jobs, load, messages, owners, sessions, SqliteStore};
 use crate::domain::{
-    After, ClaimedJob, Job, JobState, LoadReport, MessageFilter, MessageRow, MessageStats, Order,
-    ReprocessSelector, RowSource, SessionDump, SessionId, SessionRecord, StoredRejectedRow,
-    UserRecord,
+    After, ClaimedJob, DeliveryRecord, Job, JobState, LoadReport, MessageFilter, MessageRow,
+    MessageStats, Order, ReprocessSelector, RowSource, SessionDump, SessionId, SessionRecord,
+    StoredRejectedRow, UserRecord,
 };
 use crate::store::{FileLoad, JobLoad, Owner, QueueGauges, Selected, StoreError};
 use std::time::Duration;
@@ -210,6 +210,10 @@ impl SqliteStore {
             Ok(load::rejected_page(conn, &session, after, limit)?)
         })
         .await
+    }
+
+    pub async fn deliveries(&self, limit: u32) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.run(move |conn| Ok(inbox::list(conn, limit)?)).await
     }
 
     pub async fn backlog(&self) -> Result<i64, StoreError> {
