@@ -346,8 +346,20 @@ fn growth(work: &Path, ingest_db: &Path, scale: f64) -> Figure {
         )
         .unwrap();
         let empty = work.join(format!("empty-{i}.db"));
-        // Create the schema first, so both runs only load.
-        chatsink::store::Store::open(&empty).unwrap();
+        // Create the schema first, with the build under test (an older build refuses a newer
+        // schema), so both runs only load.
+        let header = work.join("header-only.csv");
+        std::fs::write(
+            &header,
+            format!("{}\r\n", chatsink::ingest::REQUIRED_COLUMNS.join(",")),
+        )
+        .unwrap();
+        chatsink_quiet(&[
+            "ingest",
+            "--database",
+            empty.to_str().unwrap(),
+            header.to_str().unwrap(),
+        ]);
         empty_times.push(timed(|| {
             chatsink_quiet(&[
                 "ingest",

@@ -33,4 +33,7 @@ pub struct DeliveryRecord {
     pub event: String,
     pub session_id: Option<String>,
     pub received_ms: i64,
+    /// The body exactly as it arrived, and its SHA-256 (hex).
+    pub body: Vec<u8>,
+    pub body_sha256: String,
 }

@@ -1,6 +1,7 @@
 //! The operator's commands, run as the real binary: `ingest`, `reprocess`, `jobs`, `--help`.
 
 use crate::helpers::*;
+use chatsink::domain::JobState;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -149,27 +150,17 @@ fn ingest_loads_a_multi_session_file_each_session_as_a_unit() {
             stdout(&output)
         );
     }
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let archive = Archive::open(&db);
     assert_eq!(
-        count("SELECT count(*) FROM message_view WHERE session_id = 's-a'"),
+        archive.messages_of("s-a").len(),
         6,
         "both runs of s-a are kept"
     );
+    assert_eq!(archive.messages_of("s-b").len(), 4);
+    assert_eq!(archive.session("s-a").unwrap().message_count, 6);
+    assert_eq!(archive.session("s-b").unwrap().rejected_count, 1);
     assert_eq!(
-        count("SELECT count(*) FROM message_view WHERE session_id = 's-b'"),
-        4
-    );
-    assert_eq!(
-        count("SELECT message_count FROM sessions WHERE session_id = 's-a'"),
-        6
-    );
-    assert_eq!(
-        count("SELECT rejected_count FROM sessions WHERE session_id = 's-b'"),
-        1
-    );
-    assert_eq!(
-        count("SELECT count(*) FROM rejected_rows"),
+        archive.rejected("s-a").len() + archive.rejected("s-b").len(),
         1,
         "running twice does not double rejected rows"
     );
@@ -220,7 +211,7 @@ async fn reprocess_reloads_from_the_stored_dump_without_network() {
     app.wait_for_jobs(Duration::from_secs(20)).await;
     assert_eq!(storage.requests("/d.csv"), 1);
     // What an older parser might have left behind: a wrong text and a lost row.
-    app.db()
+    app.sqlite()
         .execute_batch("UPDATE messages SET payload = 'garbled' WHERE id = 's-re-m3'; DELETE FROM messages WHERE id = 's-re-m4';")
         .unwrap();
     let before = storage.connections();
@@ -246,18 +237,19 @@ async fn reprocess_reloads_from_the_stored_dump_without_network() {
         before,
         "no network: the stored dump was used"
     );
+    assert_eq!(app.messages_in("s-re"), 12);
     assert_eq!(
-        app.count("SELECT count(*) FROM message_view WHERE session_id = 's-re'"),
-        12
-    );
-    assert_eq!(
-        app.count("SELECT count(*) FROM messages WHERE payload = 'garbled'"),
+        app.archive
+            .all_messages()
+            .iter()
+            .filter(|m| m.payload == "garbled")
+            .count() as i64,
         0
     );
 
     // --all runs while serve runs, twice at once: no double load. Rows sit under a UNIQUE key,
     // so their count cannot show a second load; the jobs can: each new job was claimed once.
-    let jobs_before = app.count("SELECT count(*) FROM jobs");
+    let jobs_before = app.jobs_where(|_| true);
     let (db, data) = (app.db_path.clone(), app.data_dir.clone());
     let runs: Vec<_> = (0..2)
         .map(|_| {
@@ -269,20 +261,21 @@ async fn reprocess_reloads_from_the_stored_dump_without_network() {
         let output = run.join().unwrap();
         assert!(output.status.success(), "{}", stdout(&output));
     }
-    assert_eq!(app.count("SELECT count(*) FROM messages"), 12);
-    assert_eq!(
-        app.count("SELECT count(*) FROM jobs WHERE state NOT IN ('done')"),
-        0
-    );
-    let new_jobs = app.count("SELECT count(*) FROM jobs") - jobs_before;
+    assert_eq!(app.message_count(), 12);
+    assert_eq!(app.jobs_where(|j| j.state != JobState::Done), 0);
+    let new_jobs = app.jobs_where(|_| true) - jobs_before;
     assert!(
         (1..=2).contains(&new_jobs),
         "{new_jobs} jobs for one session"
     );
     assert_eq!(
-        app.count(&format!(
-            "SELECT sum(attempts) FROM jobs WHERE id > (SELECT max(id) FROM jobs) - {new_jobs}"
-        )),
+        app.archive
+            .jobs()
+            .iter()
+            .rev()
+            .take(new_jobs as usize)
+            .map(|j| i64::from(j.attempts))
+            .sum::<i64>(),
         new_jobs,
         "every reprocess job was claimed and loaded exactly once"
     );
@@ -345,12 +338,9 @@ async fn reprocess_dead_fetches_a_fresh_url_and_jobs_lists_errors() {
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", stdout(&output));
+    assert_eq!(app.messages_in("s-dead"), 5);
     assert_eq!(
-        app.count("SELECT count(*) FROM message_view WHERE session_id = 's-dead'"),
-        5
-    );
-    assert_eq!(
-        app.count("SELECT count(*) FROM jobs WHERE state = 'dead'"),
+        app.jobs_where(|j| j.state == JobState::Dead),
         0,
         "the dead job is superseded"
     );
@@ -406,11 +396,7 @@ fn reprocess_of_a_session_never_seen_says_so_and_creates_nothing() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("unknown session(s): nope"), "{stderr}");
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let jobs: i64 = conn
-        .query_row("SELECT count(*) FROM jobs", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(jobs, 0, "no job was created");
+    assert!(Archive::open(&db).jobs().is_empty(), "no job was created");
     let dead = chatsink(&["reprocess", "--dead"], &db, dir.path());
     assert!(dead.status.success());
     assert!(

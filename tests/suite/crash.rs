@@ -147,21 +147,18 @@ impl Site {
         }
     }
 
-    pub(crate) fn db(&self) -> rusqlite::Connection {
-        let conn = rusqlite::Connection::open(self.db_path()).unwrap();
-        conn.busy_timeout(Duration::from_secs(10)).unwrap();
-        conn
+    /// The site's archive through chatsink's store, opened for the call and closed after it: a
+    /// test process holding the file open would keep its WAL alive and stop a remount.
+    pub(crate) fn archive(&self) -> Archive {
+        Archive::open(&self.db_path())
     }
 
     /// (state, attempts) of every job, oldest first.
     pub(crate) fn jobs(&self) -> Vec<(String, i64)> {
-        let conn = self.db();
-        let mut stmt = conn
-            .prepare("SELECT state, attempts FROM jobs ORDER BY id")
-            .unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(Result::unwrap)
+        self.archive()
+            .jobs()
+            .into_iter()
+            .map(|j| (j.state.as_str().to_owned(), i64::from(j.attempts)))
             .collect()
     }
 
@@ -181,26 +178,21 @@ impl Site {
         }
     }
 
-    /// Asserts that the session holds exactly the dump's message ids, each once.
+    /// Asserts that the session holds exactly the dump's message ids, each once, and that the
+    /// SQLite file passes its integrity check.
     pub(crate) fn assert_loaded_once(&self, session: &str, rows: usize) {
-        let conn = self.db();
-        let (count, distinct): (i64, i64) = conn
-            .query_row(
-                "SELECT count(*), count(DISTINCT id) FROM message_view WHERE session_id = ?1",
-                [session],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap();
-        assert_eq!((count, distinct), (rows as i64, rows as i64), "{session}");
-        let (status, counted): (String, i64) = conn
-            .query_row(
-                "SELECT status, message_count FROM sessions WHERE session_id = ?1",
-                [session],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap();
-        assert_eq!((status.as_str(), counted), ("loaded", rows as i64));
-        let integrity: String = conn
+        let archive = self.archive();
+        let stored = archive.messages_of(session);
+        let distinct: std::collections::HashSet<&str> =
+            stored.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!((stored.len(), distinct.len()), (rows, rows), "{session}");
+        let record = archive.session(session).unwrap();
+        assert_eq!(
+            (record.status.as_str(), record.message_count),
+            ("loaded", rows as i64)
+        );
+        let integrity: String = rusqlite::Connection::open(self.db_path())
+            .unwrap()
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .unwrap();
         assert_eq!(integrity, "ok");
@@ -424,25 +416,25 @@ async fn a_session_acknowledged_just_before_a_kill_loads_within_ten_seconds_of_t
         }],
     );
     let served = site.start_on_defaults().await;
+    let archive = site.archive();
     let body = chat_synced("s-killed", &server.url("/killed.csv"));
     let response = served.post(&body, "killed-delivery").await.unwrap();
     assert_eq!(response.status(), 200);
     let acknowledged = Instant::now();
     // Kill as soon as the job is claimed (a few milliseconds), so its lease is left behind.
-    while site
+    while archive
         .jobs()
         .first()
-        .is_none_or(|(state, _)| state != "running")
+        .is_none_or(|j| j.state != chatsink::domain::JobState::Running)
     {
         assert!(
             acknowledged.elapsed() < Duration::from_secs(2),
             "{:?}",
             site.jobs()
         );
-        std::thread::sleep(Duration::from_micros(200));
     }
-    served.kill();
     let killed_after = acknowledged.elapsed();
+    served.kill();
     assert!(
         killed_after < Duration::from_millis(10),
         "killed {killed_after:?} after the ack"
@@ -666,14 +658,12 @@ async fn repeated_kills_during_a_stream_of_deliveries_lose_nothing() {
     for (session, rows) in &acknowledged {
         site.assert_loaded_once(session, *rows);
     }
-    let stored: std::collections::HashSet<String> = {
-        let conn = site.db();
-        let mut stmt = conn.prepare("SELECT delivery_id FROM inbox").unwrap();
-        stmt.query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-    };
+    let stored: std::collections::HashSet<String> = site
+        .archive()
+        .deliveries()
+        .into_iter()
+        .filter_map(|d| d.delivery_id)
+        .collect();
     let events = acknowledged_events.lock().unwrap().clone();
     assert!(events.len() > 20, "{}", events.len());
     for id in &events {

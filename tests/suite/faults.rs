@@ -3,6 +3,7 @@
 
 use crate::crash::{free_port, Site};
 use crate::helpers::*;
+use chatsink::domain::JobKind;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use std::io::Write;
@@ -67,6 +68,7 @@ impl Drop for Tmpfs {
     }
 }
 
+/// SQLite's own check of the file (a test of the SQLite backend's storage under faults).
 fn integrity(db: &rusqlite::Connection) -> String {
     db.query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap()
@@ -140,18 +142,10 @@ async fn a_full_disk_answers_503_keeps_every_acknowledged_delivery_and_recovers(
     let jobs = app.wait_for_jobs(Duration::from_secs(60)).await;
     assert_eq!(jobs.len(), acknowledged.len());
     assert!(jobs.iter().all(|(_, state, _)| state == "done"), "{jobs:?}");
-    let db = app.db();
     for (session, rows) in &acknowledged {
-        let count: i64 = db
-            .query_row(
-                "SELECT count(*) FROM message_view WHERE session_id = ?1",
-                [session],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(count, *rows as i64, "{session}");
+        assert_eq!(app.messages_in(session), *rows as i64, "{session}");
     }
-    assert_eq!(integrity(&db), "ok");
+    assert_eq!(integrity(&app.sqlite()), "ok");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,12 +189,8 @@ async fn a_load_that_hits_a_full_disk_rolls_back_retries_and_loads_once() {
     std::fs::remove_file(&filler).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let failed = loop {
-        let (state, attempts): (String, i64) = app
-            .db()
-            .query_row("SELECT state, attempts FROM jobs", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .unwrap();
+        let job = app.only_job();
+        let (state, attempts) = (job.state.as_str(), job.attempts);
         if state == "failed" || attempts >= 2 {
             break (state, attempts);
         }
@@ -212,21 +202,18 @@ async fn a_load_that_hits_a_full_disk_rolls_back_retries_and_loads_once() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     assert_eq!(
-        app.count("SELECT count(*) FROM message_view WHERE session_id = 'disk-load'"),
+        app.messages_in("disk-load"),
         0,
         "a failed attempt leaves no rows ({failed:?})"
     );
     let jobs = app.wait_for_jobs(Duration::from_secs(60)).await;
     assert_eq!(jobs[0].1, "done", "{jobs:?}");
     assert!(
-        app.count("SELECT attempts FROM jobs") >= 2,
+        i64::from(app.only_job().attempts) >= 2,
         "the first attempt did not succeed"
     );
-    assert_eq!(
-        app.count("SELECT count(*) FROM message_view WHERE session_id = 'disk-load'"),
-        60_000
-    );
-    assert_eq!(integrity(&app.db()), "ok");
+    assert_eq!(app.messages_in("disk-load"), 60_000);
+    assert_eq!(integrity(&app.sqlite()), "ok");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -308,8 +295,8 @@ async fn a_database_moved_away_answers_503_creates_nothing_and_recovers_when_bac
     let jobs = app.wait_for_jobs(Duration::from_secs(20)).await;
     assert_eq!(jobs.len(), 2);
     assert!(jobs.iter().all(|(_, s, _)| s == "done"), "{jobs:?}");
-    assert_eq!(app.count("SELECT count(*) FROM messages"), 20);
-    assert_eq!(integrity(&app.db()), "ok");
+    assert_eq!(app.message_count(), 20);
+    assert_eq!(integrity(&app.sqlite()), "ok");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -458,32 +445,17 @@ async fn many_senders_with_duplicates_while_analysts_query_and_cron_reprocesses(
         assert!(!stderr.contains("locked"), "{stderr}");
     }
     assert!(jobs.iter().all(|(_, state, _)| state == "done"), "{jobs:?}");
-    let db = app.db();
-    let deliveries: i64 = db
-        .query_row(
-            "SELECT count(*) FROM jobs WHERE kind = 'delivery'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(deliveries, 50);
-    let max_attempts: i64 = db
-        .query_row("SELECT max(attempts) FROM jobs", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(max_attempts, 1, "no job was claimed twice");
+    assert_eq!(app.jobs_where(|j| j.kind == JobKind::Delivery), 50);
+    let max_attempts = app.archive.jobs().iter().map(|j| j.attempts).max();
+    assert_eq!(max_attempts, Some(1), "no job was claimed twice");
     for (session, rows, _) in sessions.iter() {
-        let (count, distinct, recorded): (i64, i64, i64) = db
-            .query_row(
-                "SELECT count(*), count(DISTINCT id),
-                        (SELECT message_count FROM sessions WHERE session_id = ?1)
-                 FROM message_view WHERE session_id = ?1",
-                [session],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .unwrap();
+        let stored = app.archive.messages_of(session);
+        let distinct: std::collections::HashSet<&str> =
+            stored.iter().map(|m| m.id.as_str()).collect();
+        let recorded = app.archive.session(session).unwrap().message_count;
         assert_eq!(
-            (count, distinct, recorded),
-            (*rows as i64, *rows as i64, *rows as i64)
+            (stored.len(), distinct.len(), recorded),
+            (*rows, *rows, *rows as i64)
         );
     }
 }

@@ -2,7 +2,12 @@
 
 use base64::Engine;
 use chatsink::config::Cli;
+use chatsink::domain::{
+    DeliveryRecord, Job, MessageFilter, MessageRow, Order, SessionRecord, StoredRejectedRow,
+    TextQuery,
+};
 use chatsink::startup::Application;
+use chatsink::store::Store;
 use rsa::pkcs1v15::SigningKey;
 use rsa::pkcs8::{EncodePublicKey, LineEnding};
 use rsa::signature::{SignatureEncoding, Signer};
@@ -11,7 +16,7 @@ use rusqlite::Connection;
 use sha2::Sha256;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -64,6 +69,96 @@ pub fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// The archive as chatsink's own store reads it: typed views for tests, through the same use
+/// cases the service calls, so what a test sees does not depend on the backend. Each call runs
+/// on a thread of its own, so it works from sync and async tests alike.
+pub struct Archive {
+    store: Store,
+}
+
+/// No read of a test's archive needs a budget.
+const NO_BUDGET: Duration = Duration::from_secs(600);
+
+impl Archive {
+    pub fn open(path: &Path) -> Self {
+        Self {
+            store: Store::open(path).expect("the test database opens"),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn run<T: Send>(&self, work: impl std::future::Future<Output = T> + Send) -> T {
+        std::thread::scope(|scope| scope.spawn(|| block_on(work)).join().unwrap())
+    }
+
+    /// Every job, oldest first.
+    pub fn jobs(&self) -> Vec<Job> {
+        let mut jobs = self.run(self.store.jobs(None, u32::MAX)).unwrap();
+        jobs.reverse();
+        jobs
+    }
+
+    /// Every stored delivery, oldest first.
+    pub fn deliveries(&self) -> Vec<DeliveryRecord> {
+        let mut deliveries = self.run(self.store.deliveries(u32::MAX)).unwrap();
+        deliveries.reverse();
+        deliveries
+    }
+
+    pub fn session(&self, id: &str) -> Option<SessionRecord> {
+        self.run(self.store.session(id, NO_BUDGET)).unwrap()
+    }
+
+    /// Every session, newest first.
+    pub fn sessions(&self) -> Vec<SessionRecord> {
+        self.run(self.store.session_page(None, u32::MAX, NO_BUDGET))
+            .unwrap()
+    }
+
+    /// Every message `filter` selects, in time order.
+    pub fn messages(&self, filter: MessageFilter) -> Vec<MessageRow> {
+        self.run(
+            self.store
+                .message_page(&filter, Order::Asc, None, u32::MAX, NO_BUDGET),
+        )
+        .unwrap()
+    }
+
+    pub fn all_messages(&self) -> Vec<MessageRow> {
+        self.messages(MessageFilter::default())
+    }
+
+    pub fn messages_of(&self, session: &str) -> Vec<MessageRow> {
+        self.messages(MessageFilter {
+            session: Some(session.to_owned()),
+            ..MessageFilter::default()
+        })
+    }
+
+    /// The messages a full-text `q` finds.
+    pub fn search(&self, q: &str) -> Vec<MessageRow> {
+        self.messages(MessageFilter {
+            text_query: Some(TextQuery::parse(q).unwrap()),
+            ..MessageFilter::default()
+        })
+    }
+
+    /// The dump the session was last loaded from.
+    pub fn dump(&self, session: &str) -> Option<chatsink::domain::SessionDump> {
+        let id = chatsink::domain::SessionId::parse(session).unwrap();
+        self.run(self.store.stored_dump(&id)).unwrap()
+    }
+
+    /// A session's rejected rows, in file order.
+    pub fn rejected(&self, session: &str) -> Vec<StoredRejectedRow> {
+        self.run(self.store.rejected_page(session, None, u32::MAX, NO_BUDGET))
+            .unwrap()
+    }
+}
+
 pub struct TestApp {
     pub address: String,
     pub db_path: PathBuf,
@@ -71,6 +166,7 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
     pub client: reqwest::Client,
     pub server: tokio::task::JoinHandle<()>,
+    pub archive: Archive,
 }
 
 /// Extra `serve` flags per test; the defaults point at a temp dir with a test RSA key and HMAC
@@ -144,6 +240,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         let _ = app.run_until_stopped().await;
     });
     TestApp {
+        archive: Archive::open(&db_path),
         address,
         db_path,
         data_dir,
@@ -154,26 +251,53 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
 }
 
 impl TestApp {
-    pub fn db(&self) -> Connection {
+    /// The SQLite file itself, for tests of the SQLite backend's own storage (its integrity
+    /// check, query plans, full-text index) and for faults injected below the store. Everything
+    /// else reads the archive through [`TestApp::archive`].
+    pub fn sqlite(&self) -> Connection {
         let conn = Connection::open(&self.db_path).unwrap();
         conn.busy_timeout(Duration::from_secs(10)).unwrap();
         conn
     }
 
-    /// Every rejected row as (line, reason), in line order.
+    /// Every rejected row of every session as (line, reason), in line order.
     pub fn rejected_rows(&self) -> Vec<(i64, String)> {
-        let conn = self.db();
-        let mut stmt = conn
-            .prepare("SELECT line, reason FROM rejected_rows ORDER BY line")
-            .unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
+        let mut rows: Vec<(i64, String)> = self
+            .archive
+            .sessions()
+            .iter()
+            .flat_map(|s| self.archive.rejected(&s.session_id))
+            .map(|r| (r.line, r.reason))
+            .collect();
+        rows.sort();
+        rows
     }
 
-    pub fn count(&self, sql: &str) -> i64 {
-        self.db().query_row(sql, [], |r| r.get(0)).unwrap()
+    /// The one job there is.
+    pub fn only_job(&self) -> Job {
+        let mut jobs = self.archive.jobs();
+        assert_eq!(jobs.len(), 1, "{jobs:?}");
+        jobs.remove(0)
+    }
+
+    /// How many jobs match `keep`.
+    pub fn jobs_where(&self, keep: impl Fn(&Job) -> bool) -> i64 {
+        self.archive.jobs().iter().filter(|j| keep(j)).count() as i64
+    }
+
+    /// How many stored deliveries match `keep`.
+    pub fn deliveries_where(&self, keep: impl Fn(&DeliveryRecord) -> bool) -> i64 {
+        self.archive.deliveries().iter().filter(|d| keep(d)).count() as i64
+    }
+
+    /// How many messages the archive holds in all.
+    pub fn message_count(&self) -> i64 {
+        self.archive.all_messages().len() as i64
+    }
+
+    /// How many messages the session holds.
+    pub fn messages_in(&self, session: &str) -> i64 {
+        self.archive.messages_of(session).len() as i64
     }
 
     pub async fn post_webhook(&self, body: &[u8], headers: &[(&str, String)]) -> reqwest::Response {
@@ -238,14 +362,12 @@ impl TestApp {
         }
     }
 
+    /// (id, state, last error) of every job, oldest first.
     pub fn jobs(&self) -> Vec<(i64, String, Option<String>)> {
-        let conn = self.db();
-        let mut stmt = conn
-            .prepare("SELECT id, state, last_error FROM jobs ORDER BY id")
-            .unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .unwrap()
-            .map(Result::unwrap)
+        self.archive
+            .jobs()
+            .into_iter()
+            .map(|j| (j.id, j.state.as_str().to_owned(), j.last_error))
             .collect()
     }
 }

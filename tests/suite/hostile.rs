@@ -196,57 +196,49 @@ async fn every_broken_dump_ends_in_its_documented_outcome_and_the_service_stays_
     );
     assert_eq!(jobs.len(), cases.len());
 
-    let db = app.db();
+    let all_jobs = app.archive.jobs();
     for case in &cases {
         let session = format!("bad-{}", case.name);
-        let (state, error, loaded, rejected): (String, Option<String>, Option<i64>, Option<i64>) =
-            db.query_row(
-                "SELECT state, last_error, rows_loaded, rows_rejected FROM jobs WHERE session_id = ?1",
-                [&session],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .unwrap();
+        let job = all_jobs
+            .iter()
+            .find(|j| j.session_id == session)
+            .unwrap()
+            .clone();
+        let (state, error, loaded, rejected) = (
+            job.state.as_str(),
+            job.last_error.clone(),
+            job.rows_loaded,
+            job.rows_rejected,
+        );
         match &case.outcome {
             Outcome::Done {
                 loaded: want_loaded,
                 rejected: want_rejected,
             } => {
                 assert_eq!(
-                    (state.as_str(), loaded, rejected),
+                    (state, loaded, rejected),
                     ("done", Some(*want_loaded), Some(*want_rejected)),
                     "{}: {error:?}",
                     case.name
                 );
-                let stored: i64 = db
-                    .query_row(
-                        "SELECT count(*) FROM message_view WHERE session_id = ?1",
-                        [&session],
-                        |r| r.get(0),
-                    )
-                    .unwrap();
-                assert_eq!(stored, *want_loaded, "{}", case.name);
+                assert_eq!(app.messages_in(&session), *want_loaded, "{}", case.name);
             }
             Outcome::Dead(message) => {
                 assert_eq!(state, "dead", "{}", case.name);
                 let error = error.unwrap_or_default();
                 assert!(error.contains(message), "{}: {error}", case.name);
-                let attempts: i64 = db
-                    .query_row(
-                        "SELECT attempts FROM jobs WHERE session_id = ?1",
-                        [&session],
-                        |r| r.get(0),
-                    )
-                    .unwrap();
-                assert_eq!(attempts, 1, "{}: a broken file is not retried", case.name);
+                assert_eq!(
+                    job.attempts, 1,
+                    "{}: a broken file is not retried",
+                    case.name
+                );
             }
         }
-        let mut stmt = db
-            .prepare("SELECT line, reason FROM rejected_rows WHERE session_id = ?1 OR (session_id IS NULL AND ?1 = 'bad-mixed-newlines') ORDER BY line")
-            .unwrap();
-        let rejections: Vec<(i64, String)> = stmt
-            .query_map([&session], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(Result::unwrap)
+        let rejections: Vec<(i64, String)> = app
+            .archive
+            .rejected(&session)
+            .into_iter()
+            .map(|r| (r.line, r.reason))
             .collect();
         assert_eq!(
             rejections.len(),
@@ -261,22 +253,12 @@ async fn every_broken_dump_ends_in_its_documented_outcome_and_the_service_stays_
     }
 
     // Content survives byte for byte.
-    let nul: String = db
-        .query_row(
-            "SELECT text FROM message_view WHERE session_id = 'bad-nul-bytes'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(nul, "a\0b");
-    let big: i64 = db
-        .query_row(
-            "SELECT length(text) FROM message_view WHERE session_id = 'bad-ten-megabyte-field'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(big, (10 * 1024 * 1024 / 5) as i64 * 5);
+    let text_of = |session: &str| app.archive.messages_of(session)[0].text.clone().unwrap();
+    assert_eq!(text_of("bad-nul-bytes"), "a\0b");
+    assert_eq!(
+        text_of("bad-ten-megabyte-field").len(),
+        10 * 1024 * 1024 / 5 * 5
+    );
 
     // And the service is fine: healthy, and the next ordinary delivery loads.
     assert_eq!(app.get("/readyz").await.status(), 200);
@@ -324,7 +306,6 @@ async fn times_outside_rfc_3339s_years_are_rejected_and_no_stored_time_breaks_a_
         .await;
     let jobs = app.wait_for_jobs(Duration::from_secs(30)).await;
     assert_eq!(jobs[0].1, "done", "{jobs:?}");
-    let db = app.db();
     let rejected = app.rejected_rows();
     assert_eq!(rejected.len(), 2, "{rejected:?}");
     assert_eq!(rejected[0].0, 2);
@@ -334,12 +315,14 @@ async fn times_outside_rfc_3339s_years_are_rejected_and_no_stored_time_breaks_a_
     );
     assert_eq!(rejected[1].0, 3);
 
-    // A time stored by an older version, outside the range, is still served as RFC 3339.
-    db.execute(
-        "UPDATE messages SET created_ms = 253402300800000 WHERE id = 'now'",
-        [],
-    )
-    .unwrap();
+    // A time stored by an older version, outside the range, is still served as RFC 3339
+    // (written below the store, as that version's SQLite file holds it).
+    app.sqlite()
+        .execute(
+            "UPDATE messages SET created_ms = 253402300800000 WHERE id = 'now'",
+            [],
+        )
+        .unwrap();
     let stats = app.get(&format!("/v1/stats?session={session}")).await;
     assert_eq!(stats.status(), 200);
     let stats: serde_json::Value = stats.json().await.unwrap();

@@ -1,6 +1,7 @@
 //! Ingest: from a signed delivery to rows in SQLite, through every failure on the way.
 
 use crate::helpers::*;
+use chatsink::domain::JobState;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -180,36 +181,27 @@ fn tricky_dump(session: &str, rows: &[Expected]) -> Vec<u8> {
 }
 
 fn stored_rows(app: &TestApp, session: &str) -> Vec<Expected> {
-    let conn = app.db();
-    let mut stmt = conn
-        .prepare(
-            "SELECT id, user_id, display_name, pinned, edited, kind, payload, kind, text, link, file_name, file_size, created_ms
-             FROM message_view WHERE session_id = ?1 ORDER BY created_ms, id",
-        )
-        .unwrap();
-    stmt.query_map([session], |r| {
-        // The archive keeps the time as epoch milliseconds; the API formats it like this.
-        let created_at = chatsink::domain::Timestamp::from_millis(r.get(12)?).to_rfc3339();
-        Ok(Expected {
-            id: r.get(0)?,
-            user: r.get(1)?,
-            display_name: r.get(2)?,
-            pinned: r.get(3)?,
-            edited: r.get(4)?,
+    let mut rows = app.archive.messages_of(session);
+    rows.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+    rows.into_iter()
+        .map(|m| Expected {
+            // The archive keeps the time as epoch milliseconds; the API formats it like this.
+            created_at: m.created_at(),
+            id: m.id,
+            user: m.user_id,
+            display_name: m.display_name,
+            pinned: m.pinned,
+            edited: m.edited,
             payload_type: String::new(),
-            payload: r.get(6)?,
+            payload: m.payload,
             created_raw: String::new(),
-            kind: r.get(7)?,
-            text: r.get(8)?,
-            link: r.get(9)?,
-            file_name: r.get(10)?,
-            file_size: r.get(11)?,
-            created_at,
+            kind: m.kind,
+            text: m.text,
+            link: m.link,
+            file_name: m.file_name,
+            file_size: m.file_size,
         })
-    })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
+        .collect()
 }
 
 fn strip_raw(rows: &[Expected]) -> Vec<Expected> {
@@ -242,15 +234,17 @@ async fn a_signed_delivery_becomes_rows_with_every_field_right() {
     assert_eq!(jobs[0].1, "done", "{jobs:?}");
 
     assert_eq!(stored_rows(&app, "s-fields"), strip_raw(&rows));
-    let conn = app.db();
-    let (status, count, text, image, file, other, pinned, rejected): (String, i64, i64, i64, i64, i64, i64, i64) = conn
-        .query_row(
-            "SELECT status, message_count, text_count, image_count, file_count, other_count, pinned_count, rejected_count
-             FROM sessions WHERE session_id = 's-fields'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?)),
-        )
-        .unwrap();
+    let session = app.archive.session("s-fields").unwrap();
+    let (status, count, text, image, file, other, pinned, rejected) = (
+        session.status,
+        session.message_count,
+        session.text_count,
+        session.image_count,
+        session.file_count,
+        session.other_count,
+        session.pinned_count,
+        session.rejected_count,
+    );
     let count_kind = |k: &str| rows.iter().filter(|r| r.kind == k).count() as i64;
     assert_eq!(status, "loaded");
     assert_eq!(count, rows.len() as i64);
@@ -265,20 +259,11 @@ async fn a_signed_delivery_becomes_rows_with_every_field_right() {
     );
     assert_eq!(pinned, rows.iter().filter(|r| r.pinned).count() as i64);
     assert_eq!(rejected, 0);
-    let (loaded, job_rejected): (i64, i64) = conn
-        .query_row("SELECT rows_loaded, rows_rejected FROM jobs", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap();
+    let job = app.only_job();
+    let (loaded, job_rejected) = (job.rows_loaded.unwrap(), job.rows_rejected.unwrap());
     assert_eq!((loaded, job_rejected), (rows.len() as i64, 0));
     // The raw dump is kept under the data dir, named by session and content hash.
-    let dump_path: String = conn
-        .query_row(
-            "SELECT dump_path FROM sessions WHERE session_id = 's-fields'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let dump_path = app.archive.dump("s-fields").unwrap().path;
     let stored = std::fs::read(app.data_dir.join(&dump_path)).unwrap();
     assert_eq!(stored, tricky_dump("s-fields", &rows));
     assert!(dump_path.ends_with(&format!(
@@ -302,16 +287,9 @@ async fn bad_rows_are_rejected_and_counted_while_the_rest_load() {
         .await;
     let jobs = app.wait_for_jobs(WAIT).await;
     assert_eq!(jobs[0].1, "done");
-    assert_eq!(
-        app.count("SELECT count(*) FROM message_view WHERE session_id = 's-rej'"),
-        5
-    );
-    assert_eq!(app.count("SELECT rows_rejected FROM jobs"), 5);
-    assert_eq!(
-        app.count("SELECT rejected_count FROM sessions WHERE session_id = 's-rej'"),
-        5
-    );
-    let conn = app.db();
+    assert_eq!(app.messages_in("s-rej"), 5);
+    assert_eq!(app.only_job().rows_rejected.unwrap_or(0), 5);
+    assert_eq!(app.archive.session("s-rej").unwrap().rejected_count, 5);
     let rejected = app.rejected_rows();
     assert_eq!(
         rejected,
@@ -323,11 +301,13 @@ async fn bad_rows_are_rejected_and_counted_while_the_rest_load() {
             (11, "empty id".to_owned()),
         ]
     );
-    let raw: Vec<u8> = conn
-        .query_row("SELECT raw FROM rejected_rows WHERE line = 10", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let raw = app
+        .archive
+        .rejected("s-rej")
+        .into_iter()
+        .find(|r| r.line == 10)
+        .unwrap()
+        .raw;
     assert!(
         raw.windows(2).any(|w| w == b"A\xfe"),
         "raw bytes keep the invalid byte"
@@ -349,9 +329,9 @@ async fn storage_500_then_200_is_retried_and_loaded_once() {
         .await;
     let jobs = app.wait_for_jobs(WAIT).await;
     assert_eq!(jobs[0].1, "done", "{jobs:?}");
-    assert_eq!(app.count("SELECT attempts FROM jobs"), 2);
+    assert_eq!(i64::from(app.only_job().attempts), 2);
     assert_eq!(storage.requests("/d.csv"), 2);
-    assert_eq!(app.count("SELECT count(*) FROM messages"), 20);
+    assert_eq!(app.message_count(), 20);
 }
 
 #[tokio::test]
@@ -373,8 +353,8 @@ async fn a_connection_reset_mid_body_is_retried_without_partial_rows() {
         .await;
     let jobs = app.wait_for_jobs(WAIT).await;
     assert_eq!(jobs[0].1, "done", "{jobs:?}");
-    assert_eq!(app.count("SELECT attempts FROM jobs"), 2);
-    assert_eq!(app.count("SELECT count(*) FROM messages"), 200);
+    assert_eq!(i64::from(app.only_job().attempts), 2);
+    assert_eq!(app.message_count(), 200);
     // Only the complete dump was kept; the partial one left nothing in the data dir.
     let tmp = std::fs::read_dir(app.data_dir.join("tmp"))
         .map(|d| d.count())
@@ -425,7 +405,7 @@ async fn an_expired_url_is_refreshed_through_the_chat_replay_api() {
             .as_deref(),
         Some("Bearer cf-token")
     );
-    assert_eq!(app.count("SELECT count(*) FROM messages"), 3);
+    assert_eq!(app.message_count(), 3);
 }
 
 #[tokio::test]
@@ -465,7 +445,7 @@ async fn a_403_is_refreshed_and_a_429_waits_as_told() {
         waited >= Duration::from_millis(1900),
         "retried after {waited:?}"
     );
-    assert_eq!(app.count("SELECT count(*) FROM messages"), 4);
+    assert_eq!(app.message_count(), 4);
 }
 
 #[tokio::test]
@@ -487,12 +467,16 @@ async fn a_403_without_credentials_is_dead_with_a_clear_error() {
         "{error}"
     );
     assert_eq!(
-        app.count("SELECT attempts FROM jobs"),
+        i64::from(app.only_job().attempts),
         1,
         "no pointless retries"
     );
     assert_eq!(
-        app.count("SELECT count(*) FROM sessions WHERE status = 'dead'"),
+        app.archive
+            .sessions()
+            .iter()
+            .filter(|s| s.status == "dead")
+            .count() as i64,
         1
     );
 }
@@ -546,13 +530,10 @@ async fn refused_urls_make_no_connection() {
     assert_eq!(storage.connections(), 0, "the listener saw nothing");
     // Every one of them was tried once: a refusal is not retried.
     assert_eq!(
-        app.count("SELECT count(*) FROM jobs WHERE state = 'dead' AND attempts = 1"),
+        app.jobs_where(|j| j.state == JobState::Dead && j.attempts == 1),
         cases.len() as i64
     );
-    assert_eq!(
-        app.count("SELECT count(*) FROM jobs WHERE attempts <> 1"),
-        0
-    );
+    assert_eq!(app.jobs_where(|j| j.attempts != 1), 0);
 }
 
 #[tokio::test]
@@ -684,7 +665,7 @@ async fn a_file_over_the_cap_is_stopped_early_even_when_gzipped() {
         );
     }
     assert_eq!(jobs[2].1, "done", "a small gzipped dump loads");
-    assert_eq!(app.count("SELECT count(*) FROM messages"), 10);
+    assert_eq!(app.message_count(), 10);
     // Stopped early: the plain file by its Content-Length before any body byte was read, the
     // gzipped one soon after its decoded size passed the cap.
     assert!(
@@ -705,9 +686,10 @@ async fn a_job_whose_worker_died_is_claimed_again_and_completes_once() {
     let storage = FakeServer::start().await;
     storage.route("/d.csv", vec![Reply::Body(simple_dump("s-lease", 30))]);
     let app = spawn_app_with(AppOptions::default().arg("--workers", "1")).await;
-    // A job left `running` by a killed process: its lease expired a second ago.
+    // A job left `running` by a killed process (written below the store, as the dead process
+    // left it): its lease expired a second ago.
     let body = chat_synced("s-lease", &storage.url("/d.csv"));
-    app.db()
+    app.sqlite()
         .execute_batch(&format!(
             "INSERT INTO inbox (delivery_id, body_sha256, scheme, event, session_id, body, received_at, received_ms)
                VALUES ('dead-worker', 'abc', 'rtk-rsa', 'meeting.chatSynced', 's-lease', x'{}', '2026-01-01T00:00:00.000Z', 0);
@@ -721,8 +703,8 @@ async fn a_job_whose_worker_died_is_claimed_again_and_completes_once() {
         .unwrap();
     let jobs = app.wait_for_jobs(WAIT).await;
     assert_eq!(jobs[0].1, "done");
-    assert_eq!(app.count("SELECT attempts FROM jobs"), 2);
-    assert_eq!(app.count("SELECT count(*) FROM messages"), 30);
+    assert_eq!(i64::from(app.only_job().attempts), 2);
+    assert_eq!(app.message_count(), 30);
     // The dead worker's late finish cannot overwrite the newer claim.
     let stale = chatsink::domain::ClaimedJob {
         id: jobs[0].0,
@@ -742,7 +724,7 @@ async fn a_job_whose_worker_died_is_claimed_again_and_completes_once() {
         matches!(late, chatsink::store::JobLoad::LeaseLost),
         "{late:?}"
     );
-    assert_eq!(app.count("SELECT rows_loaded FROM jobs"), 30);
+    assert_eq!(app.only_job().rows_loaded.unwrap_or(0), 30);
 }
 
 #[tokio::test]
@@ -803,15 +785,15 @@ async fn loading_the_same_session_twice_leaves_identical_rows() {
     let storage = FakeServer::start().await;
     let app = spawn_app().await;
     storage.route("/d.csv", vec![Reply::Body(simple_dump("s-twice", 50))]);
-    let snapshot = |app: &TestApp| -> Vec<(i64, String, String)> {
-        let conn = app.db();
-        let mut stmt = conn
-            .prepare("SELECT seq, id, text FROM messages ORDER BY seq")
-            .unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
+    let snapshot = |app: &TestApp| -> Vec<(i64, String, Option<String>)> {
+        let mut rows: Vec<_> = app
+            .archive
+            .all_messages()
+            .into_iter()
+            .map(|m| (m.seq, m.id, m.text))
+            .collect();
+        rows.sort();
+        rows
     };
     app.post_rtk(&chat_synced("s-twice", &storage.url("/d.csv")))
         .await;
@@ -830,10 +812,7 @@ async fn loading_the_same_session_twice_leaves_identical_rows() {
         first,
         "same rows, same seq: nothing changed"
     );
-    assert_eq!(
-        app.count("SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'comma'"),
-        50
-    );
+    assert_eq!(app.archive.search("comma").len() as i64, 50);
 }
 
 #[tokio::test]
@@ -844,12 +823,14 @@ async fn a_newer_dump_updates_edits_and_removes_deleted_messages() {
     app.post_rtk(&chat_synced("s-edit", &storage.url("/v1.csv")))
         .await;
     app.wait_for_jobs(WAIT).await;
-    let seq_of_m1: i64 = app
-        .db()
-        .query_row("SELECT seq FROM messages WHERE id = 's-edit-m1'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let message = |id: &str| {
+        app.archive
+            .all_messages()
+            .into_iter()
+            .find(|m| m.id == id)
+            .unwrap()
+    };
+    let seq_of_m1 = message("s-edit-m1").seq;
     // v2: m0 deleted, m1 edited, the rest unchanged.
     let v2 = String::from_utf8(simple_dump("s-edit", 10)).unwrap();
     let v2: Vec<&str> = v2.split("\r\n").collect();
@@ -868,46 +849,31 @@ async fn a_newer_dump_updates_edits_and_removes_deleted_messages() {
         .await;
     let jobs = app.wait_for_jobs(WAIT).await;
     assert!(jobs.iter().all(|j| j.1 == "done"), "{jobs:?}");
+    assert_eq!(app.messages_in("s-edit"), 9);
     assert_eq!(
-        app.count("SELECT count(*) FROM message_view WHERE session_id = 's-edit'"),
-        9
-    );
-    assert_eq!(
-        app.count("SELECT count(*) FROM messages WHERE id = 's-edit-m0'"),
+        app.archive
+            .all_messages()
+            .iter()
+            .filter(|m| m.id == "s-edit-m0")
+            .count() as i64,
         0
     );
-    let (seq, text, edited): (i64, String, bool) = app
-        .db()
-        .query_row(
-            "SELECT seq, text, edited FROM messages WHERE id = 's-edit-m1'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .unwrap();
+    let m1 = message("s-edit-m1");
     assert_eq!(
-        (seq, text.as_str(), edited),
-        (seq_of_m1, "edited text", true)
+        (m1.seq, m1.text.as_deref(), m1.edited),
+        (seq_of_m1, Some("edited text"), true)
     );
-    assert_eq!(
-        app.count("SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'edited'"),
-        1
-    );
+    assert_eq!(app.archive.search("edited").len() as i64, 1);
     // The deleted and the edited message's old words are gone from the index.
-    assert_eq!(
-        app.count("SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'comma'"),
-        8
-    );
-    // FTS5's own check, comparing the index with the messages table.
-    app.db()
+    assert_eq!(app.archive.search("comma").len() as i64, 8);
+    // FTS5's own check, comparing the index with the messages table (SQLite's index).
+    app.sqlite()
         .execute(
             "INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)",
             [],
         )
         .expect("full-text index matches the messages");
-    assert_eq!(
-        app.count("SELECT message_count FROM sessions WHERE session_id = 's-edit'"),
-        9
-    );
+    assert_eq!(app.archive.session("s-edit").unwrap().message_count, 9);
 }
 
 #[tokio::test]

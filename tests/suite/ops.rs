@@ -3,6 +3,7 @@
 
 use crate::crash::Site;
 use crate::helpers::*;
+use chatsink::domain::JobState;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -120,7 +121,7 @@ async fn readyz_fails_on_a_backlog_over_the_limit_and_names_it() {
         assert_eq!(app.post_rtk(&body).await.status(), 200);
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while app.count("SELECT count(*) FROM jobs WHERE state = 'running'") == 0 {
+    while app.jobs_where(|j| j.state == JobState::Running) == 0 {
         assert!(Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -321,19 +322,17 @@ async fn backup_copies_the_live_database_while_deliveries_keep_arriving() {
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
     assert_eq!(check, "ok");
-    let messages: i64 = copied
-        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
-        .unwrap();
-    assert!(
-        messages >= 2000,
-        "the copy holds what was loaded before it: {messages}"
-    );
     let mode: String = copied
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "delete", "the copy is one self-contained file");
-    // A restored copy serves: open it as a database of its own.
-    chatsink::store::Store::open(&copy).expect("the copy opens as a chatsink database");
+    drop(copied);
+    // A restored copy serves: it opens as a database of its own and holds what was loaded.
+    let messages = Archive::open(&copy).all_messages().len();
+    assert!(
+        messages >= 2000,
+        "the copy holds what was loaded before it: {messages}"
+    );
 
     let again = chatsink(&["backup", &copy_arg], &[("CHATSINK_DATABASE", &db)]);
     assert!(!again.status.success());
@@ -365,7 +364,7 @@ async fn send_test_webhook_delivers_a_signed_session_that_loads() {
     let jobs = app.wait_for_jobs(Duration::from_secs(20)).await;
     assert_eq!(jobs[0].1, "done", "{jobs:?}");
     assert_eq!(
-        app.count("SELECT message_count FROM sessions WHERE session_id = 'sent-by-test'"),
+        app.archive.session("sent-by-test").unwrap().message_count,
         120
     );
     // The webhook and its dump agree: the session's meeting finds its messages, and every

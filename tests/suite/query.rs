@@ -957,7 +957,7 @@ async fn a_frequent_word_is_probed_and_a_rare_one_collected_with_the_same_answer
     chatsink::ingest::ingest_file(&db, &path, None, |_, _| {})
         .await
         .unwrap();
-    let conn = app.db();
+    let conn = app.sqlite();
     let plan = |q: &str| chatsink::store::sqlite::text_plan(&conn, q).unwrap();
     assert_eq!(plan("comma"), chatsink::store::sqlite::TextPlan::Probe);
     assert_eq!(plan("4321"), chatsink::store::sqlite::TextPlan::Collect);

@@ -68,11 +68,8 @@ fn the_walkthrough_runs_as_written() {
     assert!(stdout.contains("readme-1\tok\t200 loaded"), "{stdout}");
     let csv = std::fs::read_to_string(dir.path().join("readme-1.csv")).unwrap();
     assert!(csv.starts_with("id,"), "{csv}");
-    let backup = rusqlite::Connection::open(dir.path().join("readme-backup.db")).unwrap();
-    let messages: i64 = backup
-        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(messages, 200);
+    let backup = Archive::open(&dir.path().join("readme-backup.db"));
+    assert_eq!(backup.all_messages().len(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,10 +93,7 @@ async fn the_curl_and_openssl_recipe_signs_a_delivery_the_service_accepts() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("\"status\":\"accepted\""), "{stdout}");
-    assert_eq!(
-        app.count("SELECT count(*) FROM inbox WHERE scheme = 'hmac'"),
-        1
-    );
+    assert_eq!(app.deliveries_where(|d| d.scheme == "hmac"), 1);
 }
 
 /// The error codes the source can send: the `"error": "..."` bodies of the query API, the

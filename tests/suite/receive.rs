@@ -1,6 +1,7 @@
 //! Receive: signatures, durability before 2xx, de-duplication, limits and errors.
 
 use crate::helpers::*;
+use chatsink::domain::JobKind;
 
 fn other_event() -> Vec<u8> {
     br#"{"event":"meeting.started","meeting":{"id":"m-1","sessionId":"s-1","status":"LIVE"}}"#
@@ -26,14 +27,14 @@ async fn a_valid_rsa_delivery_is_stored_and_enqueues_one_job() {
     let json: serde_json::Value = response.json().await.unwrap();
     assert_eq!(json["status"], "accepted");
 
-    let conn = app.db();
-    let (delivery_id, scheme, stored_body, sha): (String, String, Vec<u8>, String) = conn
-        .query_row(
-            "SELECT delivery_id, scheme, body, body_sha256 FROM inbox",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .unwrap();
+    let stored = app.archive.deliveries();
+    assert_eq!(stored.len(), 1);
+    let (delivery_id, scheme, stored_body, sha) = (
+        stored[0].delivery_id.clone().unwrap(),
+        stored[0].scheme.clone(),
+        stored[0].body.clone(),
+        stored[0].body_sha256.clone(),
+    );
     assert_eq!(
         (delivery_id.as_str(), scheme.as_str()),
         ("uuid-1", "rtk-rsa")
@@ -44,16 +45,11 @@ async fn a_valid_rsa_delivery_is_stored_and_enqueues_one_job() {
         hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body))
     );
     assert_eq!(
-        app.count("SELECT count(*) FROM jobs WHERE session_id = 's-rsa' AND kind = 'delivery'"),
+        app.jobs_where(|j| j.session_id == "s-rsa" && j.kind == JobKind::Delivery),
         1
     );
-    let (title, organizer): (String, String) = conn
-        .query_row(
-            "SELECT title, organizer_name FROM sessions WHERE session_id = 's-rsa'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
+    let session = app.archive.session("s-rsa").unwrap();
+    let (title, organizer) = (session.title.unwrap(), session.organizer_name.unwrap());
     assert_eq!(
         (title.as_str(), organizer.as_str()),
         ("Weekly sync", "Example organization")
@@ -73,7 +69,7 @@ async fn legacy_dyte_signature_is_accepted() {
         .await;
     assert_eq!(response.status(), 200);
     assert_eq!(
-        app.count("SELECT count(*) FROM inbox WHERE scheme = 'dyte-rsa' AND delivery_id = 'd-1'"),
+        app.deliveries_where(|d| d.scheme == "dyte-rsa" && d.delivery_id.as_deref() == Some("d-1")),
         1
     );
 }
@@ -105,11 +101,8 @@ async fn a_valid_hmac_delivery_is_stored_and_a_rotated_secret_works() {
         200,
         "the second (rotated) secret verifies too"
     );
-    assert_eq!(
-        app.count("SELECT count(*) FROM inbox WHERE scheme = 'hmac'"),
-        2
-    );
-    assert_eq!(app.count("SELECT count(*) FROM jobs"), 2);
+    assert_eq!(app.deliveries_where(|d| d.scheme == "hmac"), 2);
+    assert_eq!(app.jobs_where(|_| true), 2);
 }
 
 #[tokio::test]
@@ -120,7 +113,7 @@ async fn hmac_timestamps_outside_five_minutes_are_rejected() {
         let response = app.post_hmac(&body, HMAC_KEY, now_secs() + offset).await;
         assert_eq!(response.status().as_u16(), want, "offset {offset}");
     }
-    assert_eq!(app.count("SELECT count(*) FROM inbox"), 2);
+    assert_eq!(app.deliveries_where(|_| true), 2);
 }
 
 #[tokio::test]
@@ -206,8 +199,8 @@ async fn forged_or_missing_signatures_get_401_and_store_nothing() {
             "{name}: {code}"
         );
     }
-    assert_eq!(app.count("SELECT count(*) FROM inbox"), 0);
-    assert_eq!(app.count("SELECT count(*) FROM jobs"), 0);
+    assert_eq!(app.deliveries_where(|_| true), 0);
+    assert_eq!(app.jobs_where(|_| true), 0);
 }
 
 #[tokio::test]
@@ -235,8 +228,8 @@ async fn sequential_duplicates_create_nothing_new() {
         json["status"], "duplicate",
         "a reused delivery id is a duplicate even with another body"
     );
-    assert_eq!(app.count("SELECT count(*) FROM inbox"), 1);
-    assert_eq!(app.count("SELECT count(*) FROM jobs"), 1);
+    assert_eq!(app.deliveries_where(|_| true), 1);
+    assert_eq!(app.jobs_where(|_| true), 1);
 }
 
 #[tokio::test]
@@ -276,8 +269,8 @@ async fn twenty_concurrent_copies_make_one_row_and_one_job() {
         accepted, 1,
         "exactly one copy is accepted, the rest are duplicates"
     );
-    assert_eq!(app.count("SELECT count(*) FROM inbox"), 1);
-    assert_eq!(app.count("SELECT count(*) FROM jobs"), 1);
+    assert_eq!(app.deliveries_where(|_| true), 1);
+    assert_eq!(app.jobs_where(|_| true), 1);
 }
 
 #[tokio::test]
@@ -286,12 +279,12 @@ async fn other_event_types_are_recorded_without_a_job() {
     let response = app.post_rtk(&other_event()).await;
     assert_eq!(response.status(), 200);
     assert_eq!(
-        app.count(
-            "SELECT count(*) FROM inbox WHERE event = 'meeting.started' AND session_id = 's-1'"
+        app.deliveries_where(
+            |d| d.event == "meeting.started" && d.session_id.as_deref() == Some("s-1")
         ),
         1
     );
-    assert_eq!(app.count("SELECT count(*) FROM jobs"), 0);
+    assert_eq!(app.jobs_where(|_| true), 0);
 }
 
 #[tokio::test]
@@ -317,7 +310,7 @@ async fn a_body_over_the_limit_is_413() {
             .status(),
         400
     );
-    assert_eq!(app.count("SELECT count(*) FROM inbox"), 0);
+    assert_eq!(app.deliveries_where(|_| true), 0);
 }
 
 #[tokio::test]
@@ -371,7 +364,7 @@ async fn malformed_json_and_missing_fields_are_400_naming_the_field() {
             String::from_utf8_lossy(body)
         );
     }
-    assert_eq!(app.count("SELECT count(*) FROM inbox"), 0);
+    assert_eq!(app.deliveries_where(|_| true), 0);
 }
 
 #[tokio::test]

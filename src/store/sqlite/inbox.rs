@@ -64,7 +64,8 @@ pub fn insert_delivery(
 /// Stored deliveries, newest first.
 pub fn list(conn: &Connection, limit: u32) -> rusqlite::Result<Vec<DeliveryRecord>> {
     conn.prepare(
-        "SELECT id, delivery_id, scheme, event, session_id, received_ms FROM inbox ORDER BY id DESC LIMIT ?1",
+        "SELECT id, delivery_id, scheme, event, session_id, received_ms, body, body_sha256 FROM inbox
+         ORDER BY id DESC LIMIT ?1",
     )?
     .query_map([limit], |r| {
         Ok(DeliveryRecord {
@@ -74,6 +75,8 @@ pub fn list(conn: &Connection, limit: u32) -> rusqlite::Result<Vec<DeliveryRecor
             event: r.get(3)?,
             session_id: r.get(4)?,
             received_ms: r.get(5)?,
+            body: r.get(6)?,
+            body_sha256: r.get(7)?,
         })
     })?
     .collect()

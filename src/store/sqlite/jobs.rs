@@ -1,6 +1,7 @@
-//! The ingest queue is this table. Workers claim a job with a lease in a short `BEGIN IMMEDIATE`
-//! transaction, work outside it, and finish with an update that only succeeds while their lease
-//! token is still the job's: a worker that lost its lease cannot overwrite a newer claim.
+//! The ingest queue is this table. Workers claim a job with a lease in one `UPDATE ... RETURNING`
+//! statement, work outside any transaction, and finish with an update that only succeeds while
+//! their lease token is still the job's: a worker that lost its lease cannot overwrite a newer
+//! claim.
 
 use super::now_ms;
 use crate::domain::{
@@ -52,22 +53,35 @@ pub fn claim_next_job(
     only: Option<i64>,
 ) -> rusqlite::Result<Option<ClaimedJob>> {
     let now = now_ms();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let candidate = tx
+    let lease_token = uuid::Uuid::new_v4().to_string();
+    // One statement picks and takes the job, so no other claim can come between the two
+    // whatever the locking: the claim is atomic by itself, not by SQLite's single writer.
+    let claimed = conn
         .prepare_cached(
-            "SELECT id, kind, session_id, download_url, download_expiry_ms, attempts FROM jobs
-             WHERE ((state IN ('pending', 'failed') AND next_attempt_ms <= ?1)
-                 OR (state = 'running'
-                     AND (claimed_until_ms < ?1
-                          OR (owner_id IS NOT NULL
-                              AND NOT EXISTS (SELECT 1 FROM owners
-                                              WHERE owners.id = jobs.owner_id AND owners.heartbeat_ms >= ?3)))))
-               AND (?2 IS NULL OR id = ?2)
-             ORDER BY next_attempt_ms, id
-             LIMIT 1",
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, claimed_until_ms = ?4, lease_token = ?5,
+                             owner_id = ?6, updated_ms = ?1
+             WHERE id = (
+                 SELECT id FROM jobs
+                 WHERE ((state IN ('pending', 'failed') AND next_attempt_ms <= ?1)
+                     OR (state = 'running'
+                         AND (claimed_until_ms < ?1
+                              OR (owner_id IS NOT NULL
+                                  AND NOT EXISTS (SELECT 1 FROM owners
+                                                  WHERE owners.id = jobs.owner_id AND owners.heartbeat_ms >= ?3)))))
+                   AND (?2 IS NULL OR id = ?2)
+                 ORDER BY next_attempt_ms, id
+                 LIMIT 1)
+             RETURNING id, kind, session_id, download_url, download_expiry_ms, attempts",
         )?
         .query_row(
-            params![now, only, now - stale.as_millis() as i64],
+            params![
+                now,
+                only,
+                now - stale.as_millis() as i64,
+                now + lease.as_millis() as i64,
+                lease_token,
+                owner.id
+            ],
             |row| {
                 Ok((
                     row.get::<_, i64>(0)?,
@@ -80,23 +94,9 @@ pub fn claim_next_job(
             },
         )
         .optional()?;
-    let Some((id, kind, session, download_url, download_expiry_ms, attempts)) = candidate else {
+    let Some((id, kind, session, download_url, download_expiry_ms, attempt)) = claimed else {
         return Ok(None);
     };
-    let lease_token = uuid::Uuid::new_v4().to_string();
-    tx.prepare_cached(
-        "UPDATE jobs SET state = 'running', attempts = attempts + 1, claimed_until_ms = ?2, lease_token = ?3,
-                         owner_id = ?5, updated_ms = ?4
-         WHERE id = ?1",
-    )?
-    .execute(params![
-        id,
-        now + lease.as_millis() as i64,
-        lease_token,
-        now,
-        owner.id
-    ])?;
-    tx.commit()?;
     let session_id = match SessionId::parse(&session) {
         Ok(s) => s,
         Err(e) => {
@@ -112,7 +112,7 @@ pub fn claim_next_job(
         session_id,
         download_url,
         download_expiry_ms,
-        attempt: attempts + 1,
+        attempt,
         lease_token,
     }))
 }

@@ -82,6 +82,11 @@ fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     // WAL is a property of the file; setting it needs no transaction and persists.
     conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+    // A database already at this schema needs no write (and no writer's lock) to open.
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current == SCHEMA_VERSION {
+        return Ok(());
+    }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > SCHEMA_VERSION {
