@@ -377,6 +377,23 @@ use crate::domain::timestamp::now_ms;
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_panic_on_the_database_thread_is_reported_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("p.db")).unwrap();
+        let e = store
+            .run(|_| -> Result<(), StoreError> { panic!("the work broke") })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Panicked(m) if m == "the work broke"),
+            "{e:?}"
+        );
+        assert!(!e.is_unavailable(), "a bug, not an outage");
+        // The store still works afterwards.
+        assert_eq!(store.backlog().await.unwrap(), 0);
+    }
+
     fn count_to(conn: &Connection, n: i64) -> rusqlite::Result<i64> {
         conn.query_row(
             "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?1)
