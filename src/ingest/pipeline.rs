@@ -50,14 +50,13 @@ pub enum JobOutcome {
 pub async fn process_job(ctx: &IngestContext, job: &ClaimedJob) -> Result<JobOutcome, IngestError> {
     let dump = obtain_dump(ctx, job).await?;
     let path = ctx.data_dir.join(&dump.path);
-    let file = std::fs::File::open(&path).map_err(|source| IngestError::Open {
-        path: path.clone(),
-        source,
-    })?;
     let session = job.session_id.clone();
-    let rows = tokio::task::spawn_blocking(move || {
-        DumpReader::new(std::io::BufReader::with_capacity(256 * 1024, file))
-            .map(|reader| ParsedAhead::spawn(reader.only_session(session)))
+    // Opening the file and reading its header are blocking I/O: off the async workers.
+    let rows = tokio::task::spawn_blocking(move || -> Result<ParsedAhead, IngestError> {
+        let file =
+            std::fs::File::open(&path).map_err(|source| IngestError::Open { path, source })?;
+        let reader = DumpReader::new(std::io::BufReader::with_capacity(256 * 1024, file))?;
+        Ok(ParsedAhead::spawn(reader.only_session(session)))
     })
     .await
     .map_err(crate::store::StoreError::from_join)??;
