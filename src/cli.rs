@@ -2,13 +2,13 @@
 //! non-zero exit; results go to stdout.
 
 use crate::config::{
-    BackupArgs, Command, ConfigCommand, IngestArgs, JobsArgs, RejectedArgs, ReprocessArgs,
-    ServeArgs,
+    BackupArgs, Command, ConfigCommand, IngestArgs, JobsArgs, MigrateArgs, RejectedArgs,
+    ReprocessArgs, ServeArgs,
 };
 use crate::domain::{JobState, ReprocessSelector, SessionId, Timestamp};
 use crate::ingest::{self, IngestContext};
 use crate::startup::Application;
-use crate::store::Store;
+use crate::store::{DatabaseLocation, Store};
 use anyhow::Context;
 use std::process::ExitCode;
 
@@ -26,6 +26,7 @@ pub fn run(command: Command) -> ExitCode {
             })
         }
         Command::Backup(args) => backup_command(args),
+        Command::Migrate(args) => runtime().and_then(|rt| rt.block_on(migrate_command(args))),
         Command::SendTestWebhook(args) => {
             runtime().and_then(|rt| rt.block_on(crate::demo::send_test_webhook(args)))
         }
@@ -61,12 +62,9 @@ async fn ingest_command(args: IngestArgs) -> anyhow::Result<ExitCode> {
         .map(SessionId::parse)
         .transpose()
         .map_err(|e| anyhow::anyhow!("--session {e}"))?;
-    let store = Store::open(&args.storage.database).with_context(|| {
-        format!(
-            "cannot open the database {}",
-            args.storage.database.display()
-        )
-    })?;
+    let store = Store::connect(&args.storage.database, args.storage.database_pool as usize)
+        .await
+        .with_context(|| format!("cannot open the database {}", args.storage.database))?;
     let started = std::time::Instant::now();
     let file = std::fs::File::open(&args.file)
         .with_context(|| format!("cannot open {}", args.file.display()))?;
@@ -122,7 +120,9 @@ async fn reprocess_command(args: ReprocessArgs) -> anyhow::Result<ExitCode> {
     } else {
         ReprocessSelector::All
     };
-    let store = Store::open_existing(&args.storage.database)?;
+    let store =
+        Store::connect_existing(&args.storage.database, args.storage.database_pool as usize)
+            .await?;
     let jobs = args.jobs.settings()?;
     let owner = store.register_owner("reprocess").await?;
     let heartbeat = ingest::spawn_owner_heartbeat(store.clone(), owner.clone(), jobs.owner_stale);
@@ -179,7 +179,9 @@ async fn reprocess_command(args: ReprocessArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn jobs_command(args: JobsArgs) -> anyhow::Result<ExitCode> {
-    let store = Store::open_existing(&args.storage.database)?;
+    let store =
+        Store::connect_existing(&args.storage.database, args.storage.database_pool as usize)
+            .await?;
     let state = args.state.as_deref().map(JobState::parse).transpose()?;
     let list = store.jobs(state, args.limit).await?;
     println!(
@@ -202,7 +204,9 @@ async fn jobs_command(args: JobsArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn rejected_command(args: RejectedArgs) -> anyhow::Result<ExitCode> {
-    let store = Store::open_existing(&args.storage.database)?;
+    let store =
+        Store::connect_existing(&args.storage.database, args.storage.database_pool as usize)
+            .await?;
     // An operator's read: no budget to speak of.
     let budget = std::time::Duration::from_secs(3600);
     if store.session(&args.session, budget).await?.is_none() {
@@ -239,9 +243,47 @@ fn progress_bar(len: u64) -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
+/// `chatsink migrate`: pending migrations applied, versions reported.
+async fn migrate_command(args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    let location = &args.storage.database;
+    let done = crate::store::migrate(location, args.storage.database_pool as usize)
+        .await
+        .with_context(|| format!("cannot migrate the database {location}"))?;
+    if done.from == done.to {
+        println!(
+            "{location} is at schema version {} (nothing to do)",
+            done.to
+        );
+    } else {
+        println!(
+            "migrated {location} from schema version {} to {}",
+            done.from, done.to
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The two paths of an SQLite backup.
+struct BackupPaths {
+    path: std::path::PathBuf,
+    database: std::path::PathBuf,
+}
+
 /// `chatsink backup PATH`: the copy itself is [`crate::store::backup`]; this checks the paths and
 /// reports.
 fn backup_command(args: BackupArgs) -> anyhow::Result<ExitCode> {
+    let database = match &args.database {
+        DatabaseLocation::Sqlite(path) => path.clone(),
+        DatabaseLocation::Postgres(url) => anyhow::bail!(
+            "{url} is a PostgreSQL database: back it up with pg_dump (for example \
+             `pg_dump --format=custom --file=chatsink.dump \"$CHATSINK_DATABASE\"`); \
+             `chatsink backup` copies SQLite files"
+        ),
+    };
+    let args = BackupPaths {
+        path: args.path,
+        database,
+    };
     if args.path.exists() {
         anyhow::bail!("{} already exists; give a new path", args.path.display());
     }

@@ -2,6 +2,7 @@
 //! variable and a default that works on a laptop, resolved into one validated [`Settings`].
 
 use crate::domain::{parse_rsa_public_key, HostPattern, RsaPublicKey};
+use crate::store::DatabaseLocation;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use std::net::SocketAddr;
@@ -60,6 +61,9 @@ pub enum Command {
     Config(ConfigCommand),
     /// Copy the live database to PATH with SQLite's online backup API (safe while serving).
     Backup(BackupArgs),
+    /// Apply pending schema migrations to the database (creating an SQLite file if needed) and
+    /// exit. `serve` applies them at start too.
+    Migrate(MigrateArgs),
     /// Send a signed `meeting.chatSynced` to a running chatsink, serving a generated dump from a
     /// loopback port until it has been downloaded.
     SendTestWebhook(SendTestWebhookArgs),
@@ -81,9 +85,15 @@ pub enum ConfigCommand {
 pub struct BackupArgs {
     /// Where to write the copy (must not exist).
     pub path: PathBuf,
-    /// SQLite database file to copy.
-    #[arg(long, env = "CHATSINK_DATABASE", default_value = "./chatsink.db")]
-    pub database: PathBuf,
+    /// SQLite database file to copy (a PostgreSQL database is backed up with pg_dump).
+    #[arg(long, env = "CHATSINK_DATABASE", default_value = "./chatsink.db", value_parser = database_location)]
+    pub database: DatabaseLocation,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
 }
 
 #[derive(Debug, Args)]
@@ -140,9 +150,13 @@ pub struct ProbeArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct StorageArgs {
-    /// SQLite database file.
-    #[arg(long, env = "CHATSINK_DATABASE", default_value = "./chatsink.db")]
-    pub database: PathBuf,
+    /// The database: an SQLite file path, or a `postgres://` / `postgresql://` URL (TLS per its
+    /// `sslmode`; the password is never printed).
+    #[arg(long, env = "CHATSINK_DATABASE", default_value = "./chatsink.db", value_parser = database_location)]
+    pub database: DatabaseLocation,
+    /// Connections to a PostgreSQL database per process.
+    #[arg(long, env = "CHATSINK_DATABASE_POOL", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub database_pool: u64,
     /// Directory for raw dumps and generated files (such as the read token).
     #[arg(long, env = "CHATSINK_DATA_DIR", default_value = "./chatsink-data")]
     pub data_dir: PathBuf,
@@ -436,7 +450,8 @@ pub struct VerifySettings {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
-    pub database: PathBuf,
+    pub database: DatabaseLocation,
+    pub database_pool: usize,
     pub data_dir: PathBuf,
     pub verify: VerifySettings,
     pub max_body_bytes: usize,
@@ -559,6 +574,11 @@ impl JobArgs {
     }
 }
 
+/// `CHATSINK_DATABASE`: a PostgreSQL URL or an SQLite path.
+fn database_location(raw: &str) -> Result<DatabaseLocation, String> {
+    DatabaseLocation::parse(raw).map_err(|e| e.to_string())
+}
+
 /// A secret setting, wrapped from the moment clap reads it so no `Debug` of the arguments can
 /// print it.
 fn secret(raw: &str) -> Result<SecretString, std::convert::Infallible> {
@@ -662,6 +682,7 @@ impl ServeArgs {
         Ok(Settings {
             listen: self.listen,
             database: self.storage.database.clone(),
+            database_pool: self.storage.database_pool as usize,
             data_dir: self.storage.data_dir.clone(),
             verify: VerifySettings {
                 rsa_key,

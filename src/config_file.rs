@@ -164,6 +164,15 @@ fn render(out: &mut String, command: &clap::Command, matches: &clap::ArgMatches)
                 };
                 format!("{n} {what}{} (redacted)", if n == 1 { "" } else { "s" })
             }
+            // A PostgreSQL URL may hold a password: shown redacted.
+            (_, false) if id == "database" => values
+                .iter()
+                .map(|v| {
+                    crate::store::DatabaseLocation::parse(v)
+                        .map_or_else(|_| "invalid".to_owned(), |l| l.to_string())
+                })
+                .collect::<Vec<_>>()
+                .join(","),
             (_, false) if id == "rtk_public_key" => {
                 format!("given (PEM, {} bytes)", values[0].len())
             }

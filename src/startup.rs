@@ -41,8 +41,9 @@ impl Application {
         std::fs::create_dir_all(&settings.data_dir).with_context(|| {
             format!("cannot create the data dir {}", settings.data_dir.display())
         })?;
-        let store = Store::open(&settings.database)
-            .with_context(|| format!("cannot open the database {}", settings.database.display()))?;
+        let store = Store::connect(&settings.database, settings.database_pool)
+            .await
+            .with_context(|| format!("cannot open the database {}", settings.database))?;
         let intake = store.intake()?;
         // Before any job is claimed: clears the owners known to be gone (a predecessor killed
         // before it could release its jobs), so their jobs are claimed at once.
@@ -114,7 +115,7 @@ impl Application {
             })
             .and_then(http)
         })?;
-        tracing::info!(address = %settings.listen, port, database = %store.describe(), "chatsink listening");
+        tracing::info!(address = %settings.listen, port, database = %settings.database, "chatsink listening");
         Ok(Self {
             port,
             server: server.run(),

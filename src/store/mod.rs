@@ -14,11 +14,14 @@
 //! them: a load commits whole with its job's `done`, fenced by the lease token; a claim hands a
 //! job to one owner; intake answers only after the commit that holds the delivery.
 
+mod location;
 mod owner;
+mod postgres;
 /// Public for the benchmarks and SQLite-specific tests only (they compare chatsink's SQL with
 /// the sqlite3 CLI's, and check the query planner); the service goes through [`Store`].
 pub mod sqlite;
 
+pub use location::{DatabaseLocation, LocationError, PostgresUrl};
 pub use owner::{Owner, ProcessIdentity};
 
 use crate::domain::{
@@ -36,6 +39,16 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("connection pool: {0}")]
     Pool(#[from] r2d2::Error),
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("postgres connection pool: {0}")]
+    PgPool(#[from] deadpool_postgres::PoolError),
+    /// The database settings cannot be used (a URL the driver refuses).
+    #[error("database settings: {0}")]
+    Config(String),
+    /// This build checks and migrates a PostgreSQL database but does not serve from one yet.
+    #[error("{location} is a PostgreSQL database, which this build can migrate (`chatsink migrate`) but not yet serve from; use an SQLite path for CHATSINK_DATABASE")]
+    BackendNotServed { location: String },
     #[error("database {location} was written by a newer chatsink (schema version {found}, this build knows {known})")]
     TooNew {
         location: String,
@@ -84,6 +97,14 @@ impl StoreError {
                     | OutOfMemory
             ),
             Self::Intake(inner) => inner.is_unavailable(),
+            // No SQLSTATE: the connection itself failed (refused, closed, timed out). Class 08
+            // is a connection exception, 53 insufficient resources, 57P an operator shutdown.
+            Self::Postgres(e) => e.code().is_none_or(|code| {
+                let code = code.code();
+                code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
+            }),
+            Self::PgPool(_) => true,
+            Self::Config(_) | Self::BackendNotServed { .. } => false,
             Self::Sqlite(_)
             | Self::TooNew { .. }
             | Self::CopyDamaged(_)
@@ -171,8 +192,72 @@ impl Intake {
     }
 }
 
+/// What `chatsink migrate` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migrated {
+    pub from: i64,
+    pub to: i64,
+}
+
+/// Applies pending migrations to the database at `location` (creating an SQLite file if
+/// needed) and reports the versions.
+pub async fn migrate(
+    location: &DatabaseLocation,
+    pool_size: usize,
+) -> Result<Migrated, StoreError> {
+    match location {
+        DatabaseLocation::Sqlite(path) => {
+            let path = path.clone();
+            let from = tokio::task::spawn_blocking(move || sqlite::migrate_file(&path))
+                .await
+                .map_err(StoreError::from_join)??;
+            Ok(Migrated {
+                from,
+                to: sqlite::SCHEMA_VERSION,
+            })
+        }
+        DatabaseLocation::Postgres(url) => {
+            let pool = postgres::connect(url, pool_size)?;
+            let from = postgres::migrate(&pool, &url.to_string()).await?;
+            Ok(Migrated {
+                from,
+                to: postgres::SCHEMA_VERSION,
+            })
+        }
+    }
+}
+
 impl Store {
-    /// Opens (creating if needed) and migrates the database at `location`.
+    /// Opens the database at `location`, the backend chosen by its form (a `postgres://` URL or
+    /// an SQLite path), creating and migrating it as needed: for `serve` and `ingest`.
+    pub async fn connect(
+        location: &DatabaseLocation,
+        pool_size: usize,
+    ) -> Result<Self, StoreError> {
+        match location {
+            DatabaseLocation::Sqlite(path) => Self::open(path),
+            DatabaseLocation::Postgres(url) => {
+                migrate(location, pool_size).await?;
+                Err(StoreError::BackendNotServed {
+                    location: url.to_string(),
+                })
+            }
+        }
+    }
+
+    /// [`Store::connect`] for a database that must already exist: every command but `serve`
+    /// and `ingest`, so a mistyped location is an error instead of a new empty archive.
+    pub async fn connect_existing(
+        location: &DatabaseLocation,
+        pool_size: usize,
+    ) -> Result<Self, StoreError> {
+        match location {
+            DatabaseLocation::Sqlite(path) => Self::open_existing(path),
+            DatabaseLocation::Postgres(_) => Self::connect(location, pool_size).await,
+        }
+    }
+
+    /// Opens (creating if needed) and migrates the SQLite database at `location`.
     pub fn open(location: &Path) -> Result<Self, StoreError> {
         Ok(Self::Sqlite(sqlite::SqliteStore::open(location)?))
     }
@@ -181,13 +266,6 @@ impl Store {
     /// mistyped `--database` is an error instead of a new empty archive.
     pub fn open_existing(location: &Path) -> Result<Self, StoreError> {
         Ok(Self::Sqlite(sqlite::SqliteStore::open_existing(location)?))
-    }
-
-    /// Where the data is, for logs.
-    pub fn describe(&self) -> String {
-        match self {
-            Self::Sqlite(s) => s.path().display().to_string(),
-        }
     }
 
     /// Starts the intake writer (group commit) for `serve`.
@@ -475,8 +553,8 @@ impl Store {
     }
 }
 
-/// Copies the live database at `location` to the file `target`, consistent while writers carry
-/// on; returns the copy's size in bytes.
+/// Copies the live SQLite database at `location` to the file `target`, consistent while writers
+/// carry on; returns the copy's size in bytes. (PostgreSQL has `pg_dump` for this.)
 pub fn backup(location: &Path, target: &Path) -> Result<u64, StoreError> {
     sqlite::backup(location, target)
 }

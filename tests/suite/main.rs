@@ -14,6 +14,8 @@ mod hostile;
 mod ingest;
 mod openapi;
 mod ops;
+mod pg;
+mod postgres;
 mod query;
 mod readme;
 mod receive;

@@ -41,7 +41,7 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// The schema version [`SCHEMA`] is, and every migrated database ends at.
-const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64 + 1;
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64 + 1;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -75,6 +75,19 @@ fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
          PRAGMA cache_size = -32000;",
     )?;
     Ok(())
+}
+
+/// `chatsink migrate` on an SQLite file: creates it if needed, migrates it, and returns the
+/// version it was at (0 for a new file).
+pub fn migrate_file(path: &Path) -> Result<i64, StoreError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    refuse_read_only(path)?;
+    let mut conn = connect(path)?;
+    let from: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    migrate(&mut conn, path)?;
+    Ok(from)
 }
 
 /// Brings the database to the newest schema. Safe to call from several processes at once: the

@@ -1,0 +1,158 @@
+//! Where the archive is: `CHATSINK_DATABASE` / `--database`. A `postgres://` or `postgresql://`
+//! URL names a PostgreSQL database; anything else is an SQLite file path. The URL may carry a
+//! password, so it is kept as a secret and shown only with the password replaced.
+
+use secrecy::{ExposeSecret, SecretString};
+use std::path::PathBuf;
+
+#[derive(Clone)]
+pub enum DatabaseLocation {
+    Sqlite(PathBuf),
+    Postgres(PostgresUrl),
+}
+
+/// A PostgreSQL connection URL: the whole of it secret, a redacted form to show.
+#[derive(Clone)]
+pub struct PostgresUrl {
+    url: SecretString,
+    shown: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LocationError {
+    #[error("is empty")]
+    Empty,
+    #[error("is not a valid PostgreSQL URL: {0}")]
+    BadUrl(String),
+    #[error("names no host")]
+    NoHost,
+}
+
+impl DatabaseLocation {
+    pub fn parse(raw: &str) -> Result<Self, LocationError> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(LocationError::Empty);
+        }
+        let lower = trimmed.to_ascii_lowercase();
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            return PostgresUrl::parse(trimmed).map(Self::Postgres);
+        }
+        Ok(Self::Sqlite(PathBuf::from(raw)))
+    }
+
+    /// The SQLite file, if this is one.
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        match self {
+            Self::Sqlite(path) => Some(path),
+            Self::Postgres(_) => None,
+        }
+    }
+}
+
+impl PostgresUrl {
+    fn parse(raw: &str) -> Result<Self, LocationError> {
+        // Parsed only to check it and to redact it; the driver parses the text itself.
+        let mut url = url::Url::parse(raw).map_err(|e| LocationError::BadUrl(e.to_string()))?;
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(LocationError::NoHost);
+        }
+        if url.password().is_some() {
+            let _ = url.set_password(Some("***"));
+        }
+        // A password can also come as a query parameter.
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k.eq_ignore_ascii_case("password") {
+                    "***".to_owned()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        if !pairs.is_empty() {
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        Ok(Self {
+            url: SecretString::from(raw),
+            shown: url.to_string(),
+        })
+    }
+
+    /// The URL itself, password and all: for the driver only.
+    pub fn expose(&self) -> &str {
+        self.url.expose_secret()
+    }
+}
+
+impl std::fmt::Display for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostgresUrl({})", self.shown)
+    }
+}
+
+impl std::fmt::Display for DatabaseLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "{}", path.display()),
+            Self::Postgres(url) => write!(f, "{url}"),
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "Sqlite({})", path.display()),
+            Self::Postgres(url) => write!(f, "Postgres({url})"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_pick_postgres_everything_else_is_a_path_and_passwords_never_show() {
+        for raw in [
+            "postgres://chatsink:s3cret-pw@db.example.com:5432/archive?sslmode=require",
+            "POSTGRESQL://chatsink:s3cret-pw@db.example.com/archive",
+            "postgresql://chatsink@db.example.com/archive?password=s3cret-pw&sslmode=verify-full",
+        ] {
+            let location = DatabaseLocation::parse(raw).unwrap();
+            let DatabaseLocation::Postgres(url) = &location else {
+                panic!("{raw} is a PostgreSQL URL");
+            };
+            assert_eq!(url.expose(), raw);
+            for shown in [location.to_string(), format!("{location:?}")] {
+                assert!(!shown.contains("s3cret-pw"), "{shown}");
+                assert!(shown.contains("db.example.com"), "{shown}");
+            }
+        }
+        for raw in [
+            "./chatsink.db",
+            "/var/lib/chatsink/chatsink.db",
+            "postgres.db",
+        ] {
+            assert!(matches!(
+                DatabaseLocation::parse(raw),
+                Ok(DatabaseLocation::Sqlite(_))
+            ));
+        }
+        assert_eq!(
+            DatabaseLocation::parse(" ").err(),
+            Some(LocationError::Empty)
+        );
+        assert!(DatabaseLocation::parse("postgres://").is_err());
+        assert!(DatabaseLocation::parse("postgres://:5432/x").is_err());
+    }
+}

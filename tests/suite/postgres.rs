@@ -1,0 +1,217 @@
+//! PostgreSQL as a database location, against a real server (see `pg.rs`): choosing it by URL,
+//! migrations under an advisory lock, a newer schema refused, the password never shown, and what
+//! each command does with it while the backend does not serve yet.
+
+use crate::pg::{postgres, PgServer};
+use std::process::{Command, Output};
+
+fn chatsink(args: &[&str], database: &str, dir: &std::path::Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chatsink"))
+        .args(args)
+        .current_dir(dir)
+        .env("CHATSINK_DATABASE", database)
+        .env("CHATSINK_DATA_DIR", dir.join("data"))
+        .env("CHATSINK_READ_TOKENS", "test-read-token-0123456789abcdef")
+        .env(
+            "CHATSINK_HMAC_SECRETS",
+            "whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM=",
+        )
+        .env("CHATSINK_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("binary runs")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A fresh database's URL with a password in it (the test server trusts loopback, so any
+/// password is accepted, and none may ever be printed).
+fn url_with_password(server: &PgServer) -> String {
+    server
+        .fresh_database()
+        .replacen("postgres@", "postgres:hunter2-not-shown@", 1)
+}
+
+#[test]
+fn migrate_brings_a_new_database_to_the_schema_once_and_never_shows_the_password() {
+    let Some(server) = postgres("postgres::migrate_brings_a_new_database_to_the_schema") else {
+        return;
+    };
+    let url = url_with_password(server);
+    let dir = tempfile::tempdir().unwrap();
+    let first = chatsink(&["migrate"], &url, dir.path());
+    assert!(first.status.success(), "{}", text(&first));
+    assert!(
+        text(&first).contains("from schema version 0 to 1"),
+        "{}",
+        text(&first)
+    );
+    let again = chatsink(&["migrate"], &url, dir.path());
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(text(&again).contains("nothing to do"), "{}", text(&again));
+    for output in [&first, &again] {
+        assert!(!text(output).contains("hunter2"), "{}", text(output));
+    }
+    assert_eq!(
+        server.sql(
+            &url,
+            "SELECT string_agg(version::text, ',') FROM chatsink_schema"
+        ),
+        "1"
+    );
+    // The tables the backend will serve from are there, with the analysts' view.
+    assert_eq!(
+        server.sql(
+            &url,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'
+               AND tablename IN ('inbox', 'jobs', 'owners', 'sessions', 'messages', 'rejected_rows')"
+        ),
+        "6"
+    );
+    assert_eq!(server.sql(&url, "SELECT count(*) FROM message_view"), "0");
+}
+
+#[test]
+fn instances_migrating_at_once_take_turns_under_the_advisory_lock() {
+    let Some(server) = postgres("postgres::instances_migrating_at_once_take_turns") else {
+        return;
+    };
+    let url = server.fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    let runs: Vec<Output> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| chatsink(&["migrate"], &url, dir.path())))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for run in &runs {
+        assert!(run.status.success(), "{}", text(run));
+    }
+    let applied = runs
+        .iter()
+        .filter(|r| text(r).contains("from schema version 0 to 1"))
+        .count();
+    assert_eq!(applied, 1, "exactly one applied the schema");
+    assert_eq!(
+        server.sql(&url, "SELECT count(*) FROM chatsink_schema"),
+        "1"
+    );
+}
+
+#[test]
+fn a_schema_newer_than_this_build_is_refused() {
+    let Some(server) = postgres("postgres::a_schema_newer_than_this_build_is_refused") else {
+        return;
+    };
+    let url = server.fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    assert!(chatsink(&["migrate"], &url, dir.path()).status.success());
+    server.sql(&url, "INSERT INTO chatsink_schema (version) VALUES (99)");
+    let refused = chatsink(&["migrate"], &url, dir.path());
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused)
+            .contains("written by a newer chatsink (schema version 99, this build knows 1)"),
+        "{}",
+        text(&refused)
+    );
+}
+
+#[test]
+fn serve_backup_and_config_check_on_a_postgres_url_say_what_they_do_and_create_no_directory() {
+    let Some(server) = postgres("postgres::serve_backup_and_config_check_on_a_postgres_url") else {
+        return;
+    };
+    let url = url_with_password(server);
+    let dir = tempfile::tempdir().unwrap();
+
+    // Before, a URL was taken as a file path: `serve` made a directory named `postgres:` here.
+    let serve = chatsink(&["serve"], &url, dir.path());
+    assert!(!serve.status.success());
+    assert!(
+        text(&serve).contains("can migrate (`chatsink migrate`) but not yet serve from"),
+        "{}",
+        text(&serve)
+    );
+    assert!(!dir.path().join("postgres:").exists());
+    assert!(!dir.path().join("postgresql:").exists());
+    // It did check and migrate the database on its way.
+    assert_eq!(
+        server.sql(&url, "SELECT max(version) FROM chatsink_schema"),
+        "1"
+    );
+
+    let backup = chatsink(&["backup", "copy.db"], &url, dir.path());
+    assert!(!backup.status.success());
+    assert!(text(&backup).contains("pg_dump"), "{}", text(&backup));
+    assert!(!dir.path().join("copy.db").exists());
+
+    let check = chatsink(&["config", "check"], &url, dir.path());
+    assert!(check.status.success(), "{}", text(&check));
+    assert!(text(&check).contains("127.0.0.1"), "{}", text(&check));
+
+    for output in [&serve, &backup, &check] {
+        assert!(!text(output).contains("hunter2"), "{}", text(output));
+    }
+}
+
+#[test]
+fn tls_required_by_the_url_against_a_server_without_tls_is_a_clear_error() {
+    let Some(server) = postgres("postgres::tls_required_by_the_url") else {
+        return;
+    };
+    let url = format!("{}?sslmode=require", server.fresh_database());
+    let dir = tempfile::tempdir().unwrap();
+    let refused = chatsink(&["migrate"], &url, dir.path());
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("cannot migrate the database")
+            && text(&refused).to_lowercase().contains("tls"),
+        "{}",
+        text(&refused)
+    );
+}
+
+#[test]
+fn a_read_only_role_can_read_the_view_and_write_nothing() {
+    let Some(server) = postgres("postgres::a_read_only_role_can_read_the_view") else {
+        return;
+    };
+    let url = server.fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    assert!(chatsink(&["migrate"], &url, dir.path()).status.success());
+    let role = format!("analyst_{}", uuid::Uuid::new_v4().simple());
+    let database = url.rsplit('/').next().unwrap();
+    // The set-up the README gives for analysts' tools.
+    server.sql(
+        &url,
+        &format!(
+            "CREATE ROLE {role} LOGIN;
+             GRANT CONNECT ON DATABASE {database} TO {role};
+             GRANT USAGE ON SCHEMA public TO {role};
+             GRANT SELECT ON message_view TO {role};"
+        ),
+    );
+    let as_analyst = url.replacen("postgres@", &format!("{role}@"), 1);
+    assert_eq!(
+        server.sql(&as_analyst, "SELECT count(*) FROM message_view"),
+        "0"
+    );
+    let write = Command::new("psql")
+        .arg(&as_analyst)
+        .args(["-v", "ON_ERROR_STOP=1", "-qc", "DELETE FROM inbox"])
+        .output()
+        .unwrap();
+    assert!(!write.status.success(), "an analyst cannot write");
+    assert!(
+        String::from_utf8_lossy(&write.stderr).contains("permission denied"),
+        "{}",
+        String::from_utf8_lossy(&write.stderr)
+    );
+}
