@@ -16,7 +16,8 @@
 
 mod location;
 mod owner;
-mod postgres;
+/// Public for the PostgreSQL tests of use cases not yet served through [`Store`].
+pub mod postgres;
 /// Public for the benchmarks and SQLite-specific tests only (they compare chatsink's SQL with
 /// the sqlite3 CLI's, and check the query planner); the service goes through [`Store`].
 pub mod sqlite;

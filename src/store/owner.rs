@@ -86,7 +86,7 @@ pub struct Owner {
 }
 
 impl Owner {
-    pub(super) fn new(role: &str) -> Self {
+    pub fn new(role: &str) -> Self {
         Self {
             id: uuid::Uuid::new_v4().to_string(),
             role: role.to_owned(),

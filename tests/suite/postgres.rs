@@ -215,3 +215,196 @@ fn a_read_only_role_can_read_the_view_and_write_nothing() {
         String::from_utf8_lossy(&write.stderr)
     );
 }
+
+// --- the queue half of the PostgreSQL backend, through its use cases, as two instances ---
+
+mod queue {
+    use super::*;
+    use chatsink::domain::{
+        ChatSynced, IntakeOutcome, JobState, NewDelivery, SessionId, Timestamp,
+    };
+    use chatsink::store::postgres::PgStore;
+    use chatsink::store::{DatabaseLocation, Owner, PostgresUrl};
+    use std::time::Duration;
+
+    /// Two handles on one fresh database (two instances of chatsink), and its URL.
+    async fn two_instances(server: &PgServer) -> (String, PgStore, PgStore) {
+        let raw = server.fresh_database();
+        let DatabaseLocation::Postgres(url) = DatabaseLocation::parse(&raw).unwrap() else {
+            unreachable!()
+        };
+        let open = |url: PostgresUrl| async move { PgStore::open(&url, 8).await.unwrap() };
+        (raw, open(url.clone()).await, open(url).await)
+    }
+
+    fn delivery(id: &str, body: &str, session: Option<&str>) -> NewDelivery {
+        NewDelivery {
+            delivery_id: Some(id.to_owned()),
+            body_sha256: format!("sha-of-{body}"),
+            scheme: "hmac",
+            event: "meeting.chatSynced".into(),
+            session_id: session.map(str::to_owned),
+            body: body.as_bytes().to_vec(),
+            received: Timestamp::now(),
+            chat_synced: session.map(|s| ChatSynced {
+                session_id: SessionId::parse(s).unwrap(),
+                meeting_id: Some("m-1".into()),
+                title: Some("standup".into()),
+                chat_download_url: "https://storage.example.com/d.csv".into(),
+                chat_download_url_expiry: None,
+                created_at: None,
+                started_at: None,
+                ended_at: None,
+                organizer_id: None,
+                organizer_name: None,
+            }),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_delivery_sent_to_two_instances_at_once_is_stored_once_with_one_job() {
+        let Some(server) = postgres("postgres::queue::a_delivery_sent_to_two_instances_at_once")
+        else {
+            return;
+        };
+        let (_, a, b) = two_instances(server).await;
+        let (ia, ib) = (a.intake(), b.intake());
+        let mut stored = 0;
+        for n in 0..50 {
+            let session = format!("s-{n}");
+            let (one, two) = tokio::join!(
+                ia.store(delivery(&format!("d-{n}"), &session, Some(&session))),
+                ib.store(delivery(&format!("d-{n}"), &session, Some(&session))),
+            );
+            let outcomes = [one.unwrap(), two.unwrap()];
+            stored += outcomes
+                .iter()
+                .filter(|o| {
+                    matches!(
+                        o,
+                        IntakeOutcome::Stored {
+                            job_id: Some(_),
+                            ..
+                        }
+                    )
+                })
+                .count();
+            assert!(
+                outcomes.contains(&IntakeOutcome::Duplicate),
+                "{n}: {outcomes:?}"
+            );
+        }
+        assert_eq!(stored, 50);
+        // The same body under another delivery id is a duplicate too.
+        assert_eq!(
+            ia.store(delivery("d-other", "s-1", Some("s-1")))
+                .await
+                .unwrap(),
+            IntakeOutcome::Duplicate
+        );
+        let jobs = a.jobs(None, 1000).await.unwrap();
+        assert_eq!(jobs.len(), 50);
+        assert!(jobs.iter().all(|j| j.state == JobState::Pending));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn instances_claiming_together_never_claim_one_job_twice() {
+        let Some(server) = postgres("postgres::queue::instances_claiming_together") else {
+            return;
+        };
+        let (_, a, b) = two_instances(server).await;
+        let sessions: Vec<String> = (0..60).map(|n| format!("r-{n}")).collect();
+        a.enqueue_reprocess(sessions.clone()).await.unwrap();
+        // The same sessions again, from the other instance: the open jobs are shared.
+        assert_eq!(b.enqueue_reprocess(sessions).await.unwrap().len(), 60);
+        let lease = Duration::from_secs(60);
+        let stale = Duration::from_secs(5);
+        let claimers: Vec<_> = (0..8)
+            .map(|n| {
+                let store = if n % 2 == 0 { a.clone() } else { b.clone() };
+                tokio::spawn(async move {
+                    let owner = Owner::new("test");
+                    store.register_owner(owner.clone()).await.unwrap();
+                    let mut mine = Vec::new();
+                    while let Some(job) = store
+                        .claim_job(owner.clone(), lease, stale, None)
+                        .await
+                        .unwrap()
+                    {
+                        mine.push(job.id);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let mut claimed = Vec::new();
+        for claimer in claimers {
+            claimed.extend(claimer.await.unwrap());
+        }
+        claimed.sort();
+        let before = claimed.len();
+        claimed.dedup();
+        assert_eq!((before, claimed.len()), (60, 60), "each job claimed once");
+        let jobs = a.jobs(None, 1000).await.unwrap();
+        assert!(jobs
+            .iter()
+            .all(|j| j.state == JobState::Running && j.attempts == 1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_silent_owners_job_is_taken_and_its_late_writes_are_fenced() {
+        let Some(server) = postgres("postgres::queue::a_silent_owners_job_is_taken") else {
+            return;
+        };
+        let (url, a, b) = two_instances(server).await;
+        a.enqueue_reprocess(vec!["s-x".into()]).await.unwrap();
+        let (lease, stale) = (Duration::from_secs(60), Duration::from_secs(5));
+        // An owner on another host (nothing here can tell whether it runs) takes the job...
+        let mut far = Owner::new("serve");
+        far.identity.boot_id = "another-boot".into();
+        a.register_owner(far.clone()).await.unwrap();
+        let held = a
+            .claim_job(far.clone(), lease, stale, None)
+            .await
+            .unwrap()
+            .unwrap();
+        let near = Owner::new("serve");
+        b.register_owner(near.clone()).await.unwrap();
+        assert!(b
+            .claim_job(near.clone(), lease, stale, None)
+            .await
+            .unwrap()
+            .is_none());
+        // ...and falls silent: after the stale time its job is the other instance's.
+        server.sql(
+            &url,
+            &format!(
+                "UPDATE owners SET heartbeat_ms = heartbeat_ms - 6000 WHERE id = '{}'",
+                far.id
+            ),
+        );
+        let taken = b
+            .claim_job(near.clone(), lease, stale, None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(taken.id, held.id);
+        assert_eq!(taken.attempt, 2);
+        // The silent owner's late writes change nothing.
+        assert!(!a.extend_lease(held.clone(), lease).await.unwrap());
+        assert_eq!(
+            a.fail_job(held.clone(), "late".into(), None).await.unwrap(),
+            None
+        );
+        assert!(!a.release_job(held).await.unwrap());
+        assert_eq!(
+            b.fail_job(taken, "real".into(), Some(Duration::from_secs(1)))
+                .await
+                .unwrap(),
+            Some(JobState::Failed)
+        );
+        let gauges = b.queue_gauges().await.unwrap();
+        assert_eq!(gauges.by_state, [(JobState::Failed, 1)]);
+        b.check_writable().await.unwrap();
+    }
+}

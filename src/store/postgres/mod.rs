@@ -6,6 +6,10 @@
 //! refuses a PostgreSQL location with [`StoreError::BackendNotServed`] after checking and
 //! migrating it, so `chatsink migrate` can prepare a database today.
 
+mod queue;
+
+pub use queue::PgIntake;
+
 use super::location::PostgresUrl;
 use super::StoreError;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -19,6 +23,28 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// The advisory lock every migration runs under (an arbitrary constant: "chatsink" in ASCII).
 const MIGRATION_LOCK: i64 = 0x63_68_61_74_73_69_6e_6b;
+
+/// The PostgreSQL backend's handle: a pool, and the URL to show (password redacted).
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    shown: String,
+}
+
+impl PgStore {
+    /// Connects to and migrates the database at `url`.
+    pub async fn open(url: &PostgresUrl, pool_size: usize) -> Result<Self, StoreError> {
+        let pool = connect(url, pool_size)?;
+        let shown = url.to_string();
+        migrate(&pool, &shown).await?;
+        Ok(Self { pool, shown })
+    }
+
+    /// Where the database is, password redacted.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+}
 
 /// A pool of connections to the database at `url`.
 pub fn connect(url: &PostgresUrl, pool_size: usize) -> Result<Pool, StoreError> {
