@@ -262,6 +262,8 @@ pub struct ParsedAhead {
     batches: std::sync::mpsc::Receiver<Batch>,
     current: std::vec::IntoIter<LoadRow>,
     failure: ReadFailure,
+    /// The rows ended (whole or not): later calls answer `None` and change nothing.
+    ended: bool,
 }
 
 /// Why a [`ParsedAhead`]'s rows ended early, readable while the rows are borrowed (a loader checks
@@ -307,6 +309,7 @@ impl ParsedAhead {
             batches,
             current: Vec::new().into_iter(),
             failure: ReadFailure::default(),
+            ended: false,
         }
     }
 
@@ -335,8 +338,15 @@ impl Iterator for ParsedAhead {
             if let Some(row) = self.current.next() {
                 return Some(row);
             }
+            if self.ended {
+                return None;
+            }
+            self.ended = true;
             match self.batches.recv() {
-                Ok(Batch::Rows(rows)) => self.current = rows.into_iter(),
+                Ok(Batch::Rows(rows)) => {
+                    self.ended = false;
+                    self.current = rows.into_iter();
+                }
                 Ok(Batch::End(error)) => {
                     if let Some(e) = error {
                         self.failure.set(e.to_string());
@@ -455,6 +465,20 @@ mod tests {
 
     fn rows(csv: &str) -> Vec<LoadRow> {
         DumpReader::new(csv.as_bytes()).unwrap().collect()
+    }
+
+    /// Rows that ended whole stay ended: asking again is no read error (a loader that reads in
+    /// chunks asks once more after the last one).
+    #[test]
+    fn parsed_ahead_rows_that_ended_stay_ended_without_an_error() {
+        let csv =
+            format!("{HEADER}m1,u,s-1,m,A,false,false,TEXT_MESSAGE,hi,2026-06-03T10:00:00Z\n");
+        let mut ahead =
+            ParsedAhead::spawn(DumpReader::new(std::io::Cursor::new(csv.into_bytes())).unwrap());
+        assert_eq!(ahead.by_ref().count(), 1);
+        assert!(ahead.next().is_none());
+        assert!(ahead.next().is_none());
+        assert_eq!(ahead.error(), None);
     }
 
     #[test]

@@ -40,16 +40,13 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("connection pool: {0}")]
     Pool(#[from] r2d2::Error),
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", postgres_detail(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("postgres connection pool: {0}")]
     PgPool(#[from] deadpool_postgres::PoolError),
     /// The database settings cannot be used (a URL the driver refuses).
     #[error("database settings: {0}")]
     Config(String),
-    /// This build checks and migrates a PostgreSQL database but does not serve from one yet.
-    #[error("{location} is a PostgreSQL database, which this build can migrate (`chatsink migrate`) but not yet serve from; use an SQLite path for CHATSINK_DATABASE")]
-    BackendNotServed { location: String },
     #[error("database {location} was written by a newer chatsink (schema version {found}, this build knows {known})")]
     TooNew {
         location: String,
@@ -105,7 +102,7 @@ impl StoreError {
                 code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
             }),
             Self::PgPool(_) => true,
-            Self::Config(_) | Self::BackendNotServed { .. } => false,
+            Self::Config(_) => false,
             Self::Sqlite(_)
             | Self::TooNew { .. }
             | Self::CopyDamaged(_)
@@ -133,6 +130,17 @@ impl StoreError {
             ),
             Err(_) => Self::WriterGone,
         }
+    }
+}
+
+/// A PostgreSQL error with the server's own message (the driver's Display says only "db error").
+fn postgres_detail(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
     }
 }
 
@@ -176,12 +184,14 @@ pub struct QueueGauges {
 #[derive(Clone)]
 pub enum Store {
     Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
 }
 
 /// The group-commit writer for webhook intake. Cheap to clone.
 #[derive(Clone)]
 pub enum Intake {
     Sqlite(sqlite::IntakeWriter),
+    Postgres(postgres::PgIntake),
 }
 
 impl Intake {
@@ -189,6 +199,7 @@ impl Intake {
     pub async fn store(&self, delivery: NewDelivery) -> Result<IntakeOutcome, StoreError> {
         match self {
             Self::Sqlite(w) => w.store(delivery).await,
+            Self::Postgres(w) => w.store(delivery).await,
         }
     }
 }
@@ -237,12 +248,9 @@ impl Store {
     ) -> Result<Self, StoreError> {
         match location {
             DatabaseLocation::Sqlite(path) => Self::open(path),
-            DatabaseLocation::Postgres(url) => {
-                migrate(location, pool_size).await?;
-                Err(StoreError::BackendNotServed {
-                    location: url.to_string(),
-                })
-            }
+            DatabaseLocation::Postgres(url) => Ok(Self::Postgres(
+                postgres::PgStore::open(url, pool_size).await?,
+            )),
         }
     }
 
@@ -273,6 +281,7 @@ impl Store {
     pub fn intake(&self) -> Result<Intake, StoreError> {
         match self {
             Self::Sqlite(s) => Ok(Intake::Sqlite(sqlite::IntakeWriter::start(s.path())?)),
+            Self::Postgres(s) => Ok(Intake::Postgres(s.intake())),
         }
     }
 
@@ -284,6 +293,7 @@ impl Store {
         let owner = Owner::new(role);
         match self {
             Self::Sqlite(s) => s.register_owner(owner.clone()).await?,
+            Self::Postgres(s) => s.register_owner(owner.clone()).await?,
         }
         Ok(owner)
     }
@@ -292,6 +302,7 @@ impl Store {
     pub async fn heartbeat(&self, owner: &Owner) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(s) => s.heartbeat(owner.clone()).await,
+            Self::Postgres(s) => s.heartbeat(owner.clone()).await,
         }
     }
 
@@ -299,6 +310,7 @@ impl Store {
     pub async fn retire_owner(&self, owner: &Owner) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(s) => s.retire_owner(owner.clone()).await,
+            Self::Postgres(s) => s.retire_owner(owner.clone()).await,
         }
     }
 
@@ -316,6 +328,7 @@ impl Store {
     ) -> Result<Option<ClaimedJob>, StoreError> {
         match self {
             Self::Sqlite(s) => s.claim_job(owner.clone(), lease, stale, only).await,
+            Self::Postgres(s) => s.claim_job(owner.clone(), lease, stale, only).await,
         }
     }
 
@@ -327,6 +340,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         match self {
             Self::Sqlite(s) => s.extend_lease(job.clone(), lease).await,
+            Self::Postgres(s) => s.extend_lease(job.clone(), lease).await,
         }
     }
 
@@ -334,6 +348,7 @@ impl Store {
     pub async fn release_job(&self, job: &ClaimedJob) -> Result<bool, StoreError> {
         match self {
             Self::Sqlite(s) => s.release_job(job.clone()).await,
+            Self::Postgres(s) => s.release_job(job.clone()).await,
         }
     }
 
@@ -347,6 +362,7 @@ impl Store {
     ) -> Result<Option<JobState>, StoreError> {
         match self {
             Self::Sqlite(s) => s.fail_job(job.clone(), error.to_owned(), retry_in).await,
+            Self::Postgres(s) => s.fail_job(job.clone(), error.to_owned(), retry_in).await,
         }
     }
 
@@ -360,6 +376,7 @@ impl Store {
     ) -> Result<JobLoad, StoreError> {
         match self {
             Self::Sqlite(s) => s.load_job(job.clone(), rows, dump).await,
+            Self::Postgres(s) => s.load_job(job.clone(), rows, dump).await,
         }
     }
 
@@ -375,12 +392,14 @@ impl Store {
     ) -> Result<FileLoad, StoreError> {
         match self {
             Self::Sqlite(s) => s.load_file(rows, session, committed).await,
+            Self::Postgres(s) => s.load_file(rows, session, committed).await,
         }
     }
 
     pub async fn job(&self, id: i64) -> Result<Option<Job>, StoreError> {
         match self {
             Self::Sqlite(s) => s.job(id).await,
+            Self::Postgres(s) => s.job(id).await,
         }
     }
 
@@ -388,6 +407,7 @@ impl Store {
     pub async fn jobs(&self, state: Option<JobState>, limit: u32) -> Result<Vec<Job>, StoreError> {
         match self {
             Self::Sqlite(s) => s.jobs(state, limit).await,
+            Self::Postgres(s) => s.jobs(state, limit).await,
         }
     }
 
@@ -398,6 +418,7 @@ impl Store {
     ) -> Result<Option<SessionDump>, StoreError> {
         match self {
             Self::Sqlite(s) => s.stored_dump(session.clone()).await,
+            Self::Postgres(s) => s.stored_dump(session.clone()).await,
         }
     }
 
@@ -408,6 +429,7 @@ impl Store {
     ) -> Result<Option<(String, Option<i64>)>, StoreError> {
         match self {
             Self::Sqlite(s) => s.delivery_link(session.clone()).await,
+            Self::Postgres(s) => s.delivery_link(session.clone()).await,
         }
     }
 
@@ -418,6 +440,7 @@ impl Store {
     ) -> Result<Selected, StoreError> {
         match self {
             Self::Sqlite(s) => s.select_for_reprocess(selector.clone()).await,
+            Self::Postgres(s) => s.select_for_reprocess(selector.clone()).await,
         }
     }
 
@@ -428,6 +451,7 @@ impl Store {
     ) -> Result<Vec<(String, i64)>, StoreError> {
         match self {
             Self::Sqlite(s) => s.enqueue_reprocess(sessions).await,
+            Self::Postgres(s) => s.enqueue_reprocess(sessions).await,
         }
     }
 
@@ -446,6 +470,10 @@ impl Store {
                 s.message_page(filter.clone(), order, after, limit, budget)
                     .await
             }
+            Self::Postgres(s) => {
+                s.message_page(filter.clone(), order, after, limit, budget)
+                    .await
+            }
         }
     }
 
@@ -457,6 +485,7 @@ impl Store {
     ) -> Result<MessageStats, StoreError> {
         match self {
             Self::Sqlite(s) => s.stats(filter.clone(), top, budget).await,
+            Self::Postgres(s) => s.stats(filter.clone(), top, budget).await,
         }
     }
 
@@ -467,6 +496,7 @@ impl Store {
     ) -> Result<Option<SessionRecord>, StoreError> {
         match self {
             Self::Sqlite(s) => s.session(id.to_owned(), budget).await,
+            Self::Postgres(s) => s.session(id.to_owned(), budget).await,
         }
     }
 
@@ -479,12 +509,14 @@ impl Store {
     ) -> Result<Vec<SessionRecord>, StoreError> {
         match self {
             Self::Sqlite(s) => s.session_page(after, limit, budget).await,
+            Self::Postgres(s) => s.session_page(after, limit, budget).await,
         }
     }
 
     pub async fn user_exists(&self, id: &str, budget: Duration) -> Result<bool, StoreError> {
         match self {
             Self::Sqlite(s) => s.user_exists(id.to_owned(), budget).await,
+            Self::Postgres(s) => s.user_exists(id.to_owned(), budget).await,
         }
     }
 
@@ -498,6 +530,7 @@ impl Store {
     ) -> Result<Vec<UserRecord>, StoreError> {
         match self {
             Self::Sqlite(s) => s.user_page(session, after, limit, budget).await,
+            Self::Postgres(s) => s.user_page(session, after, limit, budget).await,
         }
     }
 
@@ -514,6 +547,10 @@ impl Store {
                 s.rejected_page(session.to_owned(), after, limit, budget)
                     .await
             }
+            Self::Postgres(s) => {
+                s.rejected_page(session.to_owned(), after, limit, budget)
+                    .await
+            }
         }
     }
 
@@ -523,6 +560,7 @@ impl Store {
     pub async fn deliveries(&self, limit: u32) -> Result<Vec<DeliveryRecord>, StoreError> {
         match self {
             Self::Sqlite(s) => s.deliveries(limit).await,
+            Self::Postgres(s) => s.deliveries(limit).await,
         }
     }
 
@@ -530,6 +568,7 @@ impl Store {
     pub async fn check_writable(&self) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(s) => s.check_writable().await,
+            Self::Postgres(s) => s.check_writable().await,
         }
     }
 
@@ -537,12 +576,14 @@ impl Store {
     pub async fn backlog(&self) -> Result<i64, StoreError> {
         match self {
             Self::Sqlite(s) => s.backlog().await,
+            Self::Postgres(s) => s.backlog().await,
         }
     }
 
     pub async fn queue_gauges(&self) -> Result<QueueGauges, StoreError> {
         match self {
             Self::Sqlite(s) => s.queue_gauges().await,
+            Self::Postgres(s) => s.queue_gauges().await,
         }
     }
 
@@ -550,6 +591,10 @@ impl Store {
     pub async fn shutdown(&self) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(s) => s.checkpoint().await,
+            Self::Postgres(s) => {
+                s.close();
+                Ok(())
+            }
         }
     }
 }

@@ -10,8 +10,7 @@ async fn load_generated(app: &TestApp, sessions: usize) {
     let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
     chatsink::dumpgen::write_dump(&mut file, 7, "budget", sessions, 2_000).unwrap();
     drop(file);
-    let db = chatsink::store::Store::open(&app.db_path).unwrap();
-    chatsink::ingest::ingest_file(&db, &path, None, |_, _| {})
+    chatsink::ingest::ingest_file(app.archive.store(), &path, None, |_, _| {})
         .await
         .unwrap();
 }

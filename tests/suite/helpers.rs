@@ -86,6 +86,19 @@ impl Archive {
         }
     }
 
+    /// The archive at a `CHATSINK_DATABASE` value: an SQLite path or a PostgreSQL URL.
+    pub fn at(location: &str) -> Self {
+        let location = chatsink::store::DatabaseLocation::parse(location).unwrap();
+        let store = std::thread::scope(|scope| {
+            scope
+                .spawn(|| block_on(Store::connect(&location, 4)))
+                .join()
+                .unwrap()
+        })
+        .expect("the test database opens");
+        Self { store }
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }
@@ -194,10 +207,36 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(AppOptions::default()).await
 }
 
+/// For a test of the SQLite backend's own storage: on PostgreSQL it says so and is not run (it
+/// has nothing to test there; it is no skip of something that should have run).
+pub fn sqlite_only(test: &str) -> bool {
+    if on_postgres() {
+        eprintln!("SQLITE-ONLY {test}: not run on PostgreSQL");
+        return true;
+    }
+    false
+}
+
+/// Whether this test binary runs its apps on PostgreSQL: `tests/suite_postgres.rs` compiles
+/// this same suite again, and there every app gets a fresh database on the test server (see
+/// `pg.rs`). Without a server, that binary says so for each app and runs it on SQLite.
+pub fn on_postgres() -> bool {
+    env!("CARGO_CRATE_NAME") == "suite_postgres"
+}
+
 pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let base = options.dir.clone().unwrap_or_else(|| dir.path().to_owned());
-    let db_path = base.join("chatsink.db");
+    // `db_path` is what CHATSINK_DATABASE says: a file, or a PostgreSQL URL.
+    let server = (on_postgres() && options.dir.is_none())
+        .then(|| {
+            crate::pg::postgres("suite_postgres: an app on PostgreSQL (run on SQLite instead)")
+        })
+        .flatten();
+    let db_path = match server {
+        Some(server) => PathBuf::from(server.fresh_database()),
+        None => base.join("chatsink.db"),
+    };
     let data_dir = base.join("data");
     let key_path = dir.path().join("rtk.pem");
     std::fs::write(&key_path, public_pem(&rsa_keys().0)).unwrap();
@@ -240,7 +279,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         let _ = app.run_until_stopped().await;
     });
     TestApp {
-        archive: Archive::open(&db_path),
+        archive: Archive::at(&db_path.display().to_string()),
         address,
         db_path,
         data_dir,
@@ -254,10 +293,13 @@ impl TestApp {
     /// The SQLite file itself, for tests of the SQLite backend's own storage (its integrity
     /// check, query plans, full-text index) and for faults injected below the store. Everything
     /// else reads the archive through [`TestApp::archive`].
-    pub fn sqlite(&self) -> Connection {
+    pub fn sqlite(&self) -> Option<Connection> {
+        if self.db_path.to_string_lossy().starts_with("postgres") {
+            return None;
+        }
         let conn = Connection::open(&self.db_path).unwrap();
         conn.busy_timeout(Duration::from_secs(10)).unwrap();
-        conn
+        Some(conn)
     }
 
     /// Every rejected row of every session as (line, reason), in line order.

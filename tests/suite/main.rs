@@ -20,3 +20,4 @@ mod query;
 mod readme;
 mod receive;
 mod seam;
+mod site;

@@ -119,7 +119,7 @@ fn start() -> Result<PgServer, String> {
     if as_postgres {
         chown_postgres(&dir)?;
     }
-    let port = crate::crash::free_port();
+    let port = crate::site::free_port();
     let run = |program: &str, args: &[&str]| -> Result<(), String> {
         let mut command = if as_postgres {
             let mut c = Command::new("runuser");

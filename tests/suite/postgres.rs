@@ -1,6 +1,6 @@
 //! PostgreSQL as a database location, against a real server (see `pg.rs`): choosing it by URL,
-//! migrations under an advisory lock, a newer schema refused, the password never shown, and what
-//! each command does with it while the backend does not serve yet.
+//! migrations under an advisory lock, a newer schema refused, the password never shown; and the
+//! backend's use cases as two instances on one database.
 
 use crate::pg::{postgres, PgServer};
 use std::process::{Command, Output};
@@ -124,24 +124,20 @@ fn a_schema_newer_than_this_build_is_refused() {
 }
 
 #[test]
-fn serve_backup_and_config_check_on_a_postgres_url_say_what_they_do_and_create_no_directory() {
-    let Some(server) = postgres("postgres::serve_backup_and_config_check_on_a_postgres_url") else {
+fn commands_on_a_postgres_url_use_it_and_create_no_directory() {
+    let Some(server) = postgres("postgres::commands_on_a_postgres_url_use_it") else {
         return;
     };
     let url = url_with_password(server);
     let dir = tempfile::tempdir().unwrap();
 
-    // Before, a URL was taken as a file path: `serve` made a directory named `postgres:` here.
-    let serve = chatsink(&["serve"], &url, dir.path());
-    assert!(!serve.status.success());
-    assert!(
-        text(&serve).contains("can migrate (`chatsink migrate`) but not yet serve from"),
-        "{}",
-        text(&serve)
-    );
+    // Before, a URL was taken as a file path: commands made a directory named `postgres:` here.
+    let jobs = chatsink(&["jobs"], &url, dir.path());
+    assert!(jobs.status.success(), "{}", text(&jobs));
+    assert!(text(&jobs).contains("last error"), "{}", text(&jobs));
     assert!(!dir.path().join("postgres:").exists());
     assert!(!dir.path().join("postgresql:").exists());
-    // It did check and migrate the database on its way.
+    // It checked and migrated the database on its way.
     assert_eq!(
         server.sql(&url, "SELECT max(version) FROM chatsink_schema"),
         "1"
@@ -156,7 +152,7 @@ fn serve_backup_and_config_check_on_a_postgres_url_say_what_they_do_and_create_n
     assert!(check.status.success(), "{}", text(&check));
     assert!(text(&check).contains("127.0.0.1"), "{}", text(&check));
 
-    for output in [&serve, &backup, &check] {
+    for output in [&jobs, &backup, &check] {
         assert!(!text(output).contains("hunter2"), "{}", text(output));
     }
 }

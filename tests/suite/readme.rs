@@ -1,8 +1,8 @@
 //! The README's command blocks, run verbatim (with the port swapped for a free one), so the
 //! newcomer's path cannot rot.
 
-use crate::crash::free_port;
 use crate::helpers::*;
+use crate::site::free_port;
 use std::path::Path;
 use std::process::Command;
 

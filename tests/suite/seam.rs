@@ -87,3 +87,31 @@ fn the_seam_check_finds_each_kind_of_breach() {
     }
     assert!(found.iter().all(|f| f.contains("bad.rs")), "{found:#?}");
 }
+
+/// The PostgreSQL binary (`tests/suite_postgres.rs`) runs the suite's files again: every module
+/// of `suite/main.rs` is either in it or named there as left out on purpose.
+#[test]
+fn the_postgresql_suite_runs_every_backend_dependent_module() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let modules = |text: &str| -> Vec<String> {
+        Regex::new(r"(?m)^mod (\w+);")
+            .unwrap()
+            .captures_iter(text)
+            .map(|c| c[1].to_owned())
+            .collect()
+    };
+    let sqlite = modules(&std::fs::read_to_string(root.join("suite/main.rs")).unwrap());
+    let postgres = modules(&std::fs::read_to_string(root.join("suite_postgres.rs")).unwrap());
+    let left_out = [
+        "bulk", "crash", "deploy", "faults", "fuzz", "postgres", "readme", "seam",
+    ];
+    for module in &sqlite {
+        assert!(
+            postgres.contains(module) || left_out.contains(&module.as_str()),
+            "suite module {module} is neither in suite_postgres.rs nor left out on purpose"
+        );
+    }
+    for module in &postgres {
+        assert!(sqlite.contains(module), "{module} is not a suite module");
+    }
+}

@@ -2,11 +2,15 @@
 //! every connection) and the schema (numbered migrations beside SQLite's, applied under an
 //! advisory lock so instances starting together are safe).
 //!
-//! The use cases of [`super::Store`] are not served from PostgreSQL yet: [`super::Store::connect`]
-//! refuses a PostgreSQL location with [`StoreError::BackendNotServed`] after checking and
-//! migrating it, so `chatsink migrate` can prepare a database today.
+//! The use cases of [`super::Store`] are in `queue.rs` (inbox, owners, jobs), `load.rs` (loads
+//! by binary COPY) and `reads.rs` (the query API); `search.rs` builds and queries the full-text
+//! words with SQLite's rules.
 
+mod load;
 mod queue;
+mod reads;
+mod search;
+mod text;
 
 pub use queue::PgIntake;
 
@@ -43,6 +47,11 @@ impl PgStore {
     /// Where the database is, password redacted.
     pub fn shown(&self) -> &str {
         &self.shown
+    }
+
+    /// Closes the pool at a clean stop: idle connections end, new checkouts fail.
+    pub fn close(&self) {
+        self.pool.close();
     }
 }
 

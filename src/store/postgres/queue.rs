@@ -3,7 +3,7 @@
 //! are settled by the UNIQUE constraints, a job is claimed with `FOR UPDATE SKIP LOCKED` on the
 //! database's clock, and every finishing write is fenced by the lease token.
 
-use super::PgStore;
+use super::{text, PgStore};
 use crate::domain::{
     ClaimedJob, IntakeOutcome, Job, JobKind, JobState, NewDelivery, ReprocessSelector, SessionId,
     Timestamp,
@@ -132,11 +132,11 @@ async fn insert_delivery(
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT DO NOTHING RETURNING id",
             &[
-                &delivery.delivery_id,
+                &text::put_opt(&delivery.delivery_id),
                 &delivery.body_sha256,
                 &delivery.scheme,
-                &delivery.event,
-                &delivery.session_id,
+                &text::put(&delivery.event),
+                &text::put_opt(&delivery.session_id),
                 &delivery.body,
                 &delivery.received.to_rfc3339(),
                 &delivery.received.millis(),
@@ -162,7 +162,7 @@ async fn insert_delivery(
             &[
                 &inbox_id,
                 &chat.session_id.as_str(),
-                &chat.chat_download_url,
+                &text::put(&chat.chat_download_url),
                 &chat.chat_download_url_expiry.map(Timestamp::millis),
                 &now,
             ],
@@ -193,13 +193,13 @@ async fn insert_delivery(
             updated_ms = EXCLUDED.updated_ms",
         &[
             &chat.session_id.as_str(),
-            &chat.meeting_id,
-            &chat.title,
+            &text::put_opt(&chat.meeting_id),
+            &text::put_opt(&chat.title),
             &iso(chat.created_at),
             &iso(chat.started_at),
             &iso(chat.ended_at),
-            &chat.organizer_id,
-            &chat.organizer_name,
+            &text::put_opt(&chat.organizer_id),
+            &text::put_opt(&chat.organizer_name),
             &sort_ms,
             &now,
         ],
@@ -232,7 +232,7 @@ fn job_from_row(row: &Row) -> Result<Job, StoreError> {
         state: state_of(row, 3)?,
         attempts: row.get::<_, i32>(4) as u32,
         next_attempt_ms: row.get(5),
-        last_error: row.get(6),
+        last_error: text::get_opt(row.get(6)),
         rows_loaded: row.get(7),
         rows_rejected: row.get(8),
         created_ms: row.get(9),
@@ -416,7 +416,13 @@ impl PgStore {
                                      claimed_until_ms = NULL, updated_ms = {NOW_MS}
                      WHERE id = $1 AND lease_token = $2 AND state = 'running'"
                 ),
-                &[&job.id, &job.lease_token, &state.as_str(), &delay, &error],
+                &[
+                    &job.id,
+                    &job.lease_token,
+                    &state.as_str(),
+                    &delay,
+                    &text::put(&error),
+                ],
             )
             .await?;
         if changed == 1 {
@@ -471,7 +477,7 @@ impl PgStore {
                 &[&session.as_str()],
             )
             .await?;
-        Ok(row.map(|r| (r.get(0), r.get(1))))
+        Ok(row.map(|r| (text::get(r.get(0)), r.get(1))))
     }
 
     pub async fn select_for_reprocess(
