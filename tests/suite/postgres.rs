@@ -578,3 +578,117 @@ async fn full_text_finds_the_same_rows_on_both_backends() {
         ["m8", "m12"]
     );
 }
+
+/// Three `serve` processes on one database. Every session's delivery is sent to two instances at
+/// the same moment and twice more to the third: exactly one is accepted, the rest are duplicates,
+/// each session gets one job and its rows exactly once, whichever instance ran it. Then two
+/// `reprocess --all` from two CLIs at once, while the three serve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_on_one_database_accept_each_delivery_once_and_load_it_once() {
+    use crate::helpers::{chat_synced, simple_dump, FakeServer, Reply};
+    use crate::site::Site;
+    let Some(server) = postgres("postgres::three_instances_on_one_database") else {
+        return;
+    };
+    let url = server.fresh_database();
+    let shared = tempfile::tempdir().unwrap();
+    let sites: Vec<Site> = (0..3)
+        .map(|_| Site::on_postgres(&url, shared.path()))
+        .collect();
+    let mut served = Vec::new();
+    for site in &sites {
+        served.push(site.start("").await);
+    }
+    let storage = FakeServer::start().await;
+    let sessions = 50;
+    for n in 0..sessions {
+        storage.route(
+            &format!("/d-{n}.csv"),
+            vec![Reply::Body(simple_dump(&format!("multi-{n}"), 20))],
+        );
+    }
+    let mut accepted = 0;
+    let mut duplicate = 0;
+    for n in 0..sessions {
+        let body = chat_synced(&format!("multi-{n}"), &storage.url(&format!("/d-{n}.csv")));
+        let id = format!("multi-delivery-{n}");
+        let (a, b, c) = (n % 3, (n + 1) % 3, (n + 2) % 3);
+        let (first, second) = tokio::join!(served[a].post(&body, &id), served[b].post(&body, &id));
+        let third = served[c].post(&body, &id).await;
+        let fourth = served[c].post(&body, &id).await;
+        for response in [first, second, third, fourth] {
+            let response = response.unwrap();
+            assert_eq!(response.status(), 200);
+            let answer: serde_json::Value = response.json().await.unwrap();
+            match answer["status"].as_str() {
+                Some("accepted") => accepted += 1,
+                Some("duplicate") => duplicate += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    assert_eq!((accepted, duplicate), (50, 150));
+    let archive = sites[0].archive();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let jobs = archive.jobs();
+        if jobs.len() == sessions
+            && jobs
+                .iter()
+                .all(|j| j.state == chatsink::domain::JobState::Done)
+        {
+            assert!(jobs.iter().all(|j| j.attempts == 1), "no job claimed twice");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{jobs:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for n in 0..sessions {
+        sites[0].assert_loaded_once(&format!("multi-{n}"), 20);
+    }
+    // Each session's dump was downloaded once: one instance ran each job.
+    for n in 0..sessions {
+        assert_eq!(storage.requests(&format!("/d-{n}.csv")), 1, "session {n}");
+    }
+    // Two `reprocess --all` at once, while the three serve: they share one open job per session,
+    // and no job is claimed twice.
+    let reprocess = || {
+        Command::new(env!("CARGO_BIN_EXE_chatsink"))
+            .args(["reprocess", "--all"])
+            .env("CHATSINK_DATABASE", &url)
+            .env("CHATSINK_DATA_DIR", shared.path().join("data"))
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let runs: Vec<Output> = std::thread::scope(|scope| {
+        let handles = [scope.spawn(reprocess), scope.spawn(reprocess)];
+        handles.map(|h| h.join().unwrap()).into_iter().collect()
+    });
+    for run in &runs {
+        assert!(run.status.success(), "{}", text(run));
+        assert!(
+            text(run).contains("reprocessed 50 session(s): 50 ok, 0 failed"),
+            "{}",
+            text(run)
+        );
+    }
+    let jobs = archive.jobs();
+    let reprocessed: Vec<_> = jobs
+        .iter()
+        .filter(|j| j.kind == chatsink::domain::JobKind::Reprocess)
+        .collect();
+    assert_eq!(reprocessed.len(), sessions, "one shared job per session");
+    assert!(
+        reprocessed
+            .iter()
+            .all(|j| j.state == chatsink::domain::JobState::Done && j.attempts == 1),
+        "{reprocessed:?}"
+    );
+    for n in 0..sessions {
+        sites[0].assert_loaded_once(&format!("multi-{n}"), 20);
+    }
+    for s in served {
+        s.stop();
+    }
+}

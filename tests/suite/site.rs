@@ -21,6 +21,8 @@ pub(crate) struct Site {
     root: PathBuf,
     scratch: tempfile::TempDir,
     key_file: PathBuf,
+    /// A PostgreSQL URL when the site's database is one (then `root` holds only the data dir).
+    database: Option<String>,
 }
 
 impl Site {
@@ -34,6 +36,15 @@ impl Site {
         Self::at(root.to_owned(), tempfile::tempdir().unwrap())
     }
 
+    /// An instance on the PostgreSQL database `url`, its data dir under `root` (instances may
+    /// share one).
+    pub(crate) fn on_postgres(url: &str, root: &Path) -> Self {
+        Self {
+            database: Some(url.to_owned()),
+            ..Self::on(root)
+        }
+    }
+
     fn at(root: PathBuf, scratch: tempfile::TempDir) -> Self {
         std::fs::create_dir_all(&root).unwrap();
         let key_file = scratch.path().join("rtk.pem");
@@ -43,11 +54,19 @@ impl Site {
             root,
             scratch,
             key_file,
+            database: None,
         }
     }
 
     pub(crate) fn db_path(&self) -> PathBuf {
         self.root.join("chatsink.db")
+    }
+
+    /// What `CHATSINK_DATABASE` says for this site.
+    pub(crate) fn location(&self) -> String {
+        self.database
+            .clone()
+            .unwrap_or_else(|| self.db_path().display().to_string())
     }
 
     fn marker(&self, point: &str) -> PathBuf {
@@ -60,7 +79,7 @@ impl Site {
         command
             .arg("serve")
             .env("CHATSINK_LISTEN", format!("127.0.0.1:{port}"))
-            .env("CHATSINK_DATABASE", self.db_path())
+            .env("CHATSINK_DATABASE", self.location())
             .env("CHATSINK_DATA_DIR", self.root.join("data"))
             .env("CHATSINK_RTK_PUBLIC_KEY_FILE", &self.key_file)
             .env("CHATSINK_READ_TOKENS", READ_TOKEN)
@@ -151,7 +170,7 @@ impl Site {
     /// The site's archive through chatsink's store, opened for the call and closed after it: a
     /// test process holding the file open would keep its WAL alive and stop a remount.
     pub(crate) fn archive(&self) -> Archive {
-        Archive::open(&self.db_path())
+        Archive::at(&self.location())
     }
 
     /// (state, attempts) of every job, oldest first.
@@ -179,7 +198,7 @@ impl Site {
         }
     }
 
-    /// Asserts that the session holds exactly the dump's message ids, each once, and that the
+    /// Asserts that the session holds exactly the dump's message ids, each once, and that an
     /// SQLite file passes its integrity check.
     pub(crate) fn assert_loaded_once(&self, session: &str, rows: usize) {
         let archive = self.archive();
@@ -192,11 +211,13 @@ impl Site {
             (record.status.as_str(), record.message_count),
             ("loaded", rows as i64)
         );
-        let integrity: String = rusqlite::Connection::open(self.db_path())
-            .unwrap()
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(integrity, "ok");
+        if self.database.is_none() {
+            let integrity: String = rusqlite::Connection::open(self.db_path())
+                .unwrap()
+                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(integrity, "ok");
+        }
     }
 
     pub(crate) fn leftover_parts(&self) -> Vec<PathBuf> {
