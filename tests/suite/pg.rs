@@ -30,6 +30,11 @@ struct Cluster {
     bin: PathBuf,
     data: PathBuf,
     as_postgres: bool,
+    /// `pg_ctl -o` options and log file, to start it again after a stop.
+    options: String,
+    log: PathBuf,
+    /// Stopped and removed when dropped (a private cluster; the shared one is stopped at exit).
+    private: bool,
 }
 
 static SERVER: OnceLock<Result<PgServer, String>> = OnceLock::new();
@@ -102,6 +107,27 @@ fn start() -> Result<PgServer, String> {
             cluster: None,
         });
     }
+    let server = start_cluster("shared", false)?;
+    // SAFETY: registers a plain function with no captured state to run at process exit.
+    unsafe {
+        libc::atexit(stop_cluster);
+    }
+    Ok(server)
+}
+
+/// A cluster of this test's own, to stop and start again (an outage) without disturbing the
+/// others; `None` after a visible skip when no server binaries are installed.
+pub fn private_cluster(test: &str) -> Option<PgServer> {
+    match start_cluster(&uuid::Uuid::new_v4().simple().to_string(), true) {
+        Ok(server) => Some(server),
+        Err(why) => {
+            skip(test, &why);
+            None
+        }
+    }
+}
+
+fn start_cluster(tag: &str, private: bool) -> Result<PgServer, String> {
     let Some(bin) = SERVER_BINARIES
         .iter()
         .map(PathBuf::from)
@@ -113,7 +139,7 @@ fn start() -> Result<PgServer, String> {
         ));
     };
     let as_postgres = unsafe { libc::geteuid() } == 0;
-    let dir = std::env::temp_dir().join(format!("chatsink-pg-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("chatsink-pg-{}-{tag}", std::process::id()));
     let data = dir.join("data");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     if as_postgres {
@@ -173,19 +199,72 @@ fn start() -> Result<PgServer, String> {
             "start",
         ],
     )?;
-    let server = PgServer {
+    Ok(PgServer {
         base: format!("postgres://postgres@127.0.0.1:{port}"),
         cluster: Some(Cluster {
             bin: bin.clone(),
             data: data.clone(),
             as_postgres,
+            options,
+            log: dir.join("server.log"),
+            private,
         }),
-    };
-    // SAFETY: registers a plain function with no captured state to run at process exit.
-    unsafe {
-        libc::atexit(stop_cluster);
+    })
+}
+
+impl Cluster {
+    fn pg_ctl(&self, args: &[&str]) -> std::process::Output {
+        let pg_ctl = self.bin.join("pg_ctl");
+        let mut command = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(pg_ctl);
+            c
+        } else {
+            Command::new(pg_ctl)
+        };
+        command
+            .arg("-D")
+            .arg(&self.data)
+            .args(args)
+            .output()
+            .expect("pg_ctl runs")
     }
-    Ok(server)
+}
+
+impl PgServer {
+    /// `pg_ctl -m immediate stop`: the server goes away as in a crash.
+    pub fn crash(&self) {
+        let cluster = self.cluster.as_ref().expect("a cluster of the tests' own");
+        let out = cluster.pg_ctl(&["-m", "immediate", "-w", "stop"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts a stopped cluster again on the same port.
+    pub fn restart(&self) {
+        let cluster = self.cluster.as_ref().expect("a cluster of the tests' own");
+        let log = cluster.log.to_str().unwrap().to_owned();
+        let out = cluster.pg_ctl(&["-o", &cluster.options, "-l", &log, "-w", "start"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        if let Some(cluster) = self.cluster.as_ref().filter(|c| c.private) {
+            let _ = cluster.pg_ctl(&["-m", "immediate", "stop"]);
+            if let Some(dir) = cluster.data.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
 }
 
 fn chown_postgres(dir: &Path) -> Result<(), String> {

@@ -692,3 +692,92 @@ async fn three_instances_on_one_database_accept_each_delivery_once_and_load_it_o
         s.stop();
     }
 }
+
+/// PostgreSQL crashes (`pg_ctl -m immediate`) during a stream of deliveries and comes back:
+/// every delivery answered 2xx is stored, those sent during the outage get 503 with Retry-After,
+/// `/readyz` names the database, and chatsink recovers without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postgres_outage_loses_nothing_acknowledged_and_recovers_without_a_restart() {
+    use crate::helpers::{chat_synced, simple_dump, FakeServer, Reply};
+    use crate::site::Site;
+    use std::time::{Duration, Instant};
+    let Some(server) = crate::pg::private_cluster("postgres::a_postgres_outage_loses_nothing")
+    else {
+        return;
+    };
+    let url = server.fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    let site = Site::on_postgres(&url, dir.path());
+    let served = site.start("").await;
+    let storage = FakeServer::start().await;
+    let mut acknowledged = Vec::new();
+    let mut refused = 0;
+    let mut n = 0;
+    let mut send = |phase: &'static str| {
+        n += 1;
+        let session = format!("outage-{n}");
+        storage.route(
+            &format!("/{session}.csv"),
+            vec![Reply::Body(simple_dump(&session, 5))],
+        );
+        let body = chat_synced(&session, &storage.url(&format!("/{session}.csv")));
+        (phase, format!("outage-delivery-{n}"), body)
+    };
+    let post = |(phase, id, body): (&'static str, String, Vec<u8>)| {
+        let served = &served;
+        async move {
+            let response = served.post(&body, &id).await.unwrap();
+            (phase, id, response)
+        }
+    };
+    for _ in 0..10 {
+        let (_, id, response) = post(send("before")).await;
+        assert_eq!(response.status(), 200);
+        acknowledged.push(id);
+    }
+    server.crash();
+    for _ in 0..5 {
+        let (_, id, response) = post(send("during")).await;
+        match response.status().as_u16() {
+            200 => acknowledged.push(id),
+            503 => {
+                assert!(response.headers().contains_key("retry-after"));
+                refused += 1;
+            }
+            other => panic!("{other} during the outage"),
+        }
+    }
+    assert!(refused > 0, "deliveries during the outage were refused");
+    let ready = served.get("/readyz").await;
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert!(body["failing"]["database"].is_string(), "{body}");
+
+    server.restart();
+    let back = Instant::now();
+    loop {
+        let (_, id, response) = post(send("after")).await;
+        if response.status() == 200 {
+            acknowledged.push(id);
+            break;
+        }
+        assert!(back.elapsed() < Duration::from_secs(30), "no recovery");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for _ in 0..5 {
+        let (_, id, response) = post(send("after")).await;
+        assert_eq!(response.status(), 200);
+        acknowledged.push(id);
+    }
+    assert_eq!(served.get("/readyz").await.status(), 200);
+    let stored: std::collections::HashSet<String> = site
+        .archive()
+        .deliveries()
+        .into_iter()
+        .filter_map(|d| d.delivery_id)
+        .collect();
+    for id in &acknowledged {
+        assert!(stored.contains(id), "acknowledged {id} was lost");
+    }
+    served.stop();
+}
