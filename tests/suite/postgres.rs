@@ -781,3 +781,111 @@ async fn a_postgres_outage_loses_nothing_acknowledged_and_recovers_without_a_res
     }
     served.stop();
 }
+
+/// One instance of three is killed at a crash-suite failpoint while it holds a job (its lease
+/// a minute long, as by default): the survivors see its heartbeat stop and finish its jobs
+/// within 15 s of the kill, each session loaded exactly once.
+async fn survivors_finish_the_jobs_of_an_instance_killed_at(point: &str) {
+    use crate::helpers::{chat_synced, simple_dump, FakeServer, Reply};
+    use crate::site::Site;
+    use std::time::{Duration, Instant};
+    let Some(server) = postgres(&format!("postgres::survivors_finish_the_jobs ({point})")) else {
+        return;
+    };
+    let url = server.fresh_database();
+    let shared = tempfile::tempdir().unwrap();
+    let sites: Vec<Site> = (0..3)
+        .map(|_| Site::on_postgres(&url, shared.path()))
+        .collect();
+    let defaults = |command: &mut Command| {
+        command.env_remove("CHATSINK_JOB_LEASE_SECS");
+    };
+    let storage = FakeServer::start().await;
+    let rows = 3000;
+    let mut sessions = Vec::new();
+    for n in 0..3 {
+        let session = format!("killed-{n}");
+        let reply = if point == "download.mid" {
+            Reply::Slow {
+                body: simple_dump(&session, rows),
+                chunk: 16 * 1024,
+                pause: Duration::from_millis(20),
+            }
+        } else {
+            Reply::Body(simple_dump(&session, rows))
+        };
+        storage.route(&format!("/{session}.csv"), vec![reply]);
+        sessions.push(session);
+    }
+    // The first instance alone takes the deliveries and stops at the point with a job held.
+    let armed = if point == "worker.before_claim" {
+        format!("{point}=60000")
+    } else {
+        format!("worker.before_claim=300,{point}=60000")
+    };
+    let doomed = sites[0].start_with(&armed, defaults).await;
+    for (n, session) in sessions.iter().enumerate() {
+        let body = chat_synced(session, &storage.url(&format!("/{session}.csv")));
+        let response = doomed.post(&body, &format!("kill-{n}")).await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    sites[0].wait_for_marker(point).await;
+    let mut survivors = Vec::new();
+    for site in &sites[1..] {
+        survivors.push(site.start_with("", defaults).await);
+    }
+    doomed.kill();
+    let killed = Instant::now();
+    let archive = sites[1].archive();
+    loop {
+        let jobs = archive.jobs();
+        if jobs.len() == 3
+            && jobs
+                .iter()
+                .all(|j| j.state == chatsink::domain::JobState::Done)
+        {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(15),
+            "{point}: not finished 15 s after the kill: {jobs:?}\n{}",
+            sites[1].log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "{point}: survivors finished {:?} after the kill",
+        killed.elapsed()
+    );
+    for session in &sessions {
+        sites[1].assert_loaded_once(session, rows);
+    }
+    for s in survivors {
+        s.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survivors_finish_the_jobs_of_an_instance_killed_before_claiming() {
+    survivors_finish_the_jobs_of_an_instance_killed_at("worker.before_claim").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survivors_finish_the_jobs_of_an_instance_killed_while_downloading() {
+    survivors_finish_the_jobs_of_an_instance_killed_at("download.mid").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survivors_finish_the_jobs_of_an_instance_killed_mid_load() {
+    survivors_finish_the_jobs_of_an_instance_killed_at("load.mid").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survivors_finish_the_jobs_of_an_instance_killed_before_the_load_commits() {
+    survivors_finish_the_jobs_of_an_instance_killed_at("load.before_commit").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survivors_finish_the_jobs_of_an_instance_killed_after_the_load_commits() {
+    survivors_finish_the_jobs_of_an_instance_killed_at("load.after_commit").await;
+}

@@ -119,7 +119,11 @@ impl Site {
         .await
     }
 
-    async fn start_with(&self, failpoints: &str, adjust: impl Fn(&mut Command)) -> Served {
+    pub(crate) async fn start_with(
+        &self,
+        failpoints: &str,
+        adjust: impl Fn(&mut Command),
+    ) -> Served {
         for _ in 0..5 {
             let port = free_port();
             let mut command = self.command(port);

@@ -147,6 +147,8 @@ impl PgStore {
         let mut session = SessionLoad::begin(&tx, &job.session_id, true).await?;
         while let Some(chunk) = chunks.recv().await {
             session.stage(&tx, chunk).await?;
+            // Rows are staged in the open transaction and more may come: the middle of a load.
+            crate::failpoint::hit_async("load.mid").await;
         }
         if let Some(reason) = producer.await.map_err(StoreError::from_join)? {
             return Ok(JobLoad::InputFailed(reason));
