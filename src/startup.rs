@@ -65,6 +65,7 @@ impl Application {
             settings.jobs.clone(),
         )?);
         let workers = spawn_workers(ingest, settings.workers);
+        store.watch_jobs(workers.wake());
         let webhook_state = web::Data::new(WebhookState {
             verifier,
             intake,

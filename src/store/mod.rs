@@ -306,6 +306,15 @@ impl Store {
         }
     }
 
+    /// Wakes `wake` when any instance enqueues a job, where the backend can tell (PostgreSQL's
+    /// LISTEN/NOTIFY); SQLite's jobs come from this process, which wakes its workers itself.
+    pub fn watch_jobs(&self, wake: std::sync::Arc<tokio::sync::Notify>) {
+        match self {
+            Self::Sqlite(_) => {}
+            Self::Postgres(s) => drop(s.watch_jobs(wake)),
+        }
+    }
+
     /// Removes the owner at a clean stop (its jobs were finished or released first).
     pub async fn retire_owner(&self, owner: &Owner) -> Result<(), StoreError> {
         match self {

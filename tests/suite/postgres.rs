@@ -303,6 +303,43 @@ mod queue {
         assert!(jobs.iter().all(|j| j.state == JobState::Pending));
     }
 
+    /// An instance's idle workers hear at once of a job another instance enqueued.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_enqueued_on_one_instance_wakes_the_others() {
+        let Some(server) = postgres("postgres::queue::a_job_enqueued_on_one_instance_wakes") else {
+            return;
+        };
+        let (_, a, b) = two_instances(server).await;
+        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        let _listener = b.watch_jobs(wake.clone());
+        // Until the listener is in place, a job may go unheard: try a few times.
+        let mut heard = false;
+        for n in 0..20 {
+            let intake = a.intake();
+            intake
+                .store(delivery(
+                    &format!("w-{n}"),
+                    &format!("w-{n}"),
+                    Some(&format!("w-{n}")),
+                ))
+                .await
+                .unwrap();
+            if tokio::time::timeout(Duration::from_millis(500), wake.notified())
+                .await
+                .is_ok()
+            {
+                heard = true;
+                break;
+            }
+        }
+        assert!(heard, "no wake-up reached the other instance");
+        // And a reprocess enqueued there wakes it too.
+        a.enqueue_reprocess(vec!["w-0".into()]).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(2), wake.notified())
+            .await
+            .expect("woken by the reprocess job");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn instances_claiming_together_never_claim_one_job_twice() {
         let Some(server) = postgres("postgres::queue::instances_claiming_together") else {

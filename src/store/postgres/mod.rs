@@ -33,15 +33,24 @@ const MIGRATION_LOCK: i64 = 0x63_68_61_74_73_69_6e_6b;
 pub struct PgStore {
     pool: Pool,
     shown: String,
+    /// For the connection outside the pool that listens for new jobs.
+    config: tokio_postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
 }
 
 impl PgStore {
     /// Connects to and migrates the database at `url`.
     pub async fn open(url: &PostgresUrl, pool_size: usize) -> Result<Self, StoreError> {
-        let pool = connect(url, pool_size)?;
+        let config = driver_config(url)?;
+        let pool = pool(config.clone(), pool_size)?;
         let shown = url.to_string();
         migrate(&pool, &shown).await?;
-        Ok(Self { pool, shown })
+        Ok(Self {
+            pool,
+            shown,
+            config,
+            tls: tls(),
+        })
     }
 
     /// Where the database is, password redacted.
@@ -57,6 +66,11 @@ impl PgStore {
 
 /// A pool of connections to the database at `url`.
 pub fn connect(url: &PostgresUrl, pool_size: usize) -> Result<Pool, StoreError> {
+    pool(driver_config(url)?, pool_size)
+}
+
+/// The driver's settings for `url`, with chatsink's on every connection.
+fn driver_config(url: &PostgresUrl) -> Result<tokio_postgres::Config, StoreError> {
     let mut config = tokio_postgres::Config::from_str(&driver_url(url.expose()))
         .map_err(|e| StoreError::Config(format!("{url}: {e}")))?;
     // Every commit is durable before it returns (a server default may say otherwise).
@@ -67,6 +81,10 @@ pub fn connect(url: &PostgresUrl, pool_size: usize) -> Result<Pool, StoreError> 
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(std::time::Duration::from_secs(10));
     }
+    Ok(config)
+}
+
+fn pool(config: tokio_postgres::Config, pool_size: usize) -> Result<Pool, StoreError> {
     let manager = Manager::from_config(
         config,
         tls(),

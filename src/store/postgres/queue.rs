@@ -169,6 +169,8 @@ async fn insert_delivery(
         )
         .await?
         .get(0);
+    // Delivered at commit, to every instance listening (see `watch_jobs`).
+    tx.execute(&format!("NOTIFY {JOBS_CHANNEL}"), &[]).await?;
     let iso = |t: Option<Timestamp>| t.map(Timestamp::to_rfc3339);
     let sort_ms = chat
         .started_at
@@ -552,6 +554,7 @@ impl PgStore {
                 .get(0);
             out.push((session, id));
         }
+        tx.execute(&format!("NOTIFY {JOBS_CHANNEL}"), &[]).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -624,4 +627,47 @@ async fn beat(client: &impl GenericClient, owner: &Owner) -> Result<(), StoreErr
         )
         .await?;
     Ok(())
+}
+
+/// The channel an instance announces new jobs on; other instances' idle workers wake on it.
+pub const JOBS_CHANNEL: &str = "chatsink_jobs";
+
+impl PgStore {
+    /// Wakes `wake` whenever any instance enqueues a job (LISTEN/NOTIFY), on a connection of its
+    /// own that is made again when it drops. Where LISTEN is unavailable (CockroachDB, some
+    /// poolers), workers still find jobs by polling; this only makes them find new ones sooner.
+    pub fn watch_jobs(&self, wake: Arc<tokio::sync::Notify>) -> tokio::task::JoinHandle<()> {
+        let store = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = store.listen_once(&wake).await {
+                    tracing::warn!(error = %e, "LISTEN for new jobs failed; workers poll until it is back");
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        })
+    }
+
+    async fn listen_once(&self, wake: &Arc<tokio::sync::Notify>) -> Result<(), StoreError> {
+        use futures_util::StreamExt;
+        let (client, mut connection) = self.config.connect(self.tls.clone()).await?;
+        // The connection is driven by its own task, which hands notifications on.
+        let wake = wake.clone();
+        let driver = tokio::spawn(async move {
+            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(message) = messages.next().await {
+                if let tokio_postgres::AsyncMessage::Notification(_) = message? {
+                    wake.notify_one();
+                }
+            }
+            Ok::<(), tokio_postgres::Error>(())
+        });
+        client
+            .batch_execute(&format!("LISTEN {JOBS_CHANNEL}"))
+            .await?;
+        // Until the connection ends; the client is kept, or the connection would close.
+        let ended = driver.await.map_err(StoreError::from_join)?;
+        drop(client);
+        Ok(ended?)
+    }
 }
