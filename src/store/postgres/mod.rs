@@ -34,8 +34,7 @@ pub struct PgStore {
     pool: Pool,
     shown: String,
     /// For the connection outside the pool that listens for new jobs.
-    config: tokio_postgres::Config,
-    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    listener: std::sync::Arc<(tokio_postgres::Config, tokio_postgres_rustls::MakeRustlsConnect)>,
 }
 
 impl PgStore {
@@ -48,8 +47,7 @@ impl PgStore {
         Ok(Self {
             pool,
             shown,
-            config,
-            tls: tls(),
+            listener: std::sync::Arc::new((config, tls())),
         })
     }
 

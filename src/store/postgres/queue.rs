@@ -650,7 +650,8 @@ impl PgStore {
 
     async fn listen_once(&self, wake: &Arc<tokio::sync::Notify>) -> Result<(), StoreError> {
         use futures_util::StreamExt;
-        let (client, mut connection) = self.config.connect(self.tls.clone()).await?;
+        let (config, tls) = &*self.listener;
+        let (client, mut connection) = config.connect(tls.clone()).await?;
         // The connection is driven by its own task, which hands notifications on.
         let wake = wake.clone();
         let driver = tokio::spawn(async move {
