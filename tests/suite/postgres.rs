@@ -333,11 +333,14 @@ mod queue {
             }
         }
         assert!(heard, "no wake-up reached the other instance");
-        // And a reprocess enqueued there wakes it too.
-        a.enqueue_reprocess(vec!["w-0".into()]).await.unwrap();
+        // Once listening, every delivery's job is heard.
+        a.intake()
+            .store(delivery("w-last", "w-last", Some("w-last")))
+            .await
+            .unwrap();
         tokio::time::timeout(Duration::from_secs(2), wake.notified())
             .await
-            .expect("woken by the reprocess job");
+            .expect("woken by the next delivery's job");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,7 +34,10 @@ pub struct PgStore {
     pool: Pool,
     shown: String,
     /// For the connection outside the pool that listens for new jobs.
-    listener: std::sync::Arc<(tokio_postgres::Config, tokio_postgres_rustls::MakeRustlsConnect)>,
+    listener: std::sync::Arc<(
+        tokio_postgres::Config,
+        tokio_postgres_rustls::MakeRustlsConnect,
+    )>,
 }
 
 impl PgStore {

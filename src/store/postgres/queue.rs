@@ -554,7 +554,8 @@ impl PgStore {
                 .get(0);
             out.push((session, id));
         }
-        tx.execute(&format!("NOTIFY {JOBS_CHANNEL}"), &[]).await?;
+        // Not announced: the `reprocess` that asked for these claims them at once, with its own
+        // settings (credentials, say); serve's workers take any it leaves by polling.
         tx.commit().await?;
         Ok(out)
     }
@@ -633,8 +634,8 @@ async fn beat(client: &impl GenericClient, owner: &Owner) -> Result<(), StoreErr
 pub const JOBS_CHANNEL: &str = "chatsink_jobs";
 
 impl PgStore {
-    /// Wakes `wake` whenever any instance enqueues a job (LISTEN/NOTIFY), on a connection of its
-    /// own that is made again when it drops. Where LISTEN is unavailable (CockroachDB, some
+    /// Wakes `wake` whenever any instance stores a delivery's job (LISTEN/NOTIFY), on a
+    /// connection of its own that is made again when it drops. Where LISTEN is unavailable (CockroachDB, some
     /// poolers), workers still find jobs by polling; this only makes them find new ones sooner.
     pub fn watch_jobs(&self, wake: Arc<tokio::sync::Notify>) -> tokio::task::JoinHandle<()> {
         let store = self.clone();
