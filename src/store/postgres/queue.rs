@@ -635,8 +635,9 @@ pub const JOBS_CHANNEL: &str = "chatsink_jobs";
 
 impl PgStore {
     /// Wakes `wake` whenever any instance stores a delivery's job (LISTEN/NOTIFY), on a
-    /// connection of its own that is made again when it drops. Where LISTEN is unavailable (CockroachDB, some
-    /// poolers), workers still find jobs by polling; this only makes them find new ones sooner.
+    /// connection of its own that is made again when it drops. Where LISTEN is unavailable
+    /// (CockroachDB, some poolers), workers still find jobs by polling; this only makes them
+    /// find new ones sooner.
     pub fn watch_jobs(&self, wake: Arc<tokio::sync::Notify>) -> tokio::task::JoinHandle<()> {
         let store = self.clone();
         tokio::spawn(async move {
