@@ -929,3 +929,66 @@ async fn survivors_finish_the_jobs_of_an_instance_killed_before_the_load_commits
 async fn survivors_finish_the_jobs_of_an_instance_killed_after_the_load_commits() {
     survivors_finish_the_jobs_of_an_instance_killed_at("load.after_commit").await;
 }
+
+/// A cursor from one instance continues on another, while another session loads: the pages
+/// together are the session's messages, each once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cursor_from_one_instance_continues_on_another_while_sessions_load() {
+    use crate::helpers::{chat_synced, simple_dump, FakeServer, Reply};
+    use crate::site::Site;
+    let Some(server) = postgres("postgres::a_cursor_from_one_instance_continues_on_another") else {
+        return;
+    };
+    let url = server.fresh_database();
+    let shared = tempfile::tempdir().unwrap();
+    let sites: Vec<Site> = (0..2)
+        .map(|_| Site::on_postgres(&url, shared.path()))
+        .collect();
+    let (a, b) = (sites[0].start("").await, sites[1].start("").await);
+    let storage = FakeServer::start().await;
+    storage.route("/paged.csv", vec![Reply::Body(simple_dump("paged", 250))]);
+    let body = chat_synced("paged", &storage.url("/paged.csv"));
+    assert_eq!(a.post(&body, "paged-1").await.unwrap().status(), 200);
+    let archive = sites[0].archive();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while archive.messages_of("paged").len() < 250 {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for page in 0.. {
+        // Another session loads between pages, through whichever instance.
+        let other = format!("other-{page}");
+        storage.route(
+            &format!("/{other}.csv"),
+            vec![Reply::Body(simple_dump(&other, 30))],
+        );
+        let other_body = chat_synced(&other, &storage.url(&format!("/{other}.csv")));
+        let via = if page % 2 == 0 { &b } else { &a };
+        assert_eq!(via.post(&other_body, &other).await.unwrap().status(), 200);
+        let path = match &cursor {
+            Some(c) => format!("/v1/sessions/paged/messages?limit=40&cursor={c}"),
+            None => "/v1/sessions/paged/messages?limit=40".to_owned(),
+        };
+        let served = if page % 2 == 0 { &a } else { &b };
+        let response = served.get(&path).await;
+        assert_eq!(response.status(), 200);
+        let json: serde_json::Value = response.json().await.unwrap();
+        seen.extend(
+            json["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["id"].as_str().unwrap().to_owned()),
+        );
+        match json["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..250).map(|i| format!("paged-m{i}")).collect();
+    assert_eq!(seen, expected, "nothing skipped or repeated, in order");
+    a.stop();
+    b.stop();
+}
