@@ -10,6 +10,9 @@
 //! hosts or containers) are judged by their heartbeat alone. Either way the lease token still
 //! fences every write: an owner wrongly taken for gone loses its job's commit, never doubles it.
 
+/// Owners silent this long are forgotten whatever else is known: nothing of theirs still runs.
+pub const FORGET_AFTER_MS: i64 = 24 * 3600 * 1000;
+
 /// One process's identity, precise enough to tell whether it still runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessIdentity {

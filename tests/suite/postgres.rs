@@ -619,6 +619,16 @@ async fn full_text_finds_the_same_rows_on_both_backends() {
     );
 }
 
+/// `n` served sites (not yet started) on one fresh database, sharing one data dir.
+fn instances(server: &PgServer, n: usize) -> (String, tempfile::TempDir, Vec<crate::site::Site>) {
+    let url = server.fresh_database();
+    let shared = tempfile::tempdir().unwrap();
+    let sites = (0..n)
+        .map(|_| crate::site::Site::on_postgres(&url, shared.path()))
+        .collect();
+    (url, shared, sites)
+}
+
 /// Three `serve` processes on one database. Every session's delivery is sent to two instances at
 /// the same moment and twice more to the third: exactly one is accepted, the rest are duplicates,
 /// each session gets one job and its rows exactly once, whichever instance ran it. Then two
@@ -626,15 +636,10 @@ async fn full_text_finds_the_same_rows_on_both_backends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_instances_on_one_database_accept_each_delivery_once_and_load_it_once() {
     use crate::helpers::{chat_synced, simple_dump, FakeServer, Reply};
-    use crate::site::Site;
     let Some(server) = postgres("postgres::three_instances_on_one_database") else {
         return;
     };
-    let url = server.fresh_database();
-    let shared = tempfile::tempdir().unwrap();
-    let sites: Vec<Site> = (0..3)
-        .map(|_| Site::on_postgres(&url, shared.path()))
-        .collect();
+    let (url, shared, sites) = instances(server, 3);
     let mut served = Vec::new();
     for site in &sites {
         served.push(site.start("").await);
@@ -827,16 +832,11 @@ async fn a_postgres_outage_loses_nothing_acknowledged_and_recovers_without_a_res
 /// within 15 s of the kill, each session loaded exactly once.
 async fn survivors_finish_the_jobs_of_an_instance_killed_at(point: &str) {
     use crate::helpers::{chat_synced, simple_dump, FakeServer, Reply};
-    use crate::site::Site;
     use std::time::{Duration, Instant};
     let Some(server) = postgres(&format!("postgres::survivors_finish_the_jobs ({point})")) else {
         return;
     };
-    let url = server.fresh_database();
-    let shared = tempfile::tempdir().unwrap();
-    let sites: Vec<Site> = (0..3)
-        .map(|_| Site::on_postgres(&url, shared.path()))
-        .collect();
+    let (_, _shared, sites) = instances(server, 3);
     let defaults = |command: &mut Command| {
         command.env_remove("CHATSINK_JOB_LEASE_SECS");
     };
@@ -935,15 +935,10 @@ async fn survivors_finish_the_jobs_of_an_instance_killed_after_the_load_commits(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cursor_from_one_instance_continues_on_another_while_sessions_load() {
     use crate::helpers::{chat_synced, simple_dump, FakeServer, Reply};
-    use crate::site::Site;
     let Some(server) = postgres("postgres::a_cursor_from_one_instance_continues_on_another") else {
         return;
     };
-    let url = server.fresh_database();
-    let shared = tempfile::tempdir().unwrap();
-    let sites: Vec<Site> = (0..2)
-        .map(|_| Site::on_postgres(&url, shared.path()))
-        .collect();
+    let (_, _shared, sites) = instances(server, 2);
     let (a, b) = (sites[0].start("").await, sites[1].start("").await);
     let storage = FakeServer::start().await;
     storage.route("/paged.csv", vec![Reply::Body(simple_dump("paged", 250))]);

@@ -213,9 +213,6 @@ async fn insert_delivery(
     })
 }
 
-/// Owners silent this long are deleted whatever else is known.
-const FORGET_AFTER_MS: i64 = 24 * 3600 * 1000;
-
 fn kind_of(row: &Row, index: usize) -> Result<JobKind, StoreError> {
     Ok(JobKind::parse(row.get::<_, &str>(index))?)
 }
@@ -262,7 +259,7 @@ impl PgStore {
                     "SELECT id, host, boot_id, pid_namespace, pid, start_ticks, heartbeat_ms < {NOW_MS} - $2
                      FROM owners WHERE id <> $1"
                 ),
-                &[&owner.id, &FORGET_AFTER_MS],
+                &[&owner.id, &crate::store::owner::FORGET_AFTER_MS],
             )
             .await?;
         for row in others {

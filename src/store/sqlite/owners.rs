@@ -5,9 +5,6 @@ use super::now_ms;
 use crate::store::{Owner, ProcessIdentity};
 use rusqlite::{params, Connection, TransactionBehavior};
 
-/// Owners silent this long are deleted whatever else is known: nothing of theirs is running.
-const FORGET_AFTER_MS: i64 = 24 * 3600 * 1000;
-
 /// Writes (or rewrites) the owner's row with a fresh heartbeat.
 pub fn beat(conn: &Connection, owner: &Owner) -> rusqlite::Result<()> {
     let me = &owner.identity;
@@ -56,7 +53,7 @@ pub fn register(conn: &mut Connection, owner: &Owner) -> rusqlite::Result<usize>
     let now = now_ms();
     let mut forgotten = 0;
     for (id, identity, heartbeat_ms) in others {
-        if identity.is_gone() || heartbeat_ms < now - FORGET_AFTER_MS {
+        if identity.is_gone() || heartbeat_ms < now - crate::store::owner::FORGET_AFTER_MS {
             tracing::info!(owner = %id, pid = identity.pid, "an earlier owner of job leases is gone; its jobs can be claimed now");
             forgotten += tx.execute("DELETE FROM owners WHERE id = ?1", [&id])?;
         }
