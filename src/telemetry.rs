@@ -85,6 +85,10 @@ fn describe() {
         "Dump rows loaded as messages."
     );
     describe_counter!("chatsink_rows_rejected_total", "Dump rows rejected.");
+    describe_counter!(
+        "chatsink_store_conflict_retries_total",
+        "Transactions run again after the database rolled them back to keep them apart from others (SQLSTATE 40001, 40P01)."
+    );
     describe_histogram!(
         "chatsink_query_seconds",
         Unit::Seconds,

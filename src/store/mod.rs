@@ -97,10 +97,14 @@ impl StoreError {
             Self::Intake(inner) => inner.is_unavailable(),
             // No SQLSTATE: the connection itself failed (refused, closed, timed out). Class 08
             // is a connection exception, 53 insufficient resources, 57P an operator shutdown.
-            Self::Postgres(e) => e.code().is_none_or(|code| {
-                let code = code.code();
-                code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
-            }),
+            // A transient conflict outlived its retries: the sender should try again later.
+            Self::Postgres(e) => {
+                self.is_transient_conflict()
+                    || e.code().is_none_or(|code| {
+                        let code = code.code();
+                        code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
+                    })
+            }
             Self::PgPool(_) => true,
             Self::Config(_) => false,
             Self::Sqlite(_)

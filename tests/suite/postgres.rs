@@ -987,3 +987,94 @@ async fn a_cursor_from_one_instance_continues_on_another_while_sessions_load() {
     a.stop();
     b.stop();
 }
+
+/// Transactions PostgreSQL rolls back with SQLSTATE 40001 (as CockroachDB and YugabyteDB do as a
+/// matter of course) run again inside the store: real triggers raise `serialization_failure` on
+/// the first inserts into the inbox and the first claims of jobs, and every delivery is still
+/// answered 200 and loaded, with no job attempt spent. A conflict that never clears is answered
+/// 503 with Retry-After, stores nothing, and the same delivery is accepted once it clears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serialization_failures_are_retried_and_a_lasting_one_is_answered_503() {
+    use crate::helpers::{chat_synced, simple_dump, FakeServer, Reply};
+    let Some(server) = postgres("postgres::serialization_failures_are_retried") else {
+        return;
+    };
+    let (url, _shared, sites) = instances(server, 1);
+    let served = sites[0].start("").await;
+    server.sql(
+        &url,
+        "CREATE TABLE planted_conflicts (tab text PRIMARY KEY, first_n bigint NOT NULL);
+         INSERT INTO planted_conflicts VALUES ('inbox', 3), ('jobs', 3);
+         CREATE SEQUENCE inbox_conflicts; CREATE SEQUENCE jobs_conflicts;
+         CREATE FUNCTION plant_conflict() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             -- nextval is not rolled back with the failed transaction, so each try counts.
+             IF nextval(TG_TABLE_NAME || '_conflicts')
+                <= (SELECT first_n FROM planted_conflicts WHERE tab = TG_TABLE_NAME) THEN
+                 RAISE EXCEPTION 'planted conflict' USING ERRCODE = 'serialization_failure';
+             END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER plant BEFORE INSERT ON inbox FOR EACH ROW EXECUTE FUNCTION plant_conflict();
+         CREATE TRIGGER plant BEFORE UPDATE ON jobs FOR EACH ROW EXECUTE FUNCTION plant_conflict();",
+    );
+    let storage = FakeServer::start().await;
+    for n in 0..4 {
+        storage.route(
+            &format!("/c-{n}.csv"),
+            vec![Reply::Body(simple_dump(&format!("conflict-{n}"), 5))],
+        );
+    }
+    for n in 0..3 {
+        let body = chat_synced(
+            &format!("conflict-{n}"),
+            &storage.url(&format!("/c-{n}.csv")),
+        );
+        let response = served.post(&body, &format!("conflict-{n}")).await.unwrap();
+        assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    }
+    sites[0].wait_until_settled().await;
+    for n in 0..3 {
+        sites[0].assert_loaded_once(&format!("conflict-{n}"), 5);
+    }
+    let jobs = sites[0].archive().jobs();
+    assert!(
+        jobs.iter()
+            .all(|j| j.state == chatsink::domain::JobState::Done && j.attempts == 1),
+        "a conflict retried in the store spends no job attempt: {jobs:?}"
+    );
+    let metrics = served.get("/metrics").await.text().await.unwrap();
+    let retries: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("chatsink_store_conflict_retries_total "))
+        .expect("the retries are counted")
+        .parse()
+        .unwrap();
+    assert!(retries >= 6.0, "3 intake and 3 claim conflicts: {retries}");
+
+    // A conflict that does not clear: 503 with Retry-After, and nothing stored.
+    server.sql(
+        &url,
+        "UPDATE planted_conflicts SET first_n = 1000000 WHERE tab = 'inbox'",
+    );
+    let body = chat_synced("conflict-3", &storage.url("/c-3.csv"));
+    let response = served.post(&body, "conflict-3").await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(
+        server.sql(
+            &url,
+            "SELECT count(*) FROM inbox WHERE session_id = 'conflict-3'"
+        ),
+        "0"
+    );
+    server.sql(
+        &url,
+        "UPDATE planted_conflicts SET first_n = 0 WHERE tab = 'inbox'",
+    );
+    let response = served.post(&body, "conflict-3").await.unwrap();
+    assert_eq!(response.status(), 200);
+    sites[0].wait_until_settled().await;
+    sites[0].assert_loaded_once("conflict-3", 5);
+    served.stop();
+}

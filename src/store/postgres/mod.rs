@@ -9,6 +9,7 @@
 mod load;
 mod queue;
 mod reads;
+mod retry;
 mod search;
 mod text;
 

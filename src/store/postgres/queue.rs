@@ -3,6 +3,7 @@
 //! are settled by the UNIQUE constraints, a job is claimed with `FOR UPDATE SKIP LOCKED` on the
 //! database's clock, and every finishing write is fenced by the lease token.
 
+use super::retry::retrying;
 use super::{text, PgStore};
 use crate::domain::{
     ClaimedJob, IntakeOutcome, Job, JobKind, JobState, NewDelivery, ReprocessSelector, SessionId,
@@ -60,7 +61,7 @@ async fn run_writer(store: PgStore, mut receiver: mpsc::Receiver<(NewDelivery, R
                 Err(_) => break,
             }
         }
-        match write_batch(&store, &batch).await {
+        match retrying("intake batch", || write_batch(&store, &batch)).await {
             Ok(outcomes) => {
                 for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
                     let _ = reply.send(outcome);
@@ -91,6 +92,8 @@ async fn write_batch(
         for (delivery, _) in batch {
             match insert_delivery(&tx, delivery).await {
                 Ok(outcome) => outcomes.push(Ok(outcome)),
+                // The whole transaction was rolled back: the batch runs again as it is.
+                Err(e) if e.is_transient_conflict() => return Err(e),
                 Err(e) => {
                     tracing::warn!(error = %e, "a delivery failed in a batch; writing them one savepoint each");
                     failed = true;
@@ -112,6 +115,7 @@ async fn write_batch(
                 savepoint.commit().await?;
                 outcomes.push(Ok(outcome));
             }
+            Err(e) if e.is_transient_conflict() => return Err(e),
             Err(e) => {
                 savepoint.rollback().await?;
                 outcomes.push(Err(Arc::new(e)));
@@ -245,14 +249,20 @@ impl PgStore {
     }
 
     pub async fn heartbeat(&self, owner: Owner) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        beat(&client, &owner).await
+        let owner = &owner;
+        retrying("heartbeat", || async move {
+            let client = self.pool.get().await?;
+            beat(&client, owner).await
+        })
+        .await
     }
 
     pub async fn register_owner(&self, owner: Owner) -> Result<(), StoreError> {
+        let owner = &owner;
+        retrying("register an owner", || async move {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        beat(&tx, &owner).await?;
+        beat(&tx, owner).await?;
         let others = tx
             .query(
                 &format!(
@@ -280,6 +290,8 @@ impl PgStore {
         }
         tx.commit().await?;
         Ok(())
+        })
+        .await
     }
 
     pub async fn retire_owner(&self, owner: Owner) -> Result<(), StoreError> {
@@ -297,10 +309,13 @@ impl PgStore {
         stale: Duration,
         only: Option<i64>,
     ) -> Result<Option<ClaimedJob>, StoreError> {
-        let client = self.pool.get().await?;
         let lease_token = uuid::Uuid::new_v4().to_string();
+        let (lease_ms, stale_ms) = (lease.as_millis() as i64, stale.as_millis() as i64);
+        let (token, owner_id) = (&lease_token, &owner.id);
         // SKIP LOCKED: instances claiming at once each take a different job, none waits.
-        let row = client
+        let row = retrying("claim a job", || async move {
+            let client = self.pool.get().await?;
+            Ok(client
             .query_opt(
                 &format!(
                     "WITH now AS (SELECT {NOW_MS} AS ms),
@@ -323,15 +338,11 @@ impl PgStore {
                      RETURNING jobs.id, jobs.kind, jobs.session_id, jobs.download_url, jobs.download_expiry_ms,
                                jobs.attempts"
                 ),
-                &[
-                    &only,
-                    &(lease.as_millis() as i64),
-                    &(stale.as_millis() as i64),
-                    &lease_token,
-                    &owner.id,
-                ],
+                &[&only, &lease_ms, &stale_ms, token, owner_id],
             )
-            .await?;
+            .await?)
+        })
+        .await?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -343,7 +354,6 @@ impl PgStore {
             session_id: match SessionId::parse(&session) {
                 Ok(s) => s,
                 Err(e) => {
-                    drop(client);
                     let job = ClaimedJob {
                         id,
                         kind: JobKind::Delivery,
@@ -367,22 +377,28 @@ impl PgStore {
     }
 
     pub async fn extend_lease(&self, job: ClaimedJob, lease: Duration) -> Result<bool, StoreError> {
-        let client = self.pool.get().await?;
-        let changed = client
-            .execute(
-                &format!(
-                    "UPDATE jobs SET claimed_until_ms = {NOW_MS} + $3, updated_ms = {NOW_MS}
+        let job = &job;
+        let changed = retrying("extend lease", || async move {
+            let client = self.pool.get().await?;
+            Ok(client
+                .execute(
+                    &format!(
+                        "UPDATE jobs SET claimed_until_ms = {NOW_MS} + $3, updated_ms = {NOW_MS}
                      WHERE id = $1 AND lease_token = $2 AND state = 'running'"
-                ),
-                &[&job.id, &job.lease_token, &(lease.as_millis() as i64)],
-            )
-            .await?;
+                    ),
+                    &[&job.id, &job.lease_token, &(lease.as_millis() as i64)],
+                )
+                .await?)
+        })
+        .await?;
         Ok(changed == 1)
     }
 
     pub async fn release_job(&self, job: ClaimedJob) -> Result<bool, StoreError> {
+        let job = &job;
+        let changed = retrying("release job", || async move {
         let client = self.pool.get().await?;
-        let changed = client
+        Ok(client
             .execute(
                 &format!(
                     "UPDATE jobs SET state = CASE WHEN attempts > 1 THEN 'failed' ELSE 'pending' END,
@@ -392,7 +408,9 @@ impl PgStore {
                 ),
                 &[&job.id, &job.lease_token],
             )
-            .await?;
+            .await?)
+        })
+        .await?;
         Ok(changed == 1)
     }
 
@@ -406,36 +424,35 @@ impl PgStore {
             Some(delay) => (JobState::Failed, delay.as_millis() as i64),
             None => (JobState::Dead, 0),
         };
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let changed = tx
-            .execute(
-                &format!(
+        let error = text::put(&error);
+        let (job, state, error) = (&job, &state, &error);
+        retrying("record a failed attempt", || async move {
+            let mut client = self.pool.get().await?;
+            let tx = client.transaction().await?;
+            let changed = tx
+                .execute(
+                    &format!(
                     "UPDATE jobs SET state = $3, next_attempt_ms = {NOW_MS} + $4, last_error = $5,
                                      claimed_until_ms = NULL, updated_ms = {NOW_MS}
                      WHERE id = $1 AND lease_token = $2 AND state = 'running'"
                 ),
-                &[
-                    &job.id,
-                    &job.lease_token,
-                    &state.as_str(),
-                    &delay,
-                    &text::put(&error),
-                ],
-            )
-            .await?;
-        if changed == 1 {
-            tx.execute(
-                &format!(
-                    "UPDATE sessions SET status = $2, updated_ms = {NOW_MS}
+                    &[&job.id, &job.lease_token, &state.as_str(), &delay, error],
+                )
+                .await?;
+            if changed == 1 {
+                tx.execute(
+                    &format!(
+                        "UPDATE sessions SET status = $2, updated_ms = {NOW_MS}
                      WHERE session_id = (SELECT session_id FROM jobs WHERE id = $1)"
-                ),
-                &[&job.id, &state.as_str()],
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok((changed == 1).then_some(state))
+                    ),
+                    &[&job.id, &state.as_str()],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok((changed == 1).then_some(*state))
+        })
+        .await
     }
 
     pub async fn job(&self, id: i64) -> Result<Option<Job>, StoreError> {
@@ -523,6 +540,8 @@ impl PgStore {
         &self,
         sessions: Vec<String>,
     ) -> Result<Vec<(String, i64)>, StoreError> {
+        let sessions = &sessions;
+        retrying("enqueue reprocess jobs", || async move {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let mut out = Vec::with_capacity(sessions.len());
@@ -549,12 +568,14 @@ impl PgStore {
                 )
                 .await?
                 .get(0);
-            out.push((session, id));
+            out.push((session.clone(), id));
         }
         // Not announced: the `reprocess` that asked for these claims them at once, with its own
         // settings (credentials, say); serve's workers take any it leaves by polling.
         tx.commit().await?;
         Ok(out)
+        })
+        .await
     }
 
     pub async fn backlog(&self) -> Result<i64, StoreError> {
