@@ -90,7 +90,7 @@ CREATE TABLE sessions (
     rejected_count    INTEGER NOT NULL DEFAULT 0,
     first_message_ms  INTEGER,
     last_message_ms   INTEGER,
-    dump_path         TEXT,                 -- the stored raw dump, relative to the data dir
+    dump_path         TEXT,                 -- the kept raw dump's key in the dump store
     dump_sha256       TEXT,
     loaded_ms         INTEGER,
     updated_ms        INTEGER NOT NULL

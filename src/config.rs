@@ -2,6 +2,7 @@
 //! variable and a default that works on a laptop, resolved into one validated [`Settings`].
 
 use crate::domain::{parse_rsa_public_key, HostPattern, RsaPublicKey};
+use crate::ingest::DumpStoreLocation;
 use crate::store::DatabaseLocation;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
@@ -64,6 +65,9 @@ pub enum Command {
     /// Apply pending schema migrations to the database (creating an SQLite file if needed) and
     /// exit. `serve` applies them at start too.
     Migrate(MigrateArgs),
+    /// Copy an SQLite archive into an empty PostgreSQL database, keeping every id (so cursors,
+    /// links and job numbers stay valid). Refuses a destination that already holds an archive.
+    CopyArchive(CopyArchiveArgs),
     /// Send a signed `meeting.chatSynced` to a running chatsink, serving a generated dump from a
     /// loopback port until it has been downloaded.
     SendTestWebhook(SendTestWebhookArgs),
@@ -88,6 +92,16 @@ pub struct BackupArgs {
     /// SQLite database file to copy (a PostgreSQL database is backed up with pg_dump).
     #[arg(long, env = "CHATSINK_DATABASE", default_value = "./chatsink.db", value_parser = database_location)]
     pub database: DatabaseLocation,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArchiveArgs {
+    /// The SQLite archive to copy (left as it is).
+    #[arg(long, value_parser = database_location)]
+    pub from: DatabaseLocation,
+    /// The PostgreSQL database to copy it into: a `postgres://` URL of an empty database.
+    #[arg(long, value_parser = database_location)]
+    pub to: DatabaseLocation,
 }
 
 #[derive(Debug, Args)]
@@ -157,9 +171,24 @@ pub struct StorageArgs {
     /// Connections to a PostgreSQL database per process.
     #[arg(long, env = "CHATSINK_DATABASE_POOL", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub database_pool: u64,
-    /// Directory for raw dumps and generated files (such as the read token).
+    /// Directory for working files, generated files (such as the read token) and, by default,
+    /// the kept raw dumps.
     #[arg(long, env = "CHATSINK_DATA_DIR", default_value = "./chatsink-data")]
     pub data_dir: PathBuf,
+    /// Where raw dumps are kept for `reprocess`: a directory (default: `dumps` in the data dir),
+    /// `s3://bucket/prefix` (with the usual AWS_* variables), or `none` (reprocess downloads
+    /// again through the Chat Replay API).
+    #[arg(long, env = "CHATSINK_DUMP_STORE", value_parser = dump_store_location)]
+    pub dump_store: Option<DumpStoreLocation>,
+}
+
+impl StorageArgs {
+    /// The dump store, the default filled in.
+    pub fn dump_store(&self) -> DumpStoreLocation {
+        self.dump_store
+            .clone()
+            .unwrap_or_else(|| DumpStoreLocation::default_under(&self.data_dir))
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -453,6 +482,7 @@ pub struct Settings {
     pub database: DatabaseLocation,
     pub database_pool: usize,
     pub data_dir: PathBuf,
+    pub dump_store: DumpStoreLocation,
     pub verify: VerifySettings,
     pub max_body_bytes: usize,
     pub read_tokens: Vec<SecretString>,
@@ -575,6 +605,10 @@ impl JobArgs {
 }
 
 /// `CHATSINK_DATABASE`: a PostgreSQL URL or an SQLite path.
+fn dump_store_location(raw: &str) -> Result<DumpStoreLocation, String> {
+    DumpStoreLocation::parse(raw)
+}
+
 fn database_location(raw: &str) -> Result<DatabaseLocation, String> {
     DatabaseLocation::parse(raw).map_err(|e| e.to_string())
 }
@@ -684,6 +718,7 @@ impl ServeArgs {
             database: self.storage.database.clone(),
             database_pool: self.storage.database_pool as usize,
             data_dir: self.storage.data_dir.clone(),
+            dump_store: self.storage.dump_store(),
             verify: VerifySettings {
                 rsa_key,
                 hmac_keys,

@@ -60,7 +60,8 @@ impl Application {
         let ingest = Arc::new(IngestContext::new(
             store.clone(),
             owner.clone(),
-            settings.data_dir.clone(),
+            &settings.data_dir,
+            &settings.dump_store,
             &settings.download,
             settings.jobs.clone(),
         )?);

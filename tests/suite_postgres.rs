@@ -20,6 +20,8 @@ mod site;
 mod budget;
 #[path = "suite/cli.rs"]
 mod cli;
+#[path = "suite/dump_store.rs"]
+mod dump_store;
 #[path = "suite/hostile.rs"]
 mod hostile;
 #[path = "suite/ingest.rs"]

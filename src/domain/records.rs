@@ -3,10 +3,11 @@
 
 use super::Timestamp;
 
-/// Where a session's raw dump is kept (relative to the data dir) and its SHA-256.
+/// A session's raw dump: its key in the dump store (`<session>/<sha256>.csv`; `None` when the
+/// store keeps none) and its SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionDump {
-    pub path: String,
+    pub key: Option<String>,
     pub sha256: String,
 }
 

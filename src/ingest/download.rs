@@ -1,11 +1,11 @@
-//! Streams a dump from storage to a file in the data dir, behind the URL policy.
+//! Streams a dump from storage to a working file in the data dir, behind the URL policy.
 //!
 //! Memory stays flat whatever the size: bytes go from the socket to disk chunk by chunk while a
 //! SHA-256 and a byte count run alongside; the cap applies to decoded (gunzipped) bytes.
 
+use super::dump_store::LocalDump;
 use super::url_policy::{PolicyError, UrlPolicy};
 use crate::config::DownloadSettings;
-use crate::domain::SessionDump;
 use crate::domain::SessionId;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use sha2::{Digest, Sha256};
@@ -66,6 +66,13 @@ impl Resolve for GuardedResolver {
     }
 }
 
+/// A downloaded dump in a working file, and the SHA-256 of its bytes.
+#[derive(Debug)]
+pub struct Downloaded {
+    pub file: LocalDump,
+    pub sha256: String,
+}
+
 #[derive(Clone)]
 pub struct Downloader {
     client: reqwest::Client,
@@ -107,14 +114,14 @@ impl Downloader {
         })
     }
 
-    /// Downloads `url` and stores it as `dumps/<session>/<sha256>.csv` under the data dir, fsynced
-    /// before this returns so a load that points at it never points at nothing.
+    /// Downloads `url` into a working file in the data dir's `tmp`, fsynced, with its digest;
+    /// the dump store keeps it from there.
     #[tracing::instrument(skip(self, url), fields(session_id = %session))]
     pub async fn download(
         &self,
         url: &str,
         session: &SessionId,
-    ) -> Result<SessionDump, DownloadError> {
+    ) -> Result<Downloaded, DownloadError> {
         let parsed = Url::parse(url).map_err(|_| DownloadError::BadUrl(redact_str(url)))?;
         self.policy.check_url(&parsed)?;
         let started = std::time::Instant::now();
@@ -138,33 +145,18 @@ impl Downloader {
         }
         let tmp_dir = self.data_dir.join("tmp");
         tokio::fs::create_dir_all(&tmp_dir).await?;
-        let tmp_path = tmp_dir.join(format!(
+        // Removed when dropped, however this ends, unless the dump store takes it.
+        let file = LocalDump::temporary(tmp_dir.join(format!(
             "{}-{}.part",
             std::process::id(),
             uuid::Uuid::new_v4()
-        ));
-        let result = self.stream_to(&mut response, &tmp_path).await;
-        let (sha256, bytes) = match result {
-            Ok(done) => done,
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&tmp_path).await;
-                return Err(e);
-            }
-        };
-        let relative = format!("dumps/{}/{}.csv", file_safe(session.as_str()), sha256);
-        let final_path = self.data_dir.join(&relative);
-        let dir = final_path.parent().expect("has a parent").to_owned();
-        tokio::fs::create_dir_all(&dir).await?;
-        tokio::fs::rename(&tmp_path, &final_path).await?;
-        sync_dir(&dir).await?;
+        )));
+        let (sha256, bytes) = self.stream_to(&mut response, file.path()).await?;
         let seconds = started.elapsed().as_secs_f64();
         metrics::counter!("chatsink_download_bytes_total").increment(bytes);
         metrics::histogram!("chatsink_download_seconds").record(seconds);
         tracing::info!(bytes, sha256 = %sha256, seconds, "dump downloaded");
-        Ok(SessionDump {
-            path: relative,
-            sha256,
-        })
+        Ok(Downloaded { file, sha256 })
     }
 
     async fn stream_to(
@@ -288,24 +280,4 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
-}
-
-/// Session ids are validated, but file names get a stricter alphabet still.
-fn file_safe(raw: &str) -> String {
-    raw.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-async fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    let dir = dir.to_owned();
-    tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }

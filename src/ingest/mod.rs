@@ -6,14 +6,16 @@
 
 mod download;
 mod dump;
+pub mod dump_store;
 mod manual;
 mod pipeline;
 mod replay_api;
 mod url_policy;
 mod worker;
 
-pub use download::{DownloadError, Downloader};
+pub use download::{DownloadError, Downloaded, Downloader};
 pub use dump::{DumpError, DumpReader, ParsedAhead, ReadFailure, REQUIRED_COLUMNS};
+pub use dump_store::{DumpStore, DumpStoreError, DumpStoreLocation};
 pub use manual::{ingest_file, ingest_reader, reprocess, ReprocessFailure, ReprocessOutcome};
 pub use pipeline::{process_job, IngestContext, JobOutcome};
 pub use replay_api::{ReplayApi, ReplayApiError};
@@ -36,6 +38,9 @@ pub enum IngestError {
     Download(#[from] DownloadError),
     #[error("{0}")]
     ReplayApi(#[from] ReplayApiError),
+    /// The dump could not be kept in, or read back from, the dump store.
+    #[error("{0}")]
+    DumpStore(#[from] DumpStoreError),
     /// The dump cannot be read as a chat dump (no header, columns missing) or a read failed.
     #[error("{0}")]
     Dump(#[from] DumpError),
@@ -84,6 +89,7 @@ impl IngestError {
             }
             Self::Dump(e) => e.is_permanent(),
             Self::Storage(_) | Self::InputCut { .. } | Self::Open { .. } => false,
+            Self::DumpStore(e) => matches!(e, DumpStoreError::BadKey { .. }),
             Self::NoDownloadUrl
             | Self::NoCredentials { .. }
             | Self::OrphanRows(_)

@@ -1,18 +1,19 @@
 //! One job attempt, start to finish.
 
-use super::{Downloader, DumpReader, IngestError, ParsedAhead, ReplayApi};
+use super::dump_store::{DumpStore, DumpStoreLocation, LocalDump};
+use super::{Downloaded, Downloader, DumpReader, IngestError, ParsedAhead, ReplayApi};
 use crate::config::{DownloadSettings, JobSettings};
 use crate::domain::{ClaimedJob, JobKind, LoadReport, SessionDump, SessionId};
 use crate::store::{JobLoad, Owner, Store};
-use std::path::PathBuf;
+use std::path::Path;
 
 /// Everything a job attempt needs; shared by the workers of `serve` and by `reprocess`.
 pub struct IngestContext {
     pub store: Store,
     /// This process, as the owner of the leases its attempts hold.
     pub owner: Owner,
-    pub data_dir: PathBuf,
     pub downloader: Downloader,
+    pub dumps: DumpStore,
     pub replay_api: Option<ReplayApi>,
     pub jobs: JobSettings,
 }
@@ -21,16 +22,17 @@ impl IngestContext {
     pub fn new(
         store: Store,
         owner: Owner,
-        data_dir: PathBuf,
+        data_dir: &Path,
+        dumps: &DumpStoreLocation,
         download: &DownloadSettings,
         jobs: JobSettings,
     ) -> anyhow::Result<Self> {
         Ok(Self {
-            downloader: Downloader::new(download, &data_dir)?,
+            downloader: Downloader::new(download, data_dir)?,
+            dumps: DumpStore::open(dumps, data_dir)?,
             replay_api: ReplayApi::new(download),
             store,
             owner,
-            data_dir,
             jobs,
         })
     }
@@ -48,8 +50,8 @@ pub enum JobOutcome {
 /// commit. Failures are returned for the caller to record (retry or dead).
 #[tracing::instrument(skip_all, fields(job_id = job.id, session_id = %job.session_id, attempt = job.attempt))]
 pub async fn process_job(ctx: &IngestContext, job: &ClaimedJob) -> Result<JobOutcome, IngestError> {
-    let dump = obtain_dump(ctx, job).await?;
-    let path = ctx.data_dir.join(&dump.path);
+    let (local, dump) = obtain_dump(ctx, job).await?;
+    let path = local.path().to_owned();
     let session = job.session_id.clone();
     // Opening the file and reading its header are blocking I/O: off the async workers.
     let rows = tokio::task::spawn_blocking(move || -> Result<ParsedAhead, IngestError> {
@@ -60,7 +62,10 @@ pub async fn process_job(ctx: &IngestContext, job: &ClaimedJob) -> Result<JobOut
     })
     .await
     .map_err(crate::store::StoreError::from_join)??;
-    let report = match ctx.store.load_job(job, rows, dump).await? {
+    let loaded = ctx.store.load_job(job, rows, dump).await;
+    // A working copy (the dump store is a bucket, or none) goes once the load is over.
+    drop(local);
+    let report = match loaded? {
         JobLoad::Loaded(report) => report,
         JobLoad::LeaseLost => return Ok(JobOutcome::LeaseLost),
         JobLoad::InputFailed(reason) => {
@@ -78,19 +83,28 @@ pub async fn process_job(ctx: &IngestContext, job: &ClaimedJob) -> Result<JobOut
     Ok(JobOutcome::Loaded(report))
 }
 
-/// The dump to load: a delivery downloads its URL; a reprocess prefers the stored copy, then the
-/// session's delivery link (it may not have loaded yet). A link that has expired or is refused
-/// is replaced through the Chat Replay API.
-async fn obtain_dump(ctx: &IngestContext, job: &ClaimedJob) -> Result<SessionDump, IngestError> {
+/// The dump to load, as a local file and its record: a delivery downloads its URL; a reprocess
+/// prefers the kept copy, then the session's delivery link (it may not have loaded yet). A link
+/// that has expired or is refused is replaced through the Chat Replay API. A download is kept in
+/// the dump store before its load can commit.
+async fn obtain_dump(
+    ctx: &IngestContext,
+    job: &ClaimedJob,
+) -> Result<(LocalDump, SessionDump), IngestError> {
     let link = match job.kind {
         JobKind::Delivery => {
             let url = job.download_url.clone().ok_or(IngestError::NoDownloadUrl)?;
             Some((url, job.download_expiry_ms))
         }
         JobKind::Reprocess => {
-            let stored = ctx.store.stored_dump(&job.session_id).await?;
-            if let Some(dump) = stored.filter(|d| ctx.data_dir.join(&d.path).is_file()) {
-                return Ok(dump);
+            if let Some(dump) = ctx.store.stored_dump(&job.session_id).await? {
+                let kept = match &dump.key {
+                    Some(key) => ctx.dumps.fetch(key).await?,
+                    None => None,
+                };
+                if let Some(local) = kept {
+                    return Ok((local, dump));
+                }
             }
             ctx.store.delivery_link(&job.session_id).await?
         }
@@ -105,15 +119,33 @@ async fn obtain_dump(ctx: &IngestContext, job: &ClaimedJob) -> Result<SessionDum
         Err(super::DownloadError::Forbidden) => {
             refresh_and_download(ctx, &job.session_id, "storage answered 403 (expired link)").await
         }
-        other => Ok(other?),
+        other => keep(ctx, &job.session_id, other?).await,
     }
+}
+
+async fn keep(
+    ctx: &IngestContext,
+    session: &SessionId,
+    downloaded: Downloaded,
+) -> Result<(LocalDump, SessionDump), IngestError> {
+    let (local, key) = ctx
+        .dumps
+        .keep(downloaded.file, session, &downloaded.sha256)
+        .await?;
+    Ok((
+        local,
+        SessionDump {
+            key,
+            sha256: downloaded.sha256,
+        },
+    ))
 }
 
 async fn refresh_and_download(
     ctx: &IngestContext,
     session: &SessionId,
     why: &'static str,
-) -> Result<SessionDump, IngestError> {
+) -> Result<(LocalDump, SessionDump), IngestError> {
     let Some(api) = &ctx.replay_api else {
         return Err(IngestError::NoCredentials { why });
     };
@@ -122,5 +154,6 @@ async fn refresh_and_download(
         "fetching a fresh download URL from the Chat Replay API"
     );
     let fresh = api.fresh_download_url(session).await?;
-    Ok(ctx.downloader.download(&fresh.url, session).await?)
+    let downloaded = ctx.downloader.download(&fresh.url, session).await?;
+    keep(ctx, session, downloaded).await
 }

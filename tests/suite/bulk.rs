@@ -290,7 +290,8 @@ fn a_database_made_by_the_first_schema_is_migrated_with_its_messages() {
             .unwrap();
         conn.execute_batch(
             "PRAGMA user_version = 1;
-             INSERT INTO sessions (session_id, sort_ms, status, updated_ms) VALUES ('s-old', 0, 'loaded', 0);
+             INSERT INTO sessions (session_id, sort_ms, status, updated_ms, dump_path, dump_sha256)
+             VALUES ('s-old', 0, 'loaded', 0, 'dumps/s-old/ab12.csv', 'ab12');
              INSERT INTO messages (id, session_id, meeting_id, user_id, display_name, kind, pinned, edited,
                                    text, link, file_name, file_size, payload, created_at, created_ms)
              VALUES
@@ -320,7 +321,16 @@ fn a_database_made_by_the_first_schema_is_migrated_with_its_messages() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 7);
+    assert_eq!(version, chatsink::store::sqlite::SCHEMA_VERSION);
+    // The kept dump is named from the dump store's root now (the same file, by default).
+    let dump_path: String = conn
+        .query_row(
+            "SELECT dump_path FROM sessions WHERE session_id = 's-old'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(dump_path, "s-old/ab12.csv");
     // The queue comes through its rebuild whole, with the schema a new database gets.
     let jobs: Vec<(i64, String, Option<i64>, String, i64, i64)> = conn
         .prepare(

@@ -262,9 +262,11 @@ async fn a_signed_delivery_becomes_rows_with_every_field_right() {
     let job = app.only_job();
     let (loaded, job_rejected) = (job.rows_loaded.unwrap(), job.rows_rejected.unwrap());
     assert_eq!((loaded, job_rejected), (rows.len() as i64, 0));
-    // The raw dump is kept under the data dir, named by session and content hash.
-    let dump_path = app.archive.dump("s-fields").unwrap().path;
-    let stored = std::fs::read(app.data_dir.join(&dump_path)).unwrap();
+    // The raw dump is kept in the dump store (by default `dumps` under the data dir), named by
+    // session and content hash.
+    let dump_path = app.archive.dump("s-fields").unwrap().key.unwrap();
+    assert!(dump_path.starts_with("s-fields/"), "{dump_path}");
+    let stored = std::fs::read(app.data_dir.join("dumps").join(&dump_path)).unwrap();
     assert_eq!(stored, tricky_dump("s-fields", &rows));
     assert!(dump_path.ends_with(&format!(
         "{}.csv",
@@ -779,7 +781,7 @@ async fn a_late_finish_after_the_lease_passed_to_another_worker_changes_nothing(
 /// A dump record for loads that only test the lease.
 fn stale_dump() -> chatsink::domain::SessionDump {
     chatsink::domain::SessionDump {
-        path: "none.csv".into(),
+        key: None,
         sha256: "0".repeat(64),
     }
 }

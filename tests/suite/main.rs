@@ -8,6 +8,7 @@ mod bulk;
 mod cli;
 mod crash;
 mod deploy;
+mod dump_store;
 mod faults;
 mod fuzz;
 mod hostile;

@@ -58,6 +58,27 @@ impl Site {
         }
     }
 
+    /// What `CHATSINK_DATA_DIR` says for this site.
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.root.join("data")
+    }
+
+    /// An instance on this suite's backend: a fresh PostgreSQL database in the PostgreSQL suite
+    /// (its data dir under `root`), an SQLite file under `root` otherwise.
+    pub(crate) fn on_this_backend(root: &Path) -> Self {
+        let server = on_postgres()
+            .then(|| {
+                crate::pg::postgres(
+                    "suite_postgres: a served site on PostgreSQL (run on SQLite instead)",
+                )
+            })
+            .flatten();
+        match server {
+            Some(server) => Self::on_postgres(&server.fresh_database(), root),
+            None => Self::on(root),
+        }
+    }
+
     pub(crate) fn db_path(&self) -> PathBuf {
         self.root.join("chatsink.db")
     }

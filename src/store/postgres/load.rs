@@ -158,7 +158,7 @@ impl PgStore {
             &format!(
                 "UPDATE sessions SET dump_path = $2, dump_sha256 = $3, updated_ms = {NOW_MS} WHERE session_id = $1"
             ),
-            &[&job.session_id.as_str(), &dump.path, &dump.sha256],
+            &[&job.session_id.as_str(), &dump.key, &dump.sha256],
         )
         .await?;
         let done = tx

@@ -447,7 +447,7 @@ impl PgStore {
             )
             .await?;
         Ok(row.map(|r| SessionDump {
-            path: r.get(0),
+            key: r.get(0),
             sha256: r.get(1),
         }))
     }

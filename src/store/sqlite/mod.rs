@@ -38,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/005_integer_keys.sql"),
     include_str!("migrations/006_jobs_without_in_lists.sql"),
     include_str!("migrations/007_lease_owners.sql"),
+    include_str!("migrations/008_dump_keys.sql"),
 ];
 
 /// The schema version [`SCHEMA`] is, and every migrated database ends at.

@@ -50,7 +50,7 @@ pub fn session_dump(
     conn.query_row(
         "SELECT dump_path, dump_sha256 FROM sessions WHERE session_id = ?1 AND dump_path IS NOT NULL",
         [session.as_str()],
-        |r| Ok(SessionDump { path: r.get(0)?, sha256: r.get(1)? }),
+        |r| Ok(SessionDump { key: r.get(0)?, sha256: r.get(1)? }),
     )
     .optional()
 }
@@ -63,7 +63,7 @@ pub fn set_session_dump(
 ) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE sessions SET dump_path = ?2, dump_sha256 = ?3, updated_ms = ?4 WHERE session_id = ?1",
-        params![session.as_str(), dump.path, dump.sha256, now_ms()],
+        params![session.as_str(), dump.key, dump.sha256, now_ms()],
     )?;
     Ok(())
 }
