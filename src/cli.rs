@@ -2,8 +2,8 @@
 //! non-zero exit; results go to stdout.
 
 use crate::config::{
-    BackupArgs, Command, ConfigCommand, IngestArgs, JobsArgs, MigrateArgs, RejectedArgs,
-    ReprocessArgs, ServeArgs,
+    BackupArgs, Command, ConfigCommand, CopyArchiveArgs, IngestArgs, JobsArgs, MigrateArgs,
+    RejectedArgs, ReprocessArgs, ServeArgs,
 };
 use crate::domain::{JobState, ReprocessSelector, SessionId, Timestamp};
 use crate::ingest::{self, IngestContext};
@@ -27,6 +27,9 @@ pub fn run(command: Command) -> ExitCode {
         }
         Command::Backup(args) => backup_command(args),
         Command::Migrate(args) => runtime().and_then(|rt| rt.block_on(migrate_command(args))),
+        Command::CopyArchive(args) => {
+            runtime().and_then(|rt| rt.block_on(copy_archive_command(args)))
+        }
         Command::SendTestWebhook(args) => {
             runtime().and_then(|rt| rt.block_on(crate::demo::send_test_webhook(args)))
         }
@@ -129,7 +132,8 @@ async fn reprocess_command(args: ReprocessArgs) -> anyhow::Result<ExitCode> {
     let ctx = IngestContext::new(
         store.clone(),
         owner.clone(),
-        args.storage.data_dir.clone(),
+        &args.storage.data_dir,
+        &args.storage.dump_store(),
         &args.download.settings()?,
         jobs,
     )?;
@@ -260,6 +264,36 @@ async fn migrate_command(args: MigrateArgs) -> anyhow::Result<ExitCode> {
             done.from, done.to
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `chatsink copy-archive --from FILE --to URL`: the copy is [`crate::store::copy_archive`];
+/// this checks the two ends are what they must be and reports what moved.
+async fn copy_archive_command(args: CopyArchiveArgs) -> anyhow::Result<ExitCode> {
+    let DatabaseLocation::Sqlite(from) = &args.from else {
+        anyhow::bail!(
+            "--from {}: give the SQLite archive to copy (a file path); copying between PostgreSQL databases is pg_dump's job",
+            args.from
+        );
+    };
+    let DatabaseLocation::Postgres(to) = &args.to else {
+        anyhow::bail!(
+            "--to {}: give the PostgreSQL database to copy into (a postgres:// URL); an SQLite copy is `chatsink backup`",
+            args.to
+        );
+    };
+    let started = std::time::Instant::now();
+    let copied = crate::store::copy_archive(from, to)
+        .await
+        .with_context(|| format!("cannot copy {} to {to}", from.display()))?;
+    for (table, rows) in &copied.tables {
+        eprintln!("  {table}: {rows} row(s)");
+    }
+    println!(
+        "copied {} to {to} in {:.1} s, every id kept; point CHATSINK_DATABASE at it (and CHATSINK_DUMP_STORE at the same dumps)",
+        from.display(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -14,6 +14,7 @@
 //! them: a load commits whole with its job's `done`, fenced by the lease token; a claim hands a
 //! job to one owner; intake answers only after the commit that holds the delivery.
 
+mod copy;
 mod location;
 mod owner;
 /// Public for the PostgreSQL tests of use cases not yet served through [`Store`].
@@ -22,6 +23,7 @@ pub mod postgres;
 /// the sqlite3 CLI's, and check the query planner); the service goes through [`Store`].
 pub mod sqlite;
 
+pub use copy::{copy_archive, Copied};
 pub use location::{DatabaseLocation, LocationError, PostgresUrl};
 pub use owner::{Owner, ProcessIdentity};
 
@@ -61,6 +63,12 @@ pub enum StoreError {
     FileReplaced(PathBuf),
     #[error("the copy failed its integrity check: {0}")]
     CopyDamaged(String),
+    /// `copy-archive` found an archive already in the destination.
+    #[error("{0} already holds an archive; copy-archive needs an empty database (create a new one, or drop this one's tables)")]
+    NotEmpty(String),
+    /// `copy-archive` met something it cannot copy.
+    #[error("copying the archive: {0}")]
+    Copy(String),
     #[error("file: {0}")]
     Io(#[from] std::io::Error),
     /// The group-commit writer failed the batch holding this delivery.
@@ -110,6 +118,8 @@ impl StoreError {
             Self::Sqlite(_)
             | Self::TooNew { .. }
             | Self::CopyDamaged(_)
+            | Self::NotEmpty(_)
+            | Self::Copy(_)
             | Self::ReadBudget(_)
             | Self::Panicked(_)
             | Self::Unknown(_)

@@ -48,7 +48,10 @@ fn migrate_brings_a_new_database_to_the_schema_once_and_never_shows_the_password
     let first = chatsink(&["migrate"], &url, dir.path());
     assert!(first.status.success(), "{}", text(&first));
     assert!(
-        text(&first).contains("from schema version 0 to 1"),
+        text(&first).contains(&format!(
+            "from schema version 0 to {}",
+            chatsink::store::postgres::SCHEMA_VERSION
+        )),
         "{}",
         text(&first)
     );
@@ -61,9 +64,13 @@ fn migrate_brings_a_new_database_to_the_schema_once_and_never_shows_the_password
     assert_eq!(
         server.sql(
             &url,
-            "SELECT string_agg(version::text, ',') FROM chatsink_schema"
+            "SELECT string_agg(version::text, ',' ORDER BY version) FROM chatsink_schema"
         ),
-        "1"
+        (1..=chatsink::store::postgres::SCHEMA_VERSION)
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        "each version recorded once, in order"
     );
     // The tables the backend will serve from are there, with the analysts' view.
     assert_eq!(
@@ -95,12 +102,18 @@ fn instances_migrating_at_once_take_turns_under_the_advisory_lock() {
     }
     let applied = runs
         .iter()
-        .filter(|r| text(r).contains("from schema version 0 to 1"))
+        .filter(|r| {
+            text(r).contains(&format!(
+                "from schema version 0 to {}",
+                chatsink::store::postgres::SCHEMA_VERSION
+            ))
+        })
         .count();
     assert_eq!(applied, 1, "exactly one applied the schema");
     assert_eq!(
         server.sql(&url, "SELECT count(*) FROM chatsink_schema"),
-        "1"
+        chatsink::store::postgres::SCHEMA_VERSION.to_string(),
+        "each migration recorded once"
     );
 }
 
@@ -116,8 +129,10 @@ fn a_schema_newer_than_this_build_is_refused() {
     let refused = chatsink(&["migrate"], &url, dir.path());
     assert!(!refused.status.success());
     assert!(
-        text(&refused)
-            .contains("written by a newer chatsink (schema version 99, this build knows 1)"),
+        text(&refused).contains(&format!(
+            "written by a newer chatsink (schema version 99, this build knows {})",
+            chatsink::store::postgres::SCHEMA_VERSION
+        )),
         "{}",
         text(&refused)
     );
@@ -140,7 +155,7 @@ fn commands_on_a_postgres_url_use_it_and_create_no_directory() {
     // It checked and migrated the database on its way.
     assert_eq!(
         server.sql(&url, "SELECT max(version) FROM chatsink_schema"),
-        "1"
+        chatsink::store::postgres::SCHEMA_VERSION.to_string()
     );
 
     let backup = chatsink(&["backup", "copy.db"], &url, dir.path());
@@ -1077,4 +1092,146 @@ async fn serialization_failures_are_retried_and_a_lasting_one_is_answered_503() 
     sites[0].wait_until_settled().await;
     sites[0].assert_loaded_once("conflict-3", 5);
     served.stop();
+}
+
+/// `chatsink copy-archive` moves an SQLite archive (copied while its `serve` runs) into an empty
+/// PostgreSQL database keeping every id: each route answers the same on both, a cursor taken
+/// from the SQLite instance continues on the PostgreSQL one, new deliveries get new ids there,
+/// and a second copy into the same database is refused. Ends given the wrong way round are
+/// refused with a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn copy_archive_moves_an_sqlite_archive_keeping_ids_and_refuses_a_full_destination() {
+    use crate::helpers::{chat_synced, simple_dump, FakeServer, Reply};
+    use crate::site::Site;
+    let Some(server) = postgres("postgres::copy_archive_moves_an_sqlite_archive") else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let sqlite_site = Site::on(root.path());
+    let on_sqlite = sqlite_site.start("").await;
+    let storage = FakeServer::start().await;
+    for n in 0..3 {
+        let mut dump = simple_dump(&format!("moved-{n}"), 15 + n);
+        dump.extend_from_slice(
+            format!("bad{n},u,moved-{n},m,A,perhaps,0,TEXT_MESSAGE,x,2026-06-03T10:00:00Z\r\n")
+                .as_bytes(),
+        );
+        storage.route(&format!("/m-{n}.csv"), vec![Reply::Body(dump)]);
+        let body = chat_synced(&format!("moved-{n}"), &storage.url(&format!("/m-{n}.csv")));
+        let response = on_sqlite.post(&body, &format!("moved-{n}")).await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    sqlite_site.wait_until_settled().await;
+    // moved-0 again, shorter: its last five messages go, leaving a gap in the message ids before
+    // moved-1's (a copy that let PostgreSQL number the rows would shift every later id).
+    storage.route("/m-0-again.csv", vec![Reply::Body(simple_dump("moved-0", 10))]);
+    let body = chat_synced("moved-0", &storage.url("/m-0-again.csv"));
+    let response = on_sqlite.post(&body, "moved-0-again").await.unwrap();
+    assert_eq!(response.status(), 200);
+    sqlite_site.wait_until_settled().await;
+    sqlite_site.assert_loaded_once("moved-0", 10);
+    let routes = [
+        "/v1/sessions",
+        "/v1/sessions/moved-1",
+        "/v1/sessions/moved-2/rejected",
+        "/v1/messages?limit=1000",
+        "/v1/messages?q=message&limit=1000",
+        "/v1/messages?session=moved-0&order=desc&limit=1000",
+        "/v1/messages?format=ndjson",
+        "/v1/stats",
+        "/v1/users",
+    ];
+    let mut before = Vec::new();
+    for route in routes {
+        let response = on_sqlite.get(route).await;
+        assert_eq!(response.status(), 200, "{route}");
+        before.push(response.text().await.unwrap());
+    }
+    let first_page: serde_json::Value = on_sqlite
+        .get("/v1/messages?limit=10")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let cursor = first_page["next_cursor"].as_str().unwrap().to_owned();
+    let second_on_sqlite = on_sqlite
+        .get(&format!("/v1/messages?limit=10&cursor={cursor}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+
+    // Copied while the SQLite instance still serves.
+    let url = server.fresh_database();
+    let copy = |to: &str| {
+        Command::new(env!("CARGO_BIN_EXE_chatsink"))
+            .args(["copy-archive", "--from"])
+            .arg(sqlite_site.db_path())
+            .args(["--to", to])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let copied = copy(&url);
+    assert!(copied.status.success(), "{}", text(&copied));
+    assert!(
+        text(&copied).contains("messages: 43 row(s)"),
+        "{}",
+        text(&copied)
+    );
+    on_sqlite.stop();
+
+    let pg_site = Site::on_postgres(&url, root.path());
+    let on_pg = pg_site.start("").await;
+    for (route, expected) in routes.iter().zip(&before) {
+        let response = on_pg.get(route).await;
+        assert_eq!(response.status(), 200, "{route}");
+        assert_eq!(&response.text().await.unwrap(), expected, "{route}");
+    }
+    let second_on_pg = on_pg
+        .get(&format!("/v1/messages?limit=10&cursor={cursor}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        second_on_pg, second_on_sqlite,
+        "the SQLite cursor continues on PostgreSQL"
+    );
+
+    // New deliveries, jobs and messages continue after the copied ids.
+    let ids_before: i64 = server
+        .sql(&url, "SELECT max(id) FROM inbox")
+        .parse()
+        .unwrap();
+    storage.route("/m-new.csv", vec![Reply::Body(simple_dump("moved-new", 4))]);
+    let body = chat_synced("moved-new", &storage.url("/m-new.csv"));
+    assert_eq!(on_pg.post(&body, "moved-new").await.unwrap().status(), 200);
+    pg_site.wait_until_settled().await;
+    pg_site.assert_loaded_once("moved-new", 4);
+    assert_eq!(
+        server.sql(&url, "SELECT max(id) FROM inbox"),
+        (ids_before + 1).to_string()
+    );
+    on_pg.stop();
+
+    // A destination that holds an archive is refused and left as it was.
+    let again = copy(&url);
+    assert!(!again.status.success());
+    assert!(
+        text(&again).contains("already holds an archive"),
+        "{}",
+        text(&again)
+    );
+    assert_eq!(server.sql(&url, "SELECT count(*) FROM messages"), "47");
+    // The ends the wrong way round.
+    let backwards = Command::new(env!("CARGO_BIN_EXE_chatsink"))
+        .args(["copy-archive", "--from", &url, "--to"])
+        .arg(root.path().join("other.db"))
+        .output()
+        .unwrap();
+    assert!(!backwards.status.success());
+    assert!(text(&backwards).contains("--from"), "{}", text(&backwards));
+    assert!(!text(&backwards).contains("hunter2"));
+    assert!(!root.path().join("other.db").exists());
 }

@@ -10,8 +10,8 @@ mod load;
 mod queue;
 mod reads;
 mod retry;
-mod search;
-mod text;
+pub(in crate::store) mod search;
+pub(in crate::store) mod text;
 
 pub use queue::PgIntake;
 
@@ -21,7 +21,10 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::str::FromStr;
 
 /// The schema, one file per version: entry `i` takes the database to version `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/001_schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/001_schema.sql"),
+    include_str!("migrations/002_dump_keys.sql"),
+];
 
 /// The schema version this build knows and every migrated database ends at.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
