@@ -77,18 +77,22 @@ fn the_dockerfile_lints_clean() {
 #[test]
 fn every_yaml_file_parses_and_the_kubernetes_manifests_validate() {
     let mut files: Vec<PathBuf> = vec![deploy_dir().join("docker-compose.yml")];
-    let kube = deploy_dir().join("kubernetes");
     let mut manifests = Vec::new();
-    for entry in std::fs::read_dir(&kube).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "yaml") {
-            if path.file_name().unwrap() != "kustomization.yaml" {
-                manifests.push(path.display().to_string());
+    for kube in [
+        deploy_dir().join("kubernetes"),
+        deploy_dir().join("kubernetes/postgres"),
+    ] {
+        for entry in std::fs::read_dir(&kube).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                if path.file_name().unwrap() != "kustomization.yaml" {
+                    manifests.push(path.display().to_string());
+                }
+                files.push(path);
             }
-            files.push(path);
         }
     }
-    assert!(manifests.len() >= 6, "{manifests:?}");
+    assert!(manifests.len() >= 12, "{manifests:?}");
     let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
     let script =
         "import sys, yaml\nfor f in sys.argv[1:]:\n    list(yaml.safe_load_all(open(f)))\n";
@@ -233,4 +237,122 @@ fn both_systemd_units_run_as_one_user() {
     assert_eq!(service, (Some("chatsink".into()), false));
     assert_eq!(nightly, service, "the nightly run is the service's user");
     assert!(read("deploy/systemd/chatsink.sysusers").contains("u chatsink"));
+}
+
+/// A YAML file of deploy/ as JSON, or `None` after a visible skip when python3 has no PyYAML.
+fn yaml(path: &str) -> Option<serde_json::Value> {
+    let output = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, json, yaml; print(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))",
+            deploy_dir().join(path).to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    if !output.status.success() {
+        skip(
+            &format!("deploy/{path} checks"),
+            "python3 cannot load YAML (pip install pyyaml)",
+        );
+        return None;
+    }
+    let mut documents: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(documents.len(), 1, "{path}: one document");
+    documents.pop()
+}
+
+/// The several-instances variants: the compose profile runs PostgreSQL and two chatsink
+/// instances on it sharing one dump store, behind a balancer, with nothing of the SQLite profile
+/// started beside them; the Kubernetes variant runs more than one replica reading the database
+/// URL from the Secret, with no volume claim (the dumps go to a bucket), and its kustomization
+/// names only files of its own folder (kustomize refuses files outside it).
+#[test]
+fn the_postgres_variants_run_several_instances_on_one_database() {
+    let Some(compose) = yaml("docker-compose.yml") else {
+        return;
+    };
+    let services = compose["services"].as_object().unwrap();
+    let in_profile = |profile: &str| -> Vec<&String> {
+        services
+            .iter()
+            .filter(|(_, s)| {
+                s["profiles"]
+                    .as_array()
+                    .is_some_and(|p| p.iter().any(|v| v == profile))
+            })
+            .map(|(name, _)| name)
+            .collect()
+    };
+    assert!(
+        services.values().all(|s| s["profiles"].is_array()),
+        "every service is in a profile, so one profile never starts the other's"
+    );
+    let postgres = in_profile("postgres");
+    let instances: Vec<&serde_json::Value> = postgres
+        .iter()
+        .map(|name| &services[name.as_str()])
+        .filter(|s| s["environment"]["CHATSINK_DATABASE"].is_string())
+        .collect();
+    assert_eq!(instances.len(), 2, "{postgres:?}");
+    for instance in &instances {
+        let env = &instance["environment"];
+        assert!(env["CHATSINK_DATABASE"]
+            .as_str()
+            .unwrap()
+            .starts_with("postgres://"));
+        assert_eq!(env["CHATSINK_DUMP_STORE"], "/dumps");
+        assert!(instance["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "chatsink-dumps:/dumps"));
+        assert!(
+            instance["ports"].is_null(),
+            "reached through the balancer only"
+        );
+    }
+    assert!(postgres.iter().any(|n| n.as_str() == "postgres"));
+    for service in services.values() {
+        for port in service["ports"].as_array().into_iter().flatten() {
+            assert!(port.as_str().unwrap().starts_with("127.0.0.1:"), "{port}");
+        }
+    }
+
+    let Some(deployment) = yaml("kubernetes/postgres/deployment.yaml") else {
+        return;
+    };
+    assert!(deployment["spec"]["replicas"].as_u64().unwrap() > 1);
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let database = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "CHATSINK_DATABASE")
+        .expect("the database URL is set");
+    assert_eq!(
+        database["valueFrom"]["secretKeyRef"]["key"], "CHATSINK_DATABASE",
+        "read from the Secret"
+    );
+    let volumes = deployment["spec"]["template"]["spec"]["volumes"].to_string();
+    assert!(!volumes.contains("persistentVolumeClaim"), "{volumes}");
+    let secret = yaml("kubernetes/postgres/secret.yaml").unwrap();
+    assert!(secret["stringData"]["CHATSINK_DATABASE"]
+        .as_str()
+        .unwrap()
+        .starts_with("postgres://"));
+    let kustomization = yaml("kubernetes/postgres/kustomization.yaml").unwrap();
+    for resource in kustomization["resources"].as_array().unwrap() {
+        let name = resource.as_str().unwrap();
+        assert!(
+            !name.contains('/'),
+            "{name}: kustomize loads files of its own folder only"
+        );
+        assert!(
+            deploy_dir()
+                .join("kubernetes/postgres")
+                .join(name)
+                .is_file(),
+            "{name}"
+        );
+    }
 }

@@ -1124,7 +1124,10 @@ async fn copy_archive_moves_an_sqlite_archive_keeping_ids_and_refuses_a_full_des
     sqlite_site.wait_until_settled().await;
     // moved-0 again, shorter: its last five messages go, leaving a gap in the message ids before
     // moved-1's (a copy that let PostgreSQL number the rows would shift every later id).
-    storage.route("/m-0-again.csv", vec![Reply::Body(simple_dump("moved-0", 10))]);
+    storage.route(
+        "/m-0-again.csv",
+        vec![Reply::Body(simple_dump("moved-0", 10))],
+    );
     let body = chat_synced("moved-0", &storage.url("/m-0-again.csv"));
     let response = on_sqlite.post(&body, "moved-0-again").await.unwrap();
     assert_eq!(response.status(), 200);
