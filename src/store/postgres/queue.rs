@@ -22,6 +22,11 @@ const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 /// Deliveries written in one transaction at most.
 const MAX_BATCH: usize = 512;
 
+/// Batches in flight at once, each on a connection of its own: while one waits for its commit
+/// to be durable, the next is already being written, and the server flushes their commits
+/// together.
+const WRITERS: usize = 3;
+
 type Reply = oneshot::Sender<Result<IntakeOutcome, Arc<StoreError>>>;
 
 /// Group commit for webhook intake: one task turns every delivery that arrived while the
@@ -34,7 +39,10 @@ pub struct PgIntake {
 impl PgIntake {
     pub fn start(store: PgStore) -> Self {
         let (queue, receiver) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(run_writer(store, receiver));
+        let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+        for _ in 0..WRITERS {
+            tokio::spawn(run_writer(store.clone(), receiver.clone()));
+        }
         Self { queue }
     }
 
@@ -52,15 +60,27 @@ impl PgIntake {
     }
 }
 
-async fn run_writer(store: PgStore, mut receiver: mpsc::Receiver<(NewDelivery, Reply)>) {
-    while let Some(first) = receiver.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(item) => batch.push(item),
-                Err(_) => break,
+/// One of the [`WRITERS`]: takes what has arrived (the queue is held only while taking it) and
+/// writes it as one transaction.
+async fn run_writer(
+    store: PgStore,
+    receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<(NewDelivery, Reply)>>>,
+) {
+    loop {
+        let batch = {
+            let mut receiver = receiver.lock().await;
+            let Some(first) = receiver.recv().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(item) => batch.push(item),
+                    Err(_) => break,
+                }
             }
-        }
+            batch
+        };
         match retrying("intake batch", || write_batch(&store, &batch)).await {
             Ok(outcomes) => {
                 for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
@@ -87,21 +107,29 @@ async fn write_batch(
     let mut client = store.pool.get().await?;
     {
         let tx = client.transaction().await?;
+        // All the batch's statements in flight at once on the one connection (tokio-postgres
+        // pipelines them, and the server runs them in the order sent), instead of a round
+        // trip each.
+        let results =
+            futures_util::future::join_all(batch.iter().map(|(d, _)| insert_delivery(&tx, d)))
+                .await;
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut failed = false;
-        for (delivery, _) in batch {
-            match insert_delivery(&tx, delivery).await {
+        for result in results {
+            match result {
                 Ok(outcome) => outcomes.push(Ok(outcome)),
                 // The whole transaction was rolled back: the batch runs again as it is.
                 Err(e) if e.is_transient_conflict() => return Err(e),
                 Err(e) => {
-                    tracing::warn!(error = %e, "a delivery failed in a batch; writing them one savepoint each");
+                    if !failed {
+                        tracing::warn!(error = %e, "a delivery failed in a batch; writing them one savepoint each");
+                    }
                     failed = true;
-                    break;
                 }
             }
         }
         if !failed {
+            announce(&tx, &outcomes).await?;
             tx.commit().await?;
             return Ok(outcomes);
         }
@@ -122,19 +150,46 @@ async fn write_batch(
             }
         }
     }
+    announce(&tx, &outcomes).await?;
     tx.commit().await?;
     Ok(outcomes)
+}
+
+/// One NOTIFY for a batch that enqueued a job, delivered at commit to every instance listening
+/// (see `watch_jobs`).
+async fn announce(
+    tx: &impl GenericClient,
+    outcomes: &[Result<IntakeOutcome, Arc<StoreError>>],
+) -> Result<(), StoreError> {
+    let enqueued = outcomes.iter().any(|o| {
+        matches!(
+            o,
+            Ok(IntakeOutcome::Stored {
+                job_id: Some(_),
+                ..
+            })
+        )
+    });
+    if enqueued {
+        tx.execute(&format!("NOTIFY {JOBS_CHANNEL}"), &[]).await?;
+    }
+    Ok(())
 }
 
 async fn insert_delivery(
     tx: &impl GenericClient,
     delivery: &NewDelivery,
 ) -> Result<IntakeOutcome, StoreError> {
-    let inbox = tx
-        .query_opt(
+    let insert = tx
+        .prepare_cached(
             "INSERT INTO inbox (delivery_id, body_sha256, scheme, event, session_id, body, received_at, received_ms)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT DO NOTHING RETURNING id",
+        )
+        .await?;
+    let inbox = tx
+        .query_opt(
+            &insert,
             &[
                 &text::put_opt(&delivery.delivery_id),
                 &delivery.body_sha256,
@@ -158,11 +213,16 @@ async fn insert_delivery(
         });
     };
     let now = crate::domain::timestamp::now_ms();
-    let job_id: i64 = tx
-        .query_one(
+    let insert = tx
+        .prepare_cached(
             "INSERT INTO jobs (kind, inbox_id, session_id, download_url, download_expiry_ms, state, next_attempt_ms,
                                created_ms, updated_ms)
              VALUES ('delivery', $1, $2, $3, $4, 'pending', $5, $5, $5) RETURNING id",
+        )
+        .await?;
+    let job_id: i64 = tx
+        .query_one(
+            &insert,
             &[
                 &inbox_id,
                 &chat.session_id.as_str(),
@@ -173,15 +233,14 @@ async fn insert_delivery(
         )
         .await?
         .get(0);
-    // Delivered at commit, to every instance listening (see `watch_jobs`).
-    tx.execute(&format!("NOTIFY {JOBS_CHANNEL}"), &[]).await?;
     let iso = |t: Option<Timestamp>| t.map(Timestamp::to_rfc3339);
     let sort_ms = chat
         .started_at
         .or(chat.created_at)
         .map(Timestamp::millis)
         .unwrap_or(delivery.received.millis());
-    tx.execute(
+    let upsert = tx
+        .prepare_cached(
         "INSERT INTO sessions (session_id, meeting_id, title, created_at, started_at, ended_at, organizer_id,
                                organizer_name, sort_ms, status, updated_ms)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10)
@@ -197,6 +256,10 @@ async fn insert_delivery(
                            THEN EXCLUDED.sort_ms ELSE sessions.sort_ms END,
             status = 'queued',
             updated_ms = EXCLUDED.updated_ms",
+        )
+        .await?;
+    tx.execute(
+        &upsert,
         &[
             &chat.session_id.as_str(),
             &text::put_opt(&chat.meeting_id),
