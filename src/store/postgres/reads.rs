@@ -10,15 +10,25 @@ use crate::domain::{
 use crate::store::StoreError;
 use deadpool_postgres::Transaction;
 use std::time::Duration;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
 
-type Params = Vec<Box<dyn ToSql + Sync + Send>>;
+/// Parameters with their types, so a page can be read with `query_typed`: parse, bind and
+/// execute in one round trip, where `query` first waits for the server to describe the
+/// statement.
+type Params = Vec<(Box<dyn ToSql + Sync + Send>, Type)>;
 
 fn refs(params: &Params) -> Vec<&(dyn ToSql + Sync)> {
     params
         .iter()
-        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .map(|(p, _)| p.as_ref() as &(dyn ToSql + Sync))
+        .collect()
+}
+
+fn typed(params: &Params) -> Vec<(&(dyn ToSql + Sync), Type)> {
+    params
+        .iter()
+        .map(|(p, t)| (p.as_ref() as &(dyn ToSql + Sync), t.clone()))
         .collect()
 }
 
@@ -35,8 +45,8 @@ fn budget_error(e: tokio_postgres::Error, budget: Duration) -> StoreError {
 /// `None` when the filter can match nothing (a `q` with no words).
 fn conditions(filter: &MessageFilter, params: &mut Params) -> Option<String> {
     let mut clauses: Vec<String> = Vec::new();
-    let next = |params: &mut Params, value: Box<dyn ToSql + Sync + Send>| {
-        params.push(value);
+    let next = |params: &mut Params, value: Box<dyn ToSql + Sync + Send>, ty: Type| {
+        params.push((value, ty));
         format!("${}", params.len())
     };
     if !filter.kinds.is_empty() {
@@ -45,8 +55,15 @@ fn conditions(filter: &MessageFilter, params: &mut Params) -> Option<String> {
             .iter()
             .map(|k| text::put(k).into_owned())
             .collect();
-        let p = next(params, Box::new(kinds));
-        clauses.push(format!("m.kind = ANY({p})"));
+        // One value as `=`, so the planner can read the index in page order and stop at the
+        // page's end (with `= ANY` it reads every match and sorts).
+        if let [kind] = kinds.as_slice() {
+            let p = next(params, Box::new(kind.clone()), Type::TEXT);
+            clauses.push(format!("m.kind = {p}"));
+        } else {
+            let p = next(params, Box::new(kinds), Type::TEXT_ARRAY);
+            clauses.push(format!("m.kind = ANY({p})"));
+        }
     }
     if !filter.users.is_empty() {
         let users: Vec<String> = filter
@@ -54,19 +71,34 @@ fn conditions(filter: &MessageFilter, params: &mut Params) -> Option<String> {
             .iter()
             .map(|u| text::put(u).into_owned())
             .collect();
-        let p = next(params, Box::new(users));
-        clauses.push(format!(
-            "m.user_key IN (SELECT user_key FROM participants WHERE user_id = ANY({p}))"
-        ));
+        if let [user] = users.as_slice() {
+            let p = next(params, Box::new(user.clone()), Type::TEXT);
+            clauses.push(format!(
+                "m.user_key = (SELECT user_key FROM participants WHERE user_id = {p})"
+            ));
+        } else {
+            let p = next(params, Box::new(users), Type::TEXT_ARRAY);
+            clauses.push(format!(
+                "m.user_key IN (SELECT user_key FROM participants WHERE user_id = ANY({p}))"
+            ));
+        }
     }
     if let Some(session) = &filter.session {
-        let p = next(params, Box::new(text::put(session).into_owned()));
+        let p = next(
+            params,
+            Box::new(text::put(session).into_owned()),
+            Type::TEXT,
+        );
         clauses.push(format!(
             "m.session_key = (SELECT session_key FROM sessions WHERE session_id = {p})"
         ));
     }
     if let Some(meeting) = &filter.meeting {
-        let p = next(params, Box::new(text::put(meeting).into_owned()));
+        let p = next(
+            params,
+            Box::new(text::put(meeting).into_owned()),
+            Type::TEXT,
+        );
         clauses.push(format!(
             "m.meeting_key = (SELECT meeting_key FROM meetings WHERE meeting_id = {p})"
         ));
@@ -79,16 +111,16 @@ fn conditions(filter: &MessageFilter, params: &mut Params) -> Option<String> {
         clauses.push(format!("m.edited = {edited}"));
     }
     if let Some(since) = filter.since_ms {
-        let p = next(params, Box::new(since));
+        let p = next(params, Box::new(since), Type::INT8);
         clauses.push(format!("m.created_ms >= {p}"));
     }
     if let Some(until) = filter.until_ms {
-        let p = next(params, Box::new(until));
+        let p = next(params, Box::new(until), Type::INT8);
         clauses.push(format!("m.created_ms < {p}"));
     }
     if let Some(q) = &filter.text_query {
         let query = search::tsquery(q)?;
-        let p = next(params, Box::new(query));
+        let p = next(params, Box::new(query), Type::TEXT);
         clauses.push(format!("m.search @@ ({p}::text)::tsquery"));
     }
     Some(if clauses.is_empty() {
@@ -140,12 +172,14 @@ impl PgStore {
     ) -> Result<T, StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.build_transaction().read_only(true).start().await?;
-        tx.batch_execute(&format!(
+        // Sent back to back: the budget arrives just before the work, in one round trip.
+        let set = format!(
             "SET LOCAL statement_timeout = {}",
             budget.as_millis().max(1)
-        ))
-        .await?;
-        let result = work(&tx).await.map_err(|e| budget_error(e, budget))?;
+        );
+        let (set, result) = tokio::join!(tx.batch_execute(&set), work(&tx));
+        set?;
+        let result = result.map_err(|e| budget_error(e, budget))?;
         tx.commit().await?;
         Ok(result)
     }
@@ -167,8 +201,8 @@ impl PgStore {
             Order::Desc => "DESC",
         };
         if let Some(after) = after {
-            params.push(Box::new(after.created_ms));
-            params.push(Box::new(after.seq));
+            params.push((Box::new(after.created_ms), Type::INT8));
+            params.push((Box::new(after.seq), Type::INT8));
             let cmp = if order == Order::Asc { ">" } else { "<" };
             condition.push_str(&format!(
                 " AND (m.created_ms, m.seq) {cmp} (${}, ${})",
@@ -176,23 +210,29 @@ impl PgStore {
                 params.len()
             ));
         }
-        params.push(Box::new(i64::from(limit)));
+        params.push((Box::new(i64::from(limit)), Type::INT8));
+        // The page first, on its own (an index read in page order that stops at the limit), and
+        // only then the ids it names: joined before the limit, the planner would join and sort
+        // every match.
         let sql = format!(
             "SELECT m.seq, m.id, s.session_id, mt.meeting_id, p.user_id, m.display_name, m.kind, m.pinned,
                     m.edited, CASE WHEN m.kind = 'text' THEN m.payload END, m.link, m.file_name, m.file_size,
                     m.payload, m.created_ms
-             FROM messages m
+             FROM (SELECT m.seq, m.id, m.session_key, m.meeting_key, m.user_key, m.display_name, m.kind,
+                          m.pinned, m.edited, m.link, m.file_name, m.file_size, m.payload, m.created_ms
+                   FROM messages m
+                   WHERE {condition}
+                   ORDER BY m.created_ms {direction}, m.seq {direction}
+                   LIMIT ${}) m
              JOIN sessions s ON s.session_key = m.session_key
              JOIN meetings mt ON mt.meeting_key = m.meeting_key
              JOIN participants p ON p.user_key = m.user_key
-             WHERE {condition}
-             ORDER BY m.created_ms {direction}, m.seq {direction}
-             LIMIT ${}",
+             ORDER BY m.created_ms {direction}, m.seq {direction}",
             params.len()
         );
         self.reading(budget, move |tx| {
             Box::pin(async move {
-                let rows = tx.query(&sql, &refs(&params)).await?;
+                let rows = tx.query_typed(&sql, &typed(&params)).await?;
                 Ok(rows
                     .iter()
                     .map(|r| MessageRow {
