@@ -28,6 +28,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "system/postgres.rs"]
+mod postgres;
+
 /// The binary under test: this build's, or `CHATSINK_BENCH_BIN` to compare another build.
 fn bin() -> String {
     std::env::var("CHATSINK_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_chatsink").into())
@@ -83,6 +86,27 @@ fn main() {
     if wanted("ttq") {
         figures.push(runtime.block_on(time_to_queryable(&work)));
     }
+    let pg_parts = ["pg-ingest", "pg-intake", "pg-queries"];
+    if pg_parts.iter().any(|p| wanted(p)) {
+        if let Some(pg) = postgres::Pg::start(&work) {
+            let (dump, rows) = bench_dump(&work, sessions);
+            let archive = if wanted("pg-ingest") || wanted("pg-queries") {
+                let (found, archive) = postgres::bulk_ingest(&pg, &dump, rows);
+                if wanted("pg-ingest") {
+                    figures.extend(found);
+                }
+                Some(archive)
+            } else {
+                None
+            };
+            if wanted("pg-intake") {
+                figures.extend(runtime.block_on(postgres::intake(&work, &pg, scale)));
+            }
+            if let (true, Some(archive)) = (wanted("pg-queries"), archive) {
+                figures.extend(runtime.block_on(postgres::queries(&work, &pg, &archive)));
+            }
+        }
+    }
     print_table(&figures, scale);
 }
 
@@ -93,19 +117,30 @@ fn main() {
 /// the references, so a busy spell on the shared host falls on both.
 const INGEST_RUNS: usize = 3;
 
+/// The bench's dump (seeded), generated once per run: its path and row count.
+fn bench_dump(work: &Path, sessions: usize) -> (PathBuf, u64) {
+    static DONE: std::sync::OnceLock<(PathBuf, u64)> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        let dump = work.join("dump.csv");
+        let started = Instant::now();
+        let mut file = BufWriter::new(std::fs::File::create(&dump).unwrap());
+        let rows = dumpgen::write_dump(&mut file, 42, "bench-", sessions, 2000).unwrap();
+        // On disk before anything is timed: the first run must not pay for writing it back.
+        file.into_inner().unwrap().sync_all().unwrap();
+        let bytes = std::fs::metadata(&dump).unwrap().len();
+        eprintln!(
+            "bench: generated {rows} rows, {:.0} MB in {:.1}s",
+            bytes as f64 / 1e6,
+            started.elapsed().as_secs_f64()
+        );
+        (dump, rows)
+    })
+    .clone()
+}
+
 fn bulk_ingest(work: &Path, sessions: usize, db: &Path) -> Vec<Figure> {
-    let dump = work.join("dump.csv");
-    let started = Instant::now();
-    let mut file = BufWriter::new(std::fs::File::create(&dump).unwrap());
-    let rows = dumpgen::write_dump(&mut file, 42, "bench-", sessions, 2000).unwrap();
-    // On disk before anything is timed: the first run must not pay for writing back the dump.
-    file.into_inner().unwrap().sync_all().unwrap();
+    let (dump, rows) = bench_dump(work, sessions);
     let bytes = std::fs::metadata(&dump).unwrap().len();
-    eprintln!(
-        "bench: generated {rows} rows, {:.0} MB in {:.1}s",
-        bytes as f64 / 1e6,
-        started.elapsed().as_secs_f64()
-    );
 
     let (mut ours, mut indexed, mut with_fts, mut bare) = (vec![], vec![], vec![], vec![]);
     let mut rss_kb = 0;
@@ -545,33 +580,9 @@ async fn intake(work: &Path, scale: f64) -> Vec<Figure> {
     let pem = RsaPublicKey::from(&private)
         .to_public_key_pem(LineEnding::LF)
         .unwrap();
-    // Every delivery enqueues a real job; its download goes to a loopback server that accepts and
-    // then says nothing, so the workers wait on it instead of competing for the disk.
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let silent_url = format!("http://{}/dump.csv", silent.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in silent.incoming().flatten() {
-            held.push(stream);
-        }
-    });
+    let silent_url = silent_server();
     let count = ((20_000.0 * scale) as usize).max(2000);
-    let now = chrono::Utc::now().timestamp();
-    let hmac: Vec<Request> = (0..count)
-        .map(|i| {
-            let body = dumpgen::chat_synced_body(&format!("hmac-{i}"), &silent_url);
-            let id = format!("msg_{i}");
-            let signature = sign_hmac(HMAC_KEY, &id, now, &body);
-            (
-                body,
-                vec![
-                    ("webhook-id", id),
-                    ("webhook-timestamp", now.to_string()),
-                    ("webhook-signature", signature),
-                ],
-            )
-        })
-        .collect();
+    let hmac = hmac_requests("hmac", count, &silent_url);
     // As many RSA deliveries as HMAC ones, signed on every core (a 2048-bit signature takes ~1 ms).
     let signer = SigningKey::<Sha256>::new(private);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -649,6 +660,44 @@ async fn intake(work: &Path, scale: f64) -> Vec<Figure> {
         });
     }
     figures
+}
+
+/// A download URL on a loopback server that accepts and then says nothing: every delivery
+/// enqueues a real job, and the workers wait on it instead of competing for the disk.
+fn silent_server() -> String {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/dump.csv", silent.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    url
+}
+
+/// A delivery of `body` signed with the bench's HMAC key.
+fn signed(body: Vec<u8>, id: &str) -> Request {
+    let now = chrono::Utc::now().timestamp();
+    let signature = sign_hmac(HMAC_KEY, id, now, &body);
+    (
+        body,
+        vec![
+            ("webhook-id", id.to_owned()),
+            ("webhook-timestamp", now.to_string()),
+            ("webhook-signature", signature),
+        ],
+    )
+}
+
+/// `count` HMAC deliveries of distinct sessions (`<prefix>-<i>`) whose dumps are at `url`.
+fn hmac_requests(prefix: &str, count: usize, url: &str) -> Vec<Request> {
+    (0..count)
+        .map(|i| {
+            let body = dumpgen::chat_synced_body(&format!("{prefix}-{i}"), url);
+            signed(body, &format!("msg_{prefix}_{i}"))
+        })
+        .collect()
 }
 
 /// Sends every request once from `senders` concurrent clients; returns deliveries/s and each
@@ -752,41 +801,7 @@ async fn queries(work: &Path, ingest_db: &Path) -> Vec<Figure> {
         )
         .unwrap();
     drop(conn);
-    let cases: Vec<(&str, String, MessageFilter)> = vec![
-        (
-            "by user",
-            format!("user={user}"),
-            MessageFilter {
-                users: vec![user.clone()],
-                ..MessageFilter::default()
-            },
-        ),
-        (
-            "by type+pinned",
-            "type=image&pinned=true".into(),
-            MessageFilter {
-                kinds: vec!["image".into()],
-                pinned: Some(true),
-                ..MessageFilter::default()
-            },
-        ),
-        (
-            "by session",
-            format!("session={session}"),
-            MessageFilter {
-                session: Some(session.clone()),
-                ..MessageFilter::default()
-            },
-        ),
-        (
-            "full-text q",
-            "q=roadmap".into(),
-            MessageFilter {
-                text_query: Some(chatsink::domain::TextQuery::parse("roadmap").unwrap()),
-                ..MessageFilter::default()
-            },
-        ),
-    ];
+    let cases = query_cases(&user, &session);
     let served = serve(work, &db, &[], &test_pem()).await;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(16)
@@ -823,6 +838,45 @@ async fn queries(work: &Path, ingest_db: &Path) -> Vec<Figure> {
         });
     }
     figures
+}
+
+/// The query figures' cases: a name, the query string and the filter it means.
+fn query_cases(user: &str, session: &str) -> Vec<(&'static str, String, MessageFilter)> {
+    vec![
+        (
+            "by user",
+            format!("user={user}"),
+            MessageFilter {
+                users: vec![user.to_owned()],
+                ..MessageFilter::default()
+            },
+        ),
+        (
+            "by type+pinned",
+            "type=image&pinned=true".into(),
+            MessageFilter {
+                kinds: vec!["image".into()],
+                pinned: Some(true),
+                ..MessageFilter::default()
+            },
+        ),
+        (
+            "by session",
+            format!("session={session}"),
+            MessageFilter {
+                session: Some(session.to_owned()),
+                ..MessageFilter::default()
+            },
+        ),
+        (
+            "full-text q",
+            "q=roadmap".into(),
+            MessageFilter {
+                text_query: Some(chatsink::domain::TextQuery::parse("roadmap").unwrap()),
+                ..MessageFilter::default()
+            },
+        ),
+    ]
 }
 
 /// One `/v1` answer as JSON, with the bench's token.
