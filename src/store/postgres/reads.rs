@@ -13,9 +13,7 @@ use std::time::Duration;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
 
-/// Parameters with their types, so a page can be read with `query_typed`: parse, bind and
-/// execute in one round trip, where `query` first waits for the server to describe the
-/// statement.
+/// Parameters with their types, so a page's statement can be prepared with them.
 type Params = Vec<(Box<dyn ToSql + Sync + Send>, Type)>;
 
 fn refs(params: &Params) -> Vec<&(dyn ToSql + Sync)> {
@@ -25,12 +23,8 @@ fn refs(params: &Params) -> Vec<&(dyn ToSql + Sync)> {
         .collect()
 }
 
-fn typed(params: &Params) -> Vec<(&(dyn ToSql + Sync), Type)> {
-    params
-        .iter()
-        .map(|(p, t)| (p.as_ref() as &(dyn ToSql + Sync), t.clone()))
-        .collect()
-}
+/// Prepared statements kept per connection at most (each holds a plan on the server).
+const MAX_CACHED: usize = 128;
 
 /// SQLSTATE 57014: the statement was cancelled by `statement_timeout`.
 fn budget_error(e: tokio_postgres::Error, budget: Duration) -> StoreError {
@@ -232,7 +226,16 @@ impl PgStore {
         );
         self.reading(budget, move |tx| {
             Box::pin(async move {
-                let rows = tx.query_typed(&sql, &typed(&params)).await?;
+                // Prepared once per connection and shape (filters present, order, cursor), so a
+                // page is one round trip and the server plans each shape once, not per request.
+                // The shapes are bounded (a few thousand), and the cache is emptied past
+                // `MAX_CACHED`, so no sequence of queries grows it without limit.
+                if tx.statement_cache.size() > MAX_CACHED {
+                    tx.statement_cache.clear();
+                }
+                let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
+                let statement = tx.prepare_typed_cached(&sql, &types).await?;
+                let rows = tx.query(&statement, &refs(&params)).await?;
                 Ok(rows
                     .iter()
                     .map(|r| MessageRow {
