@@ -204,7 +204,9 @@ impl PgStore {
                 params.len()
             ));
         }
-        params.push((Box::new(i64::from(limit)), Type::INT8));
+        // The limit as a literal: a prepared statement's generic plan cannot see a `$n` limit,
+        // and plans for every match (sorting them) where a page of 100 reads 100 index entries.
+        // It is a number the API bounded (1 to 1,000), never text.
         // The page first, on its own (an index read in page order that stops at the limit), and
         // only then the ids it names: joined before the limit, the planner would join and sort
         // every match.
@@ -217,12 +219,11 @@ impl PgStore {
                    FROM messages m
                    WHERE {condition}
                    ORDER BY m.created_ms {direction}, m.seq {direction}
-                   LIMIT ${}) m
+                   LIMIT {limit}) m
              JOIN sessions s ON s.session_key = m.session_key
              JOIN meetings mt ON mt.meeting_key = m.meeting_key
              JOIN participants p ON p.user_key = m.user_key
-             ORDER BY m.created_ms {direction}, m.seq {direction}",
-            params.len()
+             ORDER BY m.created_ms {direction}, m.seq {direction}"
         );
         self.reading(budget, move |tx| {
             Box::pin(async move {
