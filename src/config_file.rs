@@ -153,6 +153,8 @@ fn render(out: &mut String, command: &clap::Command, matches: &clap::ArgMatches)
                 .iter()
                 .any(|w| id.contains(w));
         let value = match (values.len(), secret) {
+            // Unset is not `none` (which keeps no dumps): it is the data dir's `dumps`.
+            (0, _) if id == "dump_store" => "dumps under CHATSINK_DATA_DIR".to_owned(),
             (0, _) => "none".to_owned(),
             (n, true) => {
                 let what = if id.contains("secret") {

@@ -162,6 +162,8 @@ fn the_config_file_fills_in_under_env_and_flags_and_check_redacts_secrets() {
         format!("1 token (redacted)  {}", file("read_tokens")),
         format!("*.example.com,127.0.0.1  {}", file("download_allow_hosts")),
         "job_lease_secs                       60  [default]".into(),
+        // Unset, the dump store is the data dir's `dumps`, not `none` (which keeps nothing).
+        "dump_store                           dumps under CHATSINK_DATA_DIR".into(),
     ] {
         assert!(out.contains(&expected), "lacks {expected}: {out}");
     }
