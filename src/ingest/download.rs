@@ -3,7 +3,7 @@
 //! Memory stays flat whatever the size: bytes go from the socket to disk chunk by chunk while a
 //! SHA-256 and a byte count run alongside; the cap applies to decoded (gunzipped) bytes.
 
-use super::dump_store::LocalDump;
+use super::dump_store::{working_file, LocalDump};
 use super::url_policy::{PolicyError, UrlPolicy};
 use crate::config::DownloadSettings;
 use crate::domain::SessionId;
@@ -143,14 +143,8 @@ impl Downloader {
                 limit: self.max_bytes,
             });
         }
-        let tmp_dir = self.data_dir.join("tmp");
-        tokio::fs::create_dir_all(&tmp_dir).await?;
         // Removed when dropped, however this ends, unless the dump store takes it.
-        let file = LocalDump::temporary(tmp_dir.join(format!(
-            "{}-{}.part",
-            std::process::id(),
-            uuid::Uuid::new_v4()
-        )));
+        let file = LocalDump::temporary(working_file(&self.data_dir.join("tmp")).await?);
         let (sha256, bytes) = self.stream_to(&mut response, file.path()).await?;
         let seconds = started.elapsed().as_secs_f64();
         metrics::counter!("chatsink_download_bytes_total").increment(bytes);

@@ -245,7 +245,9 @@ impl DumpStore {
                     Err(object_store::Error::NotFound { .. }) => return Ok(None),
                     Err(e) => return Err(self.object_error(e)),
                 };
-                let local = LocalDump::temporary(self.working_path().await?);
+                let local = LocalDump::temporary(
+                    working_file(&self.tmp_dir).await.map_err(|e| self.io(e))?,
+                );
                 let mut file = tokio::io::BufWriter::with_capacity(
                     256 * 1024,
                     tokio::fs::File::create(&local.path)
@@ -261,19 +263,6 @@ impl DumpStore {
                 Ok(Some(local))
             }
         }
-    }
-
-    /// A new working file's path in the data dir's `tmp` (named as downloads name theirs, so
-    /// a crash's leftovers are swept the same way).
-    pub(super) async fn working_path(&self) -> Result<PathBuf, DumpStoreError> {
-        tokio::fs::create_dir_all(&self.tmp_dir)
-            .await
-            .map_err(|e| self.io(e))?;
-        Ok(self.tmp_dir.join(format!(
-            "{}-{}.part",
-            std::process::id(),
-            uuid::Uuid::new_v4()
-        )))
     }
 
     /// Moves `from` to `to`, durably: a rename, or a copy and rename when the store is on
@@ -308,6 +297,17 @@ impl DumpStore {
             source,
         }
     }
+}
+
+/// A new working file's path in `tmp_dir` (the data dir's `tmp`), created if need be. Named
+/// `<pid>-<uuid>.part`, so the downloader's start-up sweep removes what a crash left.
+pub(super) async fn working_file(tmp_dir: &Path) -> std::io::Result<PathBuf> {
+    tokio::fs::create_dir_all(tmp_dir).await?;
+    Ok(tmp_dir.join(format!(
+        "{}-{}.part",
+        std::process::id(),
+        uuid::Uuid::new_v4()
+    )))
 }
 
 /// Uploads the file at `from` to `to`, in parts for a large file.
