@@ -189,6 +189,8 @@ pub struct AppOptions {
     pub args: Vec<String>,
     pub allow_hosts: Option<String>,
     pub dir: Option<PathBuf>,
+    /// Another app's database (`TestApp::db_path`), to serve the same archive twice.
+    pub database: Option<PathBuf>,
 }
 
 impl AppOptions {
@@ -233,9 +235,10 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
             crate::pg::postgres("suite_postgres: an app on PostgreSQL (run on SQLite instead)")
         })
         .flatten();
-    let db_path = match server {
-        Some(server) => PathBuf::from(server.fresh_database()),
-        None => base.join("chatsink.db"),
+    let db_path = match (&options.database, server) {
+        (Some(database), _) => database.clone(),
+        (None, Some(server)) => PathBuf::from(server.fresh_database()),
+        (None, None) => base.join("chatsink.db"),
     };
     let data_dir = base.join("data");
     let key_path = dir.path().join("rtk.pem");

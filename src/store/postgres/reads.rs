@@ -171,7 +171,16 @@ impl PgStore {
             "SET LOCAL statement_timeout = {}",
             budget.as_millis().max(1)
         );
-        let (set, result) = tokio::join!(tx.batch_execute(&set), work(&tx));
+        // statement_timeout bounds each statement; a read of several (stats) is bounded as a
+        // whole here, and its running statement cancelled on the server when time is up.
+        let cancel = tx.cancel_token();
+        let both = async { tokio::join!(tx.batch_execute(&set), work(&tx)) };
+        let Ok((set, result)) = tokio::time::timeout(budget, both).await else {
+            if let Err(e) = cancel.cancel_query(self.listener.1.clone()).await {
+                tracing::warn!(error = %e, "cannot cancel a read past its budget; it runs on to its statement_timeout");
+            }
+            return Err(StoreError::ReadBudget(budget));
+        };
         set?;
         let result = result.map_err(|e| budget_error(e, budget))?;
         tx.commit().await?;
