@@ -26,7 +26,7 @@ CREATE TABLE inbox (
 -- inserts a job (two such trees per delivery were a tenth of the webhook's instructions).
 CREATE TABLE jobs (
     id                INTEGER PRIMARY KEY,
-    kind              TEXT NOT NULL CHECK (kind IN ('delivery', 'reprocess')),
+    kind              TEXT NOT NULL CHECK (kind = 'delivery' OR kind = 'reprocess' OR kind = 'pull'),
     inbox_id          INTEGER UNIQUE REFERENCES inbox (id),
     session_id        TEXT NOT NULL,
     download_url      TEXT,
@@ -41,16 +41,21 @@ CREATE TABLE jobs (
     rows_loaded       INTEGER,
     rows_rejected     INTEGER,
     created_ms        INTEGER NOT NULL,
-    updated_ms        INTEGER NOT NULL
+    updated_ms        INTEGER NOT NULL,
+    owner_id          TEXT,
+    outcome           TEXT CHECK (outcome = 'loaded' OR outcome = 'no_chat' OR outcome = 'unchanged')
 );
+-- `owner_id` is the owner (below) holding a running job's lease; `outcome` says how a done job
+-- ended (loaded | no_chat | unchanged). Both come last, where migrations 007 and 009 put them.
 CREATE INDEX jobs_runnable ON jobs (state, next_attempt_ms);
 CREATE INDEX jobs_session ON jobs (session_id);
--- At most one open reprocess job per session, so two `reprocess` runs at once cannot double up.
+-- At most one open reprocess (and one open pull) job per session, so two `reprocess` or two
+-- `backfill` runs at once cannot double up.
 CREATE UNIQUE INDEX jobs_one_open_reprocess ON jobs (session_id)
     WHERE kind = 'reprocess' AND (state = 'pending' OR state = 'running' OR state = 'failed');
--- The owner (below) holding a running job's lease. Added with ALTER, as migration 007 adds it,
--- so a new database and a migrated one hold the same table definition.
-ALTER TABLE jobs ADD COLUMN owner_id TEXT;
+CREATE UNIQUE INDEX jobs_one_open_pull ON jobs (session_id)
+    WHERE kind = 'pull' AND (state = 'pending' OR state = 'running' OR state = 'failed');
+
 
 -- Owners of job leases (src/store/owner.rs): every process that claims jobs registers here and
 -- beats a heartbeat. A running job whose owner stopped beating, or is known to be gone, can be
@@ -185,3 +190,16 @@ CREATE TABLE rejected_rows (
     created_ms  INTEGER NOT NULL
 );
 CREATE INDEX rejected_rows_session ON rejected_rows (session_id);
+
+-- Work one instance does at a time (a reconcile pass: src/ingest/pull.rs), under a lease like a
+-- job's, with where the last successful pass got to (`watermark_ms`) and the last error.
+CREATE TABLE passes (
+    name              TEXT PRIMARY KEY,
+    owner_id          TEXT,
+    lease_token       TEXT,
+    lease_until_ms    INTEGER,
+    watermark_ms      INTEGER,
+    last_success_ms   INTEGER,
+    last_error        TEXT,
+    updated_ms        INTEGER NOT NULL
+);

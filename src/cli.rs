@@ -2,10 +2,10 @@
 //! non-zero exit; results go to stdout.
 
 use crate::config::{
-    BackupArgs, Command, ConfigCommand, CopyArchiveArgs, IngestArgs, JobsArgs, MigrateArgs,
-    RejectedArgs, ReprocessArgs, ServeArgs,
+    BackfillArgs, BackupArgs, Command, ConfigCommand, CopyArchiveArgs, IngestArgs, JobsArgs,
+    MigrateArgs, RejectedArgs, ReprocessArgs, ServeArgs,
 };
-use crate::domain::{JobState, ReprocessSelector, SessionId, Timestamp};
+use crate::domain::{JobOutcome, JobState, ReprocessSelector, SessionId, Timestamp};
 use crate::ingest::{self, IngestContext};
 use crate::startup::Application;
 use crate::store::{DatabaseLocation, Store};
@@ -17,6 +17,7 @@ pub fn run(command: Command) -> ExitCode {
         Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve(args))),
         Command::Ingest(args) => runtime().and_then(|rt| rt.block_on(ingest_command(args))),
         Command::Reprocess(args) => runtime().and_then(|rt| rt.block_on(reprocess_command(args))),
+        Command::Backfill(args) => runtime().and_then(|rt| rt.block_on(backfill_command(args))),
         Command::Jobs(args) => runtime().and_then(|rt| rt.block_on(jobs_command(args))),
         Command::Rejected(args) => runtime().and_then(|rt| rt.block_on(rejected_command(args))),
         Command::Config(ConfigCommand::Check(args)) => {
@@ -182,6 +183,111 @@ async fn reprocess_command(args: ReprocessArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+async fn backfill_command(args: BackfillArgs) -> anyhow::Result<ExitCode> {
+    let download = args.download.settings()?;
+    if download.replay_api.is_none() {
+        anyhow::bail!(
+            "backfill lists sessions through the RealtimeKit API, and no credentials are configured: \
+             set CHATSINK_RTK_ACCOUNT_ID, CHATSINK_RTK_APP_ID and CHATSINK_RTK_API_TOKEN \
+             (or CHATSINK_DYTE_ORG_ID and CHATSINK_DYTE_API_KEY)"
+        );
+    }
+    if let Some(meeting) = &args.meeting {
+        if meeting.trim().is_empty() || meeting.chars().any(char::is_control) {
+            anyhow::bail!("--meeting must be a meeting id");
+        }
+    }
+    let until = args.until;
+    if until.is_some_and(|until| until < args.since) {
+        anyhow::bail!("--until is before --since");
+    }
+    let query = ingest::ListingQuery {
+        since: args.since,
+        until,
+        meeting: args.meeting.clone(),
+    };
+    let store =
+        Store::connect_existing(&args.storage.database, args.storage.database_pool as usize)
+            .await?;
+    let jobs = args.jobs.settings()?;
+    let owner = store.register_owner("backfill").await?;
+    let heartbeat = ingest::spawn_owner_heartbeat(store.clone(), owner.clone(), jobs.owner_stale);
+    let ctx = IngestContext::new(
+        store.clone(),
+        owner.clone(),
+        &args.storage.data_dir,
+        &args.storage.dump_store(),
+        &download,
+        jobs,
+    )?;
+    let api = ctx.api.clone().expect("credentials were checked above");
+    // One line per session on stdout; on a terminal a spinner counts them on stderr.
+    let spinner = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        let spinner = indicatif::ProgressBar::new_spinner();
+        spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+        spinner
+    });
+    let summary = ingest::backfill(&ctx, &api, &query, args.concurrency as usize, |event| {
+        let (what, detail) = match &event.pulled {
+            ingest::Pulled::Done(JobOutcome::NoChat, _) => ("no-chat", String::new()),
+            ingest::Pulled::Done(JobOutcome::Unchanged, _) => {
+                ("skipped", "loaded from the same dump already".to_owned())
+            }
+            ingest::Pulled::Done(_, r) => (
+                "loaded",
+                format!("{} loaded, {} rejected", r.rows_loaded, r.rows_rejected),
+            ),
+            ingest::Pulled::Skipped(skip) => ("skipped", skip.as_str().to_owned()),
+            ingest::Pulled::Live => (
+                "live",
+                "not ended yet; reconcile pulls it once it ends".to_owned(),
+            ),
+            ingest::Pulled::Failed(e) => ("failed", e.clone()),
+        };
+        let line = format!("{}\t{what}\t{detail}", event.session);
+        match &spinner {
+            Some(spinner) => {
+                spinner.suspend(|| println!("{line}"));
+                spinner.inc(1);
+                spinner.set_message(format!("{} session(s) done", spinner.position()));
+            }
+            None => println!("{line}"),
+        }
+    })
+    .await;
+    heartbeat.abort();
+    if let Err(e) = store.retire_owner(&owner).await {
+        tracing::warn!(error = %e, "could not retire as an owner of job leases");
+    }
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
+    let summary = summary?;
+    println!(
+        "backfill: {} listed, {} loaded, {} with no chat, {} skipped, {} live, {} failed",
+        summary.listed,
+        summary.loaded,
+        summary.no_chat,
+        summary.skipped,
+        summary.live,
+        summary.failed.len()
+    );
+    for why in &summary.not_understood {
+        eprintln!("chatsink: a listing entry was not used: {why}");
+    }
+    if summary.failed.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "chatsink: {} session(s) could not be loaded (their jobs retry in serve, or run backfill again):",
+        summary.failed.len()
+    );
+    for (session, error) in &summary.failed {
+        eprintln!("  {session}: {error}");
+    }
+    Ok(ExitCode::FAILURE)
+}
+
 async fn jobs_command(args: JobsArgs) -> anyhow::Result<ExitCode> {
     let store =
         Store::connect_existing(&args.storage.database, args.storage.database_pool as usize)
@@ -189,15 +295,16 @@ async fn jobs_command(args: JobsArgs) -> anyhow::Result<ExitCode> {
     let state = args.state.as_deref().map(JobState::parse).transpose()?;
     let list = store.jobs(state, args.limit).await?;
     println!(
-        "{:>6}  {:<9}  {:<8}  {:>8}  {:<24}  {:<36}  last error",
-        "id", "kind", "state", "attempts", "updated", "session"
+        "{:>6}  {:<9}  {:<8}  {:<9}  {:>8}  {:<24}  {:<36}  last error",
+        "id", "kind", "state", "outcome", "attempts", "updated", "session"
     );
     for job in list {
         println!(
-            "{:>6}  {:<9}  {:<8}  {:>8}  {:<24}  {:<36}  {}",
+            "{:>6}  {:<9}  {:<8}  {:<9}  {:>8}  {:<24}  {:<36}  {}",
             job.id,
             job.kind.as_str(),
             job.state.as_str(),
+            job.outcome.map_or("-", JobOutcome::as_str),
             job.attempts,
             Timestamp::from_millis(job.updated_ms).to_rfc3339(),
             job.session_id,

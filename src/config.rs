@@ -1,8 +1,8 @@
 //! Every knob chatsink has: the command line (clap), each flag with its `CHATSINK_*` environment
 //! variable and a default that works on a laptop, resolved into one validated [`Settings`].
 
-use crate::domain::{parse_rsa_public_key, HostPattern, RsaPublicKey};
-use crate::ingest::DumpStoreLocation;
+use crate::domain::{parse_rsa_public_key, HostPattern, RsaPublicKey, Timestamp};
+use crate::ingest::{DumpStoreLocation, ReconcileSettings};
 use crate::store::DatabaseLocation;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
@@ -52,6 +52,10 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Re-load sessions from their stored dumps (or a fresh download) for cron.
     Reprocess(ReprocessArgs),
+    /// Pull past sessions: list the app's ended sessions in a window through the RealtimeKit API
+    /// and load each one the archive does not hold yet. Safe while `serve` runs, and to run
+    /// again after an interruption (it resumes without repeating downloads).
+    Backfill(BackfillArgs),
     /// List ingest jobs with their attempts and last error.
     Jobs(JobsArgs),
     /// List a session's dump rows that could not be loaded: line, reason, and the row's bytes as
@@ -317,6 +321,13 @@ pub struct ServeArgs {
     /// `/readyz` fails while more ingest jobs than this are due and waiting.
     #[arg(long, env = "CHATSINK_READY_MAX_BACKLOG", default_value_t = 1000)]
     pub ready_max_backlog: i64,
+    /// Seconds between reconcile passes, which pull sessions whose webhook never came through
+    /// the RealtimeKit API (needs its credentials). 0 turns reconcile off.
+    #[arg(long, env = "CHATSINK_RECONCILE_INTERVAL_SECS", default_value_t = 3600)]
+    pub reconcile_interval_secs: u64,
+    /// Seconds after a session ends that its webhook has before reconcile pulls it.
+    #[arg(long, env = "CHATSINK_RECONCILE_GRACE_SECS", default_value_t = 900)]
+    pub reconcile_grace_secs: u64,
     /// How long one query API read (a page, stats, one export page) may run, in milliseconds.
     #[arg(long, env = "CHATSINK_QUERY_BUDGET_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub query_budget_ms: u64,
@@ -361,6 +372,32 @@ pub struct ReprocessArgs {
     pub download: DownloadArgs,
     #[command(flatten)]
     pub jobs: JobArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// Sessions from this time on (RFC 3339), as the listing's `start_time`.
+    #[arg(long, value_parser = rfc3339)]
+    pub since: Timestamp,
+    /// Sessions up to this time (RFC 3339), as the listing's `end_time`. Default: now.
+    #[arg(long, value_parser = rfc3339)]
+    pub until: Option<Timestamp>,
+    /// Only this meeting's sessions (the listing's `associated_id`).
+    #[arg(long)]
+    pub meeting: Option<String>,
+    /// Sessions downloaded and loaded at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub concurrency: u64,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    #[command(flatten)]
+    pub download: DownloadArgs,
+    #[command(flatten)]
+    pub jobs: JobArgs,
+}
+
+fn rfc3339(raw: &str) -> Result<Timestamp, String> {
+    Timestamp::parse(raw).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -490,6 +527,8 @@ pub struct Settings {
     pub http_workers: usize,
     pub ready_max_backlog: i64,
     pub query_budget: Duration,
+    /// None: reconcile is off.
+    pub reconcile: Option<ReconcileSettings>,
     pub download: DownloadSettings,
     pub jobs: JobSettings,
 }
@@ -730,6 +769,10 @@ impl ServeArgs {
             http_workers: self.http_workers,
             ready_max_backlog: self.ready_max_backlog,
             query_budget: Duration::from_millis(self.query_budget_ms),
+            reconcile: (self.reconcile_interval_secs > 0).then(|| ReconcileSettings {
+                interval: Duration::from_secs(self.reconcile_interval_secs),
+                grace: Duration::from_secs(self.reconcile_grace_secs),
+            }),
             download: self.download.settings()?,
             jobs: self.jobs.settings()?,
         })

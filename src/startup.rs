@@ -4,7 +4,9 @@
 use crate::api::{self, ApiState, Readiness};
 use crate::config::Settings;
 use crate::head_limit::HeadLimit;
-use crate::ingest::{spawn_owner_heartbeat, spawn_workers, IngestContext, WorkerPool};
+use crate::ingest::{
+    spawn_owner_heartbeat, spawn_reconcile, spawn_workers, IngestContext, WorkerPool,
+};
 use crate::store::{Owner, Store};
 use crate::webhook::{self, Verifier, WebhookState};
 use actix_service::ServiceFactoryExt;
@@ -27,6 +29,11 @@ pub struct Application {
     store: Store,
     owner: Owner,
     owner_heartbeat: tokio::task::JoinHandle<()>,
+    /// Stops the reconcile passes (absent when reconcile is off).
+    reconcile: Option<(
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    )>,
 }
 
 impl Application {
@@ -65,8 +72,12 @@ impl Application {
             &settings.download,
             settings.jobs.clone(),
         )?);
-        let workers = spawn_workers(ingest, settings.workers);
+        let workers = spawn_workers(ingest.clone(), settings.workers);
         store.watch_jobs(workers.wake());
+        let (stop_reconcile, stopping) = tokio::sync::watch::channel(false);
+        let reconcile =
+            spawn_reconcile(ingest, settings.reconcile.clone(), workers.wake(), stopping)
+                .map(|handle| (stop_reconcile, handle));
         let webhook_state = web::Data::new(WebhookState {
             verifier,
             intake,
@@ -125,6 +136,7 @@ impl Application {
             store,
             owner,
             owner_heartbeat,
+            reconcile,
         })
     }
 
@@ -143,6 +155,10 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.server.await?;
         tracing::info!("HTTP server stopped; stopping ingest workers");
+        if let Some((stop, handle)) = self.reconcile {
+            let _ = stop.send(true);
+            let _ = handle.await;
+        }
         self.workers.shutdown().await;
         self.owner_heartbeat.abort();
         if let Err(e) = self.store.retire_owner(&self.owner).await {

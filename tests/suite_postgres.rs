@@ -30,6 +30,8 @@ mod ingest;
 mod openapi;
 #[path = "suite/ops.rs"]
 mod ops;
+#[path = "suite/pull.rs"]
+mod pull;
 #[path = "suite/query.rs"]
 mod query;
 #[path = "suite/receive.rs"]

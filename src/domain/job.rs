@@ -18,6 +18,9 @@ pub enum JobKind {
     Delivery,
     /// Created by `reprocess`: re-parse the stored dump, or download a fresh one via the API.
     Reprocess,
+    /// Created by `backfill` or reconcile for a session found in RealtimeKit's sessions listing
+    /// that the archive holds nothing of: a download URL comes from the Chat Replay API.
+    Pull,
 }
 
 impl JobKind {
@@ -25,6 +28,7 @@ impl JobKind {
         match self {
             Self::Delivery => "delivery",
             Self::Reprocess => "reprocess",
+            Self::Pull => "pull",
         }
     }
 
@@ -32,10 +36,11 @@ impl JobKind {
         match raw {
             "delivery" => Ok(Self::Delivery),
             "reprocess" => Ok(Self::Reprocess),
+            "pull" => Ok(Self::Pull),
             _ => Err(UnknownValue {
                 what: "job kind",
                 value: raw.to_owned(),
-                known: "delivery, reprocess",
+                known: "delivery, reprocess, pull",
             }),
         }
     }
@@ -83,6 +88,41 @@ impl JobState {
     }
 }
 
+/// How a `done` job ended: what its session holds now because of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// The dump's rows were loaded as the session's content.
+    Loaded,
+    /// The session has no chat: the Chat Replay API has none for it, or its dump holds no row.
+    NoChat,
+    /// The dump is the one the session was last loaded from: nothing was written again (a late
+    /// or repeated webhook for a session already archived).
+    Unchanged,
+}
+
+impl JobOutcome {
+    pub const ALL: [JobOutcome; 3] = [Self::Loaded, Self::NoChat, Self::Unchanged];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Loaded => "loaded",
+            Self::NoChat => "no_chat",
+            Self::Unchanged => "unchanged",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, UnknownValue> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+            .ok_or_else(|| UnknownValue {
+                what: "job outcome",
+                value: raw.to_owned(),
+                known: "loaded, no_chat, unchanged",
+            })
+    }
+}
+
 /// A job as listed by `chatsink jobs`.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -95,6 +135,8 @@ pub struct Job {
     pub last_error: Option<String>,
     pub rows_loaded: Option<i64>,
     pub rows_rejected: Option<i64>,
+    /// How a `done` job ended (none for jobs finished by a build before outcomes were kept).
+    pub outcome: Option<JobOutcome>,
     pub created_ms: i64,
     pub updated_ms: i64,
 }
@@ -133,9 +175,13 @@ mod tests {
         for state in JobState::ALL {
             assert_eq!(JobState::parse(state.as_str()), Ok(state));
         }
-        for kind in [JobKind::Delivery, JobKind::Reprocess] {
+        for kind in [JobKind::Delivery, JobKind::Reprocess, JobKind::Pull] {
             assert_eq!(JobKind::parse(kind.as_str()), Ok(kind));
         }
+        for outcome in JobOutcome::ALL {
+            assert_eq!(JobOutcome::parse(outcome.as_str()), Ok(outcome));
+        }
+        assert!(JobOutcome::parse("skipped").is_err());
         let e = JobState::parse("paused").unwrap_err();
         assert_eq!(
             e.to_string(),

@@ -7,6 +7,7 @@ mod host_pattern;
 mod ids;
 mod job;
 pub mod json;
+mod listing;
 mod message;
 mod query;
 mod records;
@@ -19,7 +20,8 @@ pub use delivery::{DeliveryRecord, IntakeOutcome, NewDelivery};
 pub use event::{parse_event, ChatSynced, EventError, WebhookEvent, CHAT_SYNCED};
 pub use host_pattern::{HostPattern, HostPatternError};
 pub use ids::{SessionId, SessionIdError};
-pub use job::{ClaimedJob, Job, JobKind, JobState, ReprocessSelector, UnknownValue};
+pub use job::{ClaimedJob, Job, JobKind, JobOutcome, JobState, ReprocessSelector, UnknownValue};
+pub use listing::{ListedSession, ListingStatus, PullPlan, PullSkip};
 pub use message::{parse_bool, ChatMessage, FilePayload, MessageKind};
 pub use query::{After, MessageFilter, Order};
 pub use records::{

@@ -3,7 +3,7 @@
 use super::pipeline::IngestContext;
 use super::worker::{run_claimed_job, AttemptResult};
 use super::{DumpReader, IngestError, ParsedAhead};
-use crate::domain::{JobState, LoadReport, ReprocessSelector, SessionId};
+use crate::domain::{JobOutcome, JobState, LoadReport, ReprocessSelector, SessionId};
 use crate::store::{Selected, Store, StoreError};
 use std::path::Path;
 use std::time::Duration;
@@ -92,7 +92,7 @@ pub async fn reprocess(
     let queued = ctx.store.enqueue_reprocess(sessions).await?;
     let mut outcomes = Vec::with_capacity(queued.len());
     for (session_id, job_id) in queued {
-        let result = run_to_end(ctx, job_id).await;
+        let result = run_to_end(ctx, job_id).await.map(|(_, report)| report);
         let outcome = ReprocessOutcome {
             session_id,
             job_id,
@@ -105,7 +105,10 @@ pub async fn reprocess(
 }
 
 /// Claims `job_id` and runs it, or waits while another process runs it; one attempt either way.
-async fn run_to_end(ctx: &IngestContext, job_id: i64) -> Result<LoadReport, ReprocessFailure> {
+pub(super) async fn run_to_end(
+    ctx: &IngestContext,
+    job_id: i64,
+) -> Result<(JobOutcome, LoadReport), ReprocessFailure> {
     loop {
         let claimed = ctx
             .store
@@ -119,7 +122,7 @@ async fn run_to_end(ctx: &IngestContext, job_id: i64) -> Result<LoadReport, Repr
         match claimed? {
             Some(job) => {
                 return match run_claimed_job(ctx, job, None).await {
-                    AttemptResult::Done(report) => Ok(report),
+                    AttemptResult::Done(outcome, report) => Ok((outcome, report)),
                     AttemptResult::Failed { state, error } => {
                         Err(ReprocessFailure::Failed { state, error })
                     }
@@ -132,11 +135,12 @@ async fn run_to_end(ctx: &IngestContext, job_id: i64) -> Result<LoadReport, Repr
                 };
                 match job.state {
                     JobState::Done => {
-                        return Ok(LoadReport {
+                        let report = LoadReport {
                             rows_loaded: job.rows_loaded.unwrap_or(0),
                             rows_rejected: job.rows_rejected.unwrap_or(0),
                             messages: job.rows_loaded.unwrap_or(0),
-                        })
+                        };
+                        return Ok((job.outcome.unwrap_or(JobOutcome::Loaded), report));
                     }
                     JobState::Dead | JobState::Failed => {
                         return Err(ReprocessFailure::Failed {

@@ -9,7 +9,8 @@ mod dump;
 pub mod dump_store;
 mod manual;
 mod pipeline;
-mod replay_api;
+mod pull;
+mod rtk_api;
 mod url_policy;
 mod worker;
 
@@ -17,8 +18,12 @@ pub use download::{DownloadError, Downloaded, Downloader};
 pub use dump::{DumpError, DumpReader, ParsedAhead, ReadFailure, REQUIRED_COLUMNS};
 pub use dump_store::{DumpStore, DumpStoreError, DumpStoreLocation};
 pub use manual::{ingest_file, ingest_reader, reprocess, ReprocessFailure, ReprocessOutcome};
-pub use pipeline::{process_job, IngestContext, JobOutcome};
-pub use replay_api::{ReplayApi, ReplayApiError};
+pub use pipeline::{process_job, Attempt, IngestContext};
+pub use pull::{
+    backfill, reconcile_pass, spawn_reconcile, BackfillEvent, BackfillSummary, PassReport, Pulled,
+    ReconcileSettings,
+};
+pub use rtk_api::{ListingPage, ListingQuery, RtkApi, RtkApiError, LISTING_PAGE};
 pub use url_policy::{PolicyError, UrlPolicy};
 pub use worker::{
     retry_delay, run_claimed_job, spawn_owner_heartbeat, spawn_workers, AttemptResult, WorkerPool,
@@ -37,7 +42,7 @@ pub enum IngestError {
     #[error("{0}")]
     Download(#[from] DownloadError),
     #[error("{0}")]
-    ReplayApi(#[from] ReplayApiError),
+    RtkApi(#[from] RtkApiError),
     /// The dump could not be kept in, or read back from, the dump store.
     #[error("{0}")]
     DumpStore(#[from] DumpStoreError),
@@ -81,7 +86,7 @@ impl IngestError {
     pub fn retry(&self) -> Retry {
         let permanent = match self {
             Self::Download(e) => e.is_permanent(),
-            Self::ReplayApi(e) => {
+            Self::RtkApi(e) => {
                 if !e.is_permanent() {
                     return Retry::Later(e.retry_after());
                 }

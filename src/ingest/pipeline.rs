@@ -1,9 +1,9 @@
 //! One job attempt, start to finish.
 
 use super::dump_store::{DumpStore, DumpStoreLocation, LocalDump};
-use super::{Downloaded, Downloader, DumpReader, IngestError, ParsedAhead, ReplayApi};
+use super::{Downloaded, Downloader, DumpReader, IngestError, ParsedAhead, RtkApi, RtkApiError};
 use crate::config::{DownloadSettings, JobSettings};
-use crate::domain::{ClaimedJob, JobKind, LoadReport, SessionDump, SessionId};
+use crate::domain::{ClaimedJob, JobKind, JobOutcome, LoadReport, SessionDump, SessionId};
 use crate::store::{JobLoad, Owner, Store};
 use std::path::Path;
 
@@ -14,7 +14,7 @@ pub struct IngestContext {
     pub owner: Owner,
     pub downloader: Downloader,
     pub dumps: DumpStore,
-    pub replay_api: Option<ReplayApi>,
+    pub api: Option<RtkApi>,
     pub jobs: JobSettings,
 }
 
@@ -30,7 +30,7 @@ impl IngestContext {
         Ok(Self {
             downloader: Downloader::new(download, data_dir)?,
             dumps: DumpStore::open(dumps, data_dir)?,
-            replay_api: ReplayApi::new(download),
+            api: RtkApi::new(download),
             store,
             owner,
             jobs,
@@ -40,17 +40,41 @@ impl IngestContext {
 
 /// How an attempt ended for the job row.
 #[derive(Debug)]
-pub enum JobOutcome {
-    Loaded(LoadReport),
+pub enum Attempt {
+    /// The job is done: how (`Loaded` or, for a dump without a row, `NoChat`), and what its
+    /// load wrote (nothing, for a session with no chat or a dump loaded before).
+    Done(JobOutcome, LoadReport),
     /// Another worker holds the job now (our lease expired); nothing was written.
     LeaseLost,
 }
 
 /// Runs one attempt of a claimed job: obtain the dump, then load it and mark the job done in one
 /// commit. Failures are returned for the caller to record (retry or dead).
+///
+/// Two ends load nothing: a pulled session the Chat Replay API has no chat for is recorded as
+/// having none (not retried); a delivery or pull whose dump is the one the session was last
+/// loaded from (a late webhook for a session reconcile already loaded) is done unchanged. Only
+/// `reprocess` loads the same dump again: that is what it is for.
 #[tracing::instrument(skip_all, fields(job_id = job.id, session_id = %job.session_id, attempt = job.attempt))]
-pub async fn process_job(ctx: &IngestContext, job: &ClaimedJob) -> Result<JobOutcome, IngestError> {
-    let (local, dump) = obtain_dump(ctx, job).await?;
+pub async fn process_job(ctx: &IngestContext, job: &ClaimedJob) -> Result<Attempt, IngestError> {
+    let (local, dump) = match obtain_dump(ctx, job).await {
+        Err(IngestError::RtkApi(RtkApiError::NotFound(_))) if job.kind == JobKind::Pull => {
+            tracing::info!("the Chat Replay API has no chat for this session");
+            return finish_unloaded(ctx, job, JobOutcome::NoChat).await;
+        }
+        obtained => obtained?,
+    };
+    if job.kind != JobKind::Reprocess
+        && ctx
+            .store
+            .loaded_dump_sha256(&job.session_id)
+            .await?
+            .as_deref()
+            == Some(dump.sha256.as_str())
+    {
+        tracing::info!("the session was loaded from this same dump already; nothing to load");
+        return finish_unloaded(ctx, job, JobOutcome::Unchanged).await;
+    }
     let path = local.path().to_owned();
     let session = job.session_id.clone();
     // Opening the file and reading its header are blocking I/O: off the async workers.
@@ -67,7 +91,7 @@ pub async fn process_job(ctx: &IngestContext, job: &ClaimedJob) -> Result<JobOut
     drop(local);
     let report = match loaded? {
         JobLoad::Loaded(report) => report,
-        JobLoad::LeaseLost => return Ok(JobOutcome::LeaseLost),
+        JobLoad::LeaseLost => return Ok(Attempt::LeaseLost),
         JobLoad::InputFailed(reason) => {
             return Err(IngestError::InputCut {
                 what: "the stored dump".into(),
@@ -80,12 +104,29 @@ pub async fn process_job(ctx: &IngestContext, job: &ClaimedJob) -> Result<JobOut
         rows_rejected = report.rows_rejected,
         "session loaded"
     );
-    Ok(JobOutcome::Loaded(report))
+    let outcome = if report.rows_loaded == 0 && report.rows_rejected == 0 {
+        JobOutcome::NoChat
+    } else {
+        JobOutcome::Loaded
+    };
+    Ok(Attempt::Done(outcome, report))
+}
+
+async fn finish_unloaded(
+    ctx: &IngestContext,
+    job: &ClaimedJob,
+    outcome: JobOutcome,
+) -> Result<Attempt, IngestError> {
+    Ok(if ctx.store.finish_unloaded(job, outcome).await? {
+        Attempt::Done(outcome, LoadReport::default())
+    } else {
+        Attempt::LeaseLost
+    })
 }
 
 /// The dump to load, as a local file and its record: a delivery downloads its URL; a reprocess
-/// prefers the kept copy, then the session's delivery link (it may not have loaded yet). A link
-/// that has expired or is refused is replaced through the Chat Replay API. A download is kept in
+/// or pull prefers the kept copy, then the session's delivery link (it may not have loaded yet),
+/// then the Chat Replay API. A link that has expired or is refused is replaced through the API. A download is kept in
 /// the dump store before its load can commit.
 async fn obtain_dump(
     ctx: &IngestContext,
@@ -96,7 +137,7 @@ async fn obtain_dump(
             let url = job.download_url.clone().ok_or(IngestError::NoDownloadUrl)?;
             Some((url, job.download_expiry_ms))
         }
-        JobKind::Reprocess => {
+        JobKind::Reprocess | JobKind::Pull => {
             if let Some(dump) = ctx.store.stored_dump(&job.session_id).await? {
                 let kept = match &dump.key {
                     Some(key) => ctx.dumps.fetch(key).await?,
@@ -146,7 +187,7 @@ async fn refresh_and_download(
     session: &SessionId,
     why: &'static str,
 ) -> Result<(LocalDump, SessionDump), IngestError> {
-    let Some(api) = &ctx.replay_api else {
+    let Some(api) = &ctx.api else {
         return Err(IngestError::NoCredentials { why });
     };
     tracing::info!(

@@ -1,10 +1,10 @@
 //! The ingest workers that run inside `serve`: claim, run with a heartbeat on the lease, record
 //! the outcome. On shutdown an in-flight job gets a grace period, then is released unfinished.
 
-use super::pipeline::{process_job, IngestContext, JobOutcome};
+use super::pipeline::{process_job, Attempt, IngestContext};
 use super::{IngestError, Retry};
 use crate::config::JobSettings;
-use crate::domain::{ClaimedJob, JobState, LoadReport};
+use crate::domain::{ClaimedJob, JobOutcome, JobState, LoadReport};
 use crate::store::{Owner, Store};
 use rand::Rng;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -132,7 +132,7 @@ async fn run_worker(
 /// What became of one attempt.
 #[derive(Debug)]
 pub enum AttemptResult {
-    Done(LoadReport),
+    Done(JobOutcome, LoadReport),
     Failed { state: JobState, error: String },
     LeaseLost,
     Released,
@@ -167,13 +167,15 @@ pub async fn run_claimed_job(
         return AttemptResult::Released;
     };
     let attempt = match result {
-        Ok(JobOutcome::Loaded(report)) => {
+        Ok(Attempt::Done(outcome, report)) => {
             metrics::counter!("chatsink_rows_loaded_total").increment(report.rows_loaded as u64);
             metrics::counter!("chatsink_rows_rejected_total")
                 .increment(report.rows_rejected as u64);
-            AttemptResult::Done(report)
+            metrics::counter!("chatsink_jobs_done_total", "kind" => kind, "outcome" => outcome.as_str())
+                .increment(1);
+            AttemptResult::Done(outcome, report)
         }
-        Ok(JobOutcome::LeaseLost) => {
+        Ok(Attempt::LeaseLost) => {
             tracing::warn!(
                 job_id = job.id,
                 "lease lost before the load committed; another worker owns the job"
@@ -183,7 +185,7 @@ pub async fn run_claimed_job(
         Err(error) => record_failure(ctx, &job, error).await,
     };
     let outcome = match &attempt {
-        AttemptResult::Done(_) => "done",
+        AttemptResult::Done(..) => "done",
         AttemptResult::Failed {
             state: JobState::Dead,
             ..

@@ -103,6 +103,7 @@ const TABLES: &[Table] = &[
             ("rows_rejected", Type::INT8),
             ("created_ms", Type::INT8),
             ("updated_ms", Type::INT8),
+            ("outcome", Type::TEXT),
         ],
         serial: "id",
     },

@@ -28,9 +28,10 @@ pub use location::{DatabaseLocation, LocationError, PostgresUrl};
 pub use owner::{Owner, ProcessIdentity};
 
 use crate::domain::{
-    After, ClaimedJob, DeliveryRecord, IntakeOutcome, Job, JobState, LoadReport, MessageFilter,
-    MessageRow, MessageStats, NewDelivery, Order, ReprocessSelector, RowSource, SessionDump,
-    SessionId, SessionRecord, StoredRejectedRow, UnknownValue, UserRecord,
+    After, ClaimedJob, DeliveryRecord, IntakeOutcome, Job, JobOutcome, JobState, ListedSession,
+    LoadReport, MessageFilter, MessageRow, MessageStats, NewDelivery, Order, PullPlan,
+    ReprocessSelector, RowSource, SessionDump, SessionId, SessionRecord, StoredRejectedRow,
+    Timestamp, UnknownValue, UserRecord,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -185,6 +186,16 @@ pub struct FileLoad {
 pub struct Selected {
     pub sessions: Vec<String>,
     pub unknown: Vec<String>,
+}
+
+/// A held lease on a pass that one process runs at a time (a reconcile pass), from
+/// [`Store::begin_pass`] to [`Store::end_pass`].
+#[derive(Debug, Clone)]
+pub struct PassLease {
+    pub name: String,
+    pub token: String,
+    /// Where the last successful pass got to (none before the first).
+    pub watermark: Option<Timestamp>,
 }
 
 /// Job counts by state and the oldest due job's wait, for `/metrics`.
@@ -475,6 +486,75 @@ impl Store {
         match self {
             Self::Sqlite(s) => s.enqueue_reprocess(sessions).await,
             Self::Postgres(s) => s.enqueue_reprocess(sessions).await,
+        }
+    }
+
+    // --- pulling: sessions found in RealtimeKit's listing ---
+
+    /// One pull job per listed session the archive holds nothing of (no committed load, no
+    /// webhook delivery), or the one already open; its listing metadata fills what no webhook
+    /// brought. Sessions that have a load or a delivery are skipped, saying which.
+    pub async fn enqueue_pulls(
+        &self,
+        listed: Vec<ListedSession>,
+    ) -> Result<Vec<PullPlan>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.enqueue_pulls(listed).await,
+            Self::Postgres(s) => s.enqueue_pulls(listed).await,
+        }
+    }
+
+    /// Marks a job done without loading anything, fenced by its lease: `NoChat` records the
+    /// session as having no chat (and archived); `Unchanged` leaves what the session's last
+    /// load from the same dump stored. False when the lease was lost.
+    pub async fn finish_unloaded(
+        &self,
+        job: &ClaimedJob,
+        outcome: JobOutcome,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.finish_unloaded(job.clone(), outcome).await,
+            Self::Postgres(s) => s.finish_unloaded(job.clone(), outcome).await,
+        }
+    }
+
+    /// The sha256 of the dump the session's content was last loaded from (none: never loaded).
+    pub async fn loaded_dump_sha256(
+        &self,
+        session: &SessionId,
+    ) -> Result<Option<String>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.loaded_dump_sha256(session.clone()).await,
+            Self::Postgres(s) => s.loaded_dump_sha256(session.clone()).await,
+        }
+    }
+
+    /// Takes the lease on the pass `name` for `owner` when no live owner holds it: on several
+    /// instances, one runs the pass at a time. A holder whose lease ran out, or that stopped
+    /// beating for `stale`, loses it.
+    pub async fn begin_pass(
+        &self,
+        name: &'static str,
+        owner: &Owner,
+        lease: Duration,
+        stale: Duration,
+    ) -> Result<Option<PassLease>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.begin_pass(name, owner.clone(), lease, stale).await,
+            Self::Postgres(s) => s.begin_pass(name, owner.clone(), lease, stale).await,
+        }
+    }
+
+    /// Gives the pass's lease up: with the watermark the pass reached, or the error it ended in
+    /// (the watermark stays). False when the lease had passed to another.
+    pub async fn end_pass(
+        &self,
+        lease: PassLease,
+        result: Result<Timestamp, String>,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.end_pass(lease, result).await,
+            Self::Postgres(s) => s.end_pass(lease, result).await,
         }
     }
 

@@ -17,6 +17,7 @@ mod openapi;
 mod ops;
 mod pg;
 mod postgres;
+mod pull;
 mod query;
 mod readme;
 mod receive;

@@ -5,7 +5,8 @@
 
 use super::{search, text, PgStore};
 use crate::domain::{
-    ClaimedJob, JobKind, LoadReport, LoadRow, RejectedRow, RowSource, SessionDump, SessionId,
+    ClaimedJob, JobKind, JobOutcome, LoadReport, LoadRow, RejectedRow, RowSource, SessionDump,
+    SessionId,
 };
 use crate::store::{FileLoad, JobLoad, StoreError};
 use deadpool_postgres::Transaction;
@@ -161,30 +162,8 @@ impl PgStore {
             &[&job.session_id.as_str(), &dump.key, &dump.sha256],
         )
         .await?;
-        let done = tx
-            .execute(
-                &format!(
-                    "UPDATE jobs SET state = 'done', claimed_until_ms = NULL, last_error = NULL, rows_loaded = $3,
-                                     rows_rejected = $4, updated_ms = {NOW_MS}
-                     WHERE id = $1 AND lease_token = $2 AND state = 'running'"
-                ),
-                &[&job.id, &job.lease_token, &report.rows_loaded, &report.rows_rejected],
-            )
-            .await?;
-        if done != 1 {
+        if !complete_job(&tx, &job, &report, JobOutcome::Loaded).await? {
             return Ok(JobLoad::LeaseLost);
-        }
-        if job.kind == JobKind::Reprocess {
-            tx.execute(
-                &format!(
-                    "UPDATE jobs SET state = 'done',
-                                     last_error = 'superseded by job ' || $2 || ': ' || coalesce(last_error, ''),
-                                     updated_ms = {NOW_MS}
-                     WHERE session_id = $1 AND id < $2 AND state IN ('failed', 'dead')"
-                ),
-                &[&job.session_id.as_str(), &job.id],
-            )
-            .await?;
         }
         crate::failpoint::hit_async("load.before_commit").await;
         tx.commit().await?;
@@ -456,6 +435,12 @@ impl SessionLoad {
             )
             .await?;
         self.report.messages = counted.get(0);
+        // A dump without a row: the session has no chat.
+        tx.execute(
+            "UPDATE sessions SET status = 'no_chat' WHERE session_key = $1 AND message_count = 0 AND rejected_count = 0",
+            &[&self.key],
+        )
+        .await?;
         if self.new_session {
             tx.execute(
                 "UPDATE sessions SET sort_ms = coalesce(first_message_ms, sort_ms) WHERE session_key = $1",
@@ -465,4 +450,53 @@ impl SessionLoad {
         }
         Ok(self.report)
     }
+}
+
+/// Marks the job done in the transaction that loaded its rows (or found nothing to load): a dump
+/// without a row is a session with no chat. A reprocess or pull supersedes older failed or dead
+/// jobs of the same session. False when the lease was lost.
+pub(super) async fn complete_job(
+    tx: &Transaction<'_>,
+    job: &ClaimedJob,
+    report: &LoadReport,
+    outcome: JobOutcome,
+) -> Result<bool, StoreError> {
+    let outcome = match outcome {
+        JobOutcome::Loaded if report.rows_loaded == 0 && report.rows_rejected == 0 => {
+            JobOutcome::NoChat
+        }
+        other => other,
+    };
+    let done = tx
+        .execute(
+            &format!(
+                "UPDATE jobs SET state = 'done', claimed_until_ms = NULL, last_error = NULL, rows_loaded = $3,
+                                 rows_rejected = $4, outcome = $5, updated_ms = {NOW_MS}
+                 WHERE id = $1 AND lease_token = $2 AND state = 'running'"
+            ),
+            &[
+                &job.id,
+                &job.lease_token,
+                &report.rows_loaded,
+                &report.rows_rejected,
+                &outcome.as_str(),
+            ],
+        )
+        .await?;
+    if done != 1 {
+        return Ok(false);
+    }
+    if job.kind != JobKind::Delivery {
+        tx.execute(
+            &format!(
+                "UPDATE jobs SET state = 'done',
+                                 last_error = 'superseded by job ' || $2 || ': ' || coalesce(last_error, ''),
+                                 updated_ms = {NOW_MS}
+                 WHERE session_id = $1 AND id < $2 AND state IN ('failed', 'dead')"
+            ),
+            &[&job.session_id.as_str(), &job.id],
+        )
+        .await?;
+    }
+    Ok(true)
 }

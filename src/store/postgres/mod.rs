@@ -7,6 +7,7 @@
 //! words with SQLite's rules.
 
 mod load;
+mod pull;
 mod queue;
 mod reads;
 mod retry;
@@ -24,6 +25,7 @@ use std::str::FromStr;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/001_schema.sql"),
     include_str!("migrations/002_dump_keys.sql"),
+    include_str!("migrations/003_pull_jobs.sql"),
 ];
 
 /// The schema version this build knows and every migrated database ends at.

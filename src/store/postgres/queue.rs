@@ -6,8 +6,8 @@
 use super::retry::retrying;
 use super::{text, PgStore};
 use crate::domain::{
-    ClaimedJob, IntakeOutcome, Job, JobKind, JobState, NewDelivery, ReprocessSelector, SessionId,
-    Timestamp,
+    ClaimedJob, IntakeOutcome, Job, JobKind, JobOutcome, JobState, NewDelivery, ReprocessSelector,
+    SessionId, Timestamp,
 };
 use crate::store::{Owner, ProcessIdentity, QueueGauges, Selected, StoreError};
 use deadpool_postgres::GenericClient;
@@ -288,7 +288,7 @@ fn state_of(row: &Row, index: usize) -> Result<JobState, StoreError> {
     Ok(JobState::parse(row.get::<_, &str>(index))?)
 }
 
-const JOB_COLUMNS: &str = "id, kind, session_id, state, attempts, next_attempt_ms, last_error, rows_loaded, rows_rejected, created_ms, updated_ms";
+const JOB_COLUMNS: &str = "id, kind, session_id, state, attempts, next_attempt_ms, last_error, rows_loaded, rows_rejected, created_ms, updated_ms, outcome";
 
 fn job_from_row(row: &Row) -> Result<Job, StoreError> {
     Ok(Job {
@@ -303,6 +303,10 @@ fn job_from_row(row: &Row) -> Result<Job, StoreError> {
         rows_rejected: row.get(8),
         created_ms: row.get(9),
         updated_ms: row.get(10),
+        outcome: row
+            .get::<_, Option<&str>>(11)
+            .map(JobOutcome::parse)
+            .transpose()?,
     })
 }
 

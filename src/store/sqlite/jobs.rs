@@ -5,7 +5,8 @@
 
 use super::now_ms;
 use crate::domain::{
-    ClaimedJob, Job, JobKind, JobState, ReprocessSelector, SessionId, UnknownValue,
+    ClaimedJob, Job, JobKind, JobOutcome, JobState, ListedSession, PullPlan, PullSkip,
+    ReprocessSelector, SessionId, Timestamp, UnknownValue,
 };
 use crate::store::Owner;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
@@ -24,7 +25,7 @@ fn known<T>(
 }
 
 const JOB_COLUMNS: &str =
-    "id, kind, session_id, state, attempts, next_attempt_ms, last_error, rows_loaded, rows_rejected, created_ms, updated_ms";
+    "id, kind, session_id, state, attempts, next_attempt_ms, last_error, rows_loaded, rows_rejected, created_ms, updated_ms, outcome";
 
 fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     Ok(Job {
@@ -39,6 +40,10 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         rows_rejected: row.get(8)?,
         created_ms: row.get(9)?,
         updated_ms: row.get(10)?,
+        outcome: match row.get_ref(11)? {
+            rusqlite::types::ValueRef::Null => None,
+            _ => Some(known(row, 11, JobOutcome::parse)?),
+        },
     })
 }
 
@@ -140,22 +145,28 @@ pub fn holds_lease(conn: &Connection, job_id: i64, token: &str) -> rusqlite::Res
     )
 }
 
-/// Marks the job done, inside the transaction that loaded its rows. Older failed or dead jobs of
-/// the same session are superseded by this load. False when the lease was lost.
+/// Marks the job done, inside the transaction that loaded its rows (or found nothing to load):
+/// a dump without a row is a session with no chat. A reprocess or pull supersedes older failed
+/// or dead jobs of the same session. False when the lease was lost.
 pub fn complete_job(
     conn: &Connection,
     job: &ClaimedJob,
     rows_loaded: i64,
     rows_rejected: i64,
+    outcome: JobOutcome,
 ) -> rusqlite::Result<bool> {
     let now = now_ms();
+    let outcome = match outcome {
+        JobOutcome::Loaded if rows_loaded == 0 && rows_rejected == 0 => JobOutcome::NoChat,
+        other => other,
+    };
     let changed = conn.execute(
         "UPDATE jobs SET state = 'done', claimed_until_ms = NULL, last_error = NULL, rows_loaded = ?3, rows_rejected = ?4,
-                         updated_ms = ?5
+                         updated_ms = ?5, outcome = ?6
          WHERE id = ?1 AND lease_token = ?2 AND state = 'running'",
-        params![job.id, job.lease_token, rows_loaded, rows_rejected, now],
+        params![job.id, job.lease_token, rows_loaded, rows_rejected, now, outcome.as_str()],
     )?;
-    if changed == 1 && job.kind == JobKind::Reprocess {
+    if changed == 1 && job.kind != JobKind::Delivery {
         conn.execute(
             "UPDATE jobs SET state = 'done', last_error = 'superseded by job ' || ?2 || ': ' || coalesce(last_error, ''),
                              updated_ms = ?3
@@ -307,6 +318,159 @@ pub fn enqueue_reprocess(
     }
     tx.commit()?;
     Ok(out)
+}
+
+/// [`crate::store::Store::finish_unloaded`]: the job is done without a load, and its session says
+/// why (no chat; or, for the dump it was last loaded from, what that load left).
+pub fn finish_unloaded(
+    conn: &mut Connection,
+    job: &ClaimedJob,
+    outcome: JobOutcome,
+) -> rusqlite::Result<bool> {
+    let now = now_ms();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if !complete_job(&tx, job, 0, 0, outcome)? {
+        return Ok(false);
+    }
+    super::sessions::settle_unloaded(&tx, &job.session_id, outcome, now)?;
+    tx.commit()?;
+    Ok(true)
+}
+
+/// [`crate::store::Store::enqueue_pulls`] in one transaction.
+pub fn enqueue_pulls(
+    conn: &mut Connection,
+    listed: &[ListedSession],
+) -> rusqlite::Result<Vec<PullPlan>> {
+    let now = now_ms();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut plans = Vec::with_capacity(listed.len());
+    {
+        // A load that ever committed left `loaded_ms`; a webhook left a delivery job.
+        let mut archived = tx.prepare(
+            "SELECT EXISTS (SELECT 1 FROM sessions WHERE session_id = ?1 AND loaded_ms IS NOT NULL),
+                    EXISTS (SELECT 1 FROM jobs WHERE session_id = ?1 AND kind = 'delivery')",
+        )?;
+        let mut insert = tx.prepare(
+            "INSERT INTO jobs (kind, session_id, state, next_attempt_ms, created_ms, updated_ms)
+             VALUES ('pull', ?1, 'pending', ?2, ?2, ?2)
+             ON CONFLICT DO NOTHING",
+        )?;
+        let mut open = tx.prepare(
+            "SELECT id FROM jobs WHERE session_id = ?1 AND kind = 'pull' AND state IN ('pending', 'running', 'failed')",
+        )?;
+        for session in listed {
+            let id = session.id.as_str();
+            let (loaded, delivered): (bool, bool) =
+                archived.query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let skip = if loaded {
+                Some(PullSkip::Archived)
+            } else if delivered {
+                Some(PullSkip::Delivered)
+            } else {
+                None
+            };
+            if let Some(skip) = skip {
+                plans.push(PullPlan {
+                    session: session.id.clone(),
+                    job: Err(skip),
+                    created: false,
+                });
+                continue;
+            }
+            super::sessions::record_listed(&tx, session, now)?;
+            let created = insert.execute(params![id, now])? == 1;
+            let job: i64 = open.query_row([id], |r| r.get(0))?;
+            // A pull waiting on backoff is made due now: someone asked for this session again.
+            tx.execute(
+                "UPDATE jobs SET next_attempt_ms = min(next_attempt_ms, ?2) WHERE id = ?1 AND state = 'failed'",
+                params![job, now],
+            )?;
+            plans.push(PullPlan {
+                session: session.id.clone(),
+                job: Ok(job),
+                created,
+            });
+        }
+    }
+    tx.commit()?;
+    Ok(plans)
+}
+
+/// The sha256 of the dump the session's content was last loaded from (none: never loaded).
+pub fn loaded_dump_sha256(conn: &Connection, session: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT dump_sha256 FROM sessions WHERE session_id = ?1 AND loaded_ms IS NOT NULL",
+        [session],
+        |r| r.get(0),
+    )
+    .optional()
+    .map(Option::flatten)
+}
+
+/// [`crate::store::Store::begin_pass`]: takes the pass's lease when nobody holds it, or its
+/// holder's lease ran out or its owner stopped beating for `stale`.
+pub fn begin_pass(
+    conn: &mut Connection,
+    name: &str,
+    owner: &Owner,
+    lease: Duration,
+    stale: Duration,
+) -> rusqlite::Result<Option<crate::store::PassLease>> {
+    let now = now_ms();
+    let token = uuid::Uuid::new_v4().to_string();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(
+        "INSERT INTO passes (name, updated_ms) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        params![name, now],
+    )?;
+    let taken = tx
+        .query_row(
+            "UPDATE passes SET owner_id = ?2, lease_token = ?3, lease_until_ms = ?4, updated_ms = ?1
+             WHERE name = ?5
+               AND (lease_token IS NULL OR lease_until_ms < ?1
+                    OR NOT EXISTS (SELECT 1 FROM owners WHERE owners.id = passes.owner_id AND owners.heartbeat_ms >= ?6))
+             RETURNING watermark_ms",
+            params![
+                now,
+                owner.id,
+                token,
+                now + lease.as_millis() as i64,
+                name,
+                now - stale.as_millis() as i64
+            ],
+            |r| r.get::<_, Option<i64>>(0),
+        )
+        .optional()?;
+    tx.commit()?;
+    Ok(taken.map(|watermark_ms| crate::store::PassLease {
+        name: name.to_owned(),
+        token,
+        watermark: watermark_ms.map(Timestamp::from_millis),
+    }))
+}
+
+/// [`crate::store::Store::end_pass`]: gives the lease up, recording the new watermark or the error.
+pub fn end_pass(
+    conn: &Connection,
+    lease: &crate::store::PassLease,
+    result: Result<Timestamp, &str>,
+) -> rusqlite::Result<bool> {
+    let now = now_ms();
+    let changed = match result {
+        Ok(watermark) => conn.execute(
+            "UPDATE passes SET lease_token = NULL, lease_until_ms = NULL, watermark_ms = ?3, last_success_ms = ?4,
+                               last_error = NULL, updated_ms = ?4
+             WHERE name = ?1 AND lease_token = ?2",
+            params![lease.name, lease.token, watermark.millis(), now],
+        )?,
+        Err(error) => conn.execute(
+            "UPDATE passes SET lease_token = NULL, lease_until_ms = NULL, last_error = ?3, updated_ms = ?4
+             WHERE name = ?1 AND lease_token = ?2",
+            params![lease.name, lease.token, error, now],
+        )?,
+    };
+    Ok(changed == 1)
 }
 
 /// The download link (and its expiry) of the session's newest delivery.

@@ -55,7 +55,13 @@ pub fn load_job<R: RowSource>(
         return Ok(JobLoad::InputFailed(e));
     }
     sessions::set_session_dump(&tx, &job.session_id, dump)?;
-    if !jobs::complete_job(&tx, job, report.rows_loaded, report.rows_rejected)? {
+    if !jobs::complete_job(
+        &tx,
+        job,
+        report.rows_loaded,
+        report.rows_rejected,
+        crate::domain::JobOutcome::Loaded,
+    )? {
         return Ok(JobLoad::LeaseLost);
     }
     crate::failpoint::hit("load.before_commit");

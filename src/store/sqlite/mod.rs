@@ -39,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/006_jobs_without_in_lists.sql"),
     include_str!("migrations/007_lease_owners.sql"),
     include_str!("migrations/008_dump_keys.sql"),
+    include_str!("migrations/009_pull_jobs.sql"),
 ];
 
 /// The schema version [`SCHEMA`] is, and every migrated database ends at.

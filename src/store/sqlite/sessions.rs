@@ -2,7 +2,10 @@
 //! write to the `sessions` table is here.
 
 use super::now_ms;
-use crate::domain::{ChatSynced, JobState, SessionDump, SessionId, SessionRecord, Timestamp};
+use crate::domain::{
+    ChatSynced, JobOutcome, JobState, ListedSession, SessionDump, SessionId, SessionRecord,
+    Timestamp,
+};
 use rusqlite::{params, Connection, OptionalExtension};
 
 pub const SESSION_COLUMNS: &str = "session_id, meeting_id, title, created_at, started_at, ended_at, organizer_id, organizer_name,
@@ -115,6 +118,63 @@ pub fn record_delivery(
     Ok(())
 }
 
+/// Records a session found in RealtimeKit's sessions listing, for a pull job: its metadata fills
+/// only what no webhook brought, and it is queued.
+pub fn record_listed(tx: &Connection, session: &ListedSession, now: i64) -> rusqlite::Result<()> {
+    let iso = |t: Option<Timestamp>| t.map(Timestamp::to_rfc3339);
+    let sort_ms = session
+        .started_at
+        .or(session.created_at)
+        .map(Timestamp::millis)
+        .unwrap_or(now);
+    tx.prepare_cached(
+        "INSERT INTO sessions (session_id, meeting_id, title, created_at, started_at, ended_at, sort_ms, status, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8)
+         ON CONFLICT (session_id) DO UPDATE SET
+            meeting_id = coalesce(meeting_id, excluded.meeting_id),
+            title = coalesce(title, excluded.title),
+            created_at = coalesce(created_at, excluded.created_at),
+            started_at = coalesce(started_at, excluded.started_at),
+            ended_at = coalesce(ended_at, excluded.ended_at),
+            sort_ms = CASE WHEN started_at IS NULL AND created_at IS NULL THEN excluded.sort_ms ELSE sort_ms END,
+            status = 'queued',
+            updated_ms = excluded.updated_ms",
+    )?
+    .execute(params![
+        session.id.as_str(),
+        session.meeting_id,
+        session.title,
+        iso(session.created_at),
+        iso(session.started_at),
+        iso(session.ended_at),
+        sort_ms,
+        now
+    ])?;
+    Ok(())
+}
+
+/// The session of a job done without a load: `no_chat` (and archived, so nothing pulls it
+/// again), or for an unchanged dump what its last load left.
+pub fn settle_unloaded(
+    tx: &Connection,
+    session: &SessionId,
+    outcome: JobOutcome,
+    now: i64,
+) -> rusqlite::Result<()> {
+    let sql = match outcome {
+        JobOutcome::NoChat => {
+            "UPDATE sessions SET status = 'no_chat', loaded_ms = ?2, updated_ms = ?2 WHERE session_id = ?1"
+        }
+        JobOutcome::Unchanged | JobOutcome::Loaded => {
+            "UPDATE sessions SET status = CASE WHEN message_count = 0 AND rejected_count = 0 THEN 'no_chat' ELSE 'loaded' END,
+                                 updated_ms = ?2
+             WHERE session_id = ?1"
+        }
+    };
+    tx.execute(sql, params![session.as_str(), now])?;
+    Ok(())
+}
+
 /// The session's key for a load, and whether this load created its row: a dump can arrive
 /// without a webhook (`chatsink ingest`), and then its row starts here.
 pub fn key_for_load(
@@ -160,6 +220,11 @@ pub fn refresh_counts(
          RETURNING message_count",
         params![session_key, now],
         |r| r.get(0),
+    )?;
+    // A dump without a row: the session has no chat.
+    conn.execute(
+        "UPDATE sessions SET status = 'no_chat' WHERE session_key = ?1 AND message_count = 0 AND rejected_count = 0",
+        [session_key],
     )?;
     if new_session {
         conn.execute(

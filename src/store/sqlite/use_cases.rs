@@ -3,11 +3,11 @@
 
 use super::{inbox, jobs, load, messages, owners, sessions, SqliteStore};
 use crate::domain::{
-    After, ClaimedJob, DeliveryRecord, Job, JobState, LoadReport, MessageFilter, MessageRow,
-    MessageStats, Order, ReprocessSelector, RowSource, SessionDump, SessionId, SessionRecord,
-    StoredRejectedRow, UserRecord,
+    After, ClaimedJob, DeliveryRecord, Job, JobOutcome, JobState, ListedSession, LoadReport,
+    MessageFilter, MessageRow, MessageStats, Order, PullPlan, ReprocessSelector, RowSource,
+    SessionDump, SessionId, SessionRecord, StoredRejectedRow, Timestamp, UserRecord,
 };
-use crate::store::{FileLoad, JobLoad, Owner, QueueGauges, Selected, StoreError};
+use crate::store::{FileLoad, JobLoad, Owner, PassLease, QueueGauges, Selected, StoreError};
 use std::time::Duration;
 
 impl SqliteStore {
@@ -127,6 +127,54 @@ impl SqliteStore {
     ) -> Result<Vec<(String, i64)>, StoreError> {
         self.run(move |conn| Ok(jobs::enqueue_reprocess(conn, &sessions)?))
             .await
+    }
+
+    pub async fn enqueue_pulls(
+        &self,
+        listed: Vec<ListedSession>,
+    ) -> Result<Vec<PullPlan>, StoreError> {
+        self.run(move |conn| Ok(jobs::enqueue_pulls(conn, &listed)?))
+            .await
+    }
+
+    pub async fn finish_unloaded(
+        &self,
+        job: ClaimedJob,
+        outcome: JobOutcome,
+    ) -> Result<bool, StoreError> {
+        self.run(move |conn| Ok(jobs::finish_unloaded(conn, &job, outcome)?))
+            .await
+    }
+
+    pub async fn loaded_dump_sha256(
+        &self,
+        session: SessionId,
+    ) -> Result<Option<String>, StoreError> {
+        self.run(move |conn| Ok(jobs::loaded_dump_sha256(conn, session.as_str())?))
+            .await
+    }
+
+    pub async fn begin_pass(
+        &self,
+        name: &'static str,
+        owner: Owner,
+        lease: Duration,
+        stale: Duration,
+    ) -> Result<Option<PassLease>, StoreError> {
+        self.run(move |conn| Ok(jobs::begin_pass(conn, name, &owner, lease, stale)?))
+            .await
+    }
+
+    pub async fn end_pass(
+        &self,
+        lease: PassLease,
+        result: Result<Timestamp, String>,
+    ) -> Result<bool, StoreError> {
+        self.run(move |conn| {
+            let result = result.as_ref().copied().map_err(String::as_str);
+            Ok(jobs::end_pass(conn, &lease, result)?)
+        })
+        .await
     }
 
     pub async fn message_page(
