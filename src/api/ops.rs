@@ -73,6 +73,18 @@ pub async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
         }
         metrics::gauge!("chatsink_queue_lag_seconds").set(gauges.lag_ms as f64 / 1000.0);
     }
+    // Reconcile's state is the database's, so every instance shows the pass whoever ran it.
+    if let Ok(Some(pass)) = state.store.pass_state(crate::ingest::RECONCILE_PASS).await {
+        if let Some(at) = pass.last_success {
+            metrics::gauge!("chatsink_reconcile_last_success_timestamp_seconds")
+                .set(at.millis() as f64 / 1000.0);
+        }
+        metrics::gauge!("chatsink_reconcile_last_pass_failed").set(if pass.last_error.is_some() {
+            1.0
+        } else {
+            0.0
+        });
+    }
     let handle = crate::telemetry::metrics();
     handle.run_upkeep();
     HttpResponse::Ok()

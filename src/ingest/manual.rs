@@ -117,6 +117,7 @@ pub(super) async fn run_to_end(
                 ctx.jobs.lease,
                 ctx.jobs.owner_stale,
                 Some(job_id),
+                ctx.api.is_some(),
             )
             .await;
         match claimed? {

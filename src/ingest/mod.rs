@@ -21,7 +21,7 @@ pub use manual::{ingest_file, ingest_reader, reprocess, ReprocessFailure, Reproc
 pub use pipeline::{process_job, Attempt, IngestContext};
 pub use pull::{
     backfill, reconcile_pass, spawn_reconcile, BackfillEvent, BackfillSummary, PassReport, Pulled,
-    ReconcileSettings,
+    ReconcileSettings, RECONCILE_PASS,
 };
 pub use rtk_api::{ListingPage, ListingQuery, RtkApi, RtkApiError, LISTING_PAGE};
 pub use url_policy::{PolicyError, UrlPolicy};

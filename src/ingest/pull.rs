@@ -133,8 +133,8 @@ pub struct ReconcileSettings {
     pub grace: Duration,
 }
 
-/// The pass's name in the database's `passes` table.
-const RECONCILE: &str = "reconcile";
+/// The reconcile pass's name in the database's `passes` table.
+pub const RECONCILE_PASS: &str = "reconcile";
 
 /// Each pass looks again at this much before where the last one stopped: a session the listing
 /// shows late (its `ended_at` set after the pass looked) is still seen.
@@ -171,7 +171,7 @@ pub async fn reconcile_pass(
     let lease = (settings.interval * 2).max(Duration::from_secs(600));
     let Some(lease) = ctx
         .store
-        .begin_pass(RECONCILE, &ctx.owner, lease, ctx.jobs.owner_stale)
+        .begin_pass(RECONCILE_PASS, &ctx.owner, lease, ctx.jobs.owner_stale)
         .await?
     else {
         return Ok(None);
@@ -255,7 +255,6 @@ pub fn spawn_reconcile(
         );
         return None;
     };
-    metrics::gauge!("chatsink_reconcile_last_pass_failed").set(0.0);
     Some(tokio::spawn(async move {
         let mut tick = tokio::time::interval(settings.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -285,9 +284,6 @@ fn record_pass(result: &Result<Option<PassReport>, IngestError>) {
                 .increment(report.missing as u64);
             metrics::counter!("chatsink_reconcile_sessions_enqueued_total")
                 .increment(report.enqueued as u64);
-            metrics::gauge!("chatsink_reconcile_last_success_timestamp_seconds")
-                .set(Timestamp::now().millis() as f64 / 1000.0);
-            metrics::gauge!("chatsink_reconcile_last_pass_failed").set(0.0);
             let level_info = report.missing > 0;
             if level_info {
                 tracing::info!(
@@ -306,7 +302,6 @@ fn record_pass(result: &Result<Option<PassReport>, IngestError>) {
         }
         Err(e) => {
             metrics::counter!("chatsink_reconcile_passes_total", "result" => "failed").increment(1);
-            metrics::gauge!("chatsink_reconcile_last_pass_failed").set(1.0);
             tracing::warn!(error = %e, "reconcile pass failed; the next one tries again");
         }
     }

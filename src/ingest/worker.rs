@@ -104,7 +104,13 @@ async fn run_worker(
         crate::failpoint::hit_async("worker.before_claim").await;
         match ctx
             .store
-            .claim_job(&ctx.owner, ctx.jobs.lease, ctx.jobs.owner_stale, None)
+            .claim_job(
+                &ctx.owner,
+                ctx.jobs.lease,
+                ctx.jobs.owner_stale,
+                None,
+                ctx.api.is_some(),
+            )
             .await
         {
             Ok(Some(job)) => {

@@ -198,6 +198,14 @@ pub struct PassLease {
     pub watermark: Option<Timestamp>,
 }
 
+/// Where a pass stands, as every instance sees it (for `/metrics`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassState {
+    pub last_success: Option<Timestamp>,
+    /// The last pass's error; none when it succeeded.
+    pub last_error: Option<String>,
+}
+
 /// Job counts by state and the oldest due job's wait, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct QueueGauges {
@@ -352,17 +360,25 @@ impl Store {
 
     /// Claims the runnable job that has waited longest for `owner`: pending or failed and due,
     /// or running under a lease that expired or whose owner stopped beating (`stale`). `only`
-    /// restricts the claim to one job id.
+    /// restricts the claim to one job id. A process without RealtimeKit API credentials passes
+    /// `can_pull: false` and never takes a `pull` job (it could only bury it).
     pub async fn claim_job(
         &self,
         owner: &Owner,
         lease: Duration,
         stale: Duration,
         only: Option<i64>,
+        can_pull: bool,
     ) -> Result<Option<ClaimedJob>, StoreError> {
         match self {
-            Self::Sqlite(s) => s.claim_job(owner.clone(), lease, stale, only).await,
-            Self::Postgres(s) => s.claim_job(owner.clone(), lease, stale, only).await,
+            Self::Sqlite(s) => {
+                s.claim_job(owner.clone(), lease, stale, only, can_pull)
+                    .await
+            }
+            Self::Postgres(s) => {
+                s.claim_job(owner.clone(), lease, stale, only, can_pull)
+                    .await
+            }
         }
     }
 
@@ -555,6 +571,14 @@ impl Store {
         match self {
             Self::Sqlite(s) => s.end_pass(lease, result).await,
             Self::Postgres(s) => s.end_pass(lease, result).await,
+        }
+    }
+
+    /// The pass `name`'s last success and error; none before its first pass.
+    pub async fn pass_state(&self, name: &'static str) -> Result<Option<PassState>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.pass_state(name).await,
+            Self::Postgres(s) => s.pass_state(name).await,
         }
     }
 

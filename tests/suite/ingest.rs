@@ -747,13 +747,13 @@ async fn a_late_finish_after_the_lease_passed_to_another_worker_changes_nothing(
     );
     let stale = Duration::from_secs(60);
     let first = store
-        .claim_job(&one, Duration::from_millis(1), stale, None)
+        .claim_job(&one, Duration::from_millis(1), stale, None, true)
         .await
         .unwrap()
         .unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
     let second = store
-        .claim_job(&two, Duration::from_secs(60), stale, None)
+        .claim_job(&two, Duration::from_secs(60), stale, None, true)
         .await
         .unwrap()
         .unwrap();

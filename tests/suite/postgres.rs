@@ -378,7 +378,7 @@ mod queue {
                     store.register_owner(owner.clone()).await.unwrap();
                     let mut mine = Vec::new();
                     while let Some(job) = store
-                        .claim_job(owner.clone(), lease, stale, None)
+                        .claim_job(owner.clone(), lease, stale, None, true)
                         .await
                         .unwrap()
                     {
@@ -415,14 +415,14 @@ mod queue {
         far.identity.boot_id = "another-boot".into();
         a.register_owner(far.clone()).await.unwrap();
         let held = a
-            .claim_job(far.clone(), lease, stale, None)
+            .claim_job(far.clone(), lease, stale, None, true)
             .await
             .unwrap()
             .unwrap();
         let near = Owner::new("serve");
         b.register_owner(near.clone()).await.unwrap();
         assert!(b
-            .claim_job(near.clone(), lease, stale, None)
+            .claim_job(near.clone(), lease, stale, None, true)
             .await
             .unwrap()
             .is_none());
@@ -435,7 +435,7 @@ mod queue {
             ),
         );
         let taken = b
-            .claim_job(near.clone(), lease, stale, None)
+            .claim_job(near.clone(), lease, stale, None, true)
             .await
             .unwrap()
             .unwrap();

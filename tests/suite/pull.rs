@@ -575,7 +575,7 @@ fn backfill_without_credentials_or_with_a_bad_window_says_what_is_wrong() {
 }
 
 /// A backfill killed half-way and run again downloads none of what it had loaded; two run at
-/// once share the work, and each session is downloaded and loaded once.
+/// once share the work, and each session is downloaded and loaded once; all while `serve` runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_backfill_resumes_and_two_at_once_share_the_work() {
     let root = tempfile::tempdir().unwrap();
@@ -587,6 +587,9 @@ async fn an_interrupted_backfill_resumes_and_two_at_once_share_the_work() {
         api.add(ended(id, Duration::from_secs(3600 + n as u64), 4));
     }
     api.with(|s| s.dump_delay = Duration::from_millis(200));
+    // `serve` runs throughout, without API credentials: it must leave the pull jobs alone (it
+    // could only bury them) while the backfills run them.
+    let served = site.start("").await;
     let mut child = backfill_command(&site, &api, &["--since", &since(), "--concurrency", "1"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -641,6 +644,7 @@ async fn an_interrupted_backfill_resumes_and_two_at_once_share_the_work() {
         .filter(|j| j.state == chatsink::domain::JobState::Done)
         .count();
     assert_eq!(done, ids.len(), "one pull job per session");
+    assert_eq!(served.get("/readyz").await.status(), 200);
 }
 
 /// `serve` with reconcile every second and a grace of 3 s, on `site`.

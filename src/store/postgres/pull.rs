@@ -8,7 +8,7 @@ use super::{text, PgStore};
 use crate::domain::{
     ClaimedJob, JobOutcome, ListedSession, LoadReport, PullPlan, PullSkip, SessionId, Timestamp,
 };
-use crate::store::{Owner, PassLease, StoreError};
+use crate::store::{Owner, PassLease, PassState, StoreError};
 use std::time::Duration;
 
 const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
@@ -246,5 +246,19 @@ impl PgStore {
             }
         };
         Ok(changed == 1)
+    }
+
+    pub async fn pass_state(&self, name: &'static str) -> Result<Option<PassState>, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT last_success_ms, last_error FROM passes WHERE name = $1",
+                &[&name],
+            )
+            .await?;
+        Ok(row.map(|r| PassState {
+            last_success: r.get::<_, Option<i64>>(0).map(Timestamp::from_millis),
+            last_error: r.get::<_, Option<String>>(1).map(text::get),
+        }))
     }
 }

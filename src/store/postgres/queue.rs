@@ -375,6 +375,7 @@ impl PgStore {
         lease: Duration,
         stale: Duration,
         only: Option<i64>,
+        can_pull: bool,
     ) -> Result<Option<ClaimedJob>, StoreError> {
         let lease_token = uuid::Uuid::new_v4().to_string();
         let (lease_ms, stale_ms) = (lease.as_millis() as i64, stale.as_millis() as i64);
@@ -396,6 +397,7 @@ impl PgStore {
                                                           WHERE owners.id = jobs.owner_id
                                                             AND owners.heartbeat_ms >= now.ms - $3)))))
                            AND ($1::bigint IS NULL OR id = $1)
+                           AND ($6 OR kind <> 'pull')
                          ORDER BY next_attempt_ms, id
                          LIMIT 1
                          FOR UPDATE SKIP LOCKED)
@@ -405,7 +407,7 @@ impl PgStore {
                      RETURNING jobs.id, jobs.kind, jobs.session_id, jobs.download_url, jobs.download_expiry_ms,
                                jobs.attempts"
                 ),
-                &[&only, &lease_ms, &stale_ms, token, owner_id],
+                &[&only, &lease_ms, &stale_ms, token, owner_id, &can_pull],
             )
             .await?)
         })

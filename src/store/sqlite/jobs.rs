@@ -56,6 +56,7 @@ pub fn claim_next_job(
     lease: Duration,
     stale: Duration,
     only: Option<i64>,
+    can_pull: bool,
 ) -> rusqlite::Result<Option<ClaimedJob>> {
     let now = now_ms();
     let lease_token = uuid::Uuid::new_v4().to_string();
@@ -74,6 +75,7 @@ pub fn claim_next_job(
                                   AND NOT EXISTS (SELECT 1 FROM owners
                                                   WHERE owners.id = jobs.owner_id AND owners.heartbeat_ms >= ?3)))))
                    AND (?2 IS NULL OR id = ?2)
+                   AND (?7 OR kind <> 'pull')
                  ORDER BY next_attempt_ms, id
                  LIMIT 1)
              RETURNING id, kind, session_id, download_url, download_expiry_ms, attempts",
@@ -85,7 +87,8 @@ pub fn claim_next_job(
                 now - stale.as_millis() as i64,
                 now + lease.as_millis() as i64,
                 lease_token,
-                owner.id
+                owner.id,
+                can_pull
             ],
             |row| {
                 Ok((
@@ -471,6 +474,24 @@ pub fn end_pass(
         )?,
     };
     Ok(changed == 1)
+}
+
+/// [`crate::store::Store::pass_state`].
+pub fn pass_state(
+    conn: &Connection,
+    name: &str,
+) -> rusqlite::Result<Option<crate::store::PassState>> {
+    conn.query_row(
+        "SELECT last_success_ms, last_error FROM passes WHERE name = ?1",
+        [name],
+        |r| {
+            Ok(crate::store::PassState {
+                last_success: r.get::<_, Option<i64>>(0)?.map(Timestamp::from_millis),
+                last_error: r.get(1)?,
+            })
+        },
+    )
+    .optional()
 }
 
 /// The download link (and its expiry) of the session's newest delivery.

@@ -92,26 +92,28 @@ mod tests {
         // s-1 is held by an owner on another host that then falls silent.
         let far = owner_elsewhere("serve");
         register(&mut conn, &far).unwrap();
-        let held = jobs::claim_next_job(&mut conn, &far, lease, stale, None)
+        let held = jobs::claim_next_job(&mut conn, &far, lease, stale, None, true)
             .unwrap()
             .unwrap();
         let near = Owner::new("serve");
         register(&mut conn, &near).unwrap();
         // s-2 is free; after it nothing: s-1's owner beat just now.
-        let other = jobs::claim_next_job(&mut conn, &near, lease, stale, None)
+        let other = jobs::claim_next_job(&mut conn, &near, lease, stale, None, true)
             .unwrap()
             .unwrap();
         assert_ne!(other.id, held.id);
-        assert!(jobs::claim_next_job(&mut conn, &near, lease, stale, None)
-            .unwrap()
-            .is_none());
+        assert!(
+            jobs::claim_next_job(&mut conn, &near, lease, stale, None, true)
+                .unwrap()
+                .is_none()
+        );
         // Silent for longer than `stale`: its job is taken, with a new token.
         conn.execute(
             "UPDATE owners SET heartbeat_ms = heartbeat_ms - 6000 WHERE id = ?1",
             [&far.id],
         )
         .unwrap();
-        let taken = jobs::claim_next_job(&mut conn, &near, lease, stale, None)
+        let taken = jobs::claim_next_job(&mut conn, &near, lease, stale, None, true)
             .unwrap()
             .unwrap();
         assert_eq!(taken.id, held.id);
@@ -135,15 +137,17 @@ mod tests {
         exited.identity.pid = child.id();
         child.wait().unwrap();
         register(&mut conn, &exited).unwrap();
-        let orphaned = jobs::claim_next_job(&mut conn, &exited, lease, stale, None)
+        let orphaned = jobs::claim_next_job(&mut conn, &exited, lease, stale, None, true)
             .unwrap()
             .unwrap();
-        assert!(jobs::claim_next_job(&mut conn, &near, lease, stale, None)
-            .unwrap()
-            .is_none());
+        assert!(
+            jobs::claim_next_job(&mut conn, &near, lease, stale, None, true)
+                .unwrap()
+                .is_none()
+        );
         let successor = Owner::new("serve");
         assert_eq!(register(&mut conn, &successor).unwrap(), 1);
-        let reclaimed = jobs::claim_next_job(&mut conn, &successor, lease, stale, None)
+        let reclaimed = jobs::claim_next_job(&mut conn, &successor, lease, stale, None, true)
             .unwrap()
             .unwrap();
         assert_eq!(reclaimed.id, orphaned.id);

@@ -7,7 +7,9 @@ use crate::domain::{
     MessageFilter, MessageRow, MessageStats, Order, PullPlan, ReprocessSelector, RowSource,
     SessionDump, SessionId, SessionRecord, StoredRejectedRow, Timestamp, UserRecord,
 };
-use crate::store::{FileLoad, JobLoad, Owner, PassLease, QueueGauges, Selected, StoreError};
+use crate::store::{
+    FileLoad, JobLoad, Owner, PassLease, PassState, QueueGauges, Selected, StoreError,
+};
 use std::time::Duration;
 
 impl SqliteStore {
@@ -31,9 +33,14 @@ impl SqliteStore {
         lease: Duration,
         stale: Duration,
         only: Option<i64>,
+        can_pull: bool,
     ) -> Result<Option<ClaimedJob>, StoreError> {
-        self.run(move |conn| Ok(jobs::claim_next_job(conn, &owner, lease, stale, only)?))
-            .await
+        self.run(move |conn| {
+            Ok(jobs::claim_next_job(
+                conn, &owner, lease, stale, only, can_pull,
+            )?)
+        })
+        .await
     }
 
     pub async fn extend_lease(&self, job: ClaimedJob, lease: Duration) -> Result<bool, StoreError> {
@@ -175,6 +182,11 @@ impl SqliteStore {
             Ok(jobs::end_pass(conn, &lease, result)?)
         })
         .await
+    }
+
+    pub async fn pass_state(&self, name: &'static str) -> Result<Option<PassState>, StoreError> {
+        self.run(move |conn| Ok(jobs::pass_state(conn, name)?))
+            .await
     }
 
     pub async fn message_page(
