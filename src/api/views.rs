@@ -96,7 +96,8 @@ pub struct SessionView {
     pub organizer: Organizer,
     pub message_counts: MessageCounts,
     pub pinned_count: i64,
-    /// Ingest status: `queued`, `loaded`, `failed` (retrying) or `dead`.
+    /// Ingest status: `queued`, `loaded`, `no_chat` (RealtimeKit has no chat for the session, or
+    /// its dump held no row), `failed` (retrying) or `dead`.
     pub status: String,
     pub rejected_rows: i64,
     pub first_message_at: Option<String>,
