@@ -24,6 +24,10 @@ const MAX_INLINE_RETRIES: u32 = 3;
 const REQUEST_PERIOD: Duration = Duration::from_millis(45);
 const REQUEST_BURST: u32 = 20;
 
+/// The largest answer read from the API: a page of 100 sessions is a few tens of KiB, so more
+/// than this is a broken or hostile server, not a listing.
+const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+
 /// Sessions asked for per listing page.
 pub const LISTING_PAGE: u32 = 100;
 
@@ -254,13 +258,34 @@ impl RtkApi {
             }
             _ => return Err(RtkApiError::Status(status)),
         }
-        let bytes = response
-            .bytes()
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
+        {
+            return Err(too_long());
+        }
+        let mut response = response;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| RtkApiError::BadAnswer(super::download::error_chain(&e)))?;
+            .map_err(|e| RtkApiError::BadAnswer(super::download::error_chain(&e)))?
+        {
+            if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(too_long());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         crate::domain::json::from_slice(&bytes)
             .map_err(|e| RtkApiError::BadAnswer(format!("not JSON: {e}")))
     }
+}
+
+fn too_long() -> RtkApiError {
+    RtkApiError::BadAnswer(format!(
+        "the answer is over {} MiB",
+        MAX_ANSWER_BYTES / (1024 * 1024)
+    ))
 }
 
 /// One entry of the listing, or why it is not one chatsink can use.

@@ -374,6 +374,20 @@ fn a_database_made_by_the_first_schema_is_migrated_with_its_messages() {
     assert!(conn
         .execute("UPDATE jobs SET state = 'lost' WHERE id = 4", [])
         .is_err());
+    // Jobs done before outcomes were kept read as loaded; the new kind is accepted, once open.
+    let outcome: Option<String> = conn
+        .query_row("SELECT outcome FROM jobs WHERE id = 3", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(outcome.as_deref(), Some("loaded"));
+    let pull = "INSERT INTO jobs (kind, session_id, state, next_attempt_ms, created_ms, updated_ms)
+                VALUES ('pull', 's-new', 'pending', 0, 0, 0)";
+    conn.execute(pull, []).unwrap();
+    assert!(
+        conn.execute(pull, []).is_err(),
+        "one open pull job per session"
+    );
+    conn.execute("DELETE FROM jobs WHERE session_id = 's-new'", [])
+        .unwrap();
     // Session s-old already has an open (failed) reprocess job: a second one is refused.
     assert!(conn
         .execute(

@@ -41,6 +41,10 @@ struct RtkState {
     rate_limit_pages: Vec<u32>,
     /// The listing answers this status to every request.
     listing_fails: Option<u16>,
+    /// Raw entries the first page carries before the sessions (a hostile or broken listing).
+    raw_entries: Vec<serde_json::Value>,
+    /// The listing answers with this many bytes of padding around its JSON.
+    padding: usize,
     listing_delay: Duration,
     dump_delay: Duration,
     /// (page_no, arrived, answered) of each listing request.
@@ -188,7 +192,14 @@ async fn listing(
                 })
             })
             .collect();
-        HttpResponse::Ok().json(serde_json::json!({"success": true, "data": {"sessions": page}}))
+        let mut page = page;
+        if page_no == 1 {
+            page.splice(0..0, s.raw_entries.iter().cloned());
+        }
+        let body = serde_json::json!({"success": true, "data": {"sessions": page}}).to_string();
+        HttpResponse::Ok()
+            .content_type("application/json")
+            .body(format!("{body}{}", " ".repeat(s.padding)))
     };
     state
         .lock()
@@ -846,4 +857,48 @@ async fn two_instances_run_one_reconcile_pass_at_a_time() {
     first.assert_loaded_once("two-lost", 5);
     assert_eq!(api.chat_requests("two-lost"), 1);
     assert!(first.log().contains("reconcile") || second.log().contains("reconcile"));
+}
+
+/// A listing written by someone hostile (or broken): entries without an id or with one chatsink
+/// refuses are reported and passed over; hostile text is kept exactly as text; an answer too
+/// large to be a listing is refused without being read whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_listing_is_used_as_far_as_it_is_sound() {
+    let root = tempfile::tempdir().unwrap();
+    let site = Site::on_this_backend(root.path());
+    migrate(&site);
+    let api = FakeRtk::start().await;
+    let hostile_title = "<script>alert(1)</script>\u{202e}gpj.exe\u{0}";
+    let mut session = ended("odd-1", Duration::from_secs(7200), 2);
+    session.title = hostile_title.into();
+    api.add(session);
+    api.with(|s| {
+        s.raw_entries = vec![
+            serde_json::json!({"status": "ENDED", "meeting_display_name": "no id"}),
+            serde_json::json!({"id": "../../etc/passwd", "status": "ENDED"}),
+            serde_json::json!({"id": 42, "status": "ENDED"}),
+        ]
+    });
+    let output = backfill(&site, &api, &["--since", &since()]);
+    assert!(output.status.success(), "{}", said(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.matches("a listing entry was not used").count(),
+        3,
+        "{stderr}"
+    );
+    assert!(stderr.contains("../../etc/passwd"), "{stderr}");
+    let archive = site.archive();
+    let record = archive.session("odd-1").unwrap();
+    assert_eq!(record.title.as_deref(), Some(hostile_title));
+    assert_eq!(archive.messages_of("odd-1").len(), 2);
+    assert_eq!(api.chat_requests("../../etc/passwd"), 0);
+
+    api.with(|s| {
+        s.raw_entries.clear();
+        s.padding = 5 * 1024 * 1024;
+    });
+    let output = backfill(&site, &api, &["--since", &since()]);
+    assert_eq!(output.status.code(), Some(1), "{}", said(&output));
+    assert!(said(&output).contains("over 4 MiB"), "{}", said(&output));
 }
