@@ -178,6 +178,8 @@ fn the_config_file_fills_in_under_env_and_flags_and_check_redacts_secrets() {
         "rtk_api_base",
         "log_format",
         "query_budget_ms",
+        "reconcile_interval_secs",
+        "reconcile_grace_secs",
     ] {
         assert!(out.contains(&format!("  {line} ")), "lacks {line}: {out}");
     }

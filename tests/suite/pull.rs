@@ -902,3 +902,45 @@ async fn a_hostile_listing_is_used_as_far_as_it_is_sound() {
     assert_eq!(output.status.code(), Some(1), "{}", said(&output));
     assert!(said(&output).contains("over 4 MiB"), "{}", said(&output));
 }
+
+/// Reconcile is off, saying why in one info line, when its interval is 0 or no API credentials
+/// are configured; `serve` runs on either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_is_off_with_an_info_line_without_credentials_or_interval() {
+    let api = FakeRtk::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let without = Site::on(&root.path().join("without"));
+    let served = without
+        .start_with("", |command| {
+            command.env("RUST_LOG", "info");
+        })
+        .await;
+    assert_eq!(served.get("/readyz").await.status(), 200);
+    drop(served);
+    assert!(
+        without
+            .log()
+            .contains("reconcile is off: no RealtimeKit API credentials"),
+        "{}",
+        without.log()
+    );
+    let zero = Site::on(&root.path().join("zero"));
+    let env = api.env();
+    let served = zero
+        .start_with("", |command| {
+            command
+                .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+                .env("CHATSINK_RECONCILE_INTERVAL_SECS", "0")
+                .env("RUST_LOG", "info");
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(served);
+    assert!(
+        zero.log()
+            .contains("reconcile is off (CHATSINK_RECONCILE_INTERVAL_SECS=0)"),
+        "{}",
+        zero.log()
+    );
+    assert!(api.with(|s| s.listings.is_empty()), "no pass ran");
+}
