@@ -126,8 +126,8 @@ async fn finish_unloaded(
 
 /// The dump to load, as a local file and its record: a delivery downloads its URL; a reprocess
 /// or pull prefers the kept copy, then the session's delivery link (it may not have loaded yet),
-/// then the Chat Replay API. A link that has expired or is refused is replaced through the API. A download is kept in
-/// the dump store before its load can commit.
+/// then the Chat Replay API. A link that has expired or is refused is replaced through the API.
+/// A download is kept in the dump store before its load can commit.
 async fn obtain_dump(
     ctx: &IngestContext,
     job: &ClaimedJob,

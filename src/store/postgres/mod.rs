@@ -3,8 +3,8 @@
 //! advisory lock so instances starting together are safe).
 //!
 //! The use cases of [`super::Store`] are in `queue.rs` (inbox, owners, jobs), `load.rs` (loads
-//! by binary COPY) and `reads.rs` (the query API); `search.rs` builds and queries the full-text
-//! words with SQLite's rules.
+//! by binary COPY), `pull.rs` (pull jobs and the lease on a reconcile pass) and `reads.rs` (the
+//! query API); `search.rs` builds and queries the full-text words with SQLite's rules.
 
 mod load;
 mod pull;

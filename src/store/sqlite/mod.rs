@@ -10,6 +10,7 @@ mod jobs;
 mod load;
 mod messages;
 mod owners;
+mod passes;
 mod sessions;
 mod use_cases;
 

@@ -1,7 +1,7 @@
 //! [`SqliteStore`]'s side of each use case of [`crate::store::Store`]: which connection it runs
 //! on (a pooled one, a probe one, or one with a read budget) and which table functions it calls.
 
-use super::{inbox, jobs, load, messages, owners, sessions, SqliteStore};
+use super::{inbox, jobs, load, messages, owners, passes, sessions, SqliteStore};
 use crate::domain::{
     After, ClaimedJob, DeliveryRecord, Job, JobOutcome, JobState, ListedSession, LoadReport,
     MessageFilter, MessageRow, MessageStats, Order, PullPlan, ReprocessSelector, RowSource,
@@ -168,7 +168,7 @@ impl SqliteStore {
         lease: Duration,
         stale: Duration,
     ) -> Result<Option<PassLease>, StoreError> {
-        self.run(move |conn| Ok(jobs::begin_pass(conn, name, &owner, lease, stale)?))
+        self.run(move |conn| Ok(passes::begin_pass(conn, name, &owner, lease, stale)?))
             .await
     }
 
@@ -179,13 +179,13 @@ impl SqliteStore {
     ) -> Result<bool, StoreError> {
         self.run(move |conn| {
             let result = result.as_ref().copied().map_err(String::as_str);
-            Ok(jobs::end_pass(conn, &lease, result)?)
+            Ok(passes::end_pass(conn, &lease, result)?)
         })
         .await
     }
 
     pub async fn pass_state(&self, name: &'static str) -> Result<Option<PassState>, StoreError> {
-        self.run(move |conn| Ok(jobs::pass_state(conn, name)?))
+        self.run(move |conn| Ok(passes::pass_state(conn, name)?))
             .await
     }
 
