@@ -287,6 +287,9 @@ async fn run_demo(args: &DemoArgs, dir: &std::path::Path) -> anyhow::Result<Exit
     println!(
         "$ curl -H \"Authorization: Bearer $TOKEN\" '{base}/v1/messages?session={session}&format=csv' > messages.csv\n"
     );
+    println!(
+        "In a browser: open {base}/ui/ and paste the read token {token}\n(its transcript: {base}/ui/sessions/{session})\n"
+    );
     if args.once {
         stop.stop(true).await;
     } else {

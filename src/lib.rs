@@ -16,4 +16,5 @@ pub mod dumpgen;
 pub mod failpoint;
 pub mod ingest;
 pub mod store;
+pub mod ui;
 pub mod webhook;

@@ -105,6 +105,7 @@ impl Application {
                 .app_data(api_state.clone())
                 .configure(webhook::configure)
                 .configure(api::configure)
+                .configure(crate::ui::configure)
                 .default_service(web::to(api::no_such_route))
         };
         // actix-web's HttpServer, spelled out so each connection passes through HeadLimit

@@ -103,6 +103,8 @@ pub struct SessionView {
     pub first_message_at: Option<String>,
     pub last_message_at: Option<String>,
     pub loaded_at: Option<String>,
+    /// Why the session's newest ingest job failed, while it is `failed` or `dead`.
+    pub last_error: Option<String>,
 }
 
 fn iso(ms: Option<i64>) -> Option<String> {
@@ -133,6 +135,10 @@ impl From<SessionRecord> for SessionView {
             started_at: s.started_at,
             ended_at: s.ended_at,
             pinned_count: s.pinned_count,
+            // Only while it matters: a session loaded since keeps no stale error.
+            last_error: s
+                .last_error
+                .filter(|_| s.status == "failed" || s.status == "dead"),
             status: s.status,
             rejected_rows: s.rejected_count,
         }

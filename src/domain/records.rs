@@ -34,6 +34,8 @@ pub struct SessionRecord {
     pub first_message_ms: Option<i64>,
     pub last_message_ms: Option<i64>,
     pub loaded_ms: Option<i64>,
+    /// The error of the session's newest job, when that job failed (or died).
+    pub last_error: Option<String>,
 }
 
 /// A stored message.

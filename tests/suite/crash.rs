@@ -126,8 +126,10 @@ async fn a_session_acknowledged_just_before_a_kill_loads_within_ten_seconds_of_t
     }
     let killed_after = acknowledged.elapsed();
     served.kill();
+    // Well inside the download (about 1.2 s of slow chunks): the lease is held, nothing loaded.
+    // A busy machine may take the test some milliseconds to see the claim; that is no fault.
     assert!(
-        killed_after < Duration::from_millis(10),
+        killed_after < Duration::from_millis(250),
         "killed {killed_after:?} after the ack"
     );
     assert_eq!(

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod browser;
 mod budget;
 mod bulk;
 mod cli;

@@ -447,6 +447,20 @@ fn demo_runs_the_whole_path_offline_and_shows_the_queries() {
         "{out}"
     );
     assert!(out.contains("\"messageCounts\""), "{out}");
+    // The page's address and the token to paste into it.
+    let token = out
+        .split("TOKEN=")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .expect("the demo names its token");
+    let page = out
+        .lines()
+        .find(|l| l.starts_with("In a browser: open "))
+        .unwrap_or_else(|| panic!("no page address: {out}"));
+    assert!(
+        page.contains("/ui/ and paste the read token ") && page.ends_with(token),
+        "{page}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -126,7 +126,8 @@ fn conditions(filter: &MessageFilter, params: &mut Params) -> Option<String> {
 
 const SESSION_COLUMNS: &str = "session_id, meeting_id, title, created_at, started_at, ended_at, organizer_id, organizer_name,
      sort_ms, status, message_count, text_count, image_count, file_count, other_count, pinned_count, rejected_count,
-     first_message_ms, last_message_ms, loaded_ms";
+     first_message_ms, last_message_ms, loaded_ms,
+     (SELECT j.last_error FROM jobs j WHERE j.session_id = sessions.session_id ORDER BY j.id DESC LIMIT 1)";
 
 fn session_from_row(row: &Row) -> SessionRecord {
     SessionRecord {
@@ -150,6 +151,7 @@ fn session_from_row(row: &Row) -> SessionRecord {
         first_message_ms: row.get(17),
         last_message_ms: row.get(18),
         loaded_ms: row.get(19),
+        last_error: text::get_opt(row.get(20)),
     }
 }
 

@@ -10,7 +10,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 pub const SESSION_COLUMNS: &str = "session_id, meeting_id, title, created_at, started_at, ended_at, organizer_id, organizer_name,
      sort_ms, status, message_count, text_count, image_count, file_count, other_count, pinned_count, rejected_count,
-     first_message_ms, last_message_ms, loaded_ms";
+     first_message_ms, last_message_ms, loaded_ms,
+     (SELECT j.last_error FROM jobs j WHERE j.session_id = sessions.session_id ORDER BY j.id DESC LIMIT 1)";
 
 pub fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRecord> {
     Ok(SessionRecord {
@@ -34,6 +35,7 @@ pub fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionReco
         first_message_ms: row.get(17)?,
         last_message_ms: row.get(18)?,
         loaded_ms: row.get(19)?,
+        last_error: row.get(20)?,
     })
 }
 
