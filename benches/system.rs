@@ -5,6 +5,7 @@
 //!   cargo bench --bench system                           # everything, full size (~10 min)
 //!   CHATSINK_BENCH_SCALE=0.1 cargo bench --bench system  # a tenth of the data, for a quick look
 //!   CHATSINK_BENCH_ONLY=intake,ttq cargo bench --bench system
+//!   CHATSINK_BENCH_ONLY=page cargo bench --bench system   # the analysts' page (needs Chromium)
 //!   CHATSINK_BENCH_DB=x.db CHATSINK_BENCH_ONLY=queries cargo bench --bench system
 //!       # queries (or growth) on a database a previous run left in target/bench-work/ingest.db,
 //!       # copied elsewhere first (the work dir is emptied at start), skipping the ingest
@@ -28,6 +29,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "system/page.rs"]
+mod page;
 #[path = "system/postgres.rs"]
 mod postgres;
 
@@ -71,7 +74,9 @@ fn main() {
     let sessions = ((500.0 * scale).round() as usize).max(1);
     let reuse = std::env::var_os("CHATSINK_BENCH_DB").map(PathBuf::from);
     let ingest_db = reuse.clone().unwrap_or_else(|| work.join("ingest.db"));
-    if wanted("ingest") || (reuse.is_none() && (wanted("growth") || wanted("queries"))) {
+    if wanted("ingest")
+        || (reuse.is_none() && (wanted("growth") || wanted("queries") || wanted("page")))
+    {
         figures.extend(bulk_ingest(&work, sessions, &work.join("ingest.db")));
     }
     if wanted("growth") {
@@ -85,6 +90,9 @@ fn main() {
     }
     if wanted("ttq") {
         figures.push(runtime.block_on(time_to_queryable(&work)));
+    }
+    if wanted("page") {
+        figures.extend(runtime.block_on(page::transcript_paint(&work, &ingest_db)));
     }
     let pg_parts = ["pg-ingest", "pg-intake", "pg-queries"];
     if pg_parts.iter().any(|p| wanted(p)) {

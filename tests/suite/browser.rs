@@ -466,6 +466,44 @@ async fn an_analyst_reads_searches_and_exports_in_a_real_browser() {
     c.execute("window.scrollTo(0, 0)", vec![]).await.unwrap();
     browser.shot("transcript").await;
 
+    // Jump to a time: the transcript starts there (10:00:06 UTC, in the browser's zone).
+    c.execute(
+        "const d = new Date('2026-06-03T10:00:06.000Z');
+         const local = new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 19);
+         document.getElementById('jump').value = local;",
+        vec![],
+    )
+    .await
+    .unwrap();
+    c.find(Locator::Css("#jump-form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while browser.count("#messages article").await != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the jump never showed the last 2 messages"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        browser.count("#m-h7").await + browser.count("#m-h8").await,
+        2
+    );
+    assert!(c
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .contains("at=2026-06-03T10%3A00%3A06.000Z"));
+    c.goto(&format!("{}/ui/sessions/ui-1", app.address))
+        .await
+        .unwrap();
+    browser.painted("sessions").await;
+
     // Pinned only.
     c.find(Locator::Css("#pinned-only"))
         .await
