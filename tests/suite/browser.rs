@@ -177,8 +177,13 @@ impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
     }
 }
 
-/// A dump for `session` with these (id, user, name, type, payload, pinned) rows, a second apart.
-fn dump_of(session: &str, rows: &[(&str, &str, &str, &str, &str, bool)]) -> Vec<u8> {
+/// A dump for `session` with these (id, user, name, type, payload, pinned) rows, a second apart;
+/// the rows named in `edited` were edited.
+fn dump_of(
+    session: &str,
+    rows: &[(&str, &str, &str, &str, &str, bool)],
+    edited: &[&str],
+) -> Vec<u8> {
     let mut out = format!("{DUMP_HEADER}\r\n");
     for (i, (id, user, name, kind, payload, pinned)) in rows.iter().enumerate() {
         let time = chatsink::domain::Timestamp::from_millis(1_780_480_800_000 + i as i64 * 1000)
@@ -190,7 +195,7 @@ fn dump_of(session: &str, rows: &[(&str, &str, &str, &str, &str, bool)]) -> Vec<
             "meeting-ui",
             name,
             if *pinned { "true" } else { "false" },
-            "false",
+            if edited.contains(id) { "true" } else { "false" },
             kind,
             payload,
             &time,
@@ -273,7 +278,10 @@ async fn an_analyst_reads_searches_and_exports_in_a_real_browser() {
             true,
         ),
     ];
-    storage.route("/ui-1.csv", vec![Reply::Body(dump_of("ui-1", &rows))]);
+    storage.route(
+        "/ui-1.csv",
+        vec![Reply::Body(dump_of("ui-1", &rows, &["h8"]))],
+    );
     let mut delivery: serde_json::Value =
         serde_json::from_slice(&chat_synced("ui-1", &storage.url("/ui-1.csv"))).unwrap();
     delivery["title"] = "<i>Quarterly</i> planning".into();
@@ -341,12 +349,10 @@ async fn an_analyst_reads_searches_and_exports_in_a_real_browser() {
         .await
         .contains("not accepted"));
     browser.shot("sign-in-wrong-token").await;
+    // By keyboard: the box, the token, Enter.
     field.clear().await.unwrap();
-    field.send_keys(READ_TOKEN).await.unwrap();
-    c.find(Locator::Css("#sign-in button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
+    field
+        .send_keys(&format!("{READ_TOKEN}{}", fantoccini::key::Key::Enter))
         .await
         .unwrap();
     browser.painted("sessions").await;
@@ -409,6 +415,19 @@ async fn an_analyst_reads_searches_and_exports_in_a_real_browser() {
     );
     assert_eq!(browser.count("#m-h1 .badge.pinned").await, 0);
     assert_eq!(browser.count("#m-h2 .badge.pinned").await, 1);
+    assert_eq!(
+        browser
+            .text_of("#m-h8 header")
+            .await
+            .matches("edited")
+            .count(),
+        1
+    );
+    assert_eq!(
+        browser.count("#m-h5 header .badge").await,
+        0,
+        "neither pinned nor edited"
+    );
     assert_eq!(
         browser.js("return typeof window.__pwned").await,
         "undefined"
@@ -577,6 +596,29 @@ async fn an_analyst_reads_searches_and_exports_in_a_real_browser() {
         .collect();
     assert_eq!(ids, ["h5", "h8"], "exactly the two results: {csv}");
 
+    c.find(Locator::Css("#export-ndjson"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let saved = downloads.path().join("chatsink-messages.ndjson");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !saved.exists() || std::fs::read_to_string(&saved).unwrap().lines().count() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the NDJSON export was never saved"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&saved)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids: Vec<&str> = lines.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["h5", "h8"]);
+
     // Follow a result to its place in the transcript.
     let href = browser
         .js("return document.querySelector('#results article a[href^=\"/ui/sessions/\"]').getAttribute('href')")
@@ -680,6 +722,35 @@ async fn an_analyst_reads_searches_and_exports_in_a_real_browser() {
         .js("return performance.getEntriesByName('chatsink:painted')[0].startTime")
         .await;
     assert_eq!(browser.count("#messages article").await, 200);
+    let utc = browser
+        .js("return document.querySelector('#messages article time').getAttribute('title')")
+        .await;
+    assert_eq!(utc, "2026-06-03T10:00:00.000Z (UTC)", "UTC on hover");
+    // The next page on the API's cursor: the 200 after, none repeated.
+    let ids = "return [...document.querySelectorAll('#messages article')].map(a => a.id)";
+    let first: Vec<String> = serde_json::from_value(browser.js(ids).await).unwrap();
+    c.find(Locator::LinkText("Next page"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let second: Vec<String> = loop {
+        let now: Vec<String> = serde_json::from_value(browser.js(ids).await).unwrap();
+        if now.len() == 200 && now != first {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "the next page never came");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(first.last().unwrap(), "m-ui-2-m199");
+    assert_eq!(
+        second.first().unwrap(),
+        "m-ui-2-m200",
+        "no row skipped or repeated"
+    );
+    assert!(c.current_url().await.unwrap().as_str().contains("cursor="));
     eprintln!("browser: a 2,000-message session's first page (200 messages) painted {painted} ms after navigation start");
     browser.shot("transcript-plain").await;
     // A narrow window still reads.
