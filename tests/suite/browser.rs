@@ -761,6 +761,23 @@ async fn an_analyst_reads_searches_and_exports_in_a_real_browser() {
     browser.painted("sessions").await;
     browser.shot("transcript-narrow").await;
 
+    // Addresses typed by hand: an unknown session, a malformed escape, no such page.
+    for (path, says) in [
+        ("/ui/sessions/no-such-session", "not found"),
+        ("/ui/sessions/%E0%A4%A", "URI"),
+        ("/ui/nowhere/at/all", "No page at /ui/nowhere/at/all"),
+    ] {
+        c.goto(&format!("{}{path}", app.address)).await.unwrap();
+        let view = if says.starts_with("No page") {
+            "nowhere"
+        } else {
+            "error"
+        };
+        browser.painted(view).await;
+        let main = browser.text_of("#app").await;
+        assert!(main.contains(says), "{path}: {main}");
+    }
+
     // Sign out forgets the token.
     c.find(Locator::Css("#sign-out"))
         .await
@@ -775,6 +792,9 @@ async fn an_analyst_reads_searches_and_exports_in_a_real_browser() {
         .console_errors(&[
             // The wrong token, checked at sign-in.
             "/v1/sessions?limit=1 - Failed to load resource: the server responded with a status of 401",
+            // The unknown session asked for by hand (its record and its messages).
+            "/v1/sessions/no-such-session - Failed to load resource: the server responded with a status of 404",
+            "/v1/sessions/no-such-session/messages?limit=200&order=asc - Failed to load resource: the server responded with a status of 404",
             // The invalid q.
             "/v1/messages?q=%22unclosed&limit=50 - Failed to load resource: the server responded with a status of 400",
         ])

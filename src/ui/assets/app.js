@@ -165,9 +165,10 @@ async function route() {
   const signedIn = Boolean(token());
   document.getElementById("nav").hidden = !signedIn;
   if (!signedIn) return signIn(root);
-  const path = decodeURIComponent(location.pathname);
-  const parts = location.pathname.replace(/^\/ui\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
+  const path = location.pathname;
   try {
+    // A malformed escape in a hand-typed address is a page that does not exist, not a crash.
+    const parts = path.replace(/^\/ui\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
     if (parts.length === 0) await sessions(root);
     else if (parts[0] === "sessions" && parts.length === 2) await transcript(root, parts[1]);
     else if (parts[0] === "search" && parts.length === 1) await search(root);
@@ -182,7 +183,8 @@ async function route() {
       sessionStorage.removeItem(TOKEN_KEY);
       return route();
     }
-    root.append(el("p", { class: "error", role: "alert" }, `Could not load this page: ${error.message}`));
+    clear(root);
+    root.append(el("h1", {}, "Something went wrong"), el("p", { class: "error", role: "alert" }, `Could not load this page: ${error.message}`));
     root.dataset.view = "error";
   }
 }
