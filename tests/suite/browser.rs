@@ -212,12 +212,8 @@ const HOSTILE_NAME: &str = "<b onmouseover=\"window.__pwned='name'\">Mallory</b>
 /// errors throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_analyst_reads_searches_and_exports_in_a_real_browser() {
+    // In the SQLite suite only: the page reads the /v1 API, the same on either backend.
     let test = "browser::an_analyst_reads_searches_and_exports_in_a_real_browser";
-    if on_postgres() {
-        // The page is the same whatever the database; it is tested once, in the SQLite suite.
-        eprintln!("SQLITE-ONLY {test}: the page does not depend on the backend");
-        return;
-    }
     let downloads = tempfile::tempdir().unwrap();
     let Some(browser) = Browser::start(test, downloads.path()).await else {
         return;
