@@ -10,7 +10,7 @@
 
 use super::manual::run_to_end;
 use super::pipeline::IngestContext;
-use super::{IngestError, ListingQuery, ReprocessFailure, RtkApi};
+use super::{IngestError, ListingPage, ListingQuery, ReprocessFailure, RtkApi, RtkApiError};
 use crate::domain::{
     JobOutcome, ListedSession, ListingStatus, LoadReport, PullPlan, PullSkip, SessionId, Timestamp,
 };
@@ -76,9 +76,8 @@ pub async fn backfill(
     mut on_event: impl FnMut(&BackfillEvent),
 ) -> Result<BackfillSummary, IngestError> {
     let mut summary = BackfillSummary::default();
-    let mut page_no = 1;
-    loop {
-        let page = api.list_sessions(query, page_no).await?;
+    let mut pages = Paging::new(api, query);
+    while let Some(page) = pages.next().await? {
         summary.listed += page.entries;
         for why in &page.not_understood {
             tracing::warn!(entry = %why, "a listing entry is not a session chatsink can pull");
@@ -118,10 +117,50 @@ pub async fn backfill(
             summary.count(&event.pulled, &event.session);
             on_event(&event);
         }
-        if page.entries < super::LISTING_PAGE as usize {
-            return Ok(summary);
+    }
+    Ok(summary)
+}
+
+/// Walks the listing's pages from 1 until one shorter than asked for. A page that repeats the
+/// one before it (a server that ignores `page_no`) ends the walk with an error instead of going
+/// round for ever.
+struct Paging<'a> {
+    api: &'a RtkApi,
+    query: &'a ListingQuery,
+    page_no: u32,
+    previous: Option<Vec<SessionId>>,
+    done: bool,
+}
+
+impl<'a> Paging<'a> {
+    fn new(api: &'a RtkApi, query: &'a ListingQuery) -> Self {
+        Self {
+            api,
+            query,
+            page_no: 1,
+            previous: None,
+            done: false,
         }
-        page_no += 1;
+    }
+
+    async fn next(&mut self) -> Result<Option<ListingPage>, IngestError> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = self.api.list_sessions(self.query, self.page_no).await?;
+        let ids: Vec<SessionId> = page.sessions.iter().map(|s| s.id.clone()).collect();
+        if !ids.is_empty() && self.previous.as_ref() == Some(&ids) {
+            return Err(RtkApiError::BadAnswer(format!(
+                "the sessions listing answered page {} with page {}'s sessions again; its paging is not understood",
+                self.page_no,
+                self.page_no - 1
+            ))
+            .into());
+        }
+        self.done = page.entries < super::LISTING_PAGE as usize;
+        self.previous = Some(ids);
+        self.page_no += 1;
+        Ok(Some(page))
     }
 }
 
@@ -205,9 +244,8 @@ async fn run_pass(
         meeting: None,
     };
     let mut report = PassReport::default();
-    let mut page_no = 1;
-    loop {
-        let page = api.list_sessions(&query, page_no).await?;
+    let mut pages = Paging::new(api, &query);
+    while let Some(page) = pages.next().await? {
         let due: Vec<ListedSession> = page
             .sessions
             .into_iter()
@@ -228,11 +266,8 @@ async fn run_pass(
                 report.enqueued += 1;
             }
         }
-        if page.entries < super::LISTING_PAGE as usize {
-            return Ok((report, cutoff));
-        }
-        page_no += 1;
     }
+    Ok((report, cutoff))
 }
 
 /// Runs reconcile passes every `settings.interval` until `stop`, the first soon after start;

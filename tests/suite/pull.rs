@@ -45,6 +45,8 @@ struct RtkState {
     raw_entries: Vec<serde_json::Value>,
     /// The listing answers with this many bytes of padding around its JSON.
     padding: usize,
+    /// The listing answers every page_no with the first page (a server that ignores paging).
+    ignores_page_no: bool,
     listing_delay: Duration,
     dump_delay: Duration,
     /// (page_no, arrived, answered) of each listing request.
@@ -146,6 +148,11 @@ async fn listing(
         query
             .get(key)
             .map(|t| chatsink::domain::Timestamp::parse(t).unwrap().millis())
+    };
+    let page_no = if state.lock().unwrap().ignores_page_no {
+        1
+    } else {
+        page_no
     };
     let (delay, fails, limited) = {
         let mut s = state.lock().unwrap();
@@ -901,6 +908,25 @@ async fn a_hostile_listing_is_used_as_far_as_it_is_sound() {
     let output = backfill(&site, &api, &["--since", &since()]);
     assert_eq!(output.status.code(), Some(1), "{}", said(&output));
     assert!(said(&output).contains("over 4 MiB"), "{}", said(&output));
+
+    // A listing that answers every page with the first: one walk through it, then an error,
+    // not a loop for ever.
+    api.with(|s| {
+        s.padding = 0;
+        s.ignores_page_no = true;
+        s.listings.clear();
+    });
+    for n in 0..100 {
+        api.add(ended(&format!("loop-{n:03}"), Duration::from_secs(7000), 1));
+    }
+    let output = backfill(&site, &api, &["--since", &since()]);
+    assert_eq!(output.status.code(), Some(1), "{}", said(&output));
+    assert!(
+        said(&output).contains("answered page 2 with page 1's sessions again"),
+        "{}",
+        said(&output)
+    );
+    assert_eq!(api.with(|s| s.listings.len()), 2);
 }
 
 /// Reconcile is off, saying why in one info line, when its interval is 0 or no API credentials
