@@ -138,12 +138,7 @@ async fn reprocess_command(args: ReprocessArgs) -> anyhow::Result<ExitCode> {
         &args.download.settings()?,
         jobs,
     )?;
-    // Results go to stdout line by line; on a terminal a spinner counts them on stderr.
-    let spinner = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
-        let spinner = indicatif::ProgressBar::new_spinner();
-        spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-        spinner
-    });
+    let lines = Lines::new();
     let outcomes = ingest::reprocess(&ctx, &selector, |o| {
         let line = match &o.result {
             Ok(r) => format!(
@@ -152,14 +147,7 @@ async fn reprocess_command(args: ReprocessArgs) -> anyhow::Result<ExitCode> {
             ),
             Err(e) => format!("{}\tfailed\t{e}", o.session_id),
         };
-        match &spinner {
-            Some(spinner) => {
-                spinner.suspend(|| println!("{line}"));
-                spinner.inc(1);
-                spinner.set_message(format!("{} session(s) reprocessed", spinner.position()));
-            }
-            None => println!("{line}"),
-        }
+        lines.print(&line, "reprocessed");
     })
     .await;
     heartbeat.abort();
@@ -167,9 +155,7 @@ async fn reprocess_command(args: ReprocessArgs) -> anyhow::Result<ExitCode> {
         tracing::warn!(error = %e, "could not retire as an owner of job leases");
     }
     let outcomes = outcomes?;
-    if let Some(spinner) = spinner {
-        spinner.finish_and_clear();
-    }
+    lines.finish();
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
     println!(
         "reprocessed {} session(s): {} ok, {failed} failed",
@@ -221,12 +207,7 @@ async fn backfill_command(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         jobs,
     )?;
     let api = ctx.api.clone().expect("credentials were checked above");
-    // One line per session on stdout; on a terminal a spinner counts them on stderr.
-    let spinner = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
-        let spinner = indicatif::ProgressBar::new_spinner();
-        spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-        spinner
-    });
+    let lines = Lines::new();
     let summary = ingest::backfill(&ctx, &api, &query, args.concurrency as usize, |event| {
         let (what, detail) = match &event.pulled {
             ingest::Pulled::Done(JobOutcome::NoChat, _) => ("no-chat", String::new()),
@@ -245,23 +226,14 @@ async fn backfill_command(args: BackfillArgs) -> anyhow::Result<ExitCode> {
             ingest::Pulled::Failed(e) => ("failed", e.clone()),
         };
         let line = format!("{}\t{what}\t{detail}", event.session);
-        match &spinner {
-            Some(spinner) => {
-                spinner.suspend(|| println!("{line}"));
-                spinner.inc(1);
-                spinner.set_message(format!("{} session(s) done", spinner.position()));
-            }
-            None => println!("{line}"),
-        }
+        lines.print(&line, "done");
     })
     .await;
     heartbeat.abort();
     if let Err(e) = store.retire_owner(&owner).await {
         tracing::warn!(error = %e, "could not retire as an owner of job leases");
     }
-    if let Some(spinner) = spinner {
-        spinner.finish_and_clear();
-    }
+    lines.finish();
     let summary = summary?;
     println!(
         "backfill: {} listed, {} loaded, {} with no chat, {} skipped, {} live, {} failed",
@@ -337,6 +309,39 @@ async fn rejected_command(args: RejectedArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!("{} rejected row(s) in session {}", rows.len(), args.session);
     Ok(ExitCode::SUCCESS)
+}
+
+/// One result line per session on stdout; on a terminal, a spinner on stderr counts them.
+struct Lines(Option<indicatif::ProgressBar>);
+
+impl Lines {
+    fn new() -> Self {
+        Self(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+                let spinner = indicatif::ProgressBar::new_spinner();
+                spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+                spinner
+            }),
+        )
+    }
+
+    /// Prints `line`; the spinner says how many session(s) are `what` so far.
+    fn print(&self, line: &str, what: &str) {
+        match &self.0 {
+            Some(spinner) => {
+                spinner.suspend(|| println!("{line}"));
+                spinner.inc(1);
+                spinner.set_message(format!("{} session(s) {what}", spinner.position()));
+            }
+            None => println!("{line}"),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(spinner) = &self.0 {
+            spinner.finish_and_clear();
+        }
+    }
 }
 
 /// A byte-progress bar when stderr is a terminal.

@@ -132,6 +132,15 @@ impl Browser {
         self.client.find_all(Locator::Css(css)).await.unwrap().len()
     }
 
+    /// Waits (up to 10 s) until `css` matches exactly `n` elements; `what` says what failed.
+    async fn until_count(&self, css: &str, n: usize, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.count(css).await != n {
+            assert!(Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn js(&self, script: &str) -> serde_json::Value {
         self.client.execute(script, vec![]).await.unwrap()
     }
@@ -386,14 +395,13 @@ async fn an_analyst_reads_searches_and_exports_in_a_real_browser() {
         .await
         .unwrap();
     browser.painted("sessions").await; // the view is named by its first path segment
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while browser.count("#messages article").await < 8 {
-        assert!(
-            Instant::now() < deadline,
-            "the transcript never showed 8 messages"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    browser
+        .until_count(
+            "#messages article",
+            8,
+            "the transcript never showed 8 messages",
+        )
+        .await;
     assert!(browser
         .text_of("#m-h1 .text")
         .await
@@ -496,14 +504,13 @@ async fn an_analyst_reads_searches_and_exports_in_a_real_browser() {
         .click()
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while browser.count("#messages article").await != 2 {
-        assert!(
-            Instant::now() < deadline,
-            "the jump never showed the last 2 messages"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    browser
+        .until_count(
+            "#messages article",
+            2,
+            "the jump never showed the last 2 messages",
+        )
+        .await;
     assert_eq!(
         browser.count("#m-h7").await + browser.count("#m-h8").await,
         2
@@ -526,14 +533,13 @@ async fn an_analyst_reads_searches_and_exports_in_a_real_browser() {
         .click()
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while browser.count("#messages article").await != 2 {
-        assert!(
-            Instant::now() < deadline,
-            "pinned-only never showed the 2 pinned"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    browser
+        .until_count(
+            "#messages article",
+            2,
+            "pinned-only never showed the 2 pinned",
+        )
+        .await;
     assert!(c
         .current_url()
         .await
@@ -556,14 +562,13 @@ async fn an_analyst_reads_searches_and_exports_in_a_real_browser() {
         .click()
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while browser.count("#results article").await != 2 {
-        assert!(
-            Instant::now() < deadline,
-            "the search never showed its 2 results"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    browser
+        .until_count(
+            "#results article",
+            2,
+            "the search never showed its 2 results",
+        )
+        .await;
     assert!(c.current_url().await.unwrap().as_str().contains("q=budget"));
     let marks = browser
         .js("return [...document.querySelectorAll('#results mark')].map(m => m.textContent)")
@@ -626,14 +631,13 @@ async fn an_analyst_reads_searches_and_exports_in_a_real_browser() {
         .click()
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while browser.count("#messages article.target").await != 1 {
-        assert!(
-            Instant::now() < deadline,
-            "the result's message was never shown as the target"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    browser
+        .until_count(
+            "#messages article.target",
+            1,
+            "the result's message was never shown as the target",
+        )
+        .await;
     let url = c.current_url().await.unwrap();
     assert!(url.path().starts_with("/ui/sessions/ui-1"), "{url}");
     browser.shot("result-in-transcript").await;
