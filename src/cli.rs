@@ -124,22 +124,16 @@ async fn reprocess_command(args: ReprocessArgs) -> anyhow::Result<ExitCode> {
     } else {
         ReprocessSelector::All
     };
-    let store =
-        Store::connect_existing(&args.storage.database, args.storage.database_pool as usize)
-            .await?;
-    let jobs = args.jobs.settings()?;
-    let owner = store.register_owner("reprocess").await?;
-    let heartbeat = ingest::spawn_owner_heartbeat(store.clone(), owner.clone(), jobs.owner_stale);
-    let ctx = IngestContext::new(
-        store.clone(),
-        owner.clone(),
-        &args.storage.data_dir,
-        &args.storage.dump_store(),
+    let runner = JobRunner::start(
+        "reprocess",
+        &args.storage,
         &args.download.settings()?,
-        jobs,
-    )?;
+        &args.jobs,
+    )
+    .await?;
+    let ctx = &runner.ctx;
     let lines = Lines::new();
-    let outcomes = ingest::reprocess(&ctx, &selector, |o| {
+    let outcomes = ingest::reprocess(ctx, &selector, |o| {
         let line = match &o.result {
             Ok(r) => format!(
                 "{}\tok\t{} loaded, {} rejected",
@@ -150,10 +144,7 @@ async fn reprocess_command(args: ReprocessArgs) -> anyhow::Result<ExitCode> {
         lines.print(&line, "reprocessed");
     })
     .await;
-    heartbeat.abort();
-    if let Err(e) = store.retire_owner(&owner).await {
-        tracing::warn!(error = %e, "could not retire as an owner of job leases");
-    }
+    runner.finish().await;
     let outcomes = outcomes?;
     lines.finish();
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
@@ -192,23 +183,11 @@ async fn backfill_command(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         until,
         meeting: args.meeting.clone(),
     };
-    let store =
-        Store::connect_existing(&args.storage.database, args.storage.database_pool as usize)
-            .await?;
-    let jobs = args.jobs.settings()?;
-    let owner = store.register_owner("backfill").await?;
-    let heartbeat = ingest::spawn_owner_heartbeat(store.clone(), owner.clone(), jobs.owner_stale);
-    let ctx = IngestContext::new(
-        store.clone(),
-        owner.clone(),
-        &args.storage.data_dir,
-        &args.storage.dump_store(),
-        &download,
-        jobs,
-    )?;
+    let runner = JobRunner::start("backfill", &args.storage, &download, &args.jobs).await?;
+    let ctx = &runner.ctx;
     let api = ctx.api.clone().expect("credentials were checked above");
     let lines = Lines::new();
-    let summary = ingest::backfill(&ctx, &api, &query, args.concurrency as usize, |event| {
+    let summary = ingest::backfill(ctx, &api, &query, args.concurrency as usize, |event| {
         let (what, detail) = match &event.pulled {
             ingest::Pulled::Done(JobOutcome::NoChat, _) => ("no-chat", String::new()),
             ingest::Pulled::Done(JobOutcome::Unchanged, _) => {
@@ -229,10 +208,7 @@ async fn backfill_command(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         lines.print(&line, "done");
     })
     .await;
-    heartbeat.abort();
-    if let Err(e) = store.retire_owner(&owner).await {
-        tracing::warn!(error = %e, "could not retire as an owner of job leases");
-    }
+    runner.finish().await;
     lines.finish();
     let summary = summary?;
     println!(
@@ -309,6 +285,45 @@ async fn rejected_command(args: RejectedArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!("{} rejected row(s) in session {}", rows.len(), args.session);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A command that runs jobs itself (`reprocess`, `backfill`): registered as an owner of job
+/// leases with a heartbeat for as long as it runs, retired at the end.
+struct JobRunner {
+    ctx: IngestContext,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl JobRunner {
+    async fn start(
+        role: &str,
+        storage: &crate::config::StorageArgs,
+        download: &crate::config::DownloadSettings,
+        jobs: &crate::config::JobArgs,
+    ) -> anyhow::Result<Self> {
+        let store =
+            Store::connect_existing(&storage.database, storage.database_pool as usize).await?;
+        let jobs = jobs.settings()?;
+        let owner = store.register_owner(role).await?;
+        let heartbeat =
+            ingest::spawn_owner_heartbeat(store.clone(), owner.clone(), jobs.owner_stale);
+        let ctx = IngestContext::new(
+            store,
+            owner,
+            &storage.data_dir,
+            &storage.dump_store(),
+            download,
+            jobs,
+        )?;
+        Ok(Self { ctx, heartbeat })
+    }
+
+    async fn finish(self) {
+        self.heartbeat.abort();
+        if let Err(e) = self.ctx.store.retire_owner(&self.ctx.owner).await {
+            tracing::warn!(error = %e, "could not retire as an owner of job leases");
+        }
+    }
 }
 
 /// One result line per session on stdout; on a terminal, a spinner on stderr counts them.

@@ -132,6 +132,16 @@ impl Browser {
         self.client.find_all(Locator::Css(css)).await.unwrap().len()
     }
 
+    async fn click(&self, css: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css} to click: {e}"))
+            .click()
+            .await
+            .unwrap();
+    }
+
     /// Waits (up to 10 s) until `css` matches exactly `n` elements; `what` says what failed.
     async fn until_count(&self, css: &str, n: usize, what: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -338,12 +348,7 @@ async fn an_analyst_reads_searches_and_exports_in_a_real_browser() {
         .await
         .unwrap();
     field.send_keys("not-the-token-0123456789").await.unwrap();
-    c.find(Locator::Css("#sign-in button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click("#sign-in button[type=submit]").await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while browser.text_of("#token-error").await.is_empty() {
         assert!(Instant::now() < deadline, "no message for a wrong token");
@@ -388,12 +393,7 @@ async fn an_analyst_reads_searches_and_exports_in_a_real_browser() {
     browser.shot("sessions").await;
 
     // The transcript: hostile text shown as text, nothing run, only http(s) links.
-    c.find(Locator::Css("#sessions a[href='/ui/sessions/ui-1']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click("#sessions a[href='/ui/sessions/ui-1']").await;
     browser.painted("sessions").await; // the view is named by its first path segment
     browser
         .until_count(
@@ -476,12 +476,7 @@ async fn an_analyst_reads_searches_and_exports_in_a_real_browser() {
         .await
         .contains("of 10,485,760 characters"));
     // Hovering the hostile name runs nothing either.
-    c.find(Locator::Css("#m-h1 .sender"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click("#m-h1 .sender").await;
     assert_eq!(
         browser.js("return typeof window.__pwned").await,
         "undefined"
@@ -498,12 +493,7 @@ async fn an_analyst_reads_searches_and_exports_in_a_real_browser() {
     )
     .await
     .unwrap();
-    c.find(Locator::Css("#jump-form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click("#jump-form button[type=submit]").await;
     browser
         .until_count(
             "#messages article",
@@ -527,12 +517,7 @@ async fn an_analyst_reads_searches_and_exports_in_a_real_browser() {
     browser.painted("sessions").await;
 
     // Pinned only.
-    c.find(Locator::Css("#pinned-only"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click("#pinned-only").await;
     browser
         .until_count(
             "#messages article",
@@ -556,12 +541,7 @@ async fn an_analyst_reads_searches_and_exports_in_a_real_browser() {
         .send_keys("budget")
         .await
         .unwrap();
-    c.find(Locator::Css("#filters button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click("#filters button[type=submit]").await;
     browser
         .until_count(
             "#results article",
@@ -577,12 +557,7 @@ async fn an_analyst_reads_searches_and_exports_in_a_real_browser() {
     browser.shot("search").await;
 
     // Export exactly these results.
-    c.find(Locator::Css("#export-csv"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click("#export-csv").await;
     let saved = downloads.path().join("chatsink-messages.csv");
     let deadline = Instant::now() + Duration::from_secs(15);
     while !saved.exists() {
@@ -597,12 +572,7 @@ async fn an_analyst_reads_searches_and_exports_in_a_real_browser() {
         .collect();
     assert_eq!(ids, ["h5", "h8"], "exactly the two results: {csv}");
 
-    c.find(Locator::Css("#export-ndjson"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click("#export-ndjson").await;
     let saved = downloads.path().join("chatsink-messages.ndjson");
     let deadline = Instant::now() + Duration::from_secs(15);
     while !saved.exists() || std::fs::read_to_string(&saved).unwrap().lines().count() < 2 {
@@ -625,12 +595,9 @@ async fn an_analyst_reads_searches_and_exports_in_a_real_browser() {
         .js("return document.querySelector('#results article a[href^=\"/ui/sessions/\"]').getAttribute('href')")
         .await;
     assert!(href.as_str().unwrap().contains("#m-h"), "{href}");
-    c.find(Locator::Css("#results article a[href^='/ui/sessions/']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser
+        .click("#results article a[href^='/ui/sessions/']")
+        .await;
     browser
         .until_count(
             "#messages article.target",
@@ -659,18 +626,8 @@ async fn an_analyst_reads_searches_and_exports_in_a_real_browser() {
         .await
         .unwrap();
     browser.painted("search").await;
-    c.find(Locator::Css("#f-type option[value=image]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Css("#filters button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click("#f-type option[value=image]").await;
+    browser.click("#filters button[type=submit]").await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !c
         .current_url()
@@ -779,12 +736,7 @@ async fn an_analyst_reads_searches_and_exports_in_a_real_browser() {
     }
 
     // Sign out forgets the token.
-    c.find(Locator::Css("#sign-out"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click("#sign-out").await;
     browser.painted("sign-in").await;
     assert_eq!(browser.js("return sessionStorage.length").await, 0);
 
