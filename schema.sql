@@ -43,10 +43,12 @@ CREATE TABLE jobs (
     created_ms        INTEGER NOT NULL,
     updated_ms        INTEGER NOT NULL,
     owner_id          TEXT,
-    outcome           TEXT CHECK (outcome = 'loaded' OR outcome = 'no_chat' OR outcome = 'unchanged')
+    outcome           TEXT CHECK (outcome = 'loaded' OR outcome = 'no_chat' OR outcome = 'unchanged'
+                                  OR outcome = 'erased')
 );
 -- `owner_id` is the owner (below) holding a running job's lease; `outcome` says how a done job
--- ended (loaded | no_chat | unchanged). Both come last, where migrations 007 and 009 put them.
+-- ended (loaded | no_chat | unchanged | erased: its session is on the erasure list). Both come
+-- last, where migrations 007 and 009 put them.
 CREATE INDEX jobs_runnable ON jobs (state, next_attempt_ms);
 CREATE INDEX jobs_session ON jobs (session_id);
 -- At most one open reprocess (and one open pull) job per session, so two `reprocess` or two
@@ -203,3 +205,47 @@ CREATE TABLE passes (
     last_error        TEXT,
     updated_ms        INTEGER NOT NULL
 );
+
+-- API tokens made by `chatsink token create` (src/governance/tokens.rs). Only a SHA-256 of the
+-- secret is kept; `meetings` is a JSON array of the meeting ids the token may read (NULL: all).
+CREATE TABLE tokens (
+    name          TEXT PRIMARY KEY,
+    secret_sha256 TEXT NOT NULL UNIQUE,
+    admin         INTEGER NOT NULL,
+    meetings      TEXT,
+    created_ms    INTEGER NOT NULL,
+    expires_ms    INTEGER,
+    last_used_ms  INTEGER,
+    revoked_ms    INTEGER
+);
+
+-- The erasure list: users, messages and sessions erased (reason `erased`) and sessions purged by
+-- retention (reason `retention: ...`, the session's tombstone). Every load leaves these out.
+CREATE TABLE erasures (
+    kind   TEXT NOT NULL CHECK (kind = 'user' OR kind = 'message' OR kind = 'session'),
+    id     TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at_ms  INTEGER NOT NULL,
+    PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
+
+-- Kept dumps that held erased rows: deleted from the dump store after the commit that erased the
+-- rows, and retried (at start-up and by each sweep) until they are gone.
+CREATE TABLE dump_trash (
+    key   TEXT PRIMARY KEY,
+    at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- Every `/v1` request and every deletion: who (the token's name, never the token), what, how
+-- many rows, and the answer's status. Kept for CHATSINK_AUDIT_RETENTION_DAYS.
+CREATE TABLE audit (
+    id       INTEGER PRIMARY KEY,
+    at_ms    INTEGER NOT NULL,
+    token    TEXT NOT NULL,
+    method   TEXT NOT NULL,
+    route    TEXT NOT NULL,
+    filters  TEXT NOT NULL,
+    rows     INTEGER,
+    status   INTEGER NOT NULL
+);
+CREATE INDEX audit_time ON audit (at_ms);

@@ -2,8 +2,9 @@
 //! non-zero exit; results go to stdout.
 
 use crate::config::{
-    BackfillArgs, BackupArgs, Command, ConfigCommand, CopyArchiveArgs, IngestArgs, JobsArgs,
-    MigrateArgs, RejectedArgs, ReprocessArgs, ServeArgs,
+    AuditArgs, BackfillArgs, BackupArgs, Command, ConfigCommand, CopyArchiveArgs, EraseArgs,
+    IngestArgs, JobsArgs, MigrateArgs, PurgeArgs, RejectedArgs, ReprocessArgs, ServeArgs,
+    StorageArgs, TokenCommand,
 };
 use crate::domain::{JobOutcome, JobState, ReprocessSelector, SessionId, Timestamp};
 use crate::ingest::{self, IngestContext};
@@ -26,6 +27,10 @@ pub fn run(command: Command) -> ExitCode {
                 ExitCode::SUCCESS
             })
         }
+        Command::Token(command) => runtime().and_then(|rt| rt.block_on(token_command(command))),
+        Command::Erase(args) => runtime().and_then(|rt| rt.block_on(erase_command(args))),
+        Command::Purge(args) => runtime().and_then(|rt| rt.block_on(purge_command(args))),
+        Command::Audit(args) => runtime().and_then(|rt| rt.block_on(audit_command(args))),
         Command::Backup(args) => backup_command(args),
         Command::Migrate(args) => runtime().and_then(|rt| rt.block_on(migrate_command(args))),
         Command::CopyArchive(args) => {
@@ -193,6 +198,9 @@ async fn backfill_command(args: BackfillArgs) -> anyhow::Result<ExitCode> {
             ingest::Pulled::Done(JobOutcome::Unchanged, _) => {
                 ("skipped", "loaded from the same dump already".to_owned())
             }
+            ingest::Pulled::Done(JobOutcome::Erased, _) => {
+                ("skipped", "erased, or purged by retention".to_owned())
+            }
             ingest::Pulled::Done(_, r) => (
                 "loaded",
                 format!("{} loaded, {} rejected", r.rows_loaded, r.rows_rejected),
@@ -262,13 +270,194 @@ async fn jobs_command(args: JobsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn existing_store(storage: &StorageArgs) -> anyhow::Result<Store> {
+    Ok(Store::connect_existing(&storage.database, storage.database_pool as usize).await?)
+}
+
+fn when(ms: Option<i64>) -> String {
+    ms.map_or_else(|| "-".into(), |ms| Timestamp::from_millis(ms).to_rfc3339())
+}
+
+async fn token_command(command: TokenCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        TokenCommand::Create(args) => {
+            let store = existing_store(&args.storage).await?;
+            let new = crate::governance::NewToken {
+                name: args.name.clone(),
+                meetings: args.meetings.clone(),
+                expires_in_ms: args.expires,
+                admin: args.admin,
+            };
+            let secret = crate::governance::create_token(&store, &new).await?;
+            // The secret alone on stdout, so `TOKEN=$(chatsink token create ...)` works.
+            println!("{secret}");
+            eprintln!(
+                "chatsink: token '{}' created ({}{}); it is shown this once and kept only as a hash",
+                new.name.trim(),
+                if new.admin {
+                    "admin".to_owned()
+                } else if new.meetings.is_empty() {
+                    "reads every meeting".to_owned()
+                } else {
+                    format!("reads meetings {}", new.meetings.join(", "))
+                },
+                args.expires
+                    .map(|ms| format!(", expires {}", when(Some(crate::domain::timestamp::now_ms() + ms))))
+                    .unwrap_or_default()
+            );
+        }
+        TokenCommand::List(args) => {
+            let store = existing_store(&args.storage).await?;
+            let now = crate::domain::timestamp::now_ms();
+            println!(
+                "{:<24}  {:<8}  {:<24}  {:<24}  {:<24}  {:<24}  scope",
+                "name", "state", "created", "expires", "last used", "revoked"
+            );
+            for token in store.tokens().await? {
+                let state = if token.revoked_ms.is_some() {
+                    "revoked"
+                } else if !token.usable_at(now) {
+                    "expired"
+                } else {
+                    "active"
+                };
+                let scope = match (&token.meetings, token.admin) {
+                    (_, true) => "admin".to_owned(),
+                    (None, false) => "read: every meeting".to_owned(),
+                    (Some(m), false) => format!("read: {}", m.join(", ")),
+                };
+                println!(
+                    "{:<24}  {:<8}  {:<24}  {:<24}  {:<24}  {:<24}  {}",
+                    token.name,
+                    state,
+                    when(Some(token.created_ms)),
+                    when(token.expires_ms),
+                    when(token.last_used_ms),
+                    when(token.revoked_ms),
+                    scope
+                );
+            }
+        }
+        TokenCommand::Revoke(args) => {
+            let store = existing_store(&args.storage).await?;
+            if !store.revoke_token(&args.name).await? {
+                anyhow::bail!("no token named '{}' (see chatsink token list)", args.name);
+            }
+            eprintln!("chatsink: token '{}' revoked", args.name);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn erase_command(args: EraseArgs) -> anyhow::Result<ExitCode> {
+    use crate::domain::EraseTarget;
+    let target = match (args.target.user, args.target.message, args.target.session) {
+        (Some(user), _, _) => EraseTarget::User(user),
+        (_, Some(message), _) => EraseTarget::Message(message),
+        (_, _, Some(session)) => EraseTarget::Session(
+            SessionId::parse(&session)
+                .map_err(|e| anyhow::anyhow!("--session: {e}"))?
+                .as_str()
+                .to_owned(),
+        ),
+        _ => unreachable!("clap requires one target"),
+    };
+    if target.id().trim().is_empty() {
+        anyhow::bail!("--{}: give an id", target.kind());
+    }
+    let store = existing_store(&args.storage).await?;
+    let dumps = ingest::DumpStore::open(&args.storage.dump_store(), &args.storage.data_dir)?;
+    let removed = crate::governance::erase(&store, &dumps, &target).await?;
+    store
+        .record_audit(vec![crate::governance::erasure::deletion_entry(
+            "chatsink erase",
+            &format!("erase --{}", target.kind()),
+            target.id(),
+            &removed,
+        )])
+        .await?;
+    println!(
+        "erased {} {}: {} messages, {} rejected rows, {} sessions, {} webhook deliveries, {} kept dumps",
+        target.kind(),
+        target.id(),
+        removed.messages,
+        removed.rejected_rows,
+        removed.sessions,
+        removed.deliveries,
+        removed.dumps
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn purge_command(args: PurgeArgs) -> anyhow::Result<ExitCode> {
+    let store = existing_store(&args.storage).await?;
+    let dumps = ingest::DumpStore::open(&args.storage.dump_store(), &args.storage.data_dir)?;
+    let ms = |ms: i64| std::time::Duration::from_millis(ms as u64);
+    let purged = crate::governance::purge(
+        &store,
+        &dumps,
+        Some(ms(args.older_than)),
+        args.audit_older_than.map(ms),
+    )
+    .await?;
+    store
+        .record_audit(vec![crate::governance::erasure::deletion_entry(
+            "chatsink purge",
+            "purge",
+            &format!("sessions={}", purged.sessions),
+            &purged.erased,
+        )])
+        .await?;
+    println!(
+        "purged {} sessions: {} messages, {} rejected rows, {} webhook deliveries, {} kept dumps; {} audit entries",
+        purged.sessions,
+        purged.erased.messages,
+        purged.erased.rejected_rows,
+        purged.erased.deliveries,
+        purged.erased.dumps,
+        purged.audit_entries
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn audit_command(args: AuditArgs) -> anyhow::Result<ExitCode> {
+    let store = existing_store(&args.storage).await?;
+    let query = crate::domain::AuditQuery {
+        since_ms: args.since.map(|t| t.millis()),
+        token: args.token.clone(),
+        limit: args.limit,
+        ..Default::default()
+    };
+    println!(
+        "{:<24}  {:<20}  {:<6}  {:>6}  {:>8}  route?filters",
+        "time", "token", "method", "status", "rows"
+    );
+    for e in store
+        .audit_page(query, std::time::Duration::from_secs(3600))
+        .await?
+    {
+        println!(
+            "{:<24}  {:<20}  {:<6}  {:>6}  {:>8}  {}{}{}",
+            when(Some(e.at_ms)),
+            e.token,
+            e.method,
+            e.status,
+            e.rows.map_or_else(|| "-".into(), |n| n.to_string()),
+            e.route,
+            if e.filters.is_empty() { "" } else { "?" },
+            e.filters
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn rejected_command(args: RejectedArgs) -> anyhow::Result<ExitCode> {
     let store =
         Store::connect_existing(&args.storage.database, args.storage.database_pool as usize)
             .await?;
     // An operator's read: no budget to speak of.
     let budget = std::time::Duration::from_secs(3600);
-    if store.session(&args.session, budget).await?.is_none() {
+    if store.session(&args.session, None, budget).await?.is_none() {
         anyhow::bail!("unknown session: {}", args.session);
     }
     let rows = store

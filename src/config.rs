@@ -61,6 +61,18 @@ pub enum Command {
     /// List a session's dump rows that could not be loaded: line, reason, and the row's bytes as
     /// read (bytes that are not UTF-8 as `\xNN`).
     Rejected(RejectedArgs),
+    /// API tokens kept in the database: `token create` (prints the secret, once), `token list`,
+    /// `token revoke`.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Erase a participant, a message or a session everywhere chatsink keeps it, for good: later
+    /// loads leave it out. Prints what was removed.
+    Erase(EraseArgs),
+    /// Remove sessions whose last message is older than an age (retention, for cron), keeping a
+    /// tombstone for each so a late re-delivery is not loaded.
+    Purge(PurgeArgs),
+    /// Print the audit log: every /v1 request and every deletion, newest first.
+    Audit(AuditArgs),
     /// Check the configuration: `chatsink config check` validates it and prints the effective one.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -80,6 +92,103 @@ pub enum Command {
     Demo(DemoArgs),
     /// GET a URL and exit 0 on a 2xx answer (a health check for images without curl).
     Probe(ProbeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token. Prints the secret alone on stdout (`TOKEN=$(chatsink token create ...)`);
+    /// the database keeps only its hash.
+    Create(TokenCreateArgs),
+    /// List tokens: name, scope, created, expiry, last use (never the secret).
+    List(TokenListArgs),
+    /// Revoke a token: refused from the next request on, on every instance.
+    Revoke(TokenRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// Its name: what the audit log and `token list` show.
+    #[arg(long)]
+    pub name: String,
+    /// A meeting it may read (repeat for several); without, every meeting.
+    #[arg(long = "meeting")]
+    pub meetings: Vec<String>,
+    /// How long it lasts: 30d, 12h, 45m, 90s; without, until revoked.
+    #[arg(long, value_parser = age)]
+    pub expires: Option<i64>,
+    /// May also erase and read the audit log.
+    #[arg(long)]
+    pub admin: bool,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenListArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    /// The token's name.
+    pub name: String,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct EraseTargetArgs {
+    /// A participant (user) id.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// A message id.
+    #[arg(long)]
+    pub message: Option<String>,
+    /// A session id.
+    #[arg(long)]
+    pub session: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EraseArgs {
+    #[command(flatten)]
+    pub target: EraseTargetArgs,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    /// Remove sessions whose last message is older than this: 90d, 12h...
+    #[arg(long, value_parser = age)]
+    pub older_than: i64,
+    /// Also remove audit entries older than this.
+    #[arg(long, value_parser = age)]
+    pub audit_older_than: Option<i64>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Entries from this time on (RFC 3339).
+    #[arg(long, value_parser = rfc3339)]
+    pub since: Option<Timestamp>,
+    /// Only this token's entries (its name).
+    #[arg(long)]
+    pub token: Option<String>,
+    /// At most this many entries.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: u32,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+/// An age such as `90d` or `12h`, in milliseconds.
+fn age(raw: &str) -> Result<i64, String> {
+    crate::domain::parse_age(raw)
 }
 
 #[derive(Debug, Subcommand)]
@@ -312,6 +421,23 @@ pub struct ServeArgs {
         value_parser = secret
     )]
     pub read_tokens: Vec<SecretString>,
+    /// Admin tokens, comma-separated: they may also erase (`DELETE /v1/...`) and read the audit
+    /// log. Tokens made by `chatsink token create --admin` work as well.
+    #[arg(
+        long,
+        env = "CHATSINK_ADMIN_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true,
+        value_parser = secret
+    )]
+    pub admin_tokens: Vec<SecretString>,
+    /// Days a session is kept after its last message; unset: for ever. `serve` sweeps expired
+    /// sessions soon after start-up and then hourly.
+    #[arg(long, env = "CHATSINK_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub retention_days: Option<u32>,
+    /// Days an audit entry is kept; unset: for ever.
+    #[arg(long, env = "CHATSINK_AUDIT_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub audit_retention_days: Option<u32>,
     /// Number of ingest workers.
     #[arg(long, env = "CHATSINK_WORKERS", default_value_t = 2)]
     pub workers: usize,
@@ -523,6 +649,8 @@ pub struct Settings {
     pub verify: VerifySettings,
     pub max_body_bytes: usize,
     pub read_tokens: Vec<SecretString>,
+    pub admin_tokens: Vec<SecretString>,
+    pub retention: crate::governance::RetentionSettings,
     pub workers: usize,
     pub http_workers: usize,
     pub ready_max_backlog: i64,
@@ -654,6 +782,33 @@ fn database_location(raw: &str) -> Result<DatabaseLocation, String> {
 
 /// A secret setting, wrapped from the moment clap reads it so no `Debug` of the arguments can
 /// print it.
+/// Tokens from a comma-separated setting, each checked: not the deploy kit's placeholder, and
+/// long enough not to be guessed.
+fn tokens(
+    variable: &'static str,
+    raw: &[SecretString],
+) -> Result<Vec<SecretString>, SettingsError> {
+    let tokens: Vec<SecretString> = raw
+        .iter()
+        .map(|t| t.expose_secret().trim())
+        .filter(|t| !t.is_empty())
+        .map(SecretString::from)
+        .collect();
+    if tokens.iter().any(|t| is_placeholder(t.expose_secret())) {
+        return Err(invalid(
+            variable,
+            "a token is the deploy kit's placeholder; generate one (e.g. openssl rand -hex 32)",
+        ));
+    }
+    if tokens.iter().any(|t| t.expose_secret().len() < 16) {
+        return Err(invalid(
+            variable,
+            "each token must be at least 16 characters",
+        ));
+    }
+    Ok(tokens)
+}
+
 fn secret(raw: &str) -> Result<SecretString, std::convert::Infallible> {
     Ok(SecretString::from(raw))
 }
@@ -730,28 +885,9 @@ impl ServeArgs {
         if self.workers == 0 {
             return Err(invalid("CHATSINK_WORKERS", "must be at least 1"));
         }
-        let read_tokens: Vec<SecretString> = self
-            .read_tokens
-            .iter()
-            .map(|t| t.expose_secret().trim())
-            .filter(|t| !t.is_empty())
-            .map(SecretString::from)
-            .collect();
-        if read_tokens
-            .iter()
-            .any(|t| is_placeholder(t.expose_secret()))
-        {
-            return Err(invalid(
-                "CHATSINK_READ_TOKENS",
-                "a token is the deploy kit's placeholder; generate one (e.g. openssl rand -hex 32)",
-            ));
-        }
-        if read_tokens.iter().any(|t| t.expose_secret().len() < 16) {
-            return Err(invalid(
-                "CHATSINK_READ_TOKENS",
-                "each token must be at least 16 characters",
-            ));
-        }
+        let read_tokens = tokens("CHATSINK_READ_TOKENS", &self.read_tokens)?;
+        let admin_tokens = tokens("CHATSINK_ADMIN_TOKENS", &self.admin_tokens)?;
+        let days = |d: Option<u32>| d.map(|d| Duration::from_secs(u64::from(d) * 86_400));
         Ok(Settings {
             listen: self.listen,
             database: self.storage.database.clone(),
@@ -765,6 +901,11 @@ impl ServeArgs {
             },
             max_body_bytes: self.max_body_bytes,
             read_tokens,
+            admin_tokens,
+            retention: crate::governance::RetentionSettings {
+                sessions: days(self.retention_days),
+                audit: days(self.audit_retention_days),
+            },
             workers: self.workers,
             http_workers: self.http_workers,
             ready_max_backlog: self.ready_max_backlog,

@@ -14,6 +14,7 @@ pub mod api;
 pub mod domain;
 pub mod dumpgen;
 pub mod failpoint;
+pub mod governance;
 pub mod ingest;
 pub mod store;
 pub mod ui;

@@ -1,8 +1,9 @@
 //! Builds the running service: database, intake writer, verifier, ingest workers, HTTP server;
 //! and takes it down in order on SIGTERM / Ctrl-C.
 
-use crate::api::{self, ApiState, Readiness};
+use crate::api::{self, ApiState, ApiTokens, Readiness};
 use crate::config::Settings;
+use crate::governance::AuditLog;
 use crate::head_limit::HeadLimit;
 use crate::ingest::{
     spawn_owner_heartbeat, spawn_reconcile, spawn_workers, IngestContext, WorkerPool,
@@ -29,11 +30,13 @@ pub struct Application {
     store: Store,
     owner: Owner,
     owner_heartbeat: tokio::task::JoinHandle<()>,
-    /// Stops the reconcile passes (absent when reconcile is off).
-    reconcile: Option<(
-        tokio::sync::watch::Sender<bool>,
-        tokio::task::JoinHandle<()>,
-    )>,
+    /// Tells the reconcile passes and the retention sweep to stop.
+    stop_background: tokio::sync::watch::Sender<bool>,
+    /// The reconcile passes (absent when reconcile is off).
+    reconcile: Option<tokio::task::JoinHandle<()>>,
+    sweep: tokio::task::JoinHandle<()>,
+    audit: AuditLog,
+    audit_writer: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -72,12 +75,25 @@ impl Application {
             &settings.download,
             settings.jobs.clone(),
         )?);
+        let dumps = ingest.dumps.clone();
         let workers = spawn_workers(ingest.clone(), settings.workers);
         store.watch_jobs(workers.wake());
         let (stop_reconcile, stopping) = tokio::sync::watch::channel(false);
-        let reconcile =
-            spawn_reconcile(ingest, settings.reconcile.clone(), workers.wake(), stopping)
-                .map(|handle| (stop_reconcile, handle));
+        let reconcile = spawn_reconcile(
+            ingest,
+            settings.reconcile.clone(),
+            workers.wake(),
+            stopping.clone(),
+        );
+        let sweep = crate::governance::spawn_sweep(
+            store.clone(),
+            dumps.clone(),
+            owner.clone(),
+            settings.retention.clone(),
+            settings.jobs.owner_stale,
+            stopping,
+        );
+        let (audit, audit_writer) = AuditLog::start(store.clone());
         let webhook_state = web::Data::new(WebhookState {
             verifier,
             intake,
@@ -88,13 +104,18 @@ impl Application {
         crate::telemetry::metrics();
         let api_state = web::Data::new(ApiState::new(
             store.clone(),
-            read_tokens,
+            ApiTokens {
+                read: read_tokens,
+                admin: settings.admin_tokens.clone(),
+            },
             Readiness {
                 workers_alive: workers.alive(),
                 workers_expected: settings.workers,
                 max_backlog: settings.ready_max_backlog,
             },
             settings.query_budget,
+            audit.clone(),
+            dumps,
         ));
 
         let port = listener.local_addr()?.port();
@@ -137,7 +158,11 @@ impl Application {
             store,
             owner,
             owner_heartbeat,
+            stop_background: stop_reconcile,
             reconcile,
+            sweep,
+            audit,
+            audit_writer,
         })
     }
 
@@ -156,10 +181,15 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.server.await?;
         tracing::info!("HTTP server stopped; stopping ingest workers");
-        if let Some((stop, handle)) = self.reconcile {
-            let _ = stop.send(true);
+        let _ = self.stop_background.send(true);
+        if let Some(handle) = self.reconcile {
             let _ = handle.await;
         }
+        let _ = self.sweep.await;
+        // Every request answered has its audit entry written before the process ends.
+        self.audit.flush().await;
+        drop(self.audit);
+        self.audit_writer.abort();
         self.workers.shutdown().await;
         self.owner_heartbeat.abort();
         if let Err(e) = self.store.retire_owner(&self.owner).await {
@@ -189,18 +219,11 @@ fn resolve_read_tokens(
             return Ok(vec![SecretString::from(token)]);
         }
     }
-    let token = SecretString::from(generate_token());
+    let token = SecretString::from(crate::governance::new_secret());
     write_private(&path, token.expose_secret())?;
     tracing::warn!(path = %path.display(), "no CHATSINK_READ_TOKENS set: generated a query API token; send it as 'Authorization: Bearer <token>'");
     eprintln!("chatsink: query API token written to {}", path.display());
     Ok(vec![token])
-}
-
-fn generate_token() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    hex::encode(bytes)
 }
 
 /// Writes a secret file with mode 0600 whatever was there before: into a new temp file created

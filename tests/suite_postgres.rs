@@ -22,6 +22,8 @@ mod budget;
 mod cli;
 #[path = "suite/dump_store.rs"]
 mod dump_store;
+#[path = "suite/governance.rs"]
+mod governance;
 #[path = "suite/hostile.rs"]
 mod hostile;
 #[path = "suite/ingest.rs"]

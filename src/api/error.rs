@@ -13,6 +13,8 @@ pub enum ApiError {
     NotFound { what: String },
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    #[error("this route needs an admin token")]
+    Forbidden,
     #[error("the archive could not be read")]
     Storage(#[from] StoreError),
     /// A read ran past the read budget; `searched` when the filter had a `q`, which is then
@@ -58,6 +60,7 @@ impl ResponseError for ApiError {
             Self::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
             Self::Storage(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::TooExpensive { searched: true, .. } => StatusCode::BAD_REQUEST,
@@ -79,6 +82,9 @@ impl ResponseError for ApiError {
             }
             Self::Unauthorized => {
                 serde_json::json!({"error": "unauthorized", "message": self.to_string()})
+            }
+            Self::Forbidden => {
+                serde_json::json!({"error": "forbidden", "message": self.to_string()})
             }
             Self::Storage(e) if e.is_unavailable() => {
                 tracing::error!(error = %e, "query failed: storage unavailable");

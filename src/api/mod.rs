@@ -2,6 +2,8 @@
 //! (bearer token required). Handlers are thin: parse the request, call one use case of the
 //! store, shape the answer.
 
+mod admin;
+mod audit;
 mod auth;
 mod cursor;
 mod error;
@@ -19,6 +21,8 @@ pub use openapi::{document as openapi_document, ROUTE_PARAMS};
 pub use views::escape_bytes;
 
 use crate::domain::MessageFilter;
+use crate::governance::AuditLog;
+use crate::ingest::DumpStore;
 use crate::store::{Store, StoreError};
 use actix_web::{middleware, web, HttpResponse};
 use secrecy::SecretString;
@@ -29,13 +33,26 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub struct ApiState {
     pub store: Store,
+    /// `CHATSINK_READ_TOKENS`: unscoped read tokens.
     pub read_tokens: Vec<SecretString>,
+    /// `CHATSINK_ADMIN_TOKENS`: tokens that may also delete and read the audit log.
+    pub admin_tokens: Vec<SecretString>,
+    pub audit: AuditLog,
+    /// Where erasures delete the kept dumps that held erased rows.
+    pub dumps: DumpStore,
     pub readiness: Readiness,
     /// How long one read (a page, a stats call, one page of an export) may run.
     pub read_budget: Duration,
     /// Reads with a full-text `q` that may run at once: fewer than the pool's connections, so
     /// expensive searches can never take every connection from light pages.
     full_text: Arc<Semaphore>,
+}
+
+/// The tokens the environment configures (those made by `chatsink token create` are in the
+/// database).
+pub struct ApiTokens {
+    pub read: Vec<SecretString>,
+    pub admin: Vec<SecretString>,
 }
 
 /// Full-text reads at once (the pool holds 16 connections).
@@ -52,13 +69,18 @@ pub struct Readiness {
 impl ApiState {
     pub fn new(
         store: Store,
-        read_tokens: Vec<SecretString>,
+        tokens: ApiTokens,
         readiness: Readiness,
         read_budget: Duration,
+        audit: AuditLog,
+        dumps: DumpStore,
     ) -> Self {
         Self {
             store,
-            read_tokens,
+            read_tokens: tokens.read,
+            admin_tokens: tokens.admin,
+            audit,
+            dumps,
             readiness,
             read_budget,
             full_text: Arc::new(Semaphore::new(FULL_TEXT_AT_ONCE)),
@@ -131,11 +153,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         }))
         .service(
             web::scope("/v1")
-                .wrap(middleware::from_fn(auth::require_read_token))
+                .wrap(middleware::from_fn(auth::require_token))
+                .wrap(middleware::from_fn(audit::record))
                 .wrap(middleware::from_fn(ops::record_query_latency))
                 .service(only("/messages", Method::GET, routes::list_messages))
                 .service(only("/sessions", Method::GET, routes::list_sessions))
-                .service(only("/sessions/{id}", Method::GET, routes::get_session))
+                .service(
+                    web::resource("/sessions/{id}")
+                        .route(web::get().to(routes::get_session))
+                        .route(web::delete().to(admin::erase_session))
+                        .default_service(web::to(|| async {
+                            Err::<HttpResponse, _>(ApiError::MethodNotAllowed {
+                                allow: "GET, DELETE".into(),
+                            })
+                        })),
+                )
+                .service(only("/users/{id}", Method::DELETE, admin::erase_user))
+                .service(only("/messages/{id}", Method::DELETE, admin::erase_message))
+                .service(only("/audit", Method::GET, admin::audit))
                 .service(only(
                     "/sessions/{id}/messages",
                     Method::GET,

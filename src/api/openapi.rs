@@ -1,6 +1,7 @@
 //! The OpenAPI 3 document at `/openapi.json`: routes and bodies from the handlers' annotations,
 //! query parameters from the same table the parser validates against.
 
+use super::admin::{self, AuditList, AuditView, ErasedView};
 use super::params::{self, ParamKind, ParamSpec};
 use super::routes;
 use super::views::*;
@@ -14,7 +15,7 @@ use utoipa::OpenApi;
 #[openapi(
     info(
         title = "chatsink query API",
-        description = "Archived RealtimeKit meeting chat. Every /v1 route needs `Authorization: Bearer <token>`."
+        description = "Archived RealtimeKit meeting chat. Every /v1 route needs `Authorization: Bearer <token>`; a token scoped to meetings sees only those. The erasure routes and the audit log need an admin token."
     ),
     paths(
         routes::list_messages,
@@ -24,7 +25,11 @@ use utoipa::OpenApi;
         routes::get_session,
         routes::session_rejected,
         routes::list_users,
-        routes::stats
+        routes::stats,
+        admin::erase_user,
+        admin::erase_message,
+        admin::erase_session,
+        admin::audit
     ),
     components(schemas(
         MessageView,
@@ -40,7 +45,10 @@ use utoipa::OpenApi;
         TopUser,
         PinnedCounts,
         RejectedRowView,
-        RejectedList
+        RejectedList,
+        ErasedView,
+        AuditView,
+        AuditList
     ))
 )]
 struct ApiDoc;
@@ -55,6 +63,7 @@ pub const ROUTE_PARAMS: &[(&str, &[ParamSpec])] = &[
     ("/v1/sessions/{id}/rejected", params::LIST_PARAMS),
     ("/v1/users", params::USER_LIST_PARAMS),
     ("/v1/stats", params::STATS_PARAMS),
+    ("/v1/audit", params::AUDIT_PARAMS),
 ];
 
 fn schema_of(spec: &ParamSpec) -> Schema {
@@ -117,7 +126,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     // Any request can be refused before routing (src/head_limit.rs), and any route with its
     // wrong method is a 405.
     for item in doc.paths.paths.values_mut() {
-        for operation in [item.get.as_mut(), item.post.as_mut()]
+        for operation in [item.get.as_mut(), item.post.as_mut(), item.delete.as_mut()]
             .into_iter()
             .flatten()
         {

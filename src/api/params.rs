@@ -135,6 +135,25 @@ pub const STATS_PARAMS: &[ParamSpec] = &[
     USER, TYPE, PINNED, EDITED, SESSION, MEETING, SINCE, UNTIL, Q,
 ];
 pub const LIST_PARAMS: &[ParamSpec] = &[LIMIT, CURSOR];
+const AUDIT_SINCE: ParamSpec = spec(
+    "since",
+    ParamKind::Time,
+    false,
+    "Entries recorded at or after this time, in the forms /v1/messages' since takes.",
+);
+const AUDIT_UNTIL: ParamSpec = spec(
+    "until",
+    ParamKind::Time,
+    false,
+    "Entries recorded before this time.",
+);
+const AUDIT_TOKEN: ParamSpec = spec(
+    "token",
+    ParamKind::Text,
+    false,
+    "Only the entries of the token of this name (never the token itself).",
+);
+pub const AUDIT_PARAMS: &[ParamSpec] = &[AUDIT_SINCE, AUDIT_UNTIL, AUDIT_TOKEN, LIMIT, CURSOR];
 pub const USER_LIST_PARAMS: &[ParamSpec] = &[SESSION, LIMIT, CURSOR];
 
 /// A parsed query string: every name known to `specs`, every value parsed once into its kind.
@@ -214,7 +233,7 @@ impl QueryParams {
         }
     }
 
-    fn time(&self, name: &str) -> Option<i64> {
+    pub fn time(&self, name: &str) -> Option<i64> {
         match self.first(name)? {
             Value::Time(ms) => Some(*ms),
             _ => None,
@@ -290,6 +309,8 @@ pub struct MessageQuery {
 pub struct Scope {
     pub session: Option<String>,
     pub user: Option<String>,
+    /// The reader's meetings, from its token (none: every meeting).
+    pub visible: Option<Vec<String>>,
 }
 
 pub fn message_filter(params: &QueryParams, scope: &Scope) -> Result<MessageFilter, ApiError> {
@@ -316,6 +337,7 @@ pub fn message_filter(params: &QueryParams, scope: &Scope) -> Result<MessageFilt
             .clone()
             .or_else(|| params.one("session").map(str::to_owned)),
         meeting: params.one("meeting").map(str::to_owned),
+        visible: scope.visible.clone(),
         since_ms: params.time("since"),
         until_ms: params.time("until"),
         text_query: params

@@ -1,11 +1,12 @@
 //! The `/v1` handlers: extract the request, call one use case of the store, shape the answer.
 
+use super::audit::counted;
 use super::cursor::{Cursor, CursorKey};
 use super::error::ApiError;
 use super::params::{self, Format, MessageQuery, QueryParams, Scope, DEFAULT_LIMIT};
 use super::views::*;
 use super::{export, ApiState};
-use crate::domain::After;
+use crate::domain::{After, Reader};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 fn accept(request: &HttpRequest) -> Option<&str> {
@@ -57,10 +58,14 @@ async fn respond_with_messages(
         created_ms: last.created_ms,
         seq: last.seq,
     });
-    Ok(HttpResponse::Ok().json(MessageList {
-        messages: rows.into_iter().map(MessageView::from).collect(),
-        next_cursor,
-    }))
+    let count = rows.len();
+    Ok(counted(
+        HttpResponse::Ok().json(MessageList {
+            messages: rows.into_iter().map(MessageView::from).collect(),
+            next_cursor,
+        }),
+        count,
+    ))
 }
 
 /// Cuts a page fetched with one row more than `limit` back to `limit`, and names the cursor
@@ -88,10 +93,28 @@ fn cursor_key<K: CursorKey>(params: &QueryParams, codec: &Cursor) -> Result<Opti
         .transpose()
 }
 
-async fn require_session(state: &ApiState, id: &str) -> Result<SessionView, ApiError> {
+/// What a reader's token lets it see, as a route's scope.
+fn visible(reader: &Reader) -> Scope {
+    Scope {
+        visible: reader.meetings.clone(),
+        ..Scope::default()
+    }
+}
+
+/// The reader's scope as a cursor's context: a cursor issued to one scope is refused in another.
+fn scope_key(reader: &Reader) -> String {
+    format!("{:?}", reader.meetings)
+}
+
+/// The session, if it exists and the reader may see it (a 404 either way).
+async fn require_session(
+    state: &ApiState,
+    reader: &Reader,
+    id: &str,
+) -> Result<SessionView, ApiError> {
     state
         .store
-        .session(id, state.read_budget)
+        .session(id, reader.meetings.as_deref(), state.read_budget)
         .await
         .map_err(ApiError::from_light_read)?
         .map(SessionView::from)
@@ -109,11 +132,12 @@ async fn require_session(state: &ApiState, id: &str) -> Result<SessionView, ApiE
 pub async fn list_messages(
     request: HttpRequest,
     state: web::Data<ApiState>,
+    reader: web::ReqData<Reader>,
 ) -> Result<HttpResponse, ApiError> {
     let query = MessageQuery::parse(
         request.query_string(),
         params::MESSAGE_PARAMS,
-        &Scope::default(),
+        &visible(&reader),
         accept(&request),
     )?;
     respond_with_messages(&state, query).await
@@ -128,11 +152,12 @@ pub async fn session_messages(
     request: HttpRequest,
     path: web::Path<String>,
     state: web::Data<ApiState>,
+    reader: web::ReqData<Reader>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let scope = Scope {
         session: Some(id.clone()),
-        user: None,
+        ..visible(&reader)
     };
     let query = MessageQuery::parse(
         request.query_string(),
@@ -140,7 +165,7 @@ pub async fn session_messages(
         &scope,
         accept(&request),
     )?;
-    require_session(&state, &id).await?;
+    require_session(&state, &reader, &id).await?;
     respond_with_messages(&state, query).await
 }
 
@@ -153,11 +178,12 @@ pub async fn user_messages(
     request: HttpRequest,
     path: web::Path<String>,
     state: web::Data<ApiState>,
+    reader: web::ReqData<Reader>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let scope = Scope {
-        session: None,
         user: Some(id.clone()),
+        ..visible(&reader)
     };
     let query = MessageQuery::parse(
         request.query_string(),
@@ -167,7 +193,7 @@ pub async fn user_messages(
     )?;
     if !state
         .store
-        .user_exists(&id, state.read_budget)
+        .user_exists(&id, reader.meetings.as_deref(), state.read_budget)
         .await
         .map_err(ApiError::from_light_read)?
     {
@@ -185,21 +211,31 @@ pub async fn user_messages(
 pub async fn list_sessions(
     request: HttpRequest,
     state: web::Data<ApiState>,
+    reader: web::ReqData<Reader>,
 ) -> Result<HttpResponse, ApiError> {
     let params = QueryParams::parse(request.query_string(), params::LIST_PARAMS)?;
     let limit = params.limit().unwrap_or(DEFAULT_LIMIT);
-    let codec = Cursor::for_list("sessions", "");
+    let codec = Cursor::for_list("sessions", &scope_key(&reader));
     let after = cursor_key(&params, &codec)?;
     let rows = state
         .store
-        .session_page(after, limit + 1, state.read_budget)
+        .session_page(
+            after,
+            reader.meetings.as_deref(),
+            limit + 1,
+            state.read_budget,
+        )
         .await
         .map_err(ApiError::from_light_read)?;
     let (rows, next_cursor) = page(rows, limit, &codec, |s| (s.sort_ms, s.session_id.clone()));
-    Ok(HttpResponse::Ok().json(SessionList {
-        sessions: rows.into_iter().map(SessionView::from).collect(),
-        next_cursor,
-    }))
+    let count = rows.len();
+    Ok(counted(
+        HttpResponse::Ok().json(SessionList {
+            sessions: rows.into_iter().map(SessionView::from).collect(),
+            next_cursor,
+        }),
+        count,
+    ))
 }
 
 /// One session: metadata, counts, ingest status.
@@ -211,9 +247,11 @@ pub async fn get_session(
     request: HttpRequest,
     path: web::Path<String>,
     state: web::Data<ApiState>,
+    reader: web::ReqData<Reader>,
 ) -> Result<HttpResponse, ApiError> {
     QueryParams::parse(request.query_string(), &[])?;
-    Ok(HttpResponse::Ok().json(require_session(&state, &path.into_inner()).await?))
+    let session = require_session(&state, &reader, &path.into_inner()).await?;
+    Ok(counted(HttpResponse::Ok().json(session), 1))
 }
 
 /// A session's dump rows that could not be loaded, in file order, with their exact bytes.
@@ -225,23 +263,28 @@ pub async fn session_rejected(
     request: HttpRequest,
     path: web::Path<String>,
     state: web::Data<ApiState>,
+    reader: web::ReqData<Reader>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let params = QueryParams::parse(request.query_string(), params::LIST_PARAMS)?;
     let limit = params.limit().unwrap_or(DEFAULT_LIMIT);
     let codec = Cursor::for_list("rejected", &id);
     let after = cursor_key(&params, &codec)?;
-    require_session(&state, &id).await?;
+    require_session(&state, &reader, &id).await?;
     let rows = state
         .store
         .rejected_page(&id, after, limit + 1, state.read_budget)
         .await
         .map_err(ApiError::from_light_read)?;
     let (rows, next_cursor) = page(rows, limit, &codec, |r| r.id);
-    Ok(HttpResponse::Ok().json(RejectedList {
-        rejected: rows.into_iter().map(RejectedRowView::from).collect(),
-        next_cursor,
-    }))
+    let count = rows.len();
+    Ok(counted(
+        HttpResponse::Ok().json(RejectedList {
+            rejected: rows.into_iter().map(RejectedRowView::from).collect(),
+            next_cursor,
+        }),
+        count,
+    ))
 }
 
 /// Participants seen in the archive, by id.
@@ -251,22 +294,40 @@ pub async fn session_rejected(
 pub async fn list_users(
     request: HttpRequest,
     state: web::Data<ApiState>,
+    reader: web::ReqData<Reader>,
 ) -> Result<HttpResponse, ApiError> {
     let params = QueryParams::parse(request.query_string(), params::USER_LIST_PARAMS)?;
     let limit = params.limit().unwrap_or(DEFAULT_LIMIT);
     let session = params.one("session").map(str::to_owned);
-    let codec = Cursor::for_list("users", session.as_deref().unwrap_or(""));
+    let codec = Cursor::for_list(
+        "users",
+        &format!(
+            "{}|{}",
+            session.as_deref().unwrap_or(""),
+            scope_key(&reader)
+        ),
+    );
     let after = cursor_key(&params, &codec)?;
     let rows = state
         .store
-        .user_page(session, after, limit + 1, state.read_budget)
+        .user_page(
+            session,
+            reader.meetings.as_deref(),
+            after,
+            limit + 1,
+            state.read_budget,
+        )
         .await
         .map_err(ApiError::from_light_read)?;
     let (rows, next_cursor) = page(rows, limit, &codec, |u| u.user_id.clone());
-    Ok(HttpResponse::Ok().json(UserList {
-        users: rows.into_iter().map(UserView::from).collect(),
-        next_cursor,
-    }))
+    let count = rows.len();
+    Ok(counted(
+        HttpResponse::Ok().json(UserList {
+            users: rows.into_iter().map(UserView::from).collect(),
+            next_cursor,
+        }),
+        count,
+    ))
 }
 
 /// Counts by type, by pinned, by day, and the top users, for the filters of `/v1/messages`.
@@ -276,14 +337,19 @@ pub async fn list_users(
 pub async fn stats(
     request: HttpRequest,
     state: web::Data<ApiState>,
+    reader: web::ReqData<Reader>,
 ) -> Result<HttpResponse, ApiError> {
     let params = QueryParams::parse(request.query_string(), params::STATS_PARAMS)?;
-    let filter = params::message_filter(&params, &Scope::default())?;
+    let filter = params::message_filter(&params, &visible(&reader))?;
     let _permit = state.admit(&filter).await?;
     let stats = state
         .store
         .stats(&filter, 10, state.read_budget)
         .await
         .map_err(ApiState::read_error(&filter))?;
-    Ok(HttpResponse::Ok().json(StatsView::from(stats)))
+    let total = stats.total.max(0) as usize;
+    Ok(counted(
+        HttpResponse::Ok().json(StatsView::from(stats)),
+        total,
+    ))
 }

@@ -98,16 +98,20 @@ pub enum JobOutcome {
     /// The dump is the one the session was last loaded from: nothing was written again (a late
     /// or repeated webhook for a session already archived).
     Unchanged,
+    /// The session is on the erasure list (erased, or purged by retention): nothing was loaded
+    /// and nothing was downloaded.
+    Erased,
 }
 
 impl JobOutcome {
-    pub const ALL: [JobOutcome; 3] = [Self::Loaded, Self::NoChat, Self::Unchanged];
+    pub const ALL: [JobOutcome; 4] = [Self::Loaded, Self::NoChat, Self::Unchanged, Self::Erased];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Loaded => "loaded",
             Self::NoChat => "no_chat",
             Self::Unchanged => "unchanged",
+            Self::Erased => "erased",
         }
     }
 
@@ -118,7 +122,7 @@ impl JobOutcome {
             .ok_or_else(|| UnknownValue {
                 what: "job outcome",
                 value: raw.to_owned(),
-                known: "loaded, no_chat, unchanged",
+                known: "loaded, no_chat, unchanged, erased",
             })
     }
 }

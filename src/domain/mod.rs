@@ -3,6 +3,7 @@
 
 mod delivery;
 mod event;
+mod governance;
 mod host_pattern;
 mod ids;
 mod job;
@@ -18,6 +19,10 @@ pub mod timestamp;
 
 pub use delivery::{DeliveryRecord, IntakeOutcome, NewDelivery};
 pub use event::{parse_event, ChatSynced, EventError, WebhookEvent, CHAT_SYNCED};
+pub use governance::{
+    parse_age, AuditEntry, AuditQuery, EraseStep, EraseTarget, Erased, ErasureList, Reader,
+    TokenRecord,
+};
 pub use host_pattern::{HostPattern, HostPatternError};
 pub use ids::{SessionId, SessionIdError};
 pub use job::{ClaimedJob, Job, JobKind, JobOutcome, JobState, ReprocessSelector, UnknownValue};

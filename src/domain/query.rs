@@ -18,6 +18,9 @@ pub struct MessageFilter {
     pub until_ms: Option<i64>,
     /// A full-text query over text, file names and display names.
     pub text_query: Option<TextQuery>,
+    /// The meetings the reader's token may see (none: every meeting). Not a parameter: set from
+    /// the token, so it is part of every cursor the filter issues.
+    pub visible: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

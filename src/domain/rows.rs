@@ -48,6 +48,9 @@ pub struct LoadReport {
     pub rows_rejected: i64,
     /// Messages stored for the session after the load.
     pub messages: i64,
+    /// Rows left out because the erasure list names them (or their session): not stored, and
+    /// the dump holding them is not kept.
+    pub rows_erased: i64,
 }
 
 /// Parsed rows on their way to a store, from a reader that may stop early (a cut download, a

@@ -220,6 +220,29 @@ impl DumpStore {
         }
     }
 
+    /// Deletes the kept dump under `key` (erasure, retention); one already gone is no error.
+    pub async fn remove(&self, key: &str) -> Result<(), DumpStoreError> {
+        if !key_is_ours(key) {
+            return Err(DumpStoreError::BadKey {
+                store: self.shown.clone(),
+                key: key.to_owned(),
+            });
+        }
+        match &self.kind {
+            Kind::None => Ok(()),
+            Kind::Dir(root) => match tokio::fs::remove_file(root.join(key)).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(self.io(e)),
+                _ => Ok(()),
+            },
+            Kind::Object { store, prefix } => match store.delete(&object_path(prefix, key)).await {
+                Err(e) if !matches!(e, object_store::Error::NotFound { .. }) => {
+                    Err(self.object_error(e))
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+
     /// The kept dump under `key`, as a local file; `None` when the store no longer has it (or
     /// keeps none), so the caller downloads it again.
     pub async fn fetch(&self, key: &str) -> Result<Option<LocalDump>, DumpStoreError> {

@@ -140,6 +140,7 @@ pub(super) async fn run_to_end(
                             rows_loaded: job.rows_loaded.unwrap_or(0),
                             rows_rejected: job.rows_rejected.unwrap_or(0),
                             messages: job.rows_loaded.unwrap_or(0),
+                            rows_erased: 0,
                         };
                         return Ok((job.outcome.unwrap_or(JobOutcome::Loaded), report));
                     }

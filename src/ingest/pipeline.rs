@@ -57,6 +57,10 @@ pub enum Attempt {
 /// `reprocess` loads the same dump again: that is what it is for.
 #[tracing::instrument(skip_all, fields(job_id = job.id, session_id = %job.session_id, attempt = job.attempt))]
 pub async fn process_job(ctx: &IngestContext, job: &ClaimedJob) -> Result<Attempt, IngestError> {
+    if ctx.store.session_erased(&job.session_id).await? {
+        tracing::info!("the session is erased (or purged by retention); nothing to load");
+        return finish_unloaded(ctx, job, JobOutcome::Erased).await;
+    }
     let (local, dump) = match obtain_dump(ctx, job).await {
         Err(IngestError::RtkApi(RtkApiError::NotFound(_))) if job.kind == JobKind::Pull => {
             tracing::info!("the Chat Replay API has no chat for this session");
@@ -73,6 +77,20 @@ pub async fn process_job(ctx: &IngestContext, job: &ClaimedJob) -> Result<Attemp
             == Some(dump.sha256.as_str())
     {
         tracing::info!("the session was loaded from this same dump already; nothing to load");
+        // The copy just kept is the session's kept dump, unless that one was not kept (it held
+        // erased rows): then no copy may stay.
+        let kept = ctx
+            .store
+            .stored_dump(&job.session_id)
+            .await?
+            .and_then(|d| d.key);
+        if let Some(key) = dump
+            .key
+            .as_deref()
+            .filter(|key| kept.as_deref() != Some(*key))
+        {
+            ctx.dumps.remove(key).await?;
+        }
         return finish_unloaded(ctx, job, JobOutcome::Unchanged).await;
     }
     let path = local.path().to_owned();
@@ -92,6 +110,11 @@ pub async fn process_job(ctx: &IngestContext, job: &ClaimedJob) -> Result<Attemp
     let report = match loaded? {
         JobLoad::Loaded(report) => report,
         JobLoad::LeaseLost => return Ok(Attempt::LeaseLost),
+        JobLoad::Erased => {
+            // Erased while the dump was on its way: the kept copy went to the trash.
+            crate::governance::empty_trash(&ctx.store, &ctx.dumps).await?;
+            return Ok(Attempt::Done(JobOutcome::Erased, LoadReport::default()));
+        }
         JobLoad::InputFailed(reason) => {
             return Err(IngestError::InputCut {
                 what: "the stored dump".into(),
@@ -99,9 +122,14 @@ pub async fn process_job(ctx: &IngestContext, job: &ClaimedJob) -> Result<Attemp
             })
         }
     };
+    if report.rows_erased > 0 {
+        // The dump held erased rows: it is not kept.
+        crate::governance::empty_trash(&ctx.store, &ctx.dumps).await?;
+    }
     tracing::info!(
         rows_loaded = report.rows_loaded,
         rows_rejected = report.rows_rejected,
+        rows_erased = report.rows_erased,
         "session loaded"
     );
     let outcome = if report.rows_loaded == 0 && report.rows_rejected == 0 {

@@ -57,7 +57,9 @@ impl BackfillSummary {
     fn count(&mut self, pulled: &Pulled, session: &SessionId) {
         match pulled {
             Pulled::Done(JobOutcome::NoChat, _) => self.no_chat += 1,
-            Pulled::Done(JobOutcome::Unchanged, _) | Pulled::Skipped(_) => self.skipped += 1,
+            Pulled::Done(JobOutcome::Unchanged | JobOutcome::Erased, _) | Pulled::Skipped(_) => {
+                self.skipped += 1
+            }
             Pulled::Done(JobOutcome::Loaded, _) => self.loaded += 1,
             Pulled::Live => self.live += 1,
             Pulled::Failed(e) => self.failed.push((session.clone(), e.clone())),

@@ -15,6 +15,7 @@
 //! job to one owner; intake answers only after the commit that holds the delivery.
 
 mod copy;
+mod governance;
 mod location;
 mod owner;
 /// Public for the PostgreSQL tests of use cases not yet served through [`Store`].
@@ -168,6 +169,8 @@ pub enum JobLoad {
     LeaseLost,
     /// The rows ended early (the reason): nothing was written.
     InputFailed(String),
+    /// The session is on the erasure list: the job is done and nothing was loaded.
+    Erased,
 }
 
 /// What loading a hand-ingested file did.
@@ -616,48 +619,71 @@ impl Store {
         }
     }
 
+    /// The session, if it is in one of the `visible` meetings (none: any session).
     pub async fn session(
         &self,
         id: &str,
+        visible: Option<&[String]>,
         budget: Duration,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        match self {
-            Self::Sqlite(s) => s.session(id.to_owned(), budget).await,
-            Self::Postgres(s) => s.session(id.to_owned(), budget).await,
-        }
+        let found = match self {
+            Self::Sqlite(s) => s.session(id.to_owned(), budget).await?,
+            Self::Postgres(s) => s.session(id.to_owned(), budget).await?,
+        };
+        Ok(found.filter(|session| {
+            visible.is_none_or(|meetings| {
+                session
+                    .meeting_id
+                    .as_ref()
+                    .is_some_and(|m| meetings.contains(m))
+            })
+        }))
     }
 
-    /// Sessions newest first, keyset after (sort time, session id).
+    /// Sessions newest first, keyset after (sort time, session id); only those of the `visible`
+    /// meetings when given.
     pub async fn session_page(
         &self,
         after: Option<(i64, String)>,
+        visible: Option<&[String]>,
         limit: u32,
         budget: Duration,
     ) -> Result<Vec<SessionRecord>, StoreError> {
+        let visible = visible.map(<[String]>::to_vec);
         match self {
-            Self::Sqlite(s) => s.session_page(after, limit, budget).await,
-            Self::Postgres(s) => s.session_page(after, limit, budget).await,
+            Self::Sqlite(s) => s.session_page(after, visible, limit, budget).await,
+            Self::Postgres(s) => s.session_page(after, visible, limit, budget).await,
         }
     }
 
-    pub async fn user_exists(&self, id: &str, budget: Duration) -> Result<bool, StoreError> {
+    /// Whether the archive holds messages of this participant (in the `visible` meetings).
+    pub async fn user_exists(
+        &self,
+        id: &str,
+        visible: Option<&[String]>,
+        budget: Duration,
+    ) -> Result<bool, StoreError> {
+        let visible = visible.map(<[String]>::to_vec);
         match self {
-            Self::Sqlite(s) => s.user_exists(id.to_owned(), budget).await,
-            Self::Postgres(s) => s.user_exists(id.to_owned(), budget).await,
+            Self::Sqlite(s) => s.user_exists(id.to_owned(), visible, budget).await,
+            Self::Postgres(s) => s.user_exists(id.to_owned(), visible, budget).await,
         }
     }
 
-    /// Participants by id, keyset after `after`; `session` limits them to one session.
+    /// Participants by id, keyset after `after`; `session` limits them to one session, and
+    /// `visible` (with their counts and names) to those meetings.
     pub async fn user_page(
         &self,
         session: Option<String>,
+        visible: Option<&[String]>,
         after: Option<String>,
         limit: u32,
         budget: Duration,
     ) -> Result<Vec<UserRecord>, StoreError> {
+        let visible = visible.map(<[String]>::to_vec);
         match self {
-            Self::Sqlite(s) => s.user_page(session, after, limit, budget).await,
-            Self::Postgres(s) => s.user_page(session, after, limit, budget).await,
+            Self::Sqlite(s) => s.user_page(session, visible, after, limit, budget).await,
+            Self::Postgres(s) => s.user_page(session, visible, after, limit, budget).await,
         }
     }
 

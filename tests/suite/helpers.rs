@@ -122,12 +122,12 @@ impl Archive {
     }
 
     pub fn session(&self, id: &str) -> Option<SessionRecord> {
-        self.run(self.store.session(id, NO_BUDGET)).unwrap()
+        self.run(self.store.session(id, None, NO_BUDGET)).unwrap()
     }
 
     /// Every session, newest first.
     pub fn sessions(&self) -> Vec<SessionRecord> {
-        self.run(self.store.session_page(None, u32::MAX, NO_BUDGET))
+        self.run(self.store.session_page(None, None, u32::MAX, NO_BUDGET))
             .unwrap()
     }
 

@@ -12,6 +12,7 @@ mod deploy;
 mod dump_store;
 mod faults;
 mod fuzz;
+mod governance;
 mod hostile;
 mod ingest;
 mod openapi;

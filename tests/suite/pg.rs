@@ -69,6 +69,11 @@ impl PgServer {
         format!("{}/{name}", self.base)
     }
 
+    /// The throwaway cluster's data directory (none for a server named by URL).
+    pub fn data_dir(&self) -> Option<PathBuf> {
+        self.cluster.as_ref().map(|c| c.data.clone())
+    }
+
     fn psql(&self) -> PathBuf {
         match &self.cluster {
             Some(c) => c.bin.join("psql"),

@@ -3,10 +3,10 @@
 //! update changed, keep the `seq` of the unchanged, delete the missing), in the transaction that
 //! also finishes the job, fenced by the job's row lock and lease token.
 
-use super::{search, text, PgStore};
+use super::{governance, search, text, PgStore};
 use crate::domain::{
-    ClaimedJob, JobKind, JobOutcome, LoadReport, LoadRow, RejectedRow, RowSource, SessionDump,
-    SessionId,
+    ClaimedJob, ErasureList, JobKind, JobOutcome, LoadReport, LoadRow, RejectedRow, RowSource,
+    SessionDump, SessionId,
 };
 use crate::store::{FileLoad, JobLoad, StoreError};
 use deadpool_postgres::Transaction;
@@ -145,6 +145,15 @@ impl PgStore {
         if !holds {
             return Ok(JobLoad::LeaseLost);
         }
+        governance::hold_erasures(&tx).await?;
+        if governance::session_erased(&*tx, job.session_id.as_str()).await? {
+            governance::trash_key(&tx, dump.key.as_deref()).await?;
+            if !complete_job(&tx, &job, &LoadReport::default(), JobOutcome::Erased).await? {
+                return Ok(JobLoad::LeaseLost);
+            }
+            tx.commit().await?;
+            return Ok(JobLoad::Erased);
+        }
         let mut session = SessionLoad::begin(&tx, &job.session_id, true).await?;
         while let Some(chunk) = chunks.recv().await {
             session.stage(&tx, chunk).await?;
@@ -155,11 +164,18 @@ impl PgStore {
             return Ok(JobLoad::InputFailed(reason));
         }
         let report = session.finish(&tx).await?;
+        // A dump holding erased rows is not kept (its sha256 is, to know it again).
+        let kept = if report.rows_erased > 0 {
+            governance::trash_key(&tx, dump.key.as_deref()).await?;
+            None
+        } else {
+            dump.key.clone()
+        };
         tx.execute(
             &format!(
                 "UPDATE sessions SET dump_path = $2, dump_sha256 = $3, updated_ms = {NOW_MS} WHERE session_id = $1"
             ),
-            &[&job.session_id.as_str(), &dump.key, &dump.sha256],
+            &[&job.session_id.as_str(), &kept, &dump.sha256],
         )
         .await?;
         if !complete_job(&tx, &job, &report, JobOutcome::Loaded).await? {
@@ -225,6 +241,10 @@ struct SessionLoad {
     new_session: bool,
     replace: bool,
     report: LoadReport,
+    /// The erasure list as this transaction sees it (under [`governance::hold_erasures`]).
+    erased: ErasureList,
+    /// The session itself is erased: nothing of it is stored, not even its row.
+    skip: bool,
     /// Staging order, so new rows take their seqs in dump order.
     staged: i64,
 }
@@ -235,6 +255,20 @@ impl SessionLoad {
         session: &SessionId,
         replace: bool,
     ) -> Result<Self, StoreError> {
+        governance::hold_erasures(tx).await?;
+        if governance::session_erased(&**tx, session.as_str()).await? {
+            return Ok(Self {
+                session: session.clone(),
+                key: 0,
+                new_session: false,
+                replace,
+                report: LoadReport::default(),
+                erased: ErasureList::default(),
+                skip: true,
+                staged: 0,
+            });
+        }
+        let erased = governance::erasure_list(tx).await?;
         let inserted = tx
             .query_opt(
                 &format!(
@@ -277,12 +311,28 @@ impl SessionLoad {
             new_session,
             replace,
             report: LoadReport::default(),
+            erased,
+            skip: false,
             staged: 0,
         })
     }
 
     /// Stages a chunk: the session's messages by binary COPY, everything else as rejected.
-    async fn stage(&mut self, tx: &Transaction<'_>, rows: Vec<LoadRow>) -> Result<(), StoreError> {
+    async fn stage(
+        &mut self,
+        tx: &Transaction<'_>,
+        mut rows: Vec<LoadRow>,
+    ) -> Result<(), StoreError> {
+        let before = rows.len();
+        if self.skip {
+            rows.clear();
+        } else {
+            rows.retain(|row| self.erased.keeps(row));
+        }
+        self.report.rows_erased += (before - rows.len()) as i64;
+        if rows.is_empty() {
+            return Ok(());
+        }
         let mut rejected: Vec<(i64, String, Vec<u8>)> = Vec::new();
         {
             let sink = tx
@@ -370,6 +420,9 @@ impl SessionLoad {
 
     /// Merges the staged rows into `messages` and recomputes the session's counts.
     async fn finish(mut self, tx: &Transaction<'_>) -> Result<LoadReport, StoreError> {
+        if self.skip {
+            return Ok(self.report);
+        }
         tx.batch_execute(
             "INSERT INTO meetings (meeting_id) SELECT DISTINCT meeting_id FROM load_stage ORDER BY 1
                  ON CONFLICT DO NOTHING;
@@ -412,35 +465,15 @@ impl SessionLoad {
             .await?;
         }
         tx.batch_execute("TRUNCATE load_stage").await?;
-        let counted = tx
-            .query_one(
-                &format!(
-                    "UPDATE sessions SET
-                        meeting_id = coalesce(meeting_id,
-                            (SELECT mt.meeting_id FROM messages m JOIN meetings mt ON mt.meeting_key = m.meeting_key
-                             WHERE m.session_key = $1 LIMIT 1)),
-                        (message_count, text_count, image_count, file_count, other_count, pinned_count,
-                         first_message_ms, last_message_ms) =
-                            (SELECT count(*), count(*) FILTER (WHERE kind = 'text'),
-                                    count(*) FILTER (WHERE kind = 'image'), count(*) FILTER (WHERE kind = 'file'),
-                                    count(*) FILTER (WHERE kind NOT IN ('text', 'image', 'file')),
-                                    count(*) FILTER (WHERE pinned), min(created_ms), max(created_ms)
-                             FROM messages WHERE session_key = $1),
-                        rejected_count = (SELECT count(*) FROM rejected_rows r WHERE r.session_id = sessions.session_id),
-                        status = 'loaded', loaded_ms = {NOW_MS}, updated_ms = {NOW_MS}
-                     WHERE session_key = $1
-                     RETURNING message_count"
-                ),
-                &[&self.key],
-            )
-            .await?;
-        self.report.messages = counted.get(0);
-        // A dump without a row: the session has no chat.
         tx.execute(
-            "UPDATE sessions SET status = 'no_chat' WHERE session_key = $1 AND message_count = 0 AND rejected_count = 0",
+            &format!(
+                "UPDATE sessions SET status = 'loaded', loaded_ms = {NOW_MS}, updated_ms = {NOW_MS}
+                 WHERE session_key = $1"
+            ),
             &[&self.key],
         )
         .await?;
+        self.report.messages = recount(tx, self.key).await?;
         if self.new_session {
             tx.execute(
                 "UPDATE sessions SET sort_ms = coalesce(first_message_ms, sort_ms) WHERE session_key = $1",
@@ -450,6 +483,41 @@ impl SessionLoad {
         }
         Ok(self.report)
     }
+}
+
+/// Recomputes the session's counts from its stored rows (after a load, or an erasure that took
+/// some of them); a loaded session left without a row has no chat. Returns its message count.
+pub(super) async fn recount(tx: &Transaction<'_>, key: i64) -> Result<i64, StoreError> {
+    let counted = tx
+        .query_one(
+            &format!(
+                "UPDATE sessions SET
+                    meeting_id = coalesce(meeting_id,
+                        (SELECT mt.meeting_id FROM messages m JOIN meetings mt ON mt.meeting_key = m.meeting_key
+                         WHERE m.session_key = $1 LIMIT 1)),
+                    (message_count, text_count, image_count, file_count, other_count, pinned_count,
+                     first_message_ms, last_message_ms) =
+                        (SELECT count(*), count(*) FILTER (WHERE kind = 'text'),
+                                count(*) FILTER (WHERE kind = 'image'), count(*) FILTER (WHERE kind = 'file'),
+                                count(*) FILTER (WHERE kind NOT IN ('text', 'image', 'file')),
+                                count(*) FILTER (WHERE pinned), min(created_ms), max(created_ms)
+                         FROM messages WHERE session_key = $1),
+                    rejected_count = (SELECT count(*) FROM rejected_rows r WHERE r.session_id = sessions.session_id),
+                    updated_ms = {NOW_MS}
+                 WHERE session_key = $1
+                 RETURNING message_count"
+            ),
+            &[&key],
+        )
+        .await?;
+    // A dump without a row: the session has no chat.
+    tx.execute(
+        "UPDATE sessions SET status = 'no_chat'
+         WHERE session_key = $1 AND status = 'loaded' AND message_count = 0 AND rejected_count = 0",
+        &[&key],
+    )
+    .await?;
+    Ok(counted.get(0))
 }
 
 /// Marks the job done in the transaction that loaded its rows (or found nothing to load): a dump

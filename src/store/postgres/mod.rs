@@ -6,6 +6,7 @@
 //! by binary COPY), `pull.rs` (pull jobs and the lease on a reconcile pass) and `reads.rs` (the
 //! query API); `search.rs` builds and queries the full-text words with SQLite's rules.
 
+mod governance;
 mod load;
 mod pull;
 mod queue;
@@ -26,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/001_schema.sql"),
     include_str!("migrations/002_dump_keys.sql"),
     include_str!("migrations/003_pull_jobs.sql"),
+    include_str!("migrations/004_governance.sql"),
 ];
 
 /// The schema version this build knows and every migrated database ends at.

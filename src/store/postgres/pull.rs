@@ -57,7 +57,9 @@ impl PgStore {
                 tx.execute(
                     &format!(
                         "INSERT INTO sessions (session_id, meeting_id, title, created_at, started_at, ended_at, sort_ms, status, updated_ms)
-                         VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, {NOW_MS}), 'queued', {NOW_MS})
+                         SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text,
+                                coalesce($7::bigint, {NOW_MS}), 'queued', {NOW_MS}
+                         WHERE NOT EXISTS (SELECT 1 FROM erasures WHERE kind = 'session' AND id = $1)
                          ON CONFLICT (session_id) DO UPDATE SET
                             meeting_id = coalesce(sessions.meeting_id, excluded.meeting_id),
                             title = coalesce(sessions.title, excluded.title),
@@ -131,6 +133,11 @@ impl PgStore {
                 return Ok(false);
             }
             let sql = match outcome {
+                // The session's row went with its erasure; its tombstone is all there is.
+                JobOutcome::Erased => {
+                    tx.commit().await?;
+                    return Ok(true);
+                }
                 JobOutcome::NoChat => format!(
                     "UPDATE sessions SET status = 'no_chat', loaded_ms = {NOW_MS}, updated_ms = {NOW_MS}
                      WHERE session_id = $1"

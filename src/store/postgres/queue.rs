@@ -243,7 +243,9 @@ async fn insert_delivery(
         .prepare_cached(
         "INSERT INTO sessions (session_id, meeting_id, title, created_at, started_at, ended_at, organizer_id,
                                organizer_name, sort_ms, status, updated_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10)
+         SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text,
+                $9::bigint, 'queued', $10::bigint
+         WHERE NOT EXISTS (SELECT 1 FROM erasures WHERE kind = 'session' AND id = $1)
          ON CONFLICT (session_id) DO UPDATE SET
             meeting_id = coalesce(EXCLUDED.meeting_id, sessions.meeting_id),
             title = coalesce(EXCLUDED.title, sessions.title),

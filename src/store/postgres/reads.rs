@@ -16,7 +16,7 @@ use tokio_postgres::Row;
 /// Parameters with their types, so a page's statement can be prepared with them.
 type Params = Vec<(Box<dyn ToSql + Sync + Send>, Type)>;
 
-fn refs(params: &Params) -> Vec<&(dyn ToSql + Sync)> {
+fn refs(params: &[(Box<dyn ToSql + Sync + Send>, Type)]) -> Vec<&(dyn ToSql + Sync)> {
     params
         .iter()
         .map(|(p, _)| p.as_ref() as &(dyn ToSql + Sync))
@@ -33,6 +33,11 @@ fn budget_error(e: tokio_postgres::Error, budget: Duration) -> StoreError {
     } else {
         StoreError::Postgres(e)
     }
+}
+
+/// Ids as stored (see `text::put`).
+fn put_all(ids: &[String]) -> Vec<String> {
+    ids.iter().map(|id| text::put(id).into_owned()).collect()
 }
 
 /// The filter's conditions on `messages m`, its parameters numbered from `params.len() + 1`.
@@ -97,6 +102,13 @@ fn conditions(filter: &MessageFilter, params: &mut Params) -> Option<String> {
             "m.meeting_key = (SELECT meeting_key FROM meetings WHERE meeting_id = {p})"
         ));
     }
+    // A scoped token's meetings.
+    if let Some(visible) = &filter.visible {
+        let p = next(params, Box::new(put_all(visible)), Type::TEXT_ARRAY);
+        clauses.push(format!(
+            "m.meeting_key IN (SELECT meeting_key FROM meetings WHERE meeting_id = ANY({p}))"
+        ));
+    }
     // Literals, so the partial indexes (`WHERE pinned`, `WHERE edited`) can be chosen.
     if let Some(pinned) = filter.pinned {
         clauses.push(format!("m.pinned = {pinned}"));
@@ -157,7 +169,7 @@ fn session_from_row(row: &Row) -> SessionRecord {
 
 impl PgStore {
     /// A read-only transaction whose statements may each run for `budget`.
-    async fn reading<T>(
+    pub(super) async fn reading<T>(
         &self,
         budget: Duration,
         work: impl for<'t> FnOnce(
@@ -283,9 +295,23 @@ impl PgStore {
         let Some(condition) = conditions(&filter, &mut params) else {
             return Ok(MessageStats::default());
         };
+        // Names as each participant last wrote them where the reader may look: a parameter of
+        // the top-users query only (a statement must use every parameter it is given).
+        let shared = params.len();
+        let visible = match &filter.visible {
+            Some(meetings) => {
+                params.push((Box::new(put_all(meetings)), Type::TEXT_ARRAY));
+                format!(
+                    "latest.meeting_key IN (SELECT meeting_key FROM meetings WHERE meeting_id = ANY(${}))",
+                    params.len()
+                )
+            }
+            None => "true".to_owned(),
+        };
         self.reading(budget, move |tx| {
             Box::pin(async move {
-                let p = refs(&params);
+                let p = refs(&params[..shared]);
+                let top_params = refs(&params);
                 let pairs = |rows: Vec<Row>| -> Vec<(String, i64)> {
                     rows.iter().map(|r| (text::get(r.get(0)), r.get(1))).collect()
                 };
@@ -331,12 +357,13 @@ impl PgStore {
                         &format!(
                             "SELECT (SELECT user_id FROM participants p WHERE p.user_key = c.user_key) AS user_id, c.n,
                                     (SELECT display_name FROM messages latest WHERE latest.user_key = c.user_key
+                                       AND {visible}
                                      ORDER BY created_ms DESC, seq DESC LIMIT 1)
                              FROM (SELECT m.user_key, count(*) AS n FROM messages m WHERE {condition}
                                    GROUP BY m.user_key) c
                              ORDER BY c.n DESC, user_id LIMIT {top}"
                         ),
-                        &p,
+                        &top_params,
                     )
                     .await?
                     .iter()
@@ -383,9 +410,11 @@ impl PgStore {
     pub async fn session_page(
         &self,
         after: Option<(i64, String)>,
+        visible: Option<Vec<String>>,
         limit: u32,
         budget: Duration,
     ) -> Result<Vec<SessionRecord>, StoreError> {
+        let visible = visible.as_deref().map(put_all);
         let (ms, id) = match after {
             Some((ms, id)) => (Some(ms), Some(id)),
             None => (None, None),
@@ -396,10 +425,11 @@ impl PgStore {
                     .query(
                         &format!(
                             "SELECT {SESSION_COLUMNS} FROM sessions
-                             WHERE $1::bigint IS NULL OR (sort_ms, session_id) < ($1, $2)
+                             WHERE ($1::bigint IS NULL OR (sort_ms, session_id) < ($1, $2))
+                               AND ($4::text[] IS NULL OR meeting_id = ANY($4))
                              ORDER BY sort_ms DESC, session_id DESC LIMIT $3"
                         ),
-                        &[&ms, &id, &i64::from(limit)],
+                        &[&ms, &id, &i64::from(limit), &visible],
                     )
                     .await?;
                 Ok(rows.iter().map(session_from_row).collect())
@@ -408,13 +438,25 @@ impl PgStore {
         .await
     }
 
-    pub async fn user_exists(&self, id: String, budget: Duration) -> Result<bool, StoreError> {
+    pub async fn user_exists(
+        &self,
+        id: String,
+        visible: Option<Vec<String>>,
+        budget: Duration,
+    ) -> Result<bool, StoreError> {
+        let visible = visible.as_deref().map(put_all);
         self.reading(budget, move |tx| {
             Box::pin(async move {
                 Ok(tx
                     .query_one(
-                        "SELECT EXISTS (SELECT 1 FROM participants WHERE user_id = $1)",
-                        &[&text::put(&id)],
+                        "SELECT CASE WHEN $2::text[] IS NULL
+                                THEN EXISTS (SELECT 1 FROM participants WHERE user_id = $1)
+                                ELSE EXISTS (SELECT 1 FROM messages
+                                             WHERE user_key = (SELECT user_key FROM participants WHERE user_id = $1)
+                                               AND meeting_key IN (SELECT meeting_key FROM meetings
+                                                                   WHERE meeting_id = ANY($2)))
+                                END",
+                        &[&text::put(&id), &visible],
                     )
                     .await?
                     .get(0))
@@ -426,26 +468,33 @@ impl PgStore {
     pub async fn user_page(
         &self,
         session: Option<String>,
+        visible: Option<Vec<String>>,
         after: Option<String>,
         limit: u32,
         budget: Duration,
     ) -> Result<Vec<UserRecord>, StoreError> {
+        let visible = visible.as_deref().map(put_all);
         self.reading(budget, move |tx| {
             Box::pin(async move {
                 let rows = tx
                     .query(
                         "SELECT p.user_id, count(*), count(DISTINCT m.session_key),
                                 (SELECT display_name FROM messages latest WHERE latest.user_key = p.user_key
+                                   AND ($4::text[] IS NULL OR latest.meeting_key IN
+                                        (SELECT meeting_key FROM meetings WHERE meeting_id = ANY($4)))
                                  ORDER BY created_ms DESC, seq DESC LIMIT 1)
                          FROM participants p JOIN messages m ON m.user_key = p.user_key
                          WHERE ($1::text IS NULL OR p.user_id > $1)
                            AND ($2::text IS NULL
                                 OR m.session_key = (SELECT session_key FROM sessions WHERE session_id = $2))
+                           AND ($4::text[] IS NULL OR m.meeting_key IN
+                                (SELECT meeting_key FROM meetings WHERE meeting_id = ANY($4)))
                          GROUP BY p.user_id, p.user_key ORDER BY p.user_id LIMIT $3",
                         &[
                             &after.as_deref().map(text::put),
                             &session.as_deref().map(text::put),
                             &i64::from(limit),
+                            &visible,
                         ],
                     )
                     .await?;

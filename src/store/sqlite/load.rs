@@ -2,10 +2,10 @@
 //! all, so a crash mid-load leaves the previous state intact.
 
 use super::now_ms;
-use super::{jobs, sessions};
+use super::{governance, jobs, sessions};
 use crate::domain::{
-    ClaimedJob, LoadReport, LoadRow, RejectedRow, RowSource, SessionDump, SessionId,
-    StoredRejectedRow,
+    ClaimedJob, ErasureList, JobOutcome, LoadReport, LoadRow, RejectedRow, RowSource, SessionDump,
+    SessionId, StoredRejectedRow,
 };
 use crate::store::{FileLoad, JobLoad};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -49,18 +49,36 @@ pub fn load_job<R: RowSource>(
     if !jobs::holds_lease(&tx, job.id, &job.lease_token)? {
         return Ok(JobLoad::LeaseLost);
     }
+    if governance::session_erased(&tx, job.session_id.as_str())? {
+        governance::trash_key(&tx, dump.key.as_deref())?;
+        if !jobs::complete_job(&tx, job, 0, 0, JobOutcome::Erased)? {
+            return Ok(JobLoad::LeaseLost);
+        }
+        tx.commit()?;
+        return Ok(JobLoad::Erased);
+    }
     let report = load_session(&tx, &job.session_id, &mut rows, true)?;
     if let Some(e) = rows.failure() {
         // Dropping the transaction rolls the partial load back.
         return Ok(JobLoad::InputFailed(e));
     }
-    sessions::set_session_dump(&tx, &job.session_id, dump)?;
+    if report.rows_erased > 0 {
+        // The dump holds erased rows: it is not kept (its sha256 is, to know it again).
+        governance::trash_key(&tx, dump.key.as_deref())?;
+        let unkept = SessionDump {
+            key: None,
+            sha256: dump.sha256.clone(),
+        };
+        sessions::set_session_dump(&tx, &job.session_id, &unkept)?;
+    } else {
+        sessions::set_session_dump(&tx, &job.session_id, dump)?;
+    }
     if !jobs::complete_job(
         &tx,
         job,
         report.rows_loaded,
         report.rows_rejected,
-        crate::domain::JobOutcome::Loaded,
+        JobOutcome::Loaded,
     )? {
         return Ok(JobLoad::LeaseLost);
     }
@@ -190,6 +208,8 @@ pub struct LoadBatch<'c> {
     seq_before: i64,
     users: Keys,
     meetings: Keys,
+    /// Read once per batch, in its write transaction: an erasure committed before it is applied.
+    erased: ErasureList,
 }
 
 /// A table of ids and the integer keys `messages` stores in their place (schema.sql), with the
@@ -255,6 +275,7 @@ impl<'c> LoadBatch<'c> {
         Ok(Self {
             conn,
             seq_before,
+            erased: governance::erasure_list(conn)?,
             users: Keys::new(
                 "SELECT user_key FROM participants WHERE user_id = ?1",
                 "INSERT INTO participants (user_id) VALUES (?1)",
@@ -284,6 +305,13 @@ impl<'c> LoadBatch<'c> {
     {
         let conn = self.conn;
         let now = now_ms();
+        if governance::session_erased(conn, session.as_str())? {
+            // Erased or purged: nothing of it is stored again, not even its row.
+            return Ok(LoadReport {
+                rows_erased: rows.into_iter().count() as i64,
+                ..LoadReport::default()
+            });
+        }
         conn.execute("DELETE FROM temp.load_seen", [])?;
         let (session_key, new_session) = sessions::key_for_load(conn, session, now)?;
         let had_rows: bool = !new_session
@@ -317,6 +345,10 @@ impl<'c> LoadBatch<'c> {
                 "INSERT INTO rejected_rows (session_id, line, reason, raw, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             for row in rows {
+                if !self.erased.keeps(&row) {
+                    report.rows_erased += 1;
+                    continue;
+                }
                 match row {
                     LoadRow::Message(m) if &m.session_id == session => {
                         stage.execute(params![

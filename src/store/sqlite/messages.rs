@@ -8,7 +8,7 @@ use crate::domain::{
     Timestamp, UserRecord,
 };
 use rusqlite::types::Value;
-use rusqlite::{params_from_iter, Connection, Row};
+use rusqlite::{params_from_iter, Connection, OptionalExtension, Row};
 
 /// A message's columns as stored: session, meeting and participant as keys, which
 /// [`with_ids`] turns back into ids a page at a time.
@@ -229,6 +229,15 @@ const USERS: (&str, &str, &str) = ("participants", "user_id", "user_key");
 const SESSIONS: (&str, &str, &str) = ("sessions", "session_id", "session_key");
 const MEETINGS: (&str, &str, &str) = ("meetings", "meeting_id", "meeting_key");
 
+/// The meeting keys of a scoped token's meetings, given as a JSON array parameter.
+const VISIBLE_MEETINGS: &str =
+    "(SELECT meeting_key FROM meetings WHERE meeting_id IN (SELECT value FROM json_each(?)))";
+
+/// A scoped token's meetings as the JSON array the queries take; none for an unscoped one.
+pub(super) fn visible_json(visible: Option<&[String]>) -> Option<String> {
+    visible.map(|v| serde_json::to_string(v).expect("strings serialise"))
+}
+
 /// The WHERE clause for a filter, with its parameters in order. Its column names are those of
 /// `messages`, unqualified.
 fn where_clause(filter: &MessageFilter, plan: TextPlan) -> (String, Vec<Value>) {
@@ -240,8 +249,10 @@ fn where_clause(filter: &MessageFilter, plan: TextPlan) -> (String, Vec<Value>) 
         // walked by the type index: `type=text` is most of the archive, and without table
         // statistics some SQLite versions take the type index (3.40's planner does; the
         // bundled one does not). `+` keeps a term out of index choice.
-        let keyed =
-            !filter.users.is_empty() || filter.session.is_some() || filter.meeting.is_some();
+        let keyed = !filter.users.is_empty()
+            || filter.session.is_some()
+            || filter.meeting.is_some()
+            || filter.visible.is_some();
         let column = if keyed { "+kind" } else { "kind" };
         clauses.push(if filter.kinds.len() == 1 {
             format!("{column} = ?")
@@ -272,6 +283,11 @@ fn where_clause(filter: &MessageFilter, plan: TextPlan) -> (String, Vec<Value>) 
             )),
         }
         params.extend(values.iter().map(|v| Value::Text(v.clone())));
+    }
+    // A scoped token's meetings, as one JSON array (its length varies by token, not by query).
+    if let Some(visible) = visible_json(filter.visible.as_deref()) {
+        clauses.push(format!("meeting_key IN {VISIBLE_MEETINGS}"));
+        params.push(Value::Text(visible));
     }
     // Literals, not parameters: the planner can use the partial indexes `WHERE pinned = 1` /
     // `WHERE edited = 1` only when it sees the value. (Booleans only: no injection surface.)
@@ -449,44 +465,86 @@ fn probe_page(
 pub fn session_page(
     conn: &Connection,
     after: Option<(i64, String)>,
+    visible: Option<&[String]>,
     limit: u32,
 ) -> rusqlite::Result<Vec<SessionRecord>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {SESSION_COLUMNS} FROM sessions
-         WHERE ?1 IS NULL OR (sort_ms, session_id) < (?1, ?2)
+         WHERE (?1 IS NULL OR (sort_ms, session_id) < (?1, ?2))
+           AND (?4 IS NULL OR meeting_id IN (SELECT value FROM json_each(?4)))
          ORDER BY sort_ms DESC, session_id DESC LIMIT ?3"
     ))?;
     let (ms, id) = match after {
         Some((ms, id)) => (Some(ms), Some(id)),
         None => (None, None),
     };
-    let rows = stmt.query_map(rusqlite::params![ms, id, limit], session_from_row)?;
+    let rows = stmt.query_map(
+        rusqlite::params![ms, id, limit, visible_json(visible)],
+        session_from_row,
+    )?;
     rows.collect()
 }
 
-/// Whether the archive holds messages of this participant.
-pub fn user_exists(conn: &Connection, user_id: &str) -> rusqlite::Result<bool> {
-    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM participants WHERE user_id = ?1)")?
-        .query_row([user_id], |r| r.get(0))
+/// Whether the archive holds messages of this participant (in the meetings `visible` names).
+pub fn user_exists(
+    conn: &Connection,
+    user_id: &str,
+    visible: Option<&[String]>,
+) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT CASE WHEN ?2 IS NULL THEN EXISTS (SELECT 1 FROM participants WHERE user_id = ?1)
+                ELSE EXISTS (SELECT 1 FROM messages
+                             WHERE user_key = (SELECT user_key FROM participants WHERE user_id = ?1)
+                               AND meeting_key IN (SELECT meeting_key FROM meetings
+                                                   WHERE meeting_id IN (SELECT value FROM json_each(?2))))
+                END",
+    )?
+    .query_row(rusqlite::params![user_id, visible_json(visible)], |r| {
+        r.get(0)
+    })
+}
+
+/// The name the participant last wrote under (in the meetings `visible` names).
+fn latest_display_name(
+    conn: &Connection,
+    user_id: &str,
+    visible: Option<&str>,
+) -> rusqlite::Result<String> {
+    conn.prepare_cached(
+        "SELECT display_name FROM messages
+         WHERE user_key = (SELECT user_key FROM participants WHERE user_id = ?1)
+           AND (?2 IS NULL OR meeting_key IN (SELECT meeting_key FROM meetings
+                                              WHERE meeting_id IN (SELECT value FROM json_each(?2))))
+         ORDER BY created_ms DESC, seq DESC LIMIT 1",
+    )?
+    .query_row(rusqlite::params![user_id, visible], |r| r.get(0))
+    .optional()
+    .map(Option::unwrap_or_default)
 }
 
 /// Participants ordered by id, keyset after `after`; `session` limits them to one session.
 pub fn user_page(
     conn: &Connection,
     session: Option<&str>,
+    visible: Option<&[String]>,
     after: Option<&str>,
     limit: u32,
 ) -> rusqlite::Result<Vec<UserRecord>> {
     let mut stmt = conn.prepare_cached(
         "SELECT p.user_id, count(*), count(DISTINCT m.session_key),
                 (SELECT display_name FROM messages latest WHERE latest.user_key = p.user_key
+                   AND (?4 IS NULL OR latest.meeting_key IN (SELECT meeting_key FROM meetings
+                                                             WHERE meeting_id IN (SELECT value FROM json_each(?4))))
                  ORDER BY created_ms DESC, seq DESC LIMIT 1)
          FROM participants p JOIN messages m ON m.user_key = p.user_key
          WHERE (?1 IS NULL OR p.user_id > ?1)
            AND (?2 IS NULL OR m.session_key = (SELECT session_key FROM sessions WHERE session_id = ?2))
+           AND (?4 IS NULL OR m.meeting_key IN (SELECT meeting_key FROM meetings
+                                                WHERE meeting_id IN (SELECT value FROM json_each(?4))))
          GROUP BY p.user_id ORDER BY p.user_id LIMIT ?3",
     )?;
-    let rows = stmt.query_map(rusqlite::params![after, session, limit], |r| {
+    let visible = visible_json(visible);
+    let rows = stmt.query_map(rusqlite::params![after, session, limit, visible], |r| {
         Ok(UserRecord {
             user_id: r.get(0)?,
             message_count: r.get(1)?,
@@ -533,14 +591,26 @@ pub fn message_stats(
         rows.collect::<rusqlite::Result<Vec<(String, i64)>>>()?
     };
     let mut stmt = conn.prepare(&format!(
-        "SELECT (SELECT user_id FROM participants p WHERE p.user_key = m.user_key) AS user_id, count(*) AS n,
-                (SELECT display_name FROM messages latest WHERE latest.user_key = m.user_key ORDER BY created_ms DESC, seq DESC LIMIT 1)
+        "SELECT (SELECT user_id FROM participants p WHERE p.user_key = m.user_key) AS user_id, count(*) AS n
          FROM messages m WHERE {condition} GROUP BY m.user_key ORDER BY n DESC, user_id LIMIT {top}"
     ))?;
-    let top_users = stmt
+    let counted = stmt
         .query_map(params_from_iter(params.iter()), |r| {
-            Ok((r.get(0)?, r.get(2)?, r.get(1)?))
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
         })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    // Each name as the participant last wrote it where the reader may look: a name written in
+    // another meeting is not the scoped reader's to see.
+    let visible = visible_json(filter.visible.as_deref());
+    let top_users = counted
+        .into_iter()
+        .map(|(user, n)| {
+            Ok((
+                user.clone(),
+                latest_display_name(conn, &user, visible.as_deref())?,
+                n,
+            ))
+        })
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let count = |flag: &str| {
         by_pinned

@@ -4,6 +4,7 @@
 //! `BEGIN IMMEDIATE` for every write so writers queue on `busy_timeout` instead of failing on
 //! lock upgrade, and readers on their own pooled connections so they never wait on a writer.
 
+mod governance;
 mod inbox;
 mod intake;
 mod jobs;
@@ -41,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/007_lease_owners.sql"),
     include_str!("migrations/008_dump_keys.sql"),
     include_str!("migrations/009_pull_jobs.sql"),
+    include_str!("migrations/010_governance.sql"),
 ];
 
 /// The schema version [`SCHEMA`] is, and every migrated database ends at.

@@ -74,7 +74,8 @@ pub fn set_session_dump(
 }
 
 /// Records a `meeting.chatSynced` delivery's session metadata and marks the session queued; in
-/// the intake's transaction. Metadata a delivery lacks keeps what an earlier one brought.
+/// the intake's transaction. Metadata a delivery lacks keeps what an earlier one brought. An
+/// erased (or purged) session gets no row again: its delivery is kept, its job loads nothing.
 pub fn record_delivery(
     tx: &Connection,
     chat: &ChatSynced,
@@ -90,7 +91,8 @@ pub fn record_delivery(
     tx.prepare_cached(
         "INSERT INTO sessions (session_id, meeting_id, title, created_at, started_at, ended_at, organizer_id, organizer_name,
                                sort_ms, status, updated_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10
+         WHERE NOT EXISTS (SELECT 1 FROM erasures WHERE kind = 'session' AND id = ?1)
          ON CONFLICT (session_id) DO UPDATE SET
             meeting_id = coalesce(excluded.meeting_id, meeting_id),
             title = coalesce(excluded.title, title),
@@ -131,7 +133,8 @@ pub fn record_listed(tx: &Connection, session: &ListedSession, now: i64) -> rusq
         .unwrap_or(now);
     tx.prepare_cached(
         "INSERT INTO sessions (session_id, meeting_id, title, created_at, started_at, ended_at, sort_ms, status, updated_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8
+         WHERE NOT EXISTS (SELECT 1 FROM erasures WHERE kind = 'session' AND id = ?1)
          ON CONFLICT (session_id) DO UPDATE SET
             meeting_id = coalesce(meeting_id, excluded.meeting_id),
             title = coalesce(title, excluded.title),
@@ -164,6 +167,8 @@ pub fn settle_unloaded(
     now: i64,
 ) -> rusqlite::Result<()> {
     let sql = match outcome {
+        // The session's row went with its erasure; its tombstone is all there is.
+        JobOutcome::Erased => return Ok(()),
         JobOutcome::NoChat => {
             "UPDATE sessions SET status = 'no_chat', loaded_ms = ?2, updated_ms = ?2 WHERE session_id = ?1"
         }
@@ -206,7 +211,24 @@ pub fn refresh_counts(
     new_session: bool,
     now: i64,
 ) -> rusqlite::Result<i64> {
-    let message_count = conn.query_row(
+    conn.prepare_cached(
+        "UPDATE sessions SET status = 'loaded', loaded_ms = ?2, updated_ms = ?2 WHERE session_key = ?1",
+    )?
+    .execute(params![session_key, now])?;
+    let message_count = recount(conn, session_key, now)?;
+    if new_session {
+        conn.execute(
+            "UPDATE sessions SET sort_ms = coalesce(first_message_ms, sort_ms) WHERE session_key = ?1",
+            [session_key],
+        )?;
+    }
+    Ok(message_count)
+}
+
+/// Recomputes the session's counts from its stored rows (after a load, or an erasure that took
+/// some of them); a loaded session left without a row has no chat. Returns its message count.
+pub fn recount(conn: &Connection, session_key: i64, now: i64) -> rusqlite::Result<i64> {
+    let message_count = conn.prepare_cached(
         "UPDATE sessions SET
             meeting_id = coalesce(meeting_id,
                 (SELECT mt.meeting_id FROM messages m JOIN meetings mt ON mt.meeting_key = m.meeting_key
@@ -217,23 +239,17 @@ pub fn refresh_counts(
                         coalesce(sum(pinned), 0), min(created_ms), max(created_ms)
                  FROM messages WHERE session_key = ?1),
             rejected_count = (SELECT count(*) FROM rejected_rows WHERE rejected_rows.session_id = sessions.session_id),
-            status = 'loaded', loaded_ms = ?2, updated_ms = ?2
+            updated_ms = ?2
          WHERE session_key = ?1
          RETURNING message_count",
-        params![session_key, now],
-        |r| r.get(0),
-    )?;
+    )?
+    .query_row(params![session_key, now], |r| r.get(0))?;
     // A dump without a row: the session has no chat.
-    conn.execute(
-        "UPDATE sessions SET status = 'no_chat' WHERE session_key = ?1 AND message_count = 0 AND rejected_count = 0",
-        [session_key],
-    )?;
-    if new_session {
-        conn.execute(
-            "UPDATE sessions SET sort_ms = coalesce(first_message_ms, sort_ms) WHERE session_key = ?1",
-            [session_key],
-        )?;
-    }
+    conn.prepare_cached(
+        "UPDATE sessions SET status = 'no_chat'
+         WHERE session_key = ?1 AND status = 'loaded' AND message_count = 0 AND rejected_count = 0",
+    )?
+    .execute([session_key])?;
     Ok(message_count)
 }
 

@@ -1,11 +1,14 @@
 //! [`SqliteStore`]'s side of each use case of [`crate::store::Store`]: which connection it runs
 //! on (a pooled one, a probe one, or one with a read budget) and which table functions it calls.
 
-use super::{inbox, jobs, load, messages, owners, passes, sessions, SqliteStore};
+use super::{
+    governance, inbox, jobs, load, messages, now_ms, owners, passes, sessions, SqliteStore,
+};
 use crate::domain::{
-    After, ClaimedJob, DeliveryRecord, Job, JobOutcome, JobState, ListedSession, LoadReport,
-    MessageFilter, MessageRow, MessageStats, Order, PullPlan, ReprocessSelector, RowSource,
-    SessionDump, SessionId, SessionRecord, StoredRejectedRow, Timestamp, UserRecord,
+    After, AuditEntry, AuditQuery, ClaimedJob, DeliveryRecord, EraseStep, EraseTarget, Job,
+    JobOutcome, JobState, ListedSession, LoadReport, MessageFilter, MessageRow, MessageStats,
+    Order, PullPlan, ReprocessSelector, RowSource, SessionDump, SessionId, SessionRecord,
+    StoredRejectedRow, Timestamp, TokenRecord, UserRecord,
 };
 use crate::store::{
     FileLoad, JobLoad, Owner, PassLease, PassState, QueueGauges, Selected, StoreError,
@@ -227,23 +230,37 @@ impl SqliteStore {
     pub async fn session_page(
         &self,
         after: Option<(i64, String)>,
+        visible: Option<Vec<String>>,
         limit: u32,
         budget: Duration,
     ) -> Result<Vec<SessionRecord>, StoreError> {
         self.read(budget, move |conn| {
-            Ok(messages::session_page(conn, after, limit)?)
+            Ok(messages::session_page(
+                conn,
+                after,
+                visible.as_deref(),
+                limit,
+            )?)
         })
         .await
     }
 
-    pub async fn user_exists(&self, id: String, budget: Duration) -> Result<bool, StoreError> {
-        self.read(budget, move |conn| Ok(messages::user_exists(conn, &id)?))
-            .await
+    pub async fn user_exists(
+        &self,
+        id: String,
+        visible: Option<Vec<String>>,
+        budget: Duration,
+    ) -> Result<bool, StoreError> {
+        self.read(budget, move |conn| {
+            Ok(messages::user_exists(conn, &id, visible.as_deref())?)
+        })
+        .await
     }
 
     pub async fn user_page(
         &self,
         session: Option<String>,
+        visible: Option<Vec<String>>,
         after: Option<String>,
         limit: u32,
         budget: Duration,
@@ -252,6 +269,7 @@ impl SqliteStore {
             Ok(messages::user_page(
                 conn,
                 session.as_deref(),
+                visible.as_deref(),
                 after.as_deref(),
                 limit,
             )?)
@@ -297,5 +315,108 @@ impl SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    // --- governance: tokens, erasure, the dump trash, the audit log ---
+
+    pub async fn create_token(
+        &self,
+        token: TokenRecord,
+        secret_sha256: String,
+    ) -> Result<bool, StoreError> {
+        self.run(move |conn| Ok(governance::create_token(conn, &token, &secret_sha256)?))
+            .await
+    }
+
+    pub async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.run(|conn| Ok(governance::tokens(conn)?)).await
+    }
+
+    pub async fn revoke_token(&self, name: String) -> Result<bool, StoreError> {
+        self.run(move |conn| Ok(governance::revoke_token(conn, &name, now_ms())?))
+            .await
+    }
+
+    pub async fn token_by_hash(&self, sha256: String) -> Result<Option<TokenRecord>, StoreError> {
+        self.run(move |conn| Ok(governance::token_by_hash(conn, &sha256)?))
+            .await
+    }
+
+    pub async fn session_erased(&self, session: SessionId) -> Result<bool, StoreError> {
+        self.run(move |conn| Ok(governance::session_erased(conn, session.as_str())?))
+            .await
+    }
+
+    pub async fn list_erasure(
+        &self,
+        target: EraseTarget,
+        reason: String,
+    ) -> Result<Vec<i64>, StoreError> {
+        self.run(move |conn| {
+            governance::list_erasure(conn, &target, &reason, now_ms())?;
+            Ok(match &target {
+                EraseTarget::Message(id) => governance::sessions_holding_message(conn, id)?,
+                _ => Vec::new(),
+            })
+        })
+        .await
+    }
+
+    pub async fn erase_step(
+        &self,
+        target: EraseTarget,
+        holding: Vec<i64>,
+        max_rows: usize,
+    ) -> Result<EraseStep, StoreError> {
+        self.run(move |conn| {
+            Ok(governance::erase_step(
+                conn,
+                &target,
+                &holding,
+                max_rows,
+                now_ms(),
+            )?)
+        })
+        .await
+    }
+
+    pub async fn trash(&self, limit: u32) -> Result<Vec<String>, StoreError> {
+        self.run(move |conn| Ok(governance::trash(conn, limit)?))
+            .await
+    }
+
+    pub async fn forget_trash(&self, keys: Vec<String>) -> Result<(), StoreError> {
+        self.run(move |conn| Ok(governance::forget_trash(conn, &keys)?))
+            .await
+    }
+
+    pub async fn expired_sessions(
+        &self,
+        cutoff_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        self.run(move |conn| Ok(governance::expired_sessions(conn, cutoff_ms, limit)?))
+            .await
+    }
+
+    pub async fn record_audit(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError> {
+        self.run(move |conn| Ok(governance::record_audit(conn, &entries)?))
+            .await
+    }
+
+    pub async fn audit_page(
+        &self,
+        query: AuditQuery,
+        budget: Duration,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.read(budget, move |conn| {
+            Ok(governance::audit_page(conn, &query)?)
+        })
+        .await
+    }
+
+    pub async fn purge_audit(&self, cutoff_ms: i64, max_rows: u32) -> Result<i64, StoreError> {
+        self.run(move |conn| Ok(governance::purge_audit(conn, cutoff_ms, max_rows)?))
+            .await
     }
 }

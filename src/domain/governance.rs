@@ -1,0 +1,228 @@
+//! Who may read what, what was erased, and what was asked: the values of tokens, erasure,
+//! retention and the audit log (the work itself is in `crate::governance`).
+
+use super::timestamp::now_ms;
+use super::LoadRow;
+use std::collections::HashSet;
+
+/// Who is asking, as the API's token check found them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reader {
+    /// The token's name (never the token): what the audit log records.
+    pub name: String,
+    /// May delete and read the audit log.
+    pub admin: bool,
+    /// The meetings it may see; none: every meeting.
+    pub meetings: Option<Vec<String>>,
+}
+
+/// A token as `chatsink token list` shows it (the secret is never kept, so never shown).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub name: String,
+    pub admin: bool,
+    pub meetings: Option<Vec<String>>,
+    pub created_ms: i64,
+    pub expires_ms: Option<i64>,
+    pub last_used_ms: Option<i64>,
+    pub revoked_ms: Option<i64>,
+}
+
+impl TokenRecord {
+    /// Whether the token may be used at `now`.
+    pub fn usable_at(&self, now: i64) -> bool {
+        self.revoked_ms.is_none() && self.expires_ms.is_none_or(|expiry| now < expiry)
+    }
+
+    pub fn reader(&self) -> Reader {
+        Reader {
+            name: self.name.clone(),
+            admin: self.admin,
+            meetings: self.meetings.clone(),
+        }
+    }
+}
+
+/// What an erasure removes: everything chatsink keeps of a participant, one message (by its
+/// id, in whichever session holds it) or a session.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum EraseTarget {
+    User(String),
+    Message(String),
+    Session(String),
+}
+
+impl EraseTarget {
+    /// The erasure list's kind for it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::User(_) => "user",
+            Self::Message(_) => "message",
+            Self::Session(_) => "session",
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            Self::User(id) | Self::Message(id) | Self::Session(id) => id,
+        }
+    }
+}
+
+/// What an erasure (or a purge) removed. Repeating it removes nothing more.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Erased {
+    pub messages: i64,
+    pub rejected_rows: i64,
+    pub sessions: i64,
+    /// Webhook deliveries (their bodies) removed with their sessions.
+    pub deliveries: i64,
+    /// Kept dumps deleted because they held the erased rows.
+    pub dumps: i64,
+}
+
+impl Erased {
+    pub fn add(&mut self, other: &Erased) {
+        self.messages += other.messages;
+        self.rejected_rows += other.rejected_rows;
+        self.sessions += other.sessions;
+        self.deliveries += other.deliveries;
+        self.dumps += other.dumps;
+    }
+
+    /// Rows removed in all, for the audit log.
+    pub fn rows(&self) -> i64 {
+        self.messages + self.rejected_rows + self.sessions + self.deliveries
+    }
+}
+
+/// One step of an erasure: what it removed, the dumps it moved to the trash, and whether more
+/// remains (each step is one short transaction, so the writer is never held for long).
+#[derive(Debug, Clone, Default)]
+pub struct EraseStep {
+    pub removed: Erased,
+    pub more: bool,
+}
+
+/// The erased users and messages every load leaves out. (An erased session is looked up by its
+/// id instead: retention leaves a tombstone per purged session, and those may be many.)
+#[derive(Debug, Clone, Default)]
+pub struct ErasureList {
+    pub users: HashSet<String>,
+    pub messages: HashSet<String>,
+}
+
+impl ErasureList {
+    /// Whether a dump row may be stored: a message neither by an erased user nor itself
+    /// erased; a rejected row whose bytes name neither (they are kept raw, so any mention of
+    /// an erased id leaves it out).
+    pub fn keeps(&self, row: &LoadRow) -> bool {
+        match row {
+            LoadRow::Message(m) => {
+                !self.users.contains(&m.user_id) && !self.messages.contains(&m.id)
+            }
+            LoadRow::Rejected(r) => !self
+                .users
+                .iter()
+                .chain(&self.messages)
+                .any(|id| memchr::memmem::find(&r.raw, id.as_bytes()).is_some()),
+        }
+    }
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at_ms: i64,
+    /// The token's name; `-` when none was presented or it was not accepted.
+    pub token: String,
+    pub method: String,
+    pub route: String,
+    /// The request's query string, or what a deletion named.
+    pub filters: String,
+    /// Rows returned (a page, a list) or removed (a deletion); none where not counted (a
+    /// streamed export, an error).
+    pub rows: Option<i64>,
+    pub status: u16,
+}
+
+impl AuditEntry {
+    /// An entry for now (its id is given by the store).
+    pub fn now(
+        token: &str,
+        method: &str,
+        route: &str,
+        filters: &str,
+        rows: Option<i64>,
+        status: u16,
+    ) -> Self {
+        Self {
+            id: 0,
+            at_ms: now_ms(),
+            token: token.to_owned(),
+            method: method.to_owned(),
+            route: route.to_owned(),
+            filters: filters.to_owned(),
+            rows,
+            status,
+        }
+    }
+}
+
+/// Which audit entries to read: newest first, keyset before `before` (an entry id).
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub token: Option<String>,
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+/// Parses an age such as `90d`, `12h`, `30m` or `45s` into milliseconds: `--expires`,
+/// `--older-than`. A bare number is refused (days or seconds would both be a guess).
+pub fn parse_age(raw: &str) -> Result<i64, String> {
+    let raw = raw.trim();
+    let split = raw
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("'{raw}' needs a unit: d, h, m or s (as in 90d)"))?;
+    let (number, unit) = raw.split_at(split);
+    let n: i64 = number
+        .parse()
+        .map_err(|_| format!("'{raw}' is not an age such as 90d, 12h, 30m or 45s"))?;
+    let unit_ms = match unit {
+        "d" => 86_400_000,
+        "h" => 3_600_000,
+        "m" => 60_000,
+        "s" => 1_000,
+        _ => {
+            return Err(format!(
+                "'{raw}' has an unknown unit '{unit}': use d, h, m or s"
+            ))
+        }
+    };
+    if n == 0 {
+        return Err(format!("'{raw}' is no time at all"));
+    }
+    n.checked_mul(unit_ms)
+        .filter(|ms| *ms <= 100 * 365 * 86_400_000)
+        .ok_or_else(|| format!("'{raw}' is more than a hundred years"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_age;
+
+    #[test]
+    fn ages_parse_with_their_unit_and_nonsense_is_refused() {
+        assert_eq!(parse_age("90d"), Ok(90 * 86_400_000));
+        assert_eq!(parse_age("12h"), Ok(12 * 3_600_000));
+        assert_eq!(parse_age("30m"), Ok(30 * 60_000));
+        assert_eq!(parse_age(" 45s "), Ok(45_000));
+        for bad in ["", "90", "d", "-3d", "3w", "0d", "1.5d", "99999999999999d"] {
+            assert!(parse_age(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Erasure (the right to be forgotten) and retention. Both end in [`Store::erase`]: an erased
+//! id goes on the erasure list every load applies, its rows go in short steps, and the kept
+//! dumps that held them go to the trash, which [`empty_trash`] empties into the dump store.
+
+use crate::domain::{timestamp::now_ms, AuditEntry, EraseTarget, Erased, Timestamp};
+use crate::ingest::DumpStore;
+use crate::store::{Owner, Store, StoreError};
+use std::time::Duration;
+
+/// Erases `target` everywhere chatsink keeps it: the database (rows, full-text entries, rejected
+/// rows, the session with its jobs and webhook bodies), and the kept dumps that held it.
+/// Idempotent: repeating it removes nothing more.
+pub async fn erase(
+    store: &Store,
+    dumps: &DumpStore,
+    target: &EraseTarget,
+) -> Result<Erased, StoreError> {
+    let erased = store.erase(target, "erased").await?;
+    empty_trash(store, dumps).await?;
+    Ok(erased)
+}
+
+/// Deletes the dumps in the trash from the dump store, and forgets each once it is gone. A
+/// dump that cannot be deleted now stays in the trash for the next call (each erasure, each
+/// sweep, and `serve` at start-up).
+pub async fn empty_trash(store: &Store, dumps: &DumpStore) -> Result<usize, StoreError> {
+    let mut deleted = 0;
+    loop {
+        let keys = store.trash(100).await?;
+        if keys.is_empty() {
+            return Ok(deleted);
+        }
+        let mut gone = Vec::new();
+        for key in &keys {
+            match dumps.remove(key).await {
+                Ok(()) => gone.push(key.clone()),
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "a dump holding erased rows could not be deleted yet; it stays in the trash")
+                }
+            }
+        }
+        let stuck = gone.len() < keys.len();
+        deleted += gone.len();
+        store.forget_trash(gone).await?;
+        if stuck {
+            return Ok(deleted);
+        }
+    }
+}
+
+/// How long data is kept, from `CHATSINK_RETENTION_DAYS` and `CHATSINK_AUDIT_RETENTION_DAYS`
+/// (none: for ever).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionSettings {
+    pub sessions: Option<Duration>,
+    pub audit: Option<Duration>,
+}
+
+/// What a purge removed.
+#[derive(Debug, Clone, Default)]
+pub struct Purged {
+    pub sessions: usize,
+    pub erased: Erased,
+    pub audit_entries: i64,
+}
+
+/// Sessions taken per round of a purge.
+const PURGE_ROUND: u32 = 100;
+/// Audit entries removed per statement.
+const AUDIT_ROUND: u32 = 5_000;
+
+/// Purges every session whose last message (or start, without one) is older than `age`: each
+/// is erased as a whole, in short steps, and keeps a tombstone (its id, when and why) on the
+/// erasure list, so a late re-delivery is recorded and not loaded. With `audit_age`, audit
+/// entries older than that go too.
+pub async fn purge(
+    store: &Store,
+    dumps: &DumpStore,
+    age: Option<Duration>,
+    audit_age: Option<Duration>,
+) -> Result<Purged, StoreError> {
+    let mut purged = Purged::default();
+    if let Some(age) = age {
+        let cutoff = now_ms() - age.as_millis() as i64;
+        let reason = format!(
+            "retention: last message before {}",
+            Timestamp::from_millis(cutoff)
+        );
+        loop {
+            let sessions = store.expired_sessions(cutoff, PURGE_ROUND).await?;
+            if sessions.is_empty() {
+                break;
+            }
+            for session in sessions {
+                let erased = store.erase(&EraseTarget::Session(session), &reason).await?;
+                purged.sessions += 1;
+                purged.erased.add(&erased);
+            }
+            empty_trash(store, dumps).await?;
+        }
+    }
+    if let Some(age) = audit_age {
+        let cutoff = now_ms() - age.as_millis() as i64;
+        loop {
+            let removed = store.purge_audit(cutoff, AUDIT_ROUND).await?;
+            purged.audit_entries += removed;
+            if removed < AUDIT_ROUND as i64 {
+                break;
+            }
+        }
+    }
+    Ok(purged)
+}
+
+/// The audit entry of a deletion made outside the API (`chatsink erase`, `purge`, the sweep).
+pub fn deletion_entry(who: &str, what: &str, named: &str, erased: &Erased) -> AuditEntry {
+    AuditEntry::now(who, "DELETE", what, named, Some(erased.rows()), 200)
+}
+
+/// How often `serve` sweeps; the first sweep runs a few seconds after start-up.
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+const FIRST_SWEEP_AFTER: Duration = Duration::from_secs(2);
+/// The sweep's lease: on several instances one sweeps at a time.
+const SWEEP_LEASE: Duration = Duration::from_secs(3600);
+
+/// Runs retention in `serve`: a sweep soon after start-up and then every [`SWEEP_EVERY`], one
+/// instance at a time. Empties the dump trash at each round even without retention, so a dump
+/// an erasure could not delete is retried.
+pub fn spawn_sweep(
+    store: Store,
+    dumps: DumpStore,
+    owner: Owner,
+    settings: RetentionSettings,
+    stale: Duration,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut wait = FIRST_SWEEP_AFTER;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stopping.changed() => return,
+            }
+            wait = SWEEP_EVERY;
+            if let Err(e) = sweep(&store, &dumps, &owner, &settings, stale).await {
+                tracing::warn!(error = %e, "the retention sweep failed; it runs again at the next interval");
+            }
+        }
+    })
+}
+
+async fn sweep(
+    store: &Store,
+    dumps: &DumpStore,
+    owner: &Owner,
+    settings: &RetentionSettings,
+    stale: Duration,
+) -> Result<(), StoreError> {
+    empty_trash(store, dumps).await?;
+    if settings.sessions.is_none() && settings.audit.is_none() {
+        return Ok(());
+    }
+    let Some(lease) = store
+        .begin_pass("retention", owner, SWEEP_LEASE, stale)
+        .await?
+    else {
+        tracing::debug!("another instance is sweeping");
+        return Ok(());
+    };
+    let result = purge(store, dumps, settings.sessions, settings.audit).await;
+    let ended = match &result {
+        Ok(_) => Ok(Timestamp::now()),
+        Err(e) => Err(e.to_string()),
+    };
+    store.end_pass(lease, ended).await?;
+    let purged = result?;
+    if purged.sessions > 0 || purged.audit_entries > 0 {
+        tracing::info!(
+            sessions = purged.sessions,
+            messages = purged.erased.messages,
+            audit_entries = purged.audit_entries,
+            "retention sweep removed expired data"
+        );
+        store
+            .record_audit(vec![deletion_entry(
+                "retention sweep",
+                "retention",
+                &format!("sessions={}", purged.sessions),
+                &purged.erased,
+            )])
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! API tokens made by `chatsink token create`: a random secret shown once, kept only as a hash.
+
+use crate::domain::{timestamp::now_ms, TokenRecord};
+use crate::store::{Store, StoreError};
+use sha2::{Digest, Sha256};
+
+/// What the secret of a new token starts with, so secret scanners (and people) can tell a
+/// chatsink token in a log or a paste.
+pub const PREFIX: &str = "chatsink_";
+
+/// A new, random secret: [`PREFIX`] and 32 bytes from the OS's generator, in hex.
+pub fn new_secret() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("{PREFIX}{}", hex::encode(bytes))
+}
+
+/// The hash a token is kept and looked up by: SHA-256, hex.
+///
+/// A fast hash, not a password hash (argon2, bcrypt), on purpose. A password hash is slow so that
+/// guessing a *human-chosen* password from its stolen hash costs years; but these secrets are
+/// 32 random bytes (256 bits), which no number of fast guesses finds, so slowness buys nothing.
+/// It would cost on every request instead: each `/v1` call hashes its token to look it up, and a
+/// 50 ms password hash would be the slowest part of a query page and a free way for anyone to
+/// burn the server's CPU with bad tokens. No salt is needed for the same reason (no two random
+/// secrets share a hash), and an unsalted hash can be looked up by index.
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// What `chatsink token create` asks for.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub name: String,
+    /// Meetings it may read; empty: every meeting.
+    pub meetings: Vec<String>,
+    /// How long it lasts, in milliseconds; none: until revoked.
+    pub expires_in_ms: Option<i64>,
+    pub admin: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("a token named '{0}' exists already (names are never reused, revoked or not)")]
+    NameTaken(String),
+    #[error("--name: {0}")]
+    BadName(String),
+    #[error("an admin token reads every meeting: --admin and --meeting do not go together")]
+    ScopedAdmin,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Records a new token and returns its secret, the only time it exists outside the caller.
+pub async fn create_token(store: &Store, new: &NewToken) -> Result<String, TokenError> {
+    let name = new.name.trim();
+    if name.is_empty() || name.len() > 100 || name.chars().any(|c| c.is_control()) {
+        return Err(TokenError::BadName(
+            "give 1 to 100 characters, no control characters".into(),
+        ));
+    }
+    if name.starts_with("CHATSINK_") || name == "-" {
+        return Err(TokenError::BadName(format!(
+            "'{name}' is how the audit log names tokens from the environment, or none"
+        )));
+    }
+    if new.admin && !new.meetings.is_empty() {
+        return Err(TokenError::ScopedAdmin);
+    }
+    let mut meetings = new.meetings.clone();
+    meetings.sort();
+    meetings.dedup();
+    let created_ms = now_ms();
+    let record = TokenRecord {
+        name: name.to_owned(),
+        admin: new.admin,
+        meetings: (!meetings.is_empty()).then_some(meetings),
+        created_ms,
+        expires_ms: new.expires_in_ms.map(|ms| created_ms + ms),
+        last_used_ms: None,
+        revoked_ms: None,
+    };
+    let secret = new_secret();
+    if !store.create_token(record, hash_secret(&secret)).await? {
+        return Err(TokenError::NameTaken(name.to_owned()));
+    }
+    Ok(secret)
+}

@@ -1,0 +1,375 @@
+//! Tokens, the erasure list, erasure itself, the dump trash and the audit log on SQLite.
+
+use super::sessions;
+use crate::domain::{
+    AuditEntry, AuditQuery, EraseStep, EraseTarget, Erased, ErasureList, TokenRecord,
+};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
+    let meetings: Option<String> = r.get(2)?;
+    Ok(TokenRecord {
+        name: r.get(0)?,
+        admin: r.get(1)?,
+        meetings: meetings.and_then(|m| serde_json::from_str(&m).ok()),
+        created_ms: r.get(3)?,
+        expires_ms: r.get(4)?,
+        last_used_ms: r.get(5)?,
+        revoked_ms: r.get(6)?,
+    })
+}
+
+const TOKEN_COLUMNS: &str =
+    "name, admin, meetings, created_ms, expires_ms, last_used_ms, revoked_ms";
+
+/// False when a token of that name exists (revoked ones too: a name means one token for ever).
+pub fn create_token(
+    conn: &Connection,
+    token: &TokenRecord,
+    secret_sha256: &str,
+) -> rusqlite::Result<bool> {
+    let meetings = token
+        .meetings
+        .as_ref()
+        .map(|m| serde_json::to_string(m).expect("strings serialise"));
+    Ok(conn.execute(
+        "INSERT INTO tokens (name, secret_sha256, admin, meetings, created_ms, expires_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+        params![
+            token.name,
+            secret_sha256,
+            token.admin,
+            meetings,
+            token.created_ms,
+            token.expires_ms
+        ],
+    )? == 1)
+}
+
+pub fn tokens(conn: &Connection) -> rusqlite::Result<Vec<TokenRecord>> {
+    conn.prepare(&format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY name"))?
+        .query_map([], token_from_row)?
+        .collect()
+}
+
+pub fn revoke_token(conn: &Connection, name: &str, now: i64) -> rusqlite::Result<bool> {
+    Ok(conn.execute(
+        "UPDATE tokens SET revoked_ms = coalesce(revoked_ms, ?2) WHERE name = ?1",
+        params![name, now],
+    )? == 1)
+}
+
+pub fn token_by_hash(conn: &Connection, sha256: &str) -> rusqlite::Result<Option<TokenRecord>> {
+    conn.prepare_cached(&format!(
+        "SELECT {TOKEN_COLUMNS} FROM tokens WHERE secret_sha256 = ?1"
+    ))?
+    .query_row([sha256], token_from_row)
+    .optional()
+}
+
+/// The erased users and messages (see [`ErasureList`]).
+pub fn erasure_list(conn: &Connection) -> rusqlite::Result<ErasureList> {
+    let mut list = ErasureList::default();
+    let mut stmt = conn.prepare_cached("SELECT kind, id FROM erasures WHERE kind <> 'session'")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    for row in rows {
+        let (kind, id) = row?;
+        match kind.as_str() {
+            "user" => list.users.insert(id),
+            _ => list.messages.insert(id),
+        };
+    }
+    Ok(list)
+}
+
+/// Whether the session is erased or purged (it has a tombstone).
+pub fn session_erased(conn: &Connection, session: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM erasures WHERE kind = 'session' AND id = ?1)",
+    )?
+    .query_row([session], |r| r.get(0))
+}
+
+/// Puts `target` on the erasure list (kept from its first erasure: the reason and time stay).
+pub fn list_erasure(
+    conn: &Connection,
+    target: &EraseTarget,
+    reason: &str,
+    now: i64,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO erasures (kind, id, reason, at_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+        params![target.kind(), target.id(), reason, now],
+    )?;
+    Ok(())
+}
+
+/// The sessions (keys) holding a message of this id: read outside the writer's lock, as there
+/// is no index on a message's id alone (one per filter is what loads can afford).
+pub fn sessions_holding_message(conn: &Connection, id: &str) -> rusqlite::Result<Vec<i64>> {
+    conn.prepare("SELECT DISTINCT session_key FROM messages WHERE id = ?1")?
+        .query_map([id], |r| r.get(0))?
+        .collect()
+}
+
+/// One step of erasing `target` (already on the erasure list) in one `BEGIN IMMEDIATE`
+/// transaction: at most `max_rows` messages go, with their full-text entries; the sessions they
+/// were in are recounted and their kept dumps moved to the trash. The last step removes what is
+/// left: rejected rows that mention the id, the participant, or the session with its jobs and
+/// webhook deliveries. `holding` is [`sessions_holding_message`] for a message.
+pub fn erase_step(
+    conn: &mut Connection,
+    target: &EraseTarget,
+    holding: &[i64],
+    max_rows: usize,
+    now: i64,
+) -> rusqlite::Result<EraseStep> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut step = EraseStep::default();
+    let (select, key): (String, Option<i64>) = match target {
+        EraseTarget::User(id) => (
+            "SELECT seq, session_key FROM messages WHERE user_key = ?1 LIMIT ?2".into(),
+            tx.query_row(
+                "SELECT user_key FROM participants WHERE user_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?,
+        ),
+        EraseTarget::Session(id) => (
+            "SELECT seq, session_key FROM messages WHERE session_key = ?1 LIMIT ?2".into(),
+            tx.query_row(
+                "SELECT session_key FROM sessions WHERE session_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?,
+        ),
+        EraseTarget::Message(_) => (String::new(), None),
+    };
+    let found: Vec<(i64, i64)> = match (target, key) {
+        (EraseTarget::Message(id), _) => {
+            let mut stmt = tx.prepare_cached(
+                "SELECT seq, session_key FROM messages WHERE session_key = ?1 AND id = ?2",
+            )?;
+            let mut found = Vec::new();
+            for session in holding {
+                for row in stmt.query_map(params![session, id], |r| Ok((r.get(0)?, r.get(1)?)))? {
+                    found.push(row?);
+                }
+            }
+            found
+        }
+        (_, Some(key)) => tx
+            .prepare_cached(&select)?
+            .query_map(params![key, max_rows as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?,
+        (_, None) => Vec::new(),
+    };
+    if !found.is_empty() {
+        let seqs = serde_json::to_string(&found.iter().map(|(s, _)| *s).collect::<Vec<_>>())
+            .expect("numbers serialise");
+        tx.execute(
+            "INSERT INTO messages_fts (messages_fts, rowid, text, file_name, display_name)
+             SELECT 'delete', seq, text, file_name, display_name FROM messages
+             WHERE seq IN (SELECT value FROM json_each(?1))",
+            [&seqs],
+        )?;
+        step.removed.messages = tx.execute(
+            "DELETE FROM messages WHERE seq IN (SELECT value FROM json_each(?1))",
+            [&seqs],
+        )? as i64;
+        let mut sessions: Vec<i64> = found.iter().map(|(_, s)| *s).collect();
+        sessions.sort_unstable();
+        sessions.dedup();
+        for session in sessions {
+            step.removed.dumps += trash_dump(&tx, session, now)?;
+            if !matches!(target, EraseTarget::Session(_)) {
+                sessions::recount(&tx, session, now)?;
+            }
+        }
+    }
+    step.more = found.len() >= max_rows && !matches!(target, EraseTarget::Message(_));
+    if !step.more {
+        finish_erasure(&tx, target, key, now, &mut step.removed)?;
+    }
+    tx.commit()?;
+    Ok(step)
+}
+
+/// Puts a kept dump's key in the trash (a dump that holds erased rows).
+pub fn trash_key(tx: &Connection, key: Option<&str>) -> rusqlite::Result<()> {
+    if let Some(key) = key {
+        tx.prepare_cached(
+            "INSERT INTO dump_trash (key, at_ms) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![key, super::now_ms()])?;
+    }
+    Ok(())
+}
+
+/// Moves the session's kept dump (if any) to the trash: 1 when there was one.
+fn trash_dump(tx: &Connection, session_key: i64, now: i64) -> rusqlite::Result<i64> {
+    let moved = tx
+        .prepare_cached(
+            "INSERT INTO dump_trash (key, at_ms)
+             SELECT dump_path, ?2 FROM sessions WHERE session_key = ?1 AND dump_path IS NOT NULL
+             ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![session_key, now])?;
+    tx.prepare_cached("UPDATE sessions SET dump_path = NULL WHERE session_key = ?1")?
+        .execute([session_key])?;
+    Ok(moved as i64)
+}
+
+fn finish_erasure(
+    tx: &Connection,
+    target: &EraseTarget,
+    key: Option<i64>,
+    now: i64,
+    removed: &mut Erased,
+) -> rusqlite::Result<()> {
+    match target {
+        EraseTarget::User(id) | EraseTarget::Message(id) => {
+            // Rejected rows are kept as raw bytes: any that mention the id go.
+            let sessions: Vec<String> = tx
+                .prepare("SELECT DISTINCT session_id FROM rejected_rows WHERE instr(raw, ?1) > 0")?
+                .query_map([id.as_bytes()], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            removed.rejected_rows += tx.execute(
+                "DELETE FROM rejected_rows WHERE instr(raw, ?1) > 0",
+                [id.as_bytes()],
+            )? as i64;
+            for session in sessions {
+                if let Some(key) = tx
+                    .query_row(
+                        "SELECT session_key FROM sessions WHERE session_id = ?1",
+                        [&session],
+                        |r| r.get(0),
+                    )
+                    .optional()?
+                {
+                    removed.dumps += trash_dump(tx, key, now)?;
+                    sessions::recount(tx, key, now)?;
+                }
+            }
+            if let (EraseTarget::User(_), Some(key)) = (target, key) {
+                tx.execute("DELETE FROM participants WHERE user_key = ?1", [key])?;
+            }
+        }
+        EraseTarget::Session(id) => {
+            removed.rejected_rows +=
+                tx.execute("DELETE FROM rejected_rows WHERE session_id = ?1", [id])? as i64;
+            if let Some(key) = key {
+                removed.dumps += trash_dump(tx, key, now)?;
+                removed.sessions +=
+                    tx.execute("DELETE FROM sessions WHERE session_key = ?1", [key])? as i64;
+            }
+            // Jobs first: a job names the delivery it came from. A running job keeps its row
+            // (its worker finds the tombstone and finishes it as erased), and so does the
+            // delivery it names, until the next erasure of the session.
+            tx.execute(
+                "DELETE FROM jobs WHERE session_id = ?1 AND state <> 'running'",
+                [id],
+            )?;
+            removed.deliveries += tx.execute(
+                "DELETE FROM inbox WHERE session_id = ?1
+                   AND id NOT IN (SELECT inbox_id FROM jobs WHERE inbox_id IS NOT NULL AND session_id = ?1)",
+                [id],
+            )? as i64;
+        }
+    }
+    Ok(())
+}
+
+/// The trash's dump keys, oldest first.
+pub fn trash(conn: &Connection, limit: u32) -> rusqlite::Result<Vec<String>> {
+    conn.prepare_cached("SELECT key FROM dump_trash ORDER BY at_ms, key LIMIT ?1")?
+        .query_map([limit], |r| r.get(0))?
+        .collect()
+}
+
+pub fn forget_trash(conn: &Connection, keys: &[String]) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached("DELETE FROM dump_trash WHERE key = ?1")?;
+    for key in keys {
+        stmt.execute([key])?;
+    }
+    Ok(())
+}
+
+/// Sessions whose last message (or, without one, whose start) is before `cutoff_ms`, and that
+/// are not tombstones already: what retention purges next.
+pub fn expired_sessions(
+    conn: &Connection,
+    cutoff_ms: i64,
+    limit: u32,
+) -> rusqlite::Result<Vec<String>> {
+    conn.prepare_cached(
+        "SELECT session_id FROM sessions WHERE coalesce(last_message_ms, sort_ms) < ?1
+         ORDER BY coalesce(last_message_ms, sort_ms) LIMIT ?2",
+    )?
+    .query_map(params![cutoff_ms, limit], |r| r.get(0))?
+    .collect()
+}
+
+/// Appends audit entries, and notes each token's last use.
+pub fn record_audit(conn: &mut Connection, entries: &[AuditEntry]) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO audit (at_ms, token, method, route, filters, rows, status)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        let mut used = tx.prepare_cached(
+            "UPDATE tokens SET last_used_ms = ?2 WHERE name = ?1 AND coalesce(last_used_ms, 0) < ?2",
+        )?;
+        for e in entries {
+            insert.execute(params![
+                e.at_ms, e.token, e.method, e.route, e.filters, e.rows, e.status
+            ])?;
+            used.execute(params![e.token, e.at_ms])?;
+        }
+    }
+    tx.commit()
+}
+
+pub fn audit_page(conn: &Connection, query: &AuditQuery) -> rusqlite::Result<Vec<AuditEntry>> {
+    conn.prepare_cached(
+        "SELECT id, at_ms, token, method, route, filters, rows, status FROM audit
+         WHERE (?1 IS NULL OR at_ms >= ?1) AND (?2 IS NULL OR at_ms < ?2)
+           AND (?3 IS NULL OR token = ?3) AND (?4 IS NULL OR id < ?4)
+         ORDER BY id DESC LIMIT ?5",
+    )?
+    .query_map(
+        params![
+            query.since_ms,
+            query.until_ms,
+            query.token,
+            query.before,
+            query.limit
+        ],
+        |r| {
+            Ok(AuditEntry {
+                id: r.get(0)?,
+                at_ms: r.get(1)?,
+                token: r.get(2)?,
+                method: r.get(3)?,
+                route: r.get(4)?,
+                filters: r.get(5)?,
+                rows: r.get(6)?,
+                status: r.get(7)?,
+            })
+        },
+    )?
+    .collect()
+}
+
+/// Removes up to `max_rows` audit entries older than `cutoff_ms`; returns how many went.
+pub fn purge_audit(conn: &Connection, cutoff_ms: i64, max_rows: u32) -> rusqlite::Result<i64> {
+    Ok(conn.execute(
+        "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at_ms < ?1 ORDER BY at_ms LIMIT ?2)",
+        params![cutoff_ms, max_rows],
+    )? as i64)
+}

@@ -1,0 +1,1098 @@
+//! Who may read what, and for how long: scoped tokens, erasure, retention and the audit log,
+//! against the real binary on this suite's backend, with a loopback server holding the dumps.
+
+use crate::helpers::*;
+use crate::site::{Served, Site};
+use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+const MEETINGS: [&str; 4] = ["meet-a", "meet-b", "meet-c", "meet-d"];
+const USERS: [&str; 5] = ["u-ann", "u-bob", "u-cat", "u-dan", "u-eve"];
+const KINDS: [&str; 3] = ["TEXT_MESSAGE", "IMAGE_MESSAGE", "FILE_MESSAGE"];
+
+/// One message of a generated dump.
+#[derive(Debug, Clone)]
+struct Msg {
+    id: String,
+    user: String,
+    session: String,
+    meeting: String,
+    kind: &'static str,
+    pinned: bool,
+    text: String,
+    ms: i64,
+}
+
+impl Msg {
+    fn stored_kind(&self) -> &'static str {
+        match self.kind {
+            "TEXT_MESSAGE" => "text",
+            "IMAGE_MESSAGE" => "image",
+            _ => "file",
+        }
+    }
+
+    fn row(&self) -> String {
+        let payload = match self.kind {
+            "TEXT_MESSAGE" => self.text.clone(),
+            "IMAGE_MESSAGE" => "https://pictures.example/p.png".into(),
+            _ => {
+                r#"{"link": "https://files.example/f.pdf", "name": "notes.pdf", "size": 12}"#.into()
+            }
+        };
+        csv_row(&[
+            &self.id,
+            &self.user,
+            &self.session,
+            &self.meeting,
+            &format!("Name of {}", self.user),
+            if self.pinned { "true" } else { "false" },
+            "false",
+            self.kind,
+            &payload,
+            &chatsink::domain::Timestamp::from_millis(self.ms).to_rfc3339(),
+        ])
+    }
+}
+
+fn dump(messages: &[Msg], extra: &str) -> Vec<u8> {
+    let mut out = format!("{DUMP_HEADER}\r\n");
+    for m in messages {
+        out.push_str(&m.row());
+    }
+    out.push_str(extra);
+    out.into_bytes()
+}
+
+/// A `meeting.chatSynced` for `session` of `meeting`, its dump at `url`; `note` makes the body
+/// differ (a re-delivery RealtimeKit made anew).
+fn synced(session: &str, meeting: &str, url: &str, note: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "event": "meeting.chatSynced",
+        "sessionId": session,
+        "meetingId": meeting,
+        "title": format!("Sync {note}"),
+        "chatDownloadUrl": url,
+        "chatDownloadUrlExpiry": "2099-06-10T10:30:00.000Z",
+        "createdAt": "2026-06-03T10:00:00.000Z",
+        "startedAt": "2026-06-03T10:00:05.000Z",
+        "endedAt": "2026-06-03T11:00:00.000Z",
+        "organizedBy": {"id": "org-1", "name": "Example organization"}
+    }))
+    .unwrap()
+}
+
+/// A site served by the real binary with an admin token from the environment, and a loopback
+/// server for its dumps.
+struct World {
+    site: Site,
+    served: Served,
+    storage: FakeServer,
+    _root: tempfile::TempDir,
+}
+
+impl World {
+    async fn start(env: &[(&str, String)]) -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let site = Site::on_this_backend(root.path());
+        let served = Self::serve(&site, env).await;
+        Self {
+            site,
+            served,
+            storage: FakeServer::start().await,
+            _root: root,
+        }
+    }
+
+    async fn serve(site: &Site, env: &[(&str, String)]) -> Served {
+        let env = env.to_vec();
+        site.start_with("", move |command| {
+            command
+                .env("CHATSINK_ADMIN_TOKENS", ADMIN_TOKEN)
+                .env("RUST_LOG", "info");
+            for (k, v) in &env {
+                command.env(k, v);
+            }
+        })
+        .await
+    }
+
+    /// Delivers `session` with `messages` and waits until its jobs settle.
+    async fn deliver(
+        &self,
+        session: &str,
+        meeting: &str,
+        messages: &[Msg],
+        extra: &str,
+        note: &str,
+    ) {
+        let path = format!("/dumps/{session}-{note}.csv");
+        self.storage
+            .route(&path, vec![Reply::Body(dump(messages, extra))]);
+        let body = synced(session, meeting, &self.storage.url(&path), note);
+        let answer = self
+            .served
+            .post(&body, &uuid::Uuid::new_v4().to_string())
+            .await
+            .unwrap();
+        assert!(answer.status().is_success(), "{}", answer.status());
+        self.site.wait_until_settled().await;
+    }
+
+    fn chatsink(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_chatsink"))
+            .args(args)
+            .env("CHATSINK_DATABASE", self.site.location())
+            .env("CHATSINK_DATA_DIR", self.site.data_dir())
+            .env("CHATSINK_DOWNLOAD_ALLOW_HOSTS", "127.0.0.1")
+            .env("CHATSINK_DOWNLOAD_ALLOW_HTTP", "true")
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("binary runs")
+    }
+
+    fn token(&self, args: &[&str]) -> String {
+        let output = self.chatsink(&[&["token", "create"], args].concat());
+        assert!(output.status.success(), "{}", said(&output));
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        assert_eq!(stdout.lines().count(), 1, "the secret alone: {stdout:?}");
+        stdout.trim().to_owned()
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, token: &str) -> reqwest::Response {
+        self.served
+            .client
+            .request(method, format!("{}{path}", self.served.address()))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
+        let answer = self.call(reqwest::Method::GET, path, token).await;
+        let status = answer.status().as_u16();
+        (status, answer.json().await.unwrap_or_default())
+    }
+
+    /// Every page of a list route, following `next_cursor`: the items under `field`.
+    async fn all(&self, path: &str, field: &str, token: &str) -> Vec<serde_json::Value> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let url = match &cursor {
+                Some(c) => format!("{path}{sep}cursor={c}"),
+                None => path.to_owned(),
+            };
+            let (status, body) = self.get(&url, token).await;
+            assert_eq!(status, 200, "{url}: {body}");
+            items.extend(body[field].as_array().unwrap().iter().cloned());
+            match body["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return items,
+            }
+        }
+    }
+}
+
+fn said(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn ids(items: &[serde_json::Value], field: &str) -> BTreeSet<String> {
+    items
+        .iter()
+        .map(|v| v[field].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The archive every scope test reads: 8 sessions over 4 meetings, 6 messages each, by five
+/// users in every type, some pinned.
+fn corpus() -> Vec<(String, String, Vec<Msg>)> {
+    (0..8)
+        .map(|s| {
+            let session = uuid::Uuid::new_v4().to_string();
+            let meeting = MEETINGS[s % 4].to_owned();
+            let messages = (0..6)
+                .map(|i| Msg {
+                    id: format!("{session}-m{i}"),
+                    user: USERS[(s * 2 + i) % 5].to_owned(),
+                    session: session.clone(),
+                    meeting: meeting.clone(),
+                    kind: KINDS[(s + i) % 3],
+                    pinned: (s + i) % 4 == 0,
+                    text: format!("word{s} shared text {i}"),
+                    ms: 1_780_480_800_000 + (s as i64) * 100_000 + i as i64 * 1000,
+                })
+                .collect();
+            (session, meeting, messages)
+        })
+        .collect()
+}
+
+async fn world_with_corpus() -> (World, Vec<(String, String, Vec<Msg>)>) {
+    let world = World::start(&[]).await;
+    let corpus = corpus();
+    for (session, meeting, messages) in &corpus {
+        world.deliver(session, meeting, messages, "", "first").await;
+    }
+    (world, corpus)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_shown_once_kept_as_a_hash_scoped_expired_and_revoked_at_once() {
+    let (world, corpus) = world_with_corpus().await;
+    let alice = world.token(&["--name", "alice", "--meeting", "meet-a"]);
+    assert!(
+        alice.starts_with("chatsink_") && alice.len() > 60,
+        "{alice}"
+    );
+    // A name is one token for ever.
+    let again = world.chatsink(&["token", "create", "--name", "alice"]);
+    assert!(!again.status.success() && said(&again).contains("exists already"));
+    let bad = world.chatsink(&[
+        "token",
+        "create",
+        "--name",
+        "x",
+        "--admin",
+        "--meeting",
+        "m",
+    ]);
+    assert!(!bad.status.success() && said(&bad).contains("--admin and --meeting"));
+    let bad = world.chatsink(&["token", "create", "--name", "x", "--expires", "30"]);
+    assert!(!bad.status.success() && said(&bad).contains("needs a unit"));
+
+    // Alice sees meeting A only, everywhere.
+    let in_a: Vec<&(String, String, Vec<Msg>)> =
+        corpus.iter().filter(|(_, m, _)| m == "meet-a").collect();
+    let sessions = world.all("/v1/sessions?limit=1", "sessions", &alice).await;
+    assert_eq!(
+        ids(&sessions, "sessionId"),
+        in_a.iter().map(|(s, _, _)| s.clone()).collect()
+    );
+    let outside = &corpus.iter().find(|(_, m, _)| m == "meet-b").unwrap().0;
+    for path in [
+        format!("/v1/sessions/{outside}"),
+        format!("/v1/sessions/{outside}/messages"),
+        format!("/v1/sessions/{outside}/rejected"),
+    ] {
+        assert_eq!(world.get(&path, &alice).await.0, 404, "{path}");
+    }
+    // A cursor is bound to its token's scope.
+    let (_, first) = world.get("/v1/sessions?limit=1", READ_TOKEN).await;
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let (status, body) = world
+        .get(&format!("/v1/sessions?limit=1&cursor={cursor}"), &alice)
+        .await;
+    assert_eq!((status, body["parameter"].as_str()), (400, Some("cursor")));
+
+    // Expiry.
+    let brief = world.token(&["--name", "brief", "--expires", "2s"]);
+    assert_eq!(world.get("/v1/sessions", &brief).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(world.get("/v1/sessions", &brief).await.0, 401);
+
+    // Revocation holds at once, on this instance and on a second one on the same database.
+    let second = World::serve(&world.site, &[]).await;
+    let on_second = |token: &str| {
+        let request = second
+            .client
+            .get(format!("{}/v1/sessions", second.address()))
+            .bearer_auth(token);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(on_second(&alice).await, 200);
+    let revoked = world.chatsink(&["token", "revoke", "alice"]);
+    assert!(revoked.status.success(), "{}", said(&revoked));
+    assert_eq!(world.get("/v1/sessions", &alice).await.0, 401);
+    assert_eq!(on_second(&alice).await, 401);
+    let unknown = world.chatsink(&["token", "revoke", "nobody"]);
+    assert!(!unknown.status.success() && said(&unknown).contains("no token named"));
+
+    // The list shows names, scopes and uses, never a secret.
+    let list = world.chatsink(&["token", "list"]);
+    let listed = said(&list);
+    assert!(list.status.success(), "{listed}");
+    assert!(listed.contains("alice") && listed.contains("revoked") && listed.contains("expired"));
+    assert!(listed.contains("read: meet-a"), "{listed}");
+    assert!(!listed.contains(&alice[9..]) && !listed.contains(&brief[9..]));
+
+    // A read token is refused the admin routes; an admin token is not.
+    assert_eq!(
+        world
+            .call(reqwest::Method::DELETE, "/v1/users/u-ann", READ_TOKEN)
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(world.get("/v1/audit", READ_TOKEN).await.0, 403);
+    assert_eq!(world.get("/v1/audit", ADMIN_TOKEN).await.0, 200);
+    let made_admin = world.token(&["--name", "ops", "--admin"]);
+    assert_eq!(world.get("/v1/audit", &made_admin).await.0, 200);
+
+    // The secrets appear in no file the database wrote, and in no log.
+    second.stop();
+    let log = world.site.log();
+    for secret in [&alice, &brief, &made_admin] {
+        assert!(!log.contains(secret.as_str()), "a secret in the log");
+        for (file, bytes) in database_files(&world.site) {
+            assert!(
+                memchr::memmem::find(&bytes, secret.as_bytes()).is_none(),
+                "a secret in {file}"
+            );
+        }
+    }
+}
+
+/// The bytes of every file the site's database is kept in: the SQLite file and its WAL, or the
+/// PostgreSQL cluster's data files (after a checkpoint).
+fn database_files(site: &Site) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut roots = Vec::new();
+    if on_postgres() {
+        if let Some(server) = crate::pg::postgres("governance: database files") {
+            server.sql(&site.location(), "CHECKPOINT");
+            roots.extend(server.data_dir());
+        }
+    } else {
+        roots.push(site.db_path().parent().unwrap().to_owned());
+    }
+    let mut stack = roots;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                files.push((path.display().to_string(), bytes));
+            }
+        }
+    }
+    assert!(!files.is_empty(), "no database files found");
+    files
+}
+
+/// A query a scoped reader may make, on any route.
+#[derive(Debug, Clone)]
+enum Probe {
+    Messages {
+        user: Option<usize>,
+        kind: Option<usize>,
+        pinned: Option<bool>,
+        meeting: Option<usize>,
+        q: bool,
+        limit: u32,
+    },
+    Sessions(u32),
+    Users {
+        session: Option<usize>,
+        limit: u32,
+    },
+    Stats {
+        user: Option<usize>,
+        meeting: Option<usize>,
+    },
+    Session(usize),
+    SessionMessages(usize),
+    UserMessages(usize),
+    Export(Option<usize>),
+}
+
+fn probe() -> impl Strategy<Value = Probe> {
+    let maybe = |n: usize| proptest::option::of(0..n);
+    prop_oneof![
+        (
+            maybe(5),
+            maybe(3),
+            proptest::option::of(any::<bool>()),
+            maybe(4),
+            any::<bool>(),
+            1u32..8
+        )
+            .prop_map(|(user, kind, pinned, meeting, q, limit)| Probe::Messages {
+                user,
+                kind,
+                pinned,
+                meeting,
+                q,
+                limit
+            }),
+        (1u32..4).prop_map(Probe::Sessions),
+        (maybe(8), 1u32..4).prop_map(|(session, limit)| Probe::Users { session, limit }),
+        (maybe(5), maybe(4)).prop_map(|(user, meeting)| Probe::Stats { user, meeting }),
+        (0usize..8).prop_map(Probe::Session),
+        (0usize..8).prop_map(Probe::SessionMessages),
+        (0usize..5).prop_map(Probe::UserMessages),
+        maybe(4).prop_map(Probe::Export),
+    ]
+}
+
+/// A scoped token never sees a row outside its scope, on any route, filter or export: each
+/// answer equals what the corpus itself says for that scope and query.
+#[test]
+fn a_scoped_token_sees_exactly_its_meetings_on_every_route() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (world, corpus) = runtime.block_on(world_with_corpus());
+    // One token per non-empty set of meetings.
+    let scopes: Vec<(BTreeSet<&str>, String)> = (1u32..16)
+        .map(|mask| {
+            let meetings: BTreeSet<&str> = (0..4)
+                .filter(|b| mask & (1 << b) != 0)
+                .map(|b| MEETINGS[b])
+                .collect();
+            let mut args = vec!["--name".to_owned(), format!("scope-{mask}")];
+            for m in &meetings {
+                args.push("--meeting".into());
+                args.push((*m).to_owned());
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            (meetings, world.token(&args))
+        })
+        .collect();
+    let all: Vec<Msg> = corpus.iter().flat_map(|(_, _, m)| m.clone()).collect();
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases: 48,
+        failure_persistence: None,
+        ..Default::default()
+    });
+    runner
+        .run(&(0usize..15, probe()), |(scope, probe)| {
+            let (meetings, token) = &scopes[scope];
+            let visible: Vec<&Msg> = all
+                .iter()
+                .filter(|m| meetings.contains(m.meeting.as_str()))
+                .collect();
+            runtime.block_on(check(&world, &corpus, &visible, token, &probe));
+            Ok(())
+        })
+        .unwrap();
+}
+
+async fn check(
+    world: &World,
+    corpus: &[(String, String, Vec<Msg>)],
+    visible: &[&Msg],
+    token: &str,
+    probe: &Probe,
+) {
+    let message_ids = |keep: &dyn Fn(&Msg) -> bool| -> BTreeSet<String> {
+        visible
+            .iter()
+            .filter(|m| keep(m))
+            .map(|m| m.id.clone())
+            .collect()
+    };
+    let session_visible = |i: usize| visible.iter().any(|m| m.session == corpus[i].0);
+    match probe {
+        Probe::Messages {
+            user,
+            kind,
+            pinned,
+            meeting,
+            q,
+            limit,
+        } => {
+            let mut path = format!("/v1/messages?limit={limit}");
+            if let Some(u) = user {
+                path.push_str(&format!("&user={}", USERS[*u]));
+            }
+            if let Some(k) = kind {
+                path.push_str(&format!("&type={}", KINDS[*k]));
+            }
+            if let Some(p) = pinned {
+                path.push_str(&format!("&pinned={p}"));
+            }
+            if let Some(m) = meeting {
+                path.push_str(&format!("&meeting={}", MEETINGS[*m]));
+            }
+            if *q {
+                path.push_str("&q=shared");
+            }
+            let got = world.all(&path, "messages", token).await;
+            let expected = message_ids(&|m| {
+                user.is_none_or(|u| m.user == USERS[u])
+                    && kind.is_none_or(|k| m.kind == KINDS[k])
+                    && pinned.is_none_or(|p| m.pinned == p)
+                    && meeting.is_none_or(|k| m.meeting == MEETINGS[k])
+                    && (!q || m.kind == "TEXT_MESSAGE")
+            });
+            assert_eq!(got.len(), expected.len(), "{path}: a row twice");
+            assert_eq!(ids(&got, "id"), expected, "{path}");
+        }
+        Probe::Sessions(limit) => {
+            let got = world
+                .all(&format!("/v1/sessions?limit={limit}"), "sessions", token)
+                .await;
+            let expected: BTreeSet<String> = (0..corpus.len())
+                .filter(|i| session_visible(*i))
+                .map(|i| corpus[i].0.clone())
+                .collect();
+            assert_eq!(ids(&got, "sessionId"), expected);
+        }
+        Probe::Users { session, limit } => {
+            let mut path = format!("/v1/users?limit={limit}");
+            if let Some(s) = session {
+                path.push_str(&format!("&session={}", corpus[*s].0));
+            }
+            let got = world.all(&path, "users", token).await;
+            let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+            for m in visible
+                .iter()
+                .filter(|m| session.is_none_or(|s| m.session == corpus[s].0))
+            {
+                *expected.entry(m.user.clone()).or_default() += 1;
+            }
+            let got: BTreeMap<String, i64> = got
+                .iter()
+                .map(|u| {
+                    (
+                        u["id"].as_str().unwrap().to_owned(),
+                        u["messageCount"].as_i64().unwrap(),
+                    )
+                })
+                .collect();
+            assert_eq!(got, expected, "{path}");
+        }
+        Probe::Stats { user, meeting } => {
+            let mut path = "/v1/stats?".to_owned();
+            if let Some(u) = user {
+                path.push_str(&format!("user={}&", USERS[*u]));
+            }
+            if let Some(m) = meeting {
+                path.push_str(&format!("meeting={}", MEETINGS[*m]));
+            }
+            let (status, body) = world.get(&path, token).await;
+            assert_eq!(status, 200, "{body}");
+            let counted: Vec<&&Msg> = visible
+                .iter()
+                .filter(|m| {
+                    user.is_none_or(|u| m.user == USERS[u])
+                        && meeting.is_none_or(|k| m.meeting == MEETINGS[k])
+                })
+                .collect();
+            assert_eq!(body["total"].as_i64(), Some(counted.len() as i64), "{path}");
+            let mut by_type: BTreeMap<String, i64> = BTreeMap::new();
+            for m in &counted {
+                *by_type.entry(m.stored_kind().to_owned()).or_default() += 1;
+            }
+            let got: BTreeMap<String, i64> =
+                serde_json::from_value(body["byType"].clone()).unwrap();
+            assert_eq!(got, by_type, "{path}");
+            for top in body["topUsers"].as_array().unwrap() {
+                assert!(counted
+                    .iter()
+                    .any(|m| Some(m.user.as_str()) == top["userId"].as_str()));
+            }
+        }
+        Probe::Session(i) => {
+            let (status, _) = world
+                .get(&format!("/v1/sessions/{}", corpus[*i].0), token)
+                .await;
+            assert_eq!(status, if session_visible(*i) { 200 } else { 404 });
+        }
+        Probe::SessionMessages(i) => {
+            let path = format!("/v1/sessions/{}/messages?limit=4", corpus[*i].0);
+            if session_visible(*i) {
+                let got = world.all(&path, "messages", token).await;
+                assert_eq!(ids(&got, "id"), message_ids(&|m| m.session == corpus[*i].0));
+            } else {
+                assert_eq!(world.get(&path, token).await.0, 404);
+            }
+        }
+        Probe::UserMessages(u) => {
+            let path = format!("/v1/users/{}/messages?limit=5", USERS[*u]);
+            let expected = message_ids(&|m| m.user == USERS[*u]);
+            if expected.is_empty() {
+                assert_eq!(world.get(&path, token).await.0, 404, "{path}");
+            } else {
+                let got = world.all(&path, "messages", token).await;
+                assert_eq!(ids(&got, "id"), expected, "{path}");
+            }
+        }
+        Probe::Export(meeting) => {
+            let mut path = "/v1/messages?format=csv".to_owned();
+            if let Some(m) = meeting {
+                path.push_str(&format!("&meeting={}", MEETINGS[*m]));
+            }
+            let answer = world.call(reqwest::Method::GET, &path, token).await;
+            assert_eq!(answer.status(), 200);
+            let text = answer.text().await.unwrap();
+            let mut reader = csv::Reader::from_reader(text.as_bytes());
+            let got: BTreeSet<String> =
+                reader.records().map(|r| r.unwrap()[0].to_owned()).collect();
+            assert_eq!(
+                got,
+                message_ids(&|m| meeting.is_none_or(|k| m.meeting == MEETINGS[k])),
+                "{path}"
+            );
+        }
+    }
+}
+
+fn msg(session: &str, meeting: &str, i: usize, user: &str, text: &str) -> Msg {
+    Msg {
+        id: format!("{session}-m{i}"),
+        user: user.to_owned(),
+        session: session.to_owned(),
+        meeting: meeting.to_owned(),
+        kind: "TEXT_MESSAGE",
+        pinned: false,
+        text: text.to_owned(),
+        ms: 1_780_480_800_000 + i as i64 * 1000,
+    }
+}
+
+/// Every kept dump file's bytes (the default dump store: a directory in the data dir).
+fn kept_dumps(site: &Site) -> Vec<Vec<u8>> {
+    let mut found = Vec::new();
+    let mut stack = vec![site.data_dir().join("dumps")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.path().is_dir() {
+                stack.push(entry.path());
+            } else {
+                found.push(std::fs::read(entry.path()).unwrap());
+            }
+        }
+    }
+    found
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.path().is_dir() {
+            found.extend(walk(&entry.path()));
+        } else {
+            found.push(entry.path().display().to_string());
+        }
+    }
+    found
+}
+
+fn holds(haystacks: &[Vec<u8>], needle: &str) -> bool {
+    haystacks
+        .iter()
+        .any(|h| memchr::memmem::find(h, needle.as_bytes()).is_some())
+}
+
+/// Nothing of `u-gone` (whose messages said "zanzibar") is anywhere the API or the dump store
+/// can reach.
+async fn assert_user_gone(world: &World, s1: &str) {
+    let (_, found) = world.get("/v1/messages?q=zanzibar", READ_TOKEN).await;
+    assert_eq!(found["messages"], serde_json::json!([]), "full text");
+    let (_, by_user) = world.get("/v1/messages?user=u-gone", READ_TOKEN).await;
+    assert_eq!(by_user["messages"], serde_json::json!([]));
+    assert_eq!(
+        world.get("/v1/users/u-gone/messages", READ_TOKEN).await.0,
+        404
+    );
+    let users = world.all("/v1/users", "users", READ_TOKEN).await;
+    assert!(!ids(&users, "id").contains("u-gone"));
+    let (_, rejected) = world
+        .get(&format!("/v1/sessions/{s1}/rejected"), READ_TOKEN)
+        .await;
+    assert_eq!(rejected["rejected"], serde_json::json!([]));
+    assert!(
+        !holds(&kept_dumps(&world.site), "zanzibar"),
+        "a kept dump: {:?}",
+        walk(&world.site.data_dir())
+    );
+    let (_, stats) = world.get("/v1/stats", READ_TOKEN).await;
+    assert_eq!(stats["total"], 3, "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_removes_everything_and_lasts_through_reprocess_and_redelivery() {
+    let world = World::start(&[]).await;
+    let (s1, s2) = (
+        uuid::Uuid::new_v4().to_string(),
+        uuid::Uuid::new_v4().to_string(),
+    );
+    let one: Vec<Msg> = vec![
+        msg(&s1, "meet-a", 0, "u-gone", "zanzibar secret plans"),
+        msg(&s1, "meet-a", 1, "u-stay", "ordinary words"),
+        msg(&s1, "meet-a", 2, "u-gone", "more zanzibar"),
+        msg(&s1, "meet-a", 3, "u-stay", "a message to erase alone"),
+    ];
+    // A row that cannot be parsed but names the user: kept raw, so it must go too.
+    let broken = format!(
+        "broken-row,u-gone,{s1},meet-a,Gone,maybe,false,TEXT_MESSAGE,zanzibar,notatime\r\n"
+    );
+    let two: Vec<Msg> = vec![
+        msg(&s2, "meet-b", 0, "u-gone", "zanzibar again"),
+        msg(&s2, "meet-b", 1, "u-other", "hello"),
+    ];
+    world.deliver(&s1, "meet-a", &one, &broken, "first").await;
+    world.deliver(&s2, "meet-b", &two, "", "first").await;
+    assert!(holds(&kept_dumps(&world.site), "zanzibar"));
+    let (_, rejected) = world
+        .get(&format!("/v1/sessions/{s1}/rejected"), READ_TOKEN)
+        .await;
+    assert_eq!(rejected["rejected"].as_array().unwrap().len(), 1);
+
+    // Erase the user.
+    let answer = world
+        .call(reqwest::Method::DELETE, "/v1/users/u-gone", ADMIN_TOKEN)
+        .await;
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["removed"]["messages"], 3, "{body}");
+    assert_eq!(body["removed"]["rejectedRows"], 1, "{body}");
+    assert_eq!(body["removed"]["dumps"], 2, "{body}");
+    // Idempotent.
+    let again: serde_json::Value = world
+        .call(reqwest::Method::DELETE, "/v1/users/u-gone", ADMIN_TOKEN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["removed"]["messages"], 0);
+    assert_eq!(again["removed"]["dumps"], 0);
+
+    assert_user_gone(&world, &s1).await;
+    let (_, session) = world.get(&format!("/v1/sessions/{s1}"), READ_TOKEN).await;
+    assert_eq!(session["messageCounts"]["total"], 2, "{session}");
+
+    // Neither a reprocess (which must download again: the dump was deleted) nor a re-delivery
+    // of the same dump brings any of it back.
+    let reprocess = world.chatsink(&["reprocess", "--session", &s1]);
+    assert!(reprocess.status.success(), "{}", said(&reprocess));
+    world.deliver(&s2, "meet-b", &two, "", "again").await;
+    world.deliver(&s1, "meet-a", &one, &broken, "first").await;
+    assert_user_gone(&world, &s1).await;
+    assert_eq!(
+        world.get("/v1/messages?user=u-stay", READ_TOKEN).await.1["messages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // One message, by its id.
+    let lone = format!("{s1}-m3");
+    let answer: serde_json::Value = world
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/messages/{lone}"),
+            ADMIN_TOKEN,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["removed"]["messages"], 1, "{answer}");
+    world.deliver(&s1, "meet-a", &one, &broken, "later").await;
+    let left = world.all("/v1/messages", "messages", READ_TOKEN).await;
+    assert!(!ids(&left, "id").contains(&lone));
+    assert!(ids(&left, "id").contains(&format!("{s1}-m1")));
+
+    // A session: gone, and a re-delivery is recorded but neither downloaded nor loaded.
+    let answer: serde_json::Value = world
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/sessions/{s2}"),
+            ADMIN_TOKEN,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["removed"]["sessions"], 1, "{answer}");
+    assert_eq!(
+        world.get(&format!("/v1/sessions/{s2}"), READ_TOKEN).await.0,
+        404
+    );
+    let deliveries = world.site.archive().deliveries().len();
+    world.deliver(&s2, "meet-b", &two, "", "late").await;
+    assert_eq!(world.site.archive().deliveries().len(), deliveries + 1);
+    assert_eq!(world.storage.requests(&format!("/dumps/{s2}-late.csv")), 0);
+    assert_eq!(
+        world.get(&format!("/v1/sessions/{s2}"), READ_TOKEN).await.0,
+        404
+    );
+    let erased_jobs = world
+        .site
+        .archive()
+        .jobs()
+        .into_iter()
+        .filter(|j| j.session_id == s2)
+        .map(|j| j.outcome.map(|o| o.as_str()))
+        .collect::<Vec<_>>();
+    assert_eq!(erased_jobs, vec![Some("erased")]);
+
+    // The same from the command line, for a user never seen: listed before any data comes.
+    let output = world.chatsink(&["erase", "--user", "u-future"]);
+    assert!(output.status.success(), "{}", said(&output));
+    assert!(said(&output).contains("erased user u-future: 0 messages"));
+    let s3 = uuid::Uuid::new_v4().to_string();
+    let three = vec![
+        msg(&s3, "meet-c", 0, "u-future", "from the future"),
+        msg(&s3, "meet-c", 1, "u-stay", "present"),
+    ];
+    world.deliver(&s3, "meet-c", &three, "", "first").await;
+    let (_, session) = world.get(&format!("/v1/sessions/{s3}"), READ_TOKEN).await;
+    assert_eq!(session["messageCounts"]["total"], 1, "{session}");
+    assert!(!holds(&kept_dumps(&world.site), "from the future"));
+    let bad = world.chatsink(&["erase", "--user", "a", "--session", "b"]);
+    assert!(!bad.status.success());
+    let bad = world.chatsink(&["erase"]);
+    assert!(!bad.status.success());
+    // An admin route still checks its input.
+    let (status, body) = {
+        let answer = world
+            .call(
+                reqwest::Method::DELETE,
+                &format!("/v1/sessions/{}", "x".repeat(300)),
+                ADMIN_TOKEN,
+            )
+            .await;
+        (
+            answer.status(),
+            answer.json::<serde_json::Value>().await.unwrap(),
+        )
+    };
+    assert_eq!(
+        (status.as_u16(), body["parameter"].as_str()),
+        (400, Some("id"))
+    );
+}
+
+/// `n` sessions whose messages are `days_ago` days old, their text starting with `label`.
+fn aged(n: usize, days_ago: i64, label: &str) -> Vec<(String, Vec<Msg>)> {
+    let now = chrono::Utc::now().timestamp_millis();
+    (0..n)
+        .map(|s| {
+            let session = uuid::Uuid::new_v4().to_string();
+            let messages = (0..20)
+                .map(|i| Msg {
+                    ms: now - days_ago * 86_400_000 + i as i64 * 1000,
+                    ..msg(
+                        &session,
+                        "meet-a",
+                        i,
+                        USERS[i % 5],
+                        &format!("{label} {s} {i}"),
+                    )
+                })
+                .collect();
+            (session, messages)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retention_sweep_runs_beside_deliveries_and_queries_and_leaves_tombstones() {
+    let world = World::start(&[]).await;
+    let old = aged(30, 400, "expired");
+    let recent = aged(2, 1, "recent");
+    for (session, messages) in old.iter().chain(&recent) {
+        world
+            .deliver(session, "meet-a", messages, "", "first")
+            .await;
+    }
+    world.served.terminate();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let served = World::serve(&world.site, &[("CHATSINK_RETENTION_DAYS", "30".into())]).await;
+    let world = World { served, ..world };
+    // Deliveries and queries while the first sweep (two seconds after start) runs.
+    let fresh = aged(6, 0, "fresh");
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    for (session, messages) in &fresh {
+        let path = format!("/dumps/{session}.csv");
+        world
+            .storage
+            .route(&path, vec![Reply::Body(dump(messages, ""))]);
+        let body = synced(session, "meet-a", &world.storage.url(&path), "fresh");
+        let sent = Instant::now();
+        let answer = world
+            .served
+            .post(&body, &uuid::Uuid::new_v4().to_string())
+            .await
+            .unwrap();
+        slowest = slowest.max(sent.elapsed());
+        assert!(answer.status().is_success());
+        assert_eq!(world.get("/v1/sessions?limit=5", READ_TOKEN).await.0, 200);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    eprintln!(
+        "slowest webhook answer during the sweep: {slowest:?} (after {:?})",
+        started.elapsed()
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let sessions = world.all("/v1/sessions", "sessions", READ_TOKEN).await;
+        let listed = ids(&sessions, "sessionId");
+        if old.iter().all(|(s, _)| !listed.contains(s))
+            && fresh.iter().all(|(s, _)| listed.contains(s))
+        {
+            assert!(
+                recent.iter().all(|(s, _)| listed.contains(s)),
+                "a recent session went"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sweep did not finish: {} left",
+            listed.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    world.site.wait_until_settled().await;
+    let (_, stats) = world.get("/v1/stats", READ_TOKEN).await;
+    assert_eq!(stats["total"], 20 * (recent.len() + fresh.len()), "{stats}");
+    assert!(!holds(&kept_dumps(&world.site), "expired"), "a purged dump");
+
+    // A late re-delivery of a purged session is recorded, and not loaded.
+    let (late, messages) = &old[0];
+    let deliveries = world.site.archive().deliveries().len();
+    world.deliver(late, "meet-a", messages, "", "late").await;
+    assert_eq!(world.site.archive().deliveries().len(), deliveries + 1);
+    assert_eq!(
+        world
+            .get(&format!("/v1/sessions/{late}"), READ_TOKEN)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        world.storage.requests(&format!("/dumps/{late}-late.csv")),
+        0
+    );
+
+    // `chatsink purge` for cron does the same, and says what it removed.
+    let output = world.chatsink(&["purge", "--older-than", "12h"]);
+    assert!(output.status.success(), "{}", said(&output));
+    assert!(
+        said(&output).contains("purged 2 sessions: 40 messages"),
+        "{}",
+        said(&output)
+    );
+    let output = world.chatsink(&["purge", "--older-than", "soon"]);
+    assert!(!output.status.success() && said(&output).contains("--older-than"));
+    let audit = world
+        .all("/v1/audit?token=retention%20sweep", "entries", ADMIN_TOKEN)
+        .await;
+    assert!(!audit.is_empty(), "the sweep's deletion is audited");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_and_every_deletion_has_an_audit_entry() {
+    let world = World::start(&[]).await;
+    let session = uuid::Uuid::new_v4().to_string();
+    let messages: Vec<Msg> = (0..5)
+        .map(|i| msg(&session, "meet-a", i, "u-ann", "audited words"))
+        .collect();
+    world
+        .deliver(&session, "meet-a", &messages, "", "first")
+        .await;
+    let scoped = world.token(&["--name", "analyst", "--meeting", "meet-a"]);
+    let requests = [
+        ("/v1/messages?limit=3", READ_TOKEN, 200, Some(3)),
+        ("/v1/sessions", &scoped, 200, Some(1)),
+        ("/v1/messages?bogus=1", &scoped, 400, None),
+        ("/v1/users", "not-a-token", 401, None),
+        ("/v1/messages?format=csv", READ_TOKEN, 200, None),
+    ];
+    for (path, token, status, _) in &requests {
+        assert_eq!(world.get(path, token).await.0, *status, "{path}");
+    }
+    let erased = world
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/messages/{session}-m0"),
+            ADMIN_TOKEN,
+        )
+        .await;
+    assert_eq!(erased.status(), 200);
+    let cli = world.chatsink(&["erase", "--message", &format!("{session}-m1")]);
+    assert!(cli.status.success(), "{}", said(&cli));
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let entries = loop {
+        let entries = world.all("/v1/audit?limit=2", "entries", ADMIN_TOKEN).await;
+        if entries.len() >= requests.len() + 2 || Instant::now() > deadline {
+            break entries;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let find = |route: &str, filters: &str| {
+        entries
+            .iter()
+            .find(|e| e["route"] == route && e["filters"] == filters)
+            .unwrap_or_else(|| panic!("no audit entry for {route}?{filters} in {entries:#?}"))
+            .clone()
+    };
+    for (path, _, status, rows) in &requests {
+        let (route, filters) = path.split_once('?').unwrap_or((path, ""));
+        let entry = find(route, filters);
+        assert_eq!(entry["status"], *status, "{entry}");
+        assert_eq!(entry["rows"].as_i64(), *rows, "{entry}");
+    }
+    assert_eq!(
+        find("/v1/messages", "limit=3")["token"],
+        "CHATSINK_READ_TOKENS#1"
+    );
+    assert_eq!(find("/v1/sessions", "")["token"], "analyst");
+    assert_eq!(find("/v1/users", "")["token"], "-");
+    let api_delete = find(&format!("/v1/messages/{session}-m0"), "");
+    assert_eq!(
+        (
+            api_delete["token"].as_str(),
+            api_delete["method"].as_str(),
+            api_delete["rows"].as_i64()
+        ),
+        (Some("CHATSINK_ADMIN_TOKENS#1"), Some("DELETE"), Some(1))
+    );
+    let cli_delete = find("erase --message", &format!("{session}-m1"));
+    assert_eq!(cli_delete["token"], "chatsink erase");
+    // No token string in the log the entries were written beside.
+    assert!(!world.site.log().contains(&scoped));
+
+    // `chatsink audit` reads the same log; its own retention removes old entries.
+    let printed = world.chatsink(&[
+        "audit",
+        "--since",
+        "2020-01-01T00:00:00Z",
+        "--token",
+        "analyst",
+    ]);
+    assert!(printed.status.success(), "{}", said(&printed));
+    let text = said(&printed);
+    assert!(
+        text.contains("/v1/sessions") && text.contains("bogus=1"),
+        "{text}"
+    );
+    assert!(!text.contains("limit=3"), "another token's entry: {text}");
+    let bad = world.chatsink(&["audit", "--since", "yesterday"]);
+    assert!(!bad.status.success());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    world.served.terminate();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let purged = world.chatsink(&["purge", "--older-than", "3650d", "--audit-older-than", "1s"]);
+    assert!(purged.status.success(), "{}", said(&purged));
+    assert!(said(&purged).contains("audit entries"), "{}", said(&purged));
+    let left = world.chatsink(&[
+        "audit",
+        "--since",
+        "2020-01-01T00:00:00Z",
+        "--token",
+        "analyst",
+    ]);
+    assert!(!said(&left).contains("bogus=1"), "{}", said(&left));
+}
