@@ -219,7 +219,7 @@ fn resolve_read_tokens(
             return Ok(vec![SecretString::from(token)]);
         }
     }
-    let token = SecretString::from(crate::governance::new_secret());
+    let token = SecretString::from(crate::governance::tokens::random_hex());
     write_private(&path, token.expose_secret())?;
     tracing::warn!(path = %path.display(), "no CHATSINK_READ_TOKENS set: generated a query API token; send it as 'Authorization: Bearer <token>'");
     eprintln!("chatsink: query API token written to {}", path.display());

@@ -64,6 +64,9 @@ pub const ROUTE_PARAMS: &[(&str, &[ParamSpec])] = &[
     ("/v1/users", params::USER_LIST_PARAMS),
     ("/v1/stats", params::STATS_PARAMS),
     ("/v1/audit", params::AUDIT_PARAMS),
+    // Erasure only (DELETE, no parameters).
+    ("/v1/users/{id}", &[]),
+    ("/v1/messages/{id}", &[]),
 ];
 
 fn schema_of(spec: &ParamSpec) -> Schema {

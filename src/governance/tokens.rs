@@ -8,12 +8,18 @@ use sha2::{Digest, Sha256};
 /// chatsink token in a log or a paste.
 pub const PREFIX: &str = "chatsink_";
 
-/// A new, random secret: [`PREFIX`] and 32 bytes from the OS's generator, in hex.
+/// A new, random secret for the database: [`PREFIX`] and [`random_hex`].
 pub fn new_secret() -> String {
+    format!("{PREFIX}{}", random_hex())
+}
+
+/// 32 bytes from the OS's generator, in hex (also the read token `serve` generates on first
+/// start when none is configured).
+pub fn random_hex() -> String {
     use rand::RngCore;
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    format!("{PREFIX}{}", hex::encode(bytes))
+    hex::encode(bytes)
 }
 
 /// The hash a token is kept and looked up by: SHA-256, hex.
