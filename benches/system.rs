@@ -6,6 +6,8 @@
 //!   CHATSINK_BENCH_SCALE=0.1 cargo bench --bench system  # a tenth of the data, for a quick look
 //!   CHATSINK_BENCH_ONLY=intake,ttq cargo bench --bench system
 //!   CHATSINK_BENCH_ONLY=page cargo bench --bench system   # the analysts' page (needs Chromium)
+//!   CHATSINK_BENCH_ONLY=purge,audit CHATSINK_BENCH_BASELINE_BIN=../base/target/release/chatsink \
+//!       cargo bench --bench system   # retention beside intake; the audit log's cost per page
 //!   CHATSINK_BENCH_DB=x.db CHATSINK_BENCH_ONLY=queries cargo bench --bench system
 //!       # queries (or growth) on a database a previous run left in target/bench-work/ingest.db,
 //!       # copied elsewhere first (the work dir is emptied at start), skipping the ingest
@@ -29,6 +31,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "system/governance.rs"]
+mod governance;
 #[path = "system/page.rs"]
 mod page;
 #[path = "system/postgres.rs"]
@@ -75,7 +79,10 @@ fn main() {
     let reuse = std::env::var_os("CHATSINK_BENCH_DB").map(PathBuf::from);
     let ingest_db = reuse.clone().unwrap_or_else(|| work.join("ingest.db"));
     if wanted("ingest")
-        || (reuse.is_none() && (wanted("growth") || wanted("queries") || wanted("page")))
+        || (reuse.is_none()
+            && ["growth", "queries", "page", "purge", "audit"]
+                .iter()
+                .any(|p| wanted(p)))
     {
         figures.extend(bulk_ingest(&work, sessions, &work.join("ingest.db")));
     }
@@ -93,6 +100,13 @@ fn main() {
     }
     if wanted("page") {
         figures.extend(runtime.block_on(page::transcript_paint(&work, &ingest_db)));
+    }
+    if wanted("purge") {
+        figures.extend(runtime.block_on(governance::purge_beside_intake(&work, &ingest_db)));
+    }
+    if wanted("audit") {
+        let (dump, _) = bench_dump(&work, sessions);
+        figures.extend(runtime.block_on(governance::audit_overhead(&work, &dump, &ingest_db)));
     }
     let pg_parts = ["pg-ingest", "pg-intake", "pg-queries"];
     if pg_parts.iter().any(|p| wanted(p)) {
@@ -508,6 +522,17 @@ impl Drop for Served {
 }
 
 async fn serve(work: &Path, db: &Path, extra: &[(&str, &str)], rsa_pem: &str) -> Served {
+    serve_binary(&bin(), work, db, extra, rsa_pem).await
+}
+
+/// [`serve`] with another build of chatsink (a baseline to compare with).
+async fn serve_binary(
+    binary: &str,
+    work: &Path,
+    db: &Path,
+    extra: &[(&str, &str)],
+    rsa_pem: &str,
+) -> Served {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -515,7 +540,7 @@ async fn serve(work: &Path, db: &Path, extra: &[(&str, &str)], rsa_pem: &str) ->
         .port();
     let key_file = work.join("rtk.pem");
     std::fs::write(&key_file, rsa_pem).unwrap();
-    let mut command = Command::new(bin());
+    let mut command = Command::new(binary);
     command
         .arg("serve")
         .env("CHATSINK_LISTEN", format!("127.0.0.1:{port}"))

@@ -213,7 +213,47 @@ pub fn parse_age(raw: &str) -> Result<i64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_age;
+    use super::{parse_age, ErasureList};
+    use crate::domain::{ChatMessage, LoadRow, MessageKind, RejectedRow, SessionId, Timestamp};
+
+    fn message(id: &str, user: &str) -> LoadRow {
+        LoadRow::Message(ChatMessage {
+            id: id.into(),
+            user_id: user.into(),
+            session_id: SessionId::parse("s").unwrap(),
+            meeting_id: "m".into(),
+            display_name: "Name".into(),
+            kind: MessageKind::from_payload_type("TEXT_MESSAGE"),
+            pinned: false,
+            edited: false,
+            payload: "hi".into(),
+            link: None,
+            file_name: None,
+            file_size: None,
+            created: Timestamp::from_millis(0),
+        })
+    }
+
+    #[test]
+    fn the_erasure_list_leaves_out_erased_users_messages_and_rows_that_name_them() {
+        let mut list = ErasureList::default();
+        list.users.insert("u-gone".into());
+        list.messages.insert("m-gone".into());
+        assert!(list.keeps(&message("m-1", "u-stay")));
+        assert!(!list.keeps(&message("m-1", "u-gone")));
+        assert!(!list.keeps(&message("m-gone", "u-stay")));
+        let rejected = |raw: &[u8]| {
+            LoadRow::Rejected(RejectedRow {
+                session_id: None,
+                line: 2,
+                reason: "bad".into(),
+                raw: raw.to_vec(),
+            })
+        };
+        assert!(list.keeps(&rejected(b"x,u-stay,s")));
+        assert!(!list.keeps(&rejected(b"x,u-gone,s")));
+        assert!(!list.keeps(&rejected(b"m-gone,u-stay,\xff")));
+    }
 
     #[test]
     fn ages_parse_with_their_unit_and_nonsense_is_refused() {

@@ -93,3 +93,19 @@ pub async fn create_token(store: &Store, new: &NewToken) -> Result<String, Token
     }
     Ok(secret)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{hash_secret, new_secret, PREFIX};
+
+    #[test]
+    fn secrets_are_random_prefixed_and_kept_as_a_hash_that_is_not_the_secret() {
+        let (a, b) = (new_secret(), new_secret());
+        assert_ne!(a, b);
+        assert!(a.starts_with(PREFIX) && a.len() == PREFIX.len() + 64);
+        assert_eq!(hash_secret(&a), hash_secret(&a));
+        assert_ne!(hash_secret(&a), hash_secret(&b));
+        assert!(!hash_secret(&a).contains(&a[PREFIX.len()..]));
+        assert_eq!(hash_secret(&a).len(), 64);
+    }
+}
