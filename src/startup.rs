@@ -185,6 +185,10 @@ impl Application {
         if let Some(handle) = self.reconcile {
             let _ = handle.await;
         }
+        // A sweep may be half-way through a large purge: each step is its own commit and the
+        // rest is still expired at the next start, so it stops here rather than holding up the
+        // shutdown.
+        self.sweep.abort();
         let _ = self.sweep.await;
         // Every request answered has its audit entry written before the process ends.
         self.audit.flush().await;

@@ -69,11 +69,19 @@ impl Store {
         };
         let mut erased = Erased::default();
         loop {
+            let started = std::time::Instant::now();
             let step = match self {
                 Self::Sqlite(s) => {
-                    s.erase_step(target.clone(), holding.clone(), ERASE_STEP_ROWS)
-                        .await?
+                    let step = s
+                        .erase_step(target.clone(), holding.clone(), ERASE_STEP_ROWS)
+                        .await?;
+                    // SQLite has one writer: between steps, a pause as long as the step (at
+                    // most 50 ms) leaves the write lock free for the webhooks and loads
+                    // waiting on it, so a purge never shuts them out.
+                    tokio::time::sleep(started.elapsed().min(Duration::from_millis(50))).await;
+                    step
                 }
+                // PostgreSQL's writers do not wait for each other's deletes.
                 Self::Postgres(s) => s.erase_step(target.clone(), ERASE_STEP_ROWS).await?,
             };
             erased.add(&step.removed);
