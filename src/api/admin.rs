@@ -110,7 +110,7 @@ pub struct AuditView {
     pub route: String,
     /// The query string (or what a deletion named).
     pub filters: String,
-    /// Rows returned or removed; absent where not counted (a streamed export, an error).
+    /// Rows returned (a page, a list, an export) or removed (a deletion); absent for an error.
     pub rows: Option<i64>,
     pub status: u16,
 }

@@ -9,7 +9,7 @@ use crate::domain::{AuditEntry, Reader};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{web, HttpMessage, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
 /// Rows a handler returned or removed, for its request's audit entry.
 #[derive(Debug, Clone, Copy)]
@@ -21,30 +21,42 @@ pub fn counted(mut response: HttpResponse, rows: usize) -> HttpResponse {
     response
 }
 
+/// Marks a streamed response whose audit entry its stream records when it ends (it alone knows
+/// how many rows went).
+#[derive(Debug, Clone, Copy)]
+pub struct RecordedByStream;
+
+/// The audit entry of `request` (its reader, route and query string) with `status`, its rows
+/// still to be counted.
+pub fn entry_for(request: &HttpRequest, status: u16) -> AuditEntry {
+    let token = request
+        .extensions()
+        .get::<Reader>()
+        .map_or_else(|| "-".to_owned(), |r| r.name.clone());
+    AuditEntry::now(
+        &token,
+        request.method().as_str(),
+        request.path(),
+        request.query_string(),
+        None,
+        status,
+    )
+}
+
 pub async fn record(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let method = request.method().to_string();
-    let route = request.path().to_owned();
-    let filters = request.query_string().to_owned();
     let state = request.app_data::<web::Data<ApiState>>().cloned();
     let response = next.call(request).await?;
-    if let Some(state) = state {
-        let token = response
-            .request()
-            .extensions()
-            .get::<Reader>()
-            .map_or_else(|| "-".to_owned(), |r| r.name.clone());
-        let rows = response.response().extensions().get::<Rows>().map(|r| r.0);
-        let entry = AuditEntry::now(
-            &token,
-            &method,
-            &route,
-            &filters,
-            rows,
-            response.status().as_u16(),
-        );
+    let streamed = response
+        .response()
+        .extensions()
+        .get::<RecordedByStream>()
+        .is_some();
+    if let (Some(state), false) = (state, streamed) {
+        let mut entry = entry_for(response.request(), response.status().as_u16());
+        entry.rows = response.response().extensions().get::<Rows>().map(|r| r.0);
         state.audit.record(entry).await;
     }
     Ok(response)

@@ -7,7 +7,8 @@
 
 use super::params::{Format, MessageQuery};
 use super::views::MessageView;
-use crate::domain::After;
+use crate::domain::{After, AuditEntry};
+use crate::governance::AuditLog;
 use crate::store::Store;
 use actix_web::web::Bytes;
 use actix_web::HttpResponse;
@@ -63,12 +64,14 @@ fn csv_record(view: &MessageView) -> [String; 14] {
 }
 
 /// Streams the export; each page is one read within `budget`. `permit` (a full-text search's
-/// place) is held until the export ends.
+/// place) is held until the export ends. The request's audit entry is recorded when the stream
+/// ends, with the rows it sent (all of them, or as many as went before it was cut short).
 pub fn stream(
     store: Store,
     query: MessageQuery,
     budget: Duration,
     permit: Option<OwnedSemaphorePermit>,
+    audit: (AuditLog, AuditEntry),
 ) -> HttpResponse {
     let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(4);
     let format = query.format;
@@ -77,10 +80,14 @@ pub fn stream(
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        if let Err(e) = produce(&runtime, &store, &query, budget, &sender) {
+        let mut sent = 0;
+        if let Err(e) = produce(&runtime, &store, &query, budget, &sender, &mut sent) {
             // The status line is already sent; a cut-short body is all that can signal it.
             tracing::error!(error = %e, "export stopped early");
         }
+        let (log, mut entry) = audit;
+        entry.rows = Some(sent);
+        runtime.block_on(log.record(entry));
     });
     let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
         receiver
@@ -181,6 +188,7 @@ fn produce(
     query: &MessageQuery,
     budget: Duration,
     sender: &tokio::sync::mpsc::Sender<Bytes>,
+    sent: &mut i64,
 ) -> anyhow::Result<()> {
     let sink = ChunkSink {
         buffer: Vec::with_capacity(FLUSH_AT * 2),
@@ -218,6 +226,7 @@ fn produce(
         }
         for row in rows {
             encoder.write(&MessageView::from(row))?;
+            *sent += 1;
         }
         if let Some(r) = remaining.as_mut() {
             *r -= fetched as u64;

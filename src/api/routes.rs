@@ -1,6 +1,6 @@
 //! The `/v1` handlers: extract the request, call one use case of the store, shape the answer.
 
-use super::audit::counted;
+use super::audit::{self, counted};
 use super::cursor::{Cursor, CursorKey};
 use super::error::ApiError;
 use super::params::{self, Format, MessageQuery, QueryParams, Scope, DEFAULT_LIMIT};
@@ -18,6 +18,7 @@ fn accept(request: &HttpRequest) -> Option<&str> {
 
 async fn respond_with_messages(
     state: &ApiState,
+    request: &HttpRequest,
     query: MessageQuery,
 ) -> Result<HttpResponse, ApiError> {
     let permit = state.admit(&query.filter).await?;
@@ -34,12 +35,10 @@ async fn respond_with_messages(
             )
             .await
             .map_err(ApiState::read_error(&query.filter))?;
-        return Ok(export::stream(
-            store.clone(),
-            query,
-            state.read_budget,
-            permit,
-        ));
+        let audit = (state.audit.clone(), audit::entry_for(request, 200));
+        let mut response = export::stream(store.clone(), query, state.read_budget, permit, audit);
+        response.extensions_mut().insert(audit::RecordedByStream);
+        return Ok(response);
     }
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     let rows = store
@@ -140,7 +139,7 @@ pub async fn list_messages(
         &visible(&reader),
         accept(&request),
     )?;
-    respond_with_messages(&state, query).await
+    respond_with_messages(&state, &request, query).await
 }
 
 /// One session's messages; the same filters as `/v1/messages` but `session`.
@@ -166,7 +165,7 @@ pub async fn session_messages(
         accept(&request),
     )?;
     require_session(&state, &reader, &id).await?;
-    respond_with_messages(&state, query).await
+    respond_with_messages(&state, &request, query).await
 }
 
 /// One participant's messages; the same filters as `/v1/messages` but `user`.
@@ -201,7 +200,7 @@ pub async fn user_messages(
             what: format!("user '{id}'"),
         });
     }
-    respond_with_messages(&state, query).await
+    respond_with_messages(&state, &request, query).await
 }
 
 /// Sessions, newest first.

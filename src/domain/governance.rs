@@ -142,8 +142,8 @@ pub struct AuditEntry {
     pub route: String,
     /// The request's query string, or what a deletion named.
     pub filters: String,
-    /// Rows returned (a page, a list) or removed (a deletion); none where not counted (a
-    /// streamed export, an error).
+    /// Rows returned (a page, a list, an export as far as it went) or removed (a deletion);
+    /// none for an error.
     pub rows: Option<i64>,
     pub status: u16,
 }
