@@ -409,13 +409,15 @@ async fn purge_command(args: PurgeArgs) -> anyhow::Result<ExitCode> {
         )])
         .await?;
     println!(
-        "purged {} sessions: {} messages, {} rejected rows, {} webhook deliveries, {} kept dumps; {} audit entries",
+        "purged {} sessions: {} messages, {} rejected rows, {} webhook deliveries, {} kept dumps; {} audit entries ({} steps, the longest {} ms)",
         purged.sessions,
         purged.erased.messages,
         purged.erased.rejected_rows,
         purged.erased.deliveries,
         purged.erased.dumps,
-        purged.audit_entries
+        purged.audit_entries,
+        purged.steps,
+        purged.longest_step.as_millis()
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -15,7 +15,7 @@ pub async fn erase(
     dumps: &DumpStore,
     target: &EraseTarget,
 ) -> Result<Erased, StoreError> {
-    let erased = store.erase(target, "erased").await?;
+    let erased = store.erase(target, "erased").await?.erased;
     empty_trash(store, dumps).await?;
     Ok(erased)
 }
@@ -62,6 +62,9 @@ pub struct Purged {
     pub sessions: usize,
     pub erased: Erased,
     pub audit_entries: i64,
+    /// Transactions the sessions' erasures took, and the longest of them.
+    pub steps: usize,
+    pub longest_step: Duration,
 }
 
 /// Sessions taken per round of a purge.
@@ -92,9 +95,11 @@ pub async fn purge(
                 break;
             }
             for session in sessions {
-                let erased = store.erase(&EraseTarget::Session(session), &reason).await?;
+                let done = store.erase(&EraseTarget::Session(session), &reason).await?;
                 purged.sessions += 1;
-                purged.erased.add(&erased);
+                purged.erased.add(&done.erased);
+                purged.steps += done.steps;
+                purged.longest_step = purged.longest_step.max(done.longest_step);
             }
             empty_trash(store, dumps).await?;
         }

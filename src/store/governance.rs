@@ -10,6 +10,15 @@ use std::time::Duration;
 /// intake waits at most about that long while a million rows go (`benches/system`, figure 8).
 pub const ERASE_STEP_ROWS: usize = 1000;
 
+/// What [`Store::erase`] removed, and in how many steps: each step is one transaction, so the
+/// longest is the longest the erasure held SQLite's writer.
+#[derive(Debug, Clone, Default)]
+pub struct ErasedInSteps {
+    pub erased: Erased,
+    pub steps: usize,
+    pub longest_step: Duration,
+}
+
 impl Store {
     /// Records a new token (its secret only as a hash). False when the name is taken.
     pub async fn create_token(
@@ -62,31 +71,38 @@ impl Store {
     /// steps of [`ERASE_STEP_ROWS`] messages, each one short transaction. Dumps that held the
     /// rows are moved to the trash; the caller empties it (`crate::governance`). Repeating it
     /// removes nothing more.
-    pub async fn erase(&self, target: &EraseTarget, reason: &str) -> Result<Erased, StoreError> {
+    pub async fn erase(
+        &self,
+        target: &EraseTarget,
+        reason: &str,
+    ) -> Result<ErasedInSteps, StoreError> {
         let holding = match self {
             Self::Sqlite(s) => s.list_erasure(target.clone(), reason.to_owned()).await?,
             Self::Postgres(s) => s.list_erasure(target.clone(), reason.to_owned()).await?,
         };
-        let mut erased = Erased::default();
+        let mut done = ErasedInSteps::default();
         loop {
             let started = std::time::Instant::now();
             let step = match self {
                 Self::Sqlite(s) => {
-                    let step = s
-                        .erase_step(target.clone(), holding.clone(), ERASE_STEP_ROWS)
-                        .await?;
-                    // SQLite has one writer: between steps, a pause as long as the step (at
-                    // most 50 ms) leaves the write lock free for the webhooks and loads
-                    // waiting on it, so a purge never shuts them out.
-                    tokio::time::sleep(started.elapsed().min(Duration::from_millis(50))).await;
-                    step
+                    s.erase_step(target.clone(), holding.clone(), ERASE_STEP_ROWS)
+                        .await?
                 }
-                // PostgreSQL's writers do not wait for each other's deletes.
                 Self::Postgres(s) => s.erase_step(target.clone(), ERASE_STEP_ROWS).await?,
             };
-            erased.add(&step.removed);
+            let took = started.elapsed();
+            metrics::histogram!("chatsink_erase_step_seconds").record(took.as_secs_f64());
+            done.steps += 1;
+            done.longest_step = done.longest_step.max(took);
+            done.erased.add(&step.removed);
             if !step.more {
-                return Ok(erased);
+                return Ok(done);
+            }
+            if let Self::Sqlite(_) = self {
+                // SQLite has one writer: between steps, a pause as long as the step (at most
+                // 50 ms) leaves the write lock free for the webhooks and loads waiting on it, so
+                // a purge never shuts them out. (PostgreSQL's writers do not wait on its deletes.)
+                tokio::time::sleep(took.min(Duration::from_millis(50))).await;
             }
         }
     }
