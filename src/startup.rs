@@ -41,6 +41,11 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        // The recorder before anything can record: the workers, reconcile and the sweep start
+        // below, and a reconcile pass can end (counting what it found) before this function
+        // returns. A count recorded before it was lost (a CI run saw the missing-sessions counter
+        // one short).
+        crate::telemetry::metrics();
         // The port first: a taken port stops start-up before anything else starts.
         let listener = TcpListener::bind(settings.listen).with_context(|| {
             format!(
@@ -100,8 +105,6 @@ impl Application {
             max_body_bytes: settings.max_body_bytes,
             wake: workers.wake(),
         });
-        // Before any metric is recorded, so the recorder sees them all.
-        crate::telemetry::metrics();
         let api_state = web::Data::new(ApiState::new(
             store.clone(),
             ApiTokens {

@@ -772,7 +772,21 @@ async fn reconcile_pulls_sessions_whose_webhook_never_came_after_the_grace_perio
         "chatsink_reconcile_sessions_enqueued_total",
     ] {
         while metric(&served, name).await < 2.0 {
-            assert!(Instant::now() < deadline, "{name} below 2");
+            assert!(
+                Instant::now() < deadline,
+                "{name} below 2: {}; log:\n{}",
+                served
+                    .get("/metrics")
+                    .await
+                    .text()
+                    .await
+                    .unwrap()
+                    .lines()
+                    .filter(|l| l.contains("reconcile"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                site.log()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
