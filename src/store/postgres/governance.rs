@@ -233,20 +233,18 @@ impl PgStore {
                     tx.query("DELETE FROM messages WHERE id = $1 RETURNING session_key", &[&id])
                         .await?
                 }
-                (EraseTarget::User(_), Some(key)) => {
+                (_, Some(key)) => {
+                    // The index the target's messages are found by (a literal, never input).
+                    let column = match target {
+                        EraseTarget::User(_) => "user_key",
+                        _ => "session_key",
+                    };
                     tx.query(
-                        "DELETE FROM messages WHERE seq IN
-                             (SELECT seq FROM messages WHERE user_key = $1 LIMIT $2)
-                         RETURNING session_key",
-                        &[&key, &limit],
-                    )
-                    .await?
-                }
-                (EraseTarget::Session(_), Some(key)) => {
-                    tx.query(
-                        "DELETE FROM messages WHERE seq IN
-                             (SELECT seq FROM messages WHERE session_key = $1 LIMIT $2)
-                         RETURNING session_key",
+                        &format!(
+                            "DELETE FROM messages WHERE seq IN
+                                 (SELECT seq FROM messages WHERE {column} = $1 LIMIT $2)
+                             RETURNING session_key"
+                        ),
                         &[&key, &limit],
                     )
                     .await?
