@@ -124,7 +124,8 @@ impl Store {
     }
 
     /// Sessions whose last message (or start, without one) is before `cutoff_ms`: what
-    /// retention purges, oldest first.
+    /// retention purges, oldest first. Sessions queued for their load wait for it (their
+    /// messages may be recent whatever their start says).
     pub async fn expired_sessions(
         &self,
         cutoff_ms: i64,

@@ -357,6 +357,7 @@ impl PgStore {
         Ok(client
             .query(
                 "SELECT session_id FROM sessions WHERE coalesce(last_message_ms, sort_ms) < $1
+                   AND status <> 'queued'
                  ORDER BY coalesce(last_message_ms, sort_ms) LIMIT $2",
                 &[&cutoff_ms, &i64::from(limit)],
             )

@@ -299,15 +299,16 @@ pub fn forget_trash(conn: &Connection, keys: &[String]) -> rusqlite::Result<()> 
     Ok(())
 }
 
-/// Sessions whose last message (or, without one, whose start) is before `cutoff_ms`, and that
-/// are not tombstones already: what retention purges next.
+/// Sessions whose last message (or, without one, whose start) is before `cutoff_ms`: what
+/// retention purges next. A session still queued for its load is not: its messages are not in
+/// yet, and may be recent whatever its start says.
 pub fn expired_sessions(
     conn: &Connection,
     cutoff_ms: i64,
     limit: u32,
 ) -> rusqlite::Result<Vec<String>> {
     conn.prepare_cached(
-        "SELECT session_id FROM sessions WHERE coalesce(last_message_ms, sort_ms) < ?1
+        "SELECT session_id FROM sessions WHERE coalesce(last_message_ms, sort_ms) < ?1 AND status <> 'queued'
          ORDER BY coalesce(last_message_ms, sort_ms) LIMIT ?2",
     )?
     .query_map(params![cutoff_ms, limit], |r| r.get(0))?
