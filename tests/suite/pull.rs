@@ -55,6 +55,8 @@ struct RtkState {
     queries: Vec<HashMap<String, String>>,
     chat_requests: HashMap<String, usize>,
     dump_requests: HashMap<String, usize>,
+    /// When each request to the API itself (listing or chat, not a dump) arrived.
+    api_requests: Vec<Instant>,
 }
 
 /// RealtimeKit's API on loopback: `GET {API_ROOT}/sessions` (filters `status`, `start_time`
@@ -157,6 +159,7 @@ async fn listing(
     let (delay, fails, limited) = {
         let mut s = state.lock().unwrap();
         s.queries.push(query.0.clone());
+        s.api_requests.push(arrived);
         let limited = s.rate_limit_pages.contains(&page_no);
         s.rate_limit_pages.retain(|p| *p != page_no);
         (s.listing_delay, s.listing_fails, limited)
@@ -225,6 +228,7 @@ async fn chat(
         return HttpResponse::Unauthorized().finish();
     }
     let mut s = state.lock().unwrap();
+    s.api_requests.push(Instant::now());
     *s.chat_requests.entry(id.clone()).or_default() += 1;
     let Some(session) = s.sessions.iter().find(|f| f.id == *id) else {
         return HttpResponse::NotFound().finish();
@@ -389,6 +393,7 @@ async fn backfill_loads_each_ended_session_over_several_pages_and_skips_the_rest
     let query = api.with(|s| s.queries[0].clone());
     assert_eq!(query.get("status").map(String::as_str), Some("ENDED"));
     assert_eq!(query.get("per_page").map(String::as_str), Some("100"));
+    assert_within_the_api_rate(&api.with(|s| s.api_requests.clone()));
 
     let archive = site.archive();
     for id in &ids {
@@ -481,6 +486,30 @@ async fn backfill_loads_each_ended_session_over_several_pages_and_skips_the_rest
         1,
         "no chat is not asked for again"
     );
+}
+
+/// RealtimeKit allows 250 requests in 10 s. chatsink's limiter lets a burst of 20 through and
+/// then one request per 45 ms, so no second holds more than 20 + 23 of them (and a few more for
+/// requests that queued in the kernel and arrived together).
+fn assert_within_the_api_rate(arrivals: &[Instant]) {
+    let mut arrivals = arrivals.to_vec();
+    arrivals.sort();
+    assert!(arrivals.len() > 200, "{} requests", arrivals.len());
+    for (window, most) in [(Duration::from_secs(1), 48), (Duration::from_secs(10), 250)] {
+        let busiest = (0..arrivals.len())
+            .map(|i| {
+                arrivals[i..]
+                    .iter()
+                    .take_while(|t| **t - arrivals[i] < window)
+                    .count()
+            })
+            .max()
+            .unwrap();
+        assert!(
+            busiest <= most,
+            "{busiest} API requests within {window:?} (at most {most})"
+        );
+    }
 }
 
 /// `--meeting` and `--until` reach the listing as its filters; a session that cannot be loaded
