@@ -113,7 +113,25 @@ impl Browser {
         }
     }
 
+    /// Saves a screenshot of the view, after checking that no JavaScript value leaked into it
+    /// as text (an absent field shown as "null", "undefined" or "NaN").
     async fn shot(&self, name: &str) {
+        let leaked = self
+            .js(
+                "const walk = document.createTreeWalker(document.getElementById('app'), NodeFilter.SHOW_TEXT);
+                 const leaked = [];
+                 while (walk.nextNode()) {
+                   if (/(^|[\\s,(])(null|undefined|NaN|\\[object Object\\])([\\s,.)]|$)/.test(walk.currentNode.textContent))
+                     leaked.push(walk.currentNode.textContent.slice(0, 200));
+                 }
+                 return leaked;",
+            )
+            .await;
+        assert_eq!(
+            leaked,
+            serde_json::json!([]),
+            "{name}: values shown as text"
+        );
         let png = self.client.screenshot().await.unwrap();
         std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
     }

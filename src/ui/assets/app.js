@@ -317,7 +317,7 @@ async function transcript(root, id) {
     next.set("at", new Date(jump.value).toISOString());
     go(`${location.pathname}?${next.toString()}`);
   });
-  root.append(
+  append(root, [
     el("h1", {}, session.title || session.sessionId),
     el(
       "p",
@@ -329,7 +329,7 @@ async function transcript(root, id) {
     ),
     session.lastError ? el("p", { class: "error last-error" }, `Last ingest error: ${session.lastError}`) : null,
     el("div", { class: "toolbar" }, el("span", {}, toggle, " ", el("label", { for: "pinned-only", class: "inline" }, "Pinned only")), jumpForm),
-  );
+  ]);
   const list = el("section", { id: "messages", "aria-label": "Messages" });
   if (page.messages.length === 0) list.append(el("p", { class: "muted" }, at ? "No messages at or after that time." : "No messages."));
   for (const message of page.messages) list.append(messageCard(message, null, false));
