@@ -409,7 +409,7 @@ async fn purge_command(args: PurgeArgs) -> anyhow::Result<ExitCode> {
         )])
         .await?;
     println!(
-        "purged {} sessions: {} messages, {} rejected rows, {} webhook deliveries, {} kept dumps; {} audit entries ({} steps, the longest {} ms)",
+        "purged {} sessions: {} messages, {} rejected rows, {} webhook deliveries, {} kept dumps; {} audit entries ({} steps and {} index merges, p99 {} ms, the longest {} ms)",
         purged.sessions,
         purged.erased.messages,
         purged.erased.rejected_rows,
@@ -417,7 +417,9 @@ async fn purge_command(args: PurgeArgs) -> anyhow::Result<ExitCode> {
         purged.erased.dumps,
         purged.audit_entries,
         purged.steps,
-        purged.longest_step.as_millis()
+        purged.merges,
+        purged.held.quantile(0.99).as_millis(),
+        purged.held.longest().as_millis()
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -103,6 +103,9 @@ impl Erased {
 pub struct EraseStep {
     pub removed: Erased,
     pub more: bool,
+    /// How long the step's transaction ran: from holding the writer (SQLite) or from its
+    /// `BEGIN` (PostgreSQL) to the end of its commit. Waiting for the lock is not in it.
+    pub held: std::time::Duration,
 }
 
 /// The erased users and messages every load leaves out. (An erased session is looked up by its

@@ -4,7 +4,7 @@
 
 use crate::domain::{timestamp::now_ms, AuditEntry, EraseTarget, Erased, Timestamp};
 use crate::ingest::DumpStore;
-use crate::store::{Owner, Store, StoreError};
+use crate::store::{Holds, Owner, Store, StoreError};
 use std::time::Duration;
 
 /// Erases `target` everywhere chatsink keeps it: the database (rows, full-text entries, rejected
@@ -62,9 +62,11 @@ pub struct Purged {
     pub sessions: usize,
     pub erased: Erased,
     pub audit_entries: i64,
-    /// Transactions the sessions' erasures took, and the longest of them.
+    /// Transactions the sessions' erasures took (steps, and full-text merges after them), and
+    /// the longest of them.
     pub steps: usize,
-    pub longest_step: Duration,
+    pub merges: usize,
+    pub held: Holds,
 }
 
 /// Sessions taken per round of a purge.
@@ -99,7 +101,8 @@ pub async fn purge(
                 purged.sessions += 1;
                 purged.erased.add(&done.erased);
                 purged.steps += done.steps;
-                purged.longest_step = purged.longest_step.max(done.longest_step);
+                purged.merges += done.merges;
+                purged.held.extend(&done.held);
             }
             empty_trash(store, dumps).await?;
         }

@@ -10,13 +10,51 @@ use std::time::Duration;
 /// intake waits at most about that long while a million rows go (`benches/system`, figure 8).
 pub const ERASE_STEP_ROWS: usize = 1000;
 
-/// What [`Store::erase`] removed, and in how many steps: each step is one transaction, so the
-/// longest is the longest the erasure held SQLite's writer.
+/// What [`Store::erase`] removed, and in how many transactions: its steps, and on SQLite the
+/// full-text index merges after them, with how long each held the writer.
 #[derive(Debug, Clone, Default)]
 pub struct ErasedInSteps {
     pub erased: Erased,
     pub steps: usize,
-    pub longest_step: Duration,
+    pub merges: usize,
+    pub held: Holds,
+}
+
+/// How long each of an erasure's transactions held the writer.
+#[derive(Debug, Clone, Default)]
+pub struct Holds(Vec<Duration>);
+
+impl Holds {
+    /// Counts one transaction that held the writer for `held`.
+    fn push(&mut self, held: Duration) {
+        metrics::histogram!("chatsink_erase_step_seconds").record(held.as_secs_f64());
+        self.0.push(held);
+    }
+
+    pub fn extend(&mut self, other: &Holds) {
+        self.0.extend_from_slice(&other.0);
+    }
+
+    /// The hold below which a share `q` (0 to 1) of them lie; zero when there were none.
+    pub fn quantile(&self, q: f64) -> Duration {
+        let mut sorted = self.0.clone();
+        sorted.sort_unstable();
+        match sorted.len() {
+            0 => Duration::ZERO,
+            n => sorted[((n - 1) as f64 * q).round() as usize],
+        }
+    }
+
+    pub fn longest(&self) -> Duration {
+        self.0.iter().copied().max().unwrap_or_default()
+    }
+}
+
+/// Between an SQLite erasure's transactions, a pause as long as the last one (at most 50 ms)
+/// leaves the write lock free for the webhooks and loads waiting on it, so an erasure never
+/// shuts them out. (PostgreSQL's writers do not wait on its deletes.)
+async fn let_the_others_write(held: Duration) {
+    tokio::time::sleep(held.min(Duration::from_millis(50))).await;
 }
 
 impl Store {
@@ -82,7 +120,6 @@ impl Store {
         };
         let mut done = ErasedInSteps::default();
         loop {
-            let started = std::time::Instant::now();
             let step = match self {
                 Self::Sqlite(s) => {
                     s.erase_step(target.clone(), holding.clone(), ERASE_STEP_ROWS)
@@ -90,19 +127,26 @@ impl Store {
                 }
                 Self::Postgres(s) => s.erase_step(target.clone(), ERASE_STEP_ROWS).await?,
             };
-            let took = started.elapsed();
-            metrics::histogram!("chatsink_erase_step_seconds").record(took.as_secs_f64());
             done.steps += 1;
-            done.longest_step = done.longest_step.max(took);
+            done.held.push(step.held);
             done.erased.add(&step.removed);
+            if let Self::Sqlite(s) = self {
+                // The step flushed its full-text deletions unmerged: merge them now, a bounded
+                // transaction at a time, until FTS5 has nothing due (as its automerge would).
+                let_the_others_write(step.held).await;
+                let mut due = step.removed.messages > 0;
+                while due {
+                    let (worked, held) = s.merge_search_index().await?;
+                    done.held.push(held);
+                    due = worked;
+                    if worked {
+                        done.merges += 1;
+                        let_the_others_write(held).await;
+                    }
+                }
+            }
             if !step.more {
                 return Ok(done);
-            }
-            if let Self::Sqlite(_) = self {
-                // SQLite has one writer: between steps, a pause as long as the step (at most
-                // 50 ms) leaves the write lock free for the webhooks and loads waiting on it, so
-                // a purge never shuts them out. (PostgreSQL's writers do not wait on its deletes.)
-                tokio::time::sleep(took.min(Duration::from_millis(50))).await;
             }
         }
     }

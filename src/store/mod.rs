@@ -25,7 +25,7 @@ pub mod postgres;
 pub mod sqlite;
 
 pub use copy::{copy_archive, Copied};
-pub use governance::{ErasedInSteps, ERASE_STEP_ROWS};
+pub use governance::{ErasedInSteps, Holds, ERASE_STEP_ROWS};
 pub use location::{DatabaseLocation, LocationError, PostgresUrl};
 pub use owner::{Owner, ProcessIdentity};
 

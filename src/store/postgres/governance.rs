@@ -214,6 +214,7 @@ impl PgStore {
         retrying("erase", || async move {
             let mut client = self.pool.get().await?;
             let tx = client.transaction().await?;
+            let began = std::time::Instant::now();
             let id = text::put(target.id()).into_owned();
             let mut step = EraseStep::default();
             let key: Option<i64> = match target {
@@ -322,6 +323,7 @@ impl PgStore {
                 }
             }
             tx.commit().await?;
+            step.held = began.elapsed();
             Ok(step)
         })
         .await

@@ -5,6 +5,7 @@ use crate::domain::{
     AuditEntry, AuditQuery, EraseStep, EraseTarget, Erased, ErasureList, TokenRecord,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::time::{Duration, Instant};
 
 fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
     let meetings: Option<String> = r.get(2)?;
@@ -125,6 +126,7 @@ pub fn erase_step(
     now: i64,
 ) -> rusqlite::Result<EraseStep> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let began = Instant::now();
     let mut step = EraseStep::default();
     let (select, key): (String, Option<i64>) = match target {
         EraseTarget::User(id) => (
@@ -171,12 +173,17 @@ pub fn erase_step(
     if !found.is_empty() {
         let seqs = serde_json::to_string(&found.iter().map(|(s, _)| *s).collect::<Vec<_>>())
             .expect("numbers serialise");
+        let automerge = automerge(&tx)?;
+        set_automerge(&tx, 0)?;
         tx.execute(
             "INSERT INTO messages_fts (messages_fts, rowid, text, file_name, display_name)
              SELECT 'delete', seq, text, file_name, display_name FROM messages
              WHERE seq IN (SELECT value FROM json_each(?1))",
             [&seqs],
         )?;
+        // Setting it back first flushes this step's deletions to a segment of their own,
+        // unmerged; merge_step merges them in bounded steps after this one.
+        set_automerge(&tx, automerge)?;
         step.removed.messages = tx.execute(
             "DELETE FROM messages WHERE seq IN (SELECT value FROM json_each(?1))",
             [&seqs],
@@ -196,7 +203,52 @@ pub fn erase_step(
         finish_erasure(&tx, target, key, now, &mut step.removed)?;
     }
     tx.commit()?;
+    step.held = began.elapsed();
     Ok(step)
+}
+
+/// Pages of full-text index one [`merge_step`] writes at most: about 10 ms of work.
+pub const MERGE_STEP_PAGES: i64 = 64;
+
+/// FTS5's default `automerge`: a level of this many segments is merged.
+const FTS5_DEFAULT_AUTOMERGE: i64 = 4;
+
+/// FTS5 merges its index when a transaction's changes are flushed: as much as its write
+/// counter says is due (64 pages per level of the index at once) and, when a level reaches 16
+/// segments, that whole level. On a million-message archive that is now and then hundreds of
+/// milliseconds, all of it holding the writer. So an erasure step flushes its deletions with
+/// `automerge` at 0 (set back in the same transaction, so loads merge as before), and the
+/// merging it leaves is done by [`merge_step`]s, each its own short transaction.
+fn automerge(tx: &Connection) -> rusqlite::Result<i64> {
+    Ok(tx
+        .query_row(
+            "SELECT v FROM messages_fts_config WHERE k = 'automerge'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(FTS5_DEFAULT_AUTOMERGE))
+}
+
+fn set_automerge(tx: &Connection, value: i64) -> rusqlite::Result<()> {
+    tx.prepare_cached("INSERT INTO messages_fts (messages_fts, rank) VALUES ('automerge', ?1)")?
+        .execute([value])?;
+    Ok(())
+}
+
+/// One bounded step of merging the full-text index (FTS5's `merge` command: at most `pages`
+/// pages written, on levels of `usermerge`, 4, segments or more), in its own transaction.
+/// Whether it did any work (FTS5 counts two or more changes when it did), and how long it held
+/// the writer.
+pub fn merge_step(conn: &mut Connection, pages: i64) -> rusqlite::Result<(bool, Duration)> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let began = Instant::now();
+    let before = tx.total_changes();
+    tx.prepare_cached("INSERT INTO messages_fts (messages_fts, rank) VALUES ('merge', ?1)")?
+        .execute([pages])?;
+    let worked = tx.total_changes() - before >= 2;
+    tx.commit()?;
+    Ok((worked, began.elapsed()))
 }
 
 /// Puts a kept dump's key in the trash (a dump that holds erased rows).
@@ -373,4 +425,91 @@ pub fn purge_audit(conn: &Connection, cutoff_ms: i64, max_rows: u32) -> rusqlite
         "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at_ms < ?1 ORDER BY at_ms LIMIT ?2)",
         params![cutoff_ms, max_rows],
     )? as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An erasure's steps flush their full-text deletions with automerge off and merge after in
+    /// bounded steps: the index stays whole and finds exactly what is left, and the archive's
+    /// own automerge setting is what it was.
+    #[tokio::test]
+    async fn erasure_steps_leave_the_full_text_index_whole_and_automerge_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.db");
+        drop(super::super::SqliteStore::open(&path).unwrap());
+        let mut conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "INSERT INTO sessions (session_key, session_id, sort_ms, status, updated_ms)
+                 VALUES (1, 's-1', 0, 'loaded', 0);
+             INSERT INTO participants (user_key, user_id) VALUES (1, 'u-gone'), (2, 'u-kept');
+             INSERT INTO meetings (meeting_key, meeting_id) VALUES (1, 'm-1');",
+        )
+        .unwrap();
+        // Ten loads, each its own transaction: ten segments, so merging is due.
+        for load in 0..10 {
+            let tx = conn.transaction().unwrap();
+            for n in 0..500 {
+                let seq = load * 500 + n + 1;
+                let (user, word) = if seq % 5 < 3 {
+                    (1, "alpha")
+                } else {
+                    (2, "beta")
+                };
+                tx.execute(
+                    "INSERT INTO messages (seq, id, session_key, meeting_key, user_key,
+                         display_name, kind, pinned, edited, payload, created_ms)
+                     VALUES (?1, 'm' || ?1, 1, 1, ?2, 'Someone', 'text', 0, 0,
+                         ?3 || ' budget ' || ?1, ?1)",
+                    params![seq, user, word],
+                )
+                .unwrap();
+            }
+            tx.execute(
+                "INSERT INTO messages_fts (rowid, text, file_name, display_name)
+                 SELECT seq, text, file_name, display_name FROM messages WHERE seq > ?1",
+                [load * 500],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let matching = |conn: &Connection, q: &str| -> i64 {
+            conn.query_row(
+                "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH ?1",
+                [q],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(matching(&conn, "budget"), 5000);
+
+        let target = EraseTarget::User("u-gone".into());
+        list_erasure(&conn, &target, "test", 0).unwrap();
+        let (mut steps, mut merges) = (0, 0);
+        loop {
+            let step = erase_step(&mut conn, &target, &[], 1000, 0).unwrap();
+            steps += 1;
+            while merge_step(&mut conn, MERGE_STEP_PAGES).unwrap().0 {
+                merges += 1;
+            }
+            if !step.more {
+                break;
+            }
+        }
+        assert_eq!(
+            steps, 4,
+            "3,000 messages in steps of 1,000, and the last finds none"
+        );
+        assert!(merges > 0, "merging was due and was done");
+        assert_eq!(matching(&conn, "alpha"), 0);
+        assert_eq!(matching(&conn, "beta"), 2000);
+        assert_eq!(matching(&conn, "budget"), 2000);
+        conn.execute(
+            "INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)",
+            [],
+        )
+        .expect("the index matches its content");
+        assert_eq!(automerge(&conn).unwrap(), FTS5_DEFAULT_AUTOMERGE);
+    }
 }

@@ -380,6 +380,13 @@ impl SqliteStore {
         .await
     }
 
+    /// One bounded step of merging the full-text index ([`governance::MERGE_STEP_PAGES`]):
+    /// whether it did work, and how long it held the writer.
+    pub async fn merge_search_index(&self) -> Result<(bool, Duration), StoreError> {
+        self.run(|conn| Ok(governance::merge_step(conn, governance::MERGE_STEP_PAGES)?))
+            .await
+    }
+
     pub async fn trash(&self, limit: u32) -> Result<Vec<String>, StoreError> {
         self.run(move |conn| Ok(governance::trash(conn, limit)?))
             .await
