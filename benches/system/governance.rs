@@ -76,6 +76,7 @@ pub async fn purge_beside_intake(work: &Path, ingest_db: &Path) -> Vec<Figure> {
     let (quiet_p99, busy_p99) = (percentile(&mut quiet, 0.99), percentile(&mut busy, 0.99));
     let (quiet_p50, busy_p50) = (percentile(&mut quiet, 0.50), percentile(&mut busy, 0.50));
     let busy_max = busy.iter().copied().fold(0.0, f64::max);
+    let quiet_max = quiet.iter().copied().fold(0.0, f64::max);
     // "... (N steps and K index merges, p99 P ms, the longest M ms)": each is one transaction
     // holding the writer.
     let held = |label: &str, end: &str| -> f64 {
@@ -87,7 +88,7 @@ pub async fn purge_beside_intake(work: &Path, ingest_db: &Path) -> Vec<Figure> {
     };
     let (longest, p99_held) = (held("the longest ", " ms)"), held("p99 ", " ms,"));
     eprintln!(
-        "bench: webhook answers beside the purge: p50 {busy_p50:.1} ms, p99 {busy_p99:.1} ms, max {busy_max:.1} ms ({} deliveries); without: p50 {quiet_p50:.1} ms, p99 {quiet_p99:.1} ms ({})",
+        "bench: webhook answers beside the purge: p50 {busy_p50:.1} ms, p99 {busy_p99:.1} ms, max {busy_max:.1} ms ({} deliveries); without: p50 {quiet_p50:.1} ms, p99 {quiet_p99:.1} ms, max {quiet_max:.1} ms ({})",
         busy.len(),
         quiet.len()
     );
