@@ -97,6 +97,18 @@ impl Erased {
     }
 }
 
+/// How far below the rows an erasure goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scrub {
+    /// The rows go, and with them all a query, export or load can find: retention's purge.
+    Rows,
+    /// The bytes below them too, so no file of the database still holds them: an erasure asked
+    /// for by id. On SQLite the step rewrites the full-text entries out of their segments
+    /// (FTS5's `secure-delete`) and zeroes the pages it frees (`secure_delete = ON`), and the
+    /// WAL is checkpointed and truncated after the last step.
+    Bytes,
+}
+
 /// One step of an erasure: what it removed, the dumps it moved to the trash, and whether more
 /// remains (each step is one short transaction, so the writer is never held for long).
 #[derive(Debug, Clone, Default)]

@@ -20,7 +20,7 @@ pub mod timestamp;
 pub use delivery::{DeliveryRecord, IntakeOutcome, NewDelivery};
 pub use event::{parse_event, ChatSynced, EventError, WebhookEvent, CHAT_SYNCED};
 pub use governance::{
-    parse_age, AuditEntry, AuditQuery, EraseStep, EraseTarget, Erased, ErasureList, Reader,
+    parse_age, AuditEntry, AuditQuery, EraseStep, EraseTarget, Erased, ErasureList, Reader, Scrub,
     TokenRecord,
 };
 pub use host_pattern::{HostPattern, HostPatternError};

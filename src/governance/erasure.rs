@@ -2,7 +2,7 @@
 //! id goes on the erasure list every load applies, its rows go in short steps, and the kept
 //! dumps that held them go to the trash, which [`empty_trash`] empties into the dump store.
 
-use crate::domain::{timestamp::now_ms, AuditEntry, EraseTarget, Erased, Timestamp};
+use crate::domain::{timestamp::now_ms, AuditEntry, EraseTarget, Erased, Scrub, Timestamp};
 use crate::ingest::DumpStore;
 use crate::store::{Holds, Owner, Store, StoreError};
 use std::time::Duration;
@@ -15,7 +15,7 @@ pub async fn erase(
     dumps: &DumpStore,
     target: &EraseTarget,
 ) -> Result<Erased, StoreError> {
-    let erased = store.erase(target, "erased").await?.erased;
+    let erased = store.erase(target, "erased", Scrub::Bytes).await?.erased;
     empty_trash(store, dumps).await?;
     Ok(erased)
 }
@@ -97,7 +97,9 @@ pub async fn purge(
                 break;
             }
             for session in sessions {
-                let done = store.erase(&EraseTarget::Session(session), &reason).await?;
+                let done = store
+                    .erase(&EraseTarget::Session(session), &reason, Scrub::Rows)
+                    .await?;
                 purged.sessions += 1;
                 purged.erased.add(&done.erased);
                 purged.steps += done.steps;

@@ -2,13 +2,16 @@
 //! erasure of whole sessions), the dump trash and the audit log.
 
 use super::{Store, StoreError};
-use crate::domain::{AuditEntry, AuditQuery, EraseTarget, Erased, SessionId, TokenRecord};
+use crate::domain::{AuditEntry, AuditQuery, EraseTarget, Erased, Scrub, SessionId, TokenRecord};
 use std::time::Duration;
 
 /// Messages one erasure step removes in its transaction. Each step holds the writer (SQLite's
 /// only one) for its length: at this size a step takes a few tens of milliseconds, so webhook
 /// intake waits at most about that long while a million rows go (`benches/system`, figure 8).
 pub const ERASE_STEP_ROWS: usize = 1000;
+
+/// Tries, 100 ms apart, to truncate SQLite's WAL after an erasure that scrubs.
+const WAL_TRUNCATE_TRIES: u32 = 100;
 
 /// What [`Store::erase`] removed, and in how many transactions: its steps, and on SQLite the
 /// full-text index merges after them, with how long each held the writer.
@@ -108,11 +111,12 @@ impl Store {
     /// committed before, and its rows are erased here, or applies the list). Then removes it in
     /// steps of [`ERASE_STEP_ROWS`] messages, each one short transaction. Dumps that held the
     /// rows are moved to the trash; the caller empties it (`crate::governance`). Repeating it
-    /// removes nothing more.
+    /// removes nothing more. [`Scrub::Bytes`] also removes the bytes below the rows (see there).
     pub async fn erase(
         &self,
         target: &EraseTarget,
         reason: &str,
+        scrub: Scrub,
     ) -> Result<ErasedInSteps, StoreError> {
         let holding = match self {
             Self::Sqlite(s) => s.list_erasure(target.clone(), reason.to_owned()).await?,
@@ -122,7 +126,7 @@ impl Store {
         loop {
             let step = match self {
                 Self::Sqlite(s) => {
-                    s.erase_step(target.clone(), holding.clone(), ERASE_STEP_ROWS)
+                    s.erase_step(target.clone(), holding.clone(), ERASE_STEP_ROWS, scrub)
                         .await?
                 }
                 Self::Postgres(s) => s.erase_step(target.clone(), ERASE_STEP_ROWS).await?,
@@ -146,9 +150,31 @@ impl Store {
                 }
             }
             if !step.more {
-                return Ok(done);
+                break;
             }
         }
+        if let (Self::Sqlite(s), Scrub::Bytes) = (self, scrub) {
+            // The WAL still holds the pages as they were before: into the file (where the steps
+            // zeroed what they deleted) and truncated, once no reader is on an older snapshot.
+            let mut tries = 0;
+            loop {
+                let (finished, held) = s.truncate_wal().await?;
+                done.held.push(held);
+                if finished {
+                    break;
+                }
+                tries += 1;
+                if tries == WAL_TRUNCATE_TRIES {
+                    tracing::warn!(
+                        tries,
+                        "the WAL could not be truncated after an erasure (readers or writers kept it busy); it keeps pre-erasure pages until SQLite next restarts it"
+                    );
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(done)
     }
 
     /// Dump keys waiting in the trash, oldest first.

@@ -713,6 +713,23 @@ async fn assert_user_gone(world: &World, s1: &str) {
     );
     let (_, stats) = world.get("/v1/stats", READ_TOKEN).await;
     assert_eq!(stats["total"], 3, "{stats}");
+    // Below the API too: no file of the database holds what they wrote (the phrases are never
+    // sent in a query, which the audit log keeps). On SQLite: the file and its WAL.
+    if !on_postgres() {
+        for (file, bytes) in database_files(&world.site) {
+            for phrase in [
+                "secret plans",
+                "more zanzibar",
+                "zanzibar again",
+                "broken-row",
+            ] {
+                assert!(
+                    memchr::memmem::find(&bytes, phrase.as_bytes()).is_none(),
+                    "{phrase:?} is still in {file}"
+                );
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -725,7 +742,14 @@ async fn erasure_removes_everything_and_lasts_through_reprocess_and_redelivery()
     let one: Vec<Msg> = vec![
         msg(&s1, "meet-a", 0, "u-gone", "zanzibar secret plans"),
         msg(&s1, "meet-a", 1, "u-stay", "ordinary words"),
-        msg(&s1, "meet-a", 2, "u-gone", "more zanzibar"),
+        // Long enough to need overflow pages, which its deletion frees whole.
+        msg(
+            &s1,
+            "meet-a",
+            2,
+            "u-gone",
+            &format!("more zanzibar{}", " and more zanzibar".repeat(4000)),
+        ),
         msg(&s1, "meet-a", 3, "u-stay", "a message to erase alone"),
     ];
     // A row that cannot be parsed but names the user: kept raw, so it must go too.

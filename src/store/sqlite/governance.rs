@@ -2,7 +2,7 @@
 
 use super::sessions;
 use crate::domain::{
-    AuditEntry, AuditQuery, EraseStep, EraseTarget, Erased, ErasureList, TokenRecord,
+    AuditEntry, AuditQuery, EraseStep, EraseTarget, Erased, ErasureList, Scrub, TokenRecord,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::time::{Duration, Instant};
@@ -118,12 +118,33 @@ pub fn sessions_holding_message(conn: &Connection, id: &str) -> rusqlite::Result
 /// were in are recounted and their kept dumps moved to the trash. The last step removes what is
 /// left: rejected rows that mention the id, the participant, or the session with its jobs and
 /// webhook deliveries. `holding` is [`sessions_holding_message`] for a message.
+/// With [`Scrub::Bytes`] the step also zeroes the pages it frees and rewrites its full-text
+/// entries out of their segments.
 pub fn erase_step(
     conn: &mut Connection,
     target: &EraseTarget,
     holding: &[i64],
     max_rows: usize,
     now: i64,
+    scrub: Scrub,
+) -> rusqlite::Result<EraseStep> {
+    if scrub == Scrub::Bytes {
+        conn.pragma_update(None, "secure_delete", "ON")?;
+        let step = erase_step_in_one_transaction(conn, target, holding, max_rows, now, scrub);
+        // Back to FAST (see `configure`) whatever the step's end.
+        conn.pragma_update(None, "secure_delete", "FAST")?;
+        return step;
+    }
+    erase_step_in_one_transaction(conn, target, holding, max_rows, now, scrub)
+}
+
+fn erase_step_in_one_transaction(
+    conn: &mut Connection,
+    target: &EraseTarget,
+    holding: &[i64],
+    max_rows: usize,
+    now: i64,
+    scrub: Scrub,
 ) -> rusqlite::Result<EraseStep> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let began = Instant::now();
@@ -173,17 +194,22 @@ pub fn erase_step(
     if !found.is_empty() {
         let seqs = serde_json::to_string(&found.iter().map(|(s, _)| *s).collect::<Vec<_>>())
             .expect("numbers serialise");
-        let automerge = automerge(&tx)?;
-        set_automerge(&tx, 0)?;
+        let automerge = fts_setting(&tx, "automerge", FTS5_DEFAULT_AUTOMERGE)?;
+        set_fts_setting(&tx, "automerge", 0)?;
+        let secure = fts_setting(&tx, "secure-delete", 0)?;
+        if scrub == Scrub::Bytes {
+            set_fts_setting(&tx, "secure-delete", 1)?;
+        }
         tx.execute(
             "INSERT INTO messages_fts (messages_fts, rowid, text, file_name, display_name)
              SELECT 'delete', seq, text, file_name, display_name FROM messages
              WHERE seq IN (SELECT value FROM json_each(?1))",
             [&seqs],
         )?;
-        // Setting it back first flushes this step's deletions to a segment of their own,
-        // unmerged; merge_step merges them in bounded steps after this one.
-        set_automerge(&tx, automerge)?;
+        // Setting them back flushes this step's deletions first: unmerged (merge_step merges
+        // them after this step), and with secure-delete on, out of the segments holding them.
+        set_fts_setting(&tx, "secure-delete", secure)?;
+        set_fts_setting(&tx, "automerge", automerge)?;
         step.removed.messages = tx.execute(
             "DELETE FROM messages WHERE seq IN (SELECT value FROM json_each(?1))",
             [&seqs],
@@ -219,21 +245,43 @@ const FTS5_DEFAULT_AUTOMERGE: i64 = 4;
 /// milliseconds, all of it holding the writer. So an erasure step flushes its deletions with
 /// `automerge` at 0 (set back in the same transaction, so loads merge as before), and the
 /// merging it leaves is done by [`merge_step`]s, each its own short transaction.
-fn automerge(tx: &Connection) -> rusqlite::Result<i64> {
+fn fts_setting(tx: &Connection, key: &str, default: i64) -> rusqlite::Result<i64> {
     Ok(tx
-        .query_row(
-            "SELECT v FROM messages_fts_config WHERE k = 'automerge'",
-            [],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT v FROM messages_fts_config WHERE k = ?1")?
+        .query_row([key], |r| r.get(0))
         .optional()?
-        .unwrap_or(FTS5_DEFAULT_AUTOMERGE))
+        .unwrap_or(default))
 }
 
-fn set_automerge(tx: &Connection, value: i64) -> rusqlite::Result<()> {
-    tx.prepare_cached("INSERT INTO messages_fts (messages_fts, rank) VALUES ('automerge', ?1)")?
-        .execute([value])?;
+/// Sets one of FTS5's settings (`automerge`, `secure-delete`), flushing pending changes first.
+fn set_fts_setting(tx: &Connection, key: &str, value: i64) -> rusqlite::Result<()> {
+    tx.prepare_cached("INSERT INTO messages_fts (messages_fts, rank) VALUES (?1, ?2)")?
+        .execute(params![key, value])?;
     Ok(())
+}
+
+/// Copies the whole WAL into the database file and truncates it to nothing, so the frames
+/// holding pages as they were before an erasure are in no file. It neither waits for readers
+/// nor holds the writer while they finish: with readers on an older snapshot, or another
+/// writer, it does what it can and says it did not finish (the caller tries again).
+pub fn truncate_wal(conn: &mut Connection) -> rusqlite::Result<(bool, Duration)> {
+    conn.busy_handler(None)?;
+    let began = Instant::now();
+    let checkpoint = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        r.get::<_, i64>(0)
+    });
+    let held = began.elapsed();
+    super::restore_busy_handler(conn)?;
+    let finished = match checkpoint {
+        Ok(busy) => busy == 0,
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+        {
+            false
+        }
+        Err(e) => return Err(e),
+    };
+    Ok((finished, held))
 }
 
 /// One bounded step of merging the full-text index (FTS5's `merge` command: at most `pages`
@@ -488,7 +536,7 @@ mod tests {
         list_erasure(&conn, &target, "test", 0).unwrap();
         let (mut steps, mut merges) = (0, 0);
         loop {
-            let step = erase_step(&mut conn, &target, &[], 1000, 0).unwrap();
+            let step = erase_step(&mut conn, &target, &[], 1000, 0, Scrub::Bytes).unwrap();
             steps += 1;
             while merge_step(&mut conn, MERGE_STEP_PAGES).unwrap().0 {
                 merges += 1;
@@ -510,6 +558,27 @@ mod tests {
             [],
         )
         .expect("the index matches its content");
-        assert_eq!(automerge(&conn).unwrap(), FTS5_DEFAULT_AUTOMERGE);
+        assert_eq!(
+            fts_setting(&conn, "automerge", -1).unwrap(),
+            FTS5_DEFAULT_AUTOMERGE
+        );
+        assert_eq!(fts_setting(&conn, "secure-delete", -1).unwrap(), 0);
+        // The erased words are in no segment of the index (each is the first term of its
+        // page or follows a digit, so it is stored whole), not merely masked by delete markers.
+        let segments: Vec<Vec<u8>> = conn
+            .prepare("SELECT block FROM messages_fts_data")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let holding = |word: &[u8]| {
+            segments
+                .iter()
+                .filter(|b| memchr::memmem::find(b, word).is_some())
+                .count()
+        };
+        assert!(holding(b"beta") > 0, "the check can see a word that is there");
+        assert_eq!(holding(b"alpha"), 0, "the erased word is still in the index");
     }
 }

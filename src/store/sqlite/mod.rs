@@ -75,11 +75,16 @@ fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
     Ok(conn)
 }
 
+/// Gives `conn` chatsink's busy handler again (after work that must not wait).
+fn restore_busy_handler(conn: &Connection) -> Result<(), rusqlite::Error> {
+    conn.busy_handler(Some(wait_for_the_writer))
+}
+
 fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.busy_handler(Some(wait_for_the_writer))?;
-    // secure_delete=FAST zeroes a deleted row's bytes in the pages a delete writes anyway (an
-    // erasure's rows do not linger there), at no extra I/O; pages freed whole keep theirs until
-    // reused (README: scrubbing the file).
+    // secure_delete=FAST zeroes a deleted row's bytes in the pages a delete writes anyway, at no
+    // extra I/O; pages freed whole keep theirs until reused. An erasure by id turns it ON for
+    // its own steps (governance::erase_step), so the pages it frees are zeroed too.
     // page_size only takes effect on a new, empty file. Larger pages mean fewer B-tree splits and
     // WAL frames for a bulk load (`ingest` of 1M messages: 7.1-7.4 s at 4 KB, 6.4-6.8 s at 8 KB,
     // 6.1-6.8 s at 16 KB), but each webhook commit rewrites whole pages of the random-key inbox,

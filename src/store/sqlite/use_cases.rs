@@ -7,7 +7,7 @@ use super::{
 use crate::domain::{
     After, AuditEntry, AuditQuery, ClaimedJob, DeliveryRecord, EraseStep, EraseTarget, Job,
     JobOutcome, JobState, ListedSession, LoadReport, MessageFilter, MessageRow, MessageStats,
-    Order, PullPlan, ReprocessSelector, RowSource, SessionDump, SessionId, SessionRecord,
+    Order, PullPlan, ReprocessSelector, RowSource, Scrub, SessionDump, SessionId, SessionRecord,
     StoredRejectedRow, Timestamp, TokenRecord, UserRecord,
 };
 use crate::store::{
@@ -367,6 +367,7 @@ impl SqliteStore {
         target: EraseTarget,
         holding: Vec<i64>,
         max_rows: usize,
+        scrub: Scrub,
     ) -> Result<EraseStep, StoreError> {
         self.run(move |conn| {
             Ok(governance::erase_step(
@@ -375,9 +376,16 @@ impl SqliteStore {
                 &holding,
                 max_rows,
                 now_ms(),
+                scrub,
             )?)
         })
         .await
+    }
+
+    /// Checkpoints the WAL into the database file and truncates it, without waiting: whether it
+    /// finished, and how long it held the lock.
+    pub async fn truncate_wal(&self) -> Result<(bool, Duration), StoreError> {
+        self.run(|conn| Ok(governance::truncate_wal(conn)?)).await
     }
 
     /// One bounded step of merging the full-text index ([`governance::MERGE_STEP_PAGES`]):
