@@ -367,24 +367,28 @@ async fn erase_command(args: EraseArgs) -> anyhow::Result<ExitCode> {
     }
     let store = existing_store(&args.storage).await?;
     let dumps = ingest::DumpStore::open(&args.storage.dump_store(), &args.storage.data_dir)?;
-    let removed = crate::governance::erase(&store, &dumps, &target).await?;
+    let done = crate::governance::erase(&store, &dumps, &target).await?;
+    let removed = &done.erased;
     store
         .record_audit(vec![crate::governance::erasure::deletion_entry(
             "chatsink erase",
             &format!("erase --{}", target.kind()),
             target.id(),
-            &removed,
+            removed,
         )])
         .await?;
     println!(
-        "erased {} {}: {} messages, {} rejected rows, {} sessions, {} webhook deliveries, {} kept dumps",
+        "erased {} {}: {} messages, {} rejected rows, {} sessions, {} webhook deliveries, {} kept dumps ({} steps and {} index merges, the longest {} ms)",
         target.kind(),
         target.id(),
         removed.messages,
         removed.rejected_rows,
         removed.sessions,
         removed.deliveries,
-        removed.dumps
+        removed.dumps,
+        done.steps,
+        done.merges,
+        done.held.longest().as_millis()
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -35,7 +35,9 @@ async fn erase(
             format!("must be 1 to {MAX_TEXT_BYTES} bytes"),
         ));
     }
-    let removed = crate::governance::erase(&state.store, &state.dumps, &target).await?;
+    let removed = crate::governance::erase(&state.store, &state.dumps, &target)
+        .await?
+        .erased;
     tracing::info!(kind = target.kind(), id = target.id(), by = %reader.name, ?removed, "erased");
     let rows = removed.rows() as usize;
     Ok(counted(

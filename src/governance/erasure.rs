@@ -4,7 +4,7 @@
 
 use crate::domain::{timestamp::now_ms, AuditEntry, EraseTarget, Erased, Scrub, Timestamp};
 use crate::ingest::DumpStore;
-use crate::store::{Holds, Owner, Store, StoreError};
+use crate::store::{ErasedInSteps, Holds, Owner, Store, StoreError};
 use std::time::Duration;
 
 /// Erases `target` everywhere chatsink keeps it: the database (rows, full-text entries, rejected
@@ -14,10 +14,10 @@ pub async fn erase(
     store: &Store,
     dumps: &DumpStore,
     target: &EraseTarget,
-) -> Result<Erased, StoreError> {
-    let erased = store.erase(target, "erased", Scrub::Bytes).await?.erased;
+) -> Result<ErasedInSteps, StoreError> {
+    let done = store.erase(target, "erased", Scrub::Bytes).await?;
     empty_trash(store, dumps).await?;
-    Ok(erased)
+    Ok(done)
 }
 
 /// Deletes the dumps in the trash from the dump store, and forgets each once it is gone. A

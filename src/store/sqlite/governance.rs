@@ -578,7 +578,14 @@ mod tests {
                 .filter(|b| memchr::memmem::find(b, word).is_some())
                 .count()
         };
-        assert!(holding(b"beta") > 0, "the check can see a word that is there");
-        assert_eq!(holding(b"alpha"), 0, "the erased word is still in the index");
+        assert!(
+            holding(b"beta") > 0,
+            "the check can see a word that is there"
+        );
+        assert_eq!(
+            holding(b"alpha"),
+            0,
+            "the erased word is still in the index"
+        );
     }
 }
