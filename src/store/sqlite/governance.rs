@@ -208,7 +208,9 @@ fn erase_step_in_one_transaction(
         )?;
         // Setting them back flushes this step's deletions first: unmerged (merge_step merges
         // them after this step), and with secure-delete on, out of the segments holding them.
-        set_fts_setting(&tx, "secure-delete", secure)?;
+        if scrub == Scrub::Bytes {
+            set_fts_setting(&tx, "secure-delete", secure)?;
+        }
         set_fts_setting(&tx, "automerge", automerge)?;
         step.removed.messages = tx.execute(
             "DELETE FROM messages WHERE seq IN (SELECT value FROM json_each(?1))",
