@@ -235,18 +235,20 @@ fn erase_step_in_one_transaction(
     Ok(step)
 }
 
+// FTS5 merges its index when a transaction's changes are flushed: as much as its write counter
+// says is due (64 pages per level of the index at once) and, when a level reaches 16 segments,
+// that whole level. On a million-message archive that is now and then hundreds of milliseconds,
+// all of it holding the writer. So an erasure step flushes its deletions with `automerge` at 0
+// (set back in the same transaction, so loads merge as before), and the merging it leaves is
+// done by `merge_step`s, each its own short transaction.
+
 /// Pages of full-text index one [`merge_step`] writes at most: about 10 ms of work.
 pub const MERGE_STEP_PAGES: i64 = 64;
 
 /// FTS5's default `automerge`: a level of this many segments is merged.
 const FTS5_DEFAULT_AUTOMERGE: i64 = 4;
 
-/// FTS5 merges its index when a transaction's changes are flushed: as much as its write
-/// counter says is due (64 pages per level of the index at once) and, when a level reaches 16
-/// segments, that whole level. On a million-message archive that is now and then hundreds of
-/// milliseconds, all of it holding the writer. So an erasure step flushes its deletions with
-/// `automerge` at 0 (set back in the same transaction, so loads merge as before), and the
-/// merging it leaves is done by [`merge_step`]s, each its own short transaction.
+/// One of FTS5's settings as the archive has it (`default` when never set).
 fn fts_setting(tx: &Connection, key: &str, default: i64) -> rusqlite::Result<i64> {
     Ok(tx
         .prepare_cached("SELECT v FROM messages_fts_config WHERE k = ?1")?
@@ -481,11 +483,12 @@ pub fn purge_audit(conn: &Connection, cutoff_ms: i64, max_rows: u32) -> rusqlite
 mod tests {
     use super::*;
 
-    /// An erasure's steps flush their full-text deletions with automerge off and merge after in
-    /// bounded steps: the index stays whole and finds exactly what is left, and the archive's
-    /// own automerge setting is what it was.
+    /// A scrubbing erasure's steps flush their full-text deletions with automerge off and
+    /// secure-delete on, and merge after in bounded steps: the index stays whole, finds exactly
+    /// what is left, holds no erased word in any segment, and the archive's own settings are
+    /// what they were.
     #[tokio::test]
-    async fn erasure_steps_leave_the_full_text_index_whole_and_automerge_as_it_was() {
+    async fn erasure_steps_leave_the_full_text_index_whole_and_its_settings_as_they_were() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("g.db");
         drop(super::super::SqliteStore::open(&path).unwrap());
