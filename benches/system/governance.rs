@@ -35,6 +35,75 @@ async fn paced_deliveries(base: &str, prefix: &str, mut until: impl FnMut() -> b
     latencies
 }
 
+/// The number before `end` after the last `label` in `said` (a figure a command printed).
+fn printed(said: &str, label: &str, end: &str) -> f64 {
+    said.rsplit(label)
+        .next()
+        .and_then(|t| t.split(end).next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no {label:?} in {said:?}"))
+}
+
+/// 8, erasure by id: `chatsink erase --user` for the archive's three busiest participants, one
+/// after another, while `serve` takes a webhook every 10 ms. These erasures scrub (secure-delete
+/// in the full-text index, zeroed pages, the WAL truncated), so their steps are the costliest.
+async fn erase_the_busiest(work: &Path, db: &Path, base: &str) -> Figure {
+    let users: Vec<String> = rusqlite::Connection::open(db)
+        .unwrap()
+        .prepare(
+            "SELECT p.user_id FROM messages m JOIN participants p ON p.user_key = m.user_key
+             GROUP BY m.user_key ORDER BY count(*) DESC LIMIT 3",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let (db, data) = (db.to_owned(), work.join("serve-data"));
+    let erasing = std::thread::spawn(move || {
+        users
+            .iter()
+            .map(|user| {
+                let output = Command::new(bin())
+                    .args(["erase", "--user", user])
+                    .env("CHATSINK_DATABASE", &db)
+                    .env("CHATSINK_DATA_DIR", &data)
+                    .env("RUST_LOG", "error")
+                    .output()
+                    .unwrap();
+                assert!(output.status.success(), "erase failed");
+                String::from_utf8_lossy(&output.stdout).trim().to_owned()
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut answers = paced_deliveries(base, "erasing", || erasing.is_finished()).await;
+    let said = erasing.join().unwrap();
+    let messages: f64 = said.iter().map(|s| printed(s, ": ", " messages")).sum();
+    let longest = said
+        .iter()
+        .map(|s| printed(s, "the longest ", " ms)"))
+        .fold(0.0, f64::max);
+    for line in &said {
+        eprintln!("bench: {line}");
+    }
+    eprintln!(
+        "bench: webhook answers beside the erasures: p50 {:.1} ms, p99 {:.1} ms ({})",
+        percentile(&mut answers, 0.50),
+        percentile(&mut answers, 0.99),
+        answers.len()
+    );
+    Figure {
+        name: format!(
+            "8. erasure by id of the 3 busiest participants ({messages} messages): longest transaction holding the writer"
+        ),
+        chatsink: format!("{longest:.0} ms"),
+        reference: "-".into(),
+        ratio: None,
+        target: "<= 100 ms".into(),
+        met: Some(longest <= 100.0),
+    }
+}
+
 /// 8: `chatsink purge` removes the whole 1M-message archive (every session is older than a
 /// day) while `serve` takes a webhook every 10 ms on the same SQLite file. Reference: the same
 /// deliveries for as long with no purge running, in the same run.
@@ -47,10 +116,11 @@ pub async fn purge_beside_intake(work: &Path, ingest_db: &Path) -> Vec<Figure> {
             .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
             .unwrap()
     };
-    let before = messages(&db);
     let served = serve(work, &db, &[], &test_pem()).await;
     let quiet_until = Instant::now() + Duration::from_secs(5);
     let mut quiet = paced_deliveries(&served.base, "quiet", || Instant::now() > quiet_until).await;
+    let erasures = erase_the_busiest(work, &db, &served.base).await;
+    let before = messages(&db);
     let started = Instant::now();
     let mut purge = Command::new(bin())
         .args(["purge", "--older-than", "1d"])
@@ -79,20 +149,17 @@ pub async fn purge_beside_intake(work: &Path, ingest_db: &Path) -> Vec<Figure> {
     let quiet_max = quiet.iter().copied().fold(0.0, f64::max);
     // "... (N steps and K index merges, p99 P ms, the longest M ms)": each is one transaction
     // holding the writer.
-    let held = |label: &str, end: &str| -> f64 {
-        said.rsplit(label)
-            .next()
-            .and_then(|t| t.split(end).next())
-            .and_then(|t| t.parse().ok())
-            .unwrap_or_else(|| panic!("purge names its {label}: {said}"))
-    };
-    let (longest, p99_held) = (held("the longest ", " ms)"), held("p99 ", " ms,"));
+    let (longest, p99_held) = (
+        printed(&said, "the longest ", " ms)"),
+        printed(&said, "p99 ", " ms,"),
+    );
     eprintln!(
         "bench: webhook answers beside the purge: p50 {busy_p50:.1} ms, p99 {busy_p99:.1} ms, max {busy_max:.1} ms ({} deliveries); without: p50 {quiet_p50:.1} ms, p99 {quiet_p99:.1} ms, max {quiet_max:.1} ms ({})",
         busy.len(),
         quiet.len()
     );
     vec![
+        erasures,
         Figure {
             name: format!("8. retention purge of {before} messages beside intake"),
             chatsink: format!("{took:.1} s"),
