@@ -409,21 +409,21 @@ async fn purge_command(args: PurgeArgs) -> anyhow::Result<ExitCode> {
             "chatsink purge",
             "purge",
             &format!("sessions={}", purged.sessions),
-            &purged.erased,
+            &purged.removed.erased,
         )])
         .await?;
     println!(
         "purged {} sessions: {} messages, {} rejected rows, {} webhook deliveries, {} kept dumps; {} audit entries ({} steps and {} index merges, p99 {} ms, the longest {} ms)",
         purged.sessions,
-        purged.erased.messages,
-        purged.erased.rejected_rows,
-        purged.erased.deliveries,
-        purged.erased.dumps,
+        purged.removed.erased.messages,
+        purged.removed.erased.rejected_rows,
+        purged.removed.erased.deliveries,
+        purged.removed.erased.dumps,
         purged.audit_entries,
-        purged.steps,
-        purged.merges,
-        purged.held.quantile(0.99).as_millis(),
-        purged.held.longest().as_millis()
+        purged.removed.steps,
+        purged.removed.merges,
+        purged.removed.held.quantile(0.99).as_millis(),
+        purged.removed.held.longest().as_millis()
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -4,7 +4,7 @@
 
 use crate::domain::{timestamp::now_ms, AuditEntry, EraseTarget, Erased, Scrub, Timestamp};
 use crate::ingest::DumpStore;
-use crate::store::{ErasedInSteps, Holds, Owner, Store, StoreError};
+use crate::store::{ErasedInSteps, Owner, Store, StoreError};
 use std::time::Duration;
 
 /// Erases `target` everywhere chatsink keeps it: the database (rows, full-text entries, rejected
@@ -60,13 +60,10 @@ pub struct RetentionSettings {
 #[derive(Debug, Clone, Default)]
 pub struct Purged {
     pub sessions: usize,
-    pub erased: Erased,
+    /// What the sessions' erasures removed, in how many transactions, and how long each held
+    /// the writer.
+    pub removed: ErasedInSteps,
     pub audit_entries: i64,
-    /// Transactions the sessions' erasures took (steps, and full-text merges after them), and
-    /// the longest of them.
-    pub steps: usize,
-    pub merges: usize,
-    pub held: Holds,
 }
 
 /// Sessions taken per round of a purge.
@@ -101,10 +98,7 @@ pub async fn purge(
                     .erase(&EraseTarget::Session(session), &reason, Scrub::Rows)
                     .await?;
                 purged.sessions += 1;
-                purged.erased.add(&done.erased);
-                purged.steps += done.steps;
-                purged.merges += done.merges;
-                purged.held.extend(&done.held);
+                purged.removed.add(&done);
             }
             empty_trash(store, dumps).await?;
         }
@@ -187,7 +181,7 @@ async fn sweep(
     if purged.sessions > 0 || purged.audit_entries > 0 {
         tracing::info!(
             sessions = purged.sessions,
-            messages = purged.erased.messages,
+            messages = purged.removed.erased.messages,
             audit_entries = purged.audit_entries,
             "retention sweep removed expired data"
         );
@@ -196,7 +190,7 @@ async fn sweep(
                 "retention sweep",
                 "retention",
                 &format!("sessions={}", purged.sessions),
-                &purged.erased,
+                &purged.removed.erased,
             )])
             .await?;
     }

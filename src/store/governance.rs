@@ -28,6 +28,16 @@ pub struct ErasedInSteps {
     pub held: Holds,
 }
 
+impl ErasedInSteps {
+    /// Adds another erasure's removals, transactions and holds to these.
+    pub fn add(&mut self, other: &ErasedInSteps) {
+        self.erased.add(&other.erased);
+        self.steps += other.steps;
+        self.merges += other.merges;
+        self.held.0.extend_from_slice(&other.held.0);
+    }
+}
+
 /// How long each of an erasure's transactions held the writer.
 #[derive(Debug, Clone, Default)]
 pub struct Holds(Vec<Duration>);
@@ -37,10 +47,6 @@ impl Holds {
     fn push(&mut self, held: Duration) {
         metrics::histogram!("chatsink_erase_step_seconds").record(held.as_secs_f64());
         self.0.push(held);
-    }
-
-    pub fn extend(&mut self, other: &Holds) {
-        self.0.extend_from_slice(&other.0);
     }
 
     /// The hold below which a share `q` (0 to 1) of them lie; zero when there were none.
