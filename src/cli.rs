@@ -371,7 +371,7 @@ async fn erase_command(args: EraseArgs) -> anyhow::Result<ExitCode> {
     let removed = &done.erased;
     store
         .record_audit(vec![crate::governance::erasure::deletion_entry(
-            "chatsink erase",
+            crate::domain::CLI_ERASE_ACTOR,
             &format!("erase --{}", target.kind()),
             target.id(),
             removed,
@@ -406,7 +406,7 @@ async fn purge_command(args: PurgeArgs) -> anyhow::Result<ExitCode> {
     .await?;
     store
         .record_audit(vec![crate::governance::erasure::deletion_entry(
-            "chatsink purge",
+            crate::domain::CLI_PURGE_ACTOR,
             "purge",
             &format!("sessions={}", purged.sessions),
             &purged.removed.erased,

@@ -125,6 +125,9 @@ impl Application {
         let app = move || {
             App::new()
                 .wrap(tracing_actix_web::TracingLogger::default())
+                // Outermost: no layer below it (the request log included) sees a secret sent
+                // in the URL.
+                .wrap(actix_web::middleware::from_fn(api::redact_secrets))
                 .app_data(webhook_state.clone())
                 .app_data(api_state.clone())
                 .configure(webhook::configure)

@@ -47,10 +47,15 @@ impl ApiState {
             return Ok(None);
         }
         let now = now_ms();
-        Ok(self
-            .store
-            .token_by_hash(&hash_secret(presented))
-            .await?
+        let token = self.store.token_by_hash(&hash_secret(presented)).await?;
+        if let Some(why) = token.as_ref().and_then(|t| t.unreadable_scope.as_ref()) {
+            tracing::warn!(
+                token = %token.as_ref().map(|t| t.name.as_str()).unwrap_or_default(),
+                why = %why,
+                "a token whose scope cannot be read is refused; revoke it and make a new one"
+            );
+        }
+        Ok(token
             .filter(|token| token.usable_at(now))
             .map(|token| token.reader()))
     }

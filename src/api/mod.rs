@@ -11,6 +11,7 @@ mod export;
 mod openapi;
 mod ops;
 mod params;
+mod redact;
 mod routes;
 mod views;
 
@@ -18,6 +19,7 @@ pub use cursor::Cursor;
 pub use error::ApiError;
 pub use export::{spreadsheet_safe, CSV_COLUMNS};
 pub use openapi::{document as openapi_document, ROUTE_PARAMS};
+pub use redact::{redact_query, redact_secrets, REDACTED};
 pub use views::escape_bytes;
 
 use crate::domain::MessageFilter;

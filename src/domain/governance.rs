@@ -16,6 +16,25 @@ pub struct Reader {
     pub meetings: Option<Vec<String>>,
 }
 
+/// The names the audit log gives chatsink's own actions; no token may take one (nor any name
+/// beginning `chatsink `), so an entry under one of them was made by chatsink.
+pub const CLI_ERASE_ACTOR: &str = "chatsink erase";
+pub const CLI_PURGE_ACTOR: &str = "chatsink purge";
+pub const CLI_ERASURES_APPLY_ACTOR: &str = "chatsink erasures apply";
+pub const RETENTION_ACTOR: &str = "retention sweep";
+
+/// Why a token name is one the audit log keeps for others, if it is.
+pub fn reserved_token_name(name: &str) -> Option<&'static str> {
+    let lower = name.trim().to_lowercase();
+    if lower.starts_with("chatsink_") || name.trim() == "-" {
+        Some("the audit log's name for tokens from the environment, or for none")
+    } else if lower.starts_with("chatsink ") || lower == RETENTION_ACTOR {
+        Some("the audit log's name for one of chatsink's own actions")
+    } else {
+        None
+    }
+}
+
 /// A token as `chatsink token list` shows it (the secret is never kept, so never shown).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
@@ -26,12 +45,17 @@ pub struct TokenRecord {
     pub expires_ms: Option<i64>,
     pub last_used_ms: Option<i64>,
     pub revoked_ms: Option<i64>,
+    /// Why the stored scope could not be read, if it could not: such a token is refused, never
+    /// taken for one that reads every meeting.
+    pub unreadable_scope: Option<String>,
 }
 
 impl TokenRecord {
     /// Whether the token may be used at `now`.
     pub fn usable_at(&self, now: i64) -> bool {
-        self.revoked_ms.is_none() && self.expires_ms.is_none_or(|expiry| now < expiry)
+        self.unreadable_scope.is_none()
+            && self.revoked_ms.is_none()
+            && self.expires_ms.is_none_or(|expiry| now < expiry)
     }
 
     pub fn reader(&self) -> Reader {
@@ -41,6 +65,19 @@ impl TokenRecord {
             meetings: self.meetings.clone(),
         }
     }
+}
+
+/// A token's scope as SQLite keeps it (a JSON array of meeting ids; NULL: every meeting). Text
+/// that is not such an array, or an array holding an empty id, is an error: the caller refuses
+/// the token rather than widen it.
+pub fn decode_token_scope(raw: Option<&str>) -> Result<Option<Vec<String>>, String> {
+    let Some(raw) = raw else { return Ok(None) };
+    let meetings: Vec<String> = serde_json::from_str(raw)
+        .map_err(|e| format!("the scope {raw:?} is not a JSON array of meeting ids: {e}"))?;
+    if meetings.iter().any(|m| m.trim().is_empty()) {
+        return Err(format!("the scope {raw:?} holds an empty meeting id"));
+    }
+    Ok(Some(meetings))
 }
 
 /// What an erasure removes: everything chatsink keeps of a participant, one message (by its
@@ -141,9 +178,27 @@ impl ErasureList {
                 .users
                 .iter()
                 .chain(&self.messages)
-                .any(|id| memchr::memmem::find(&r.raw, id.as_bytes()).is_some()),
+                .any(|id| names_as_field(&r.raw, id)),
         }
     }
+}
+
+/// Whether a rejected row's raw bytes hold `id` as a field of their own: between the CSV's or a
+/// JSON list's delimiters (`,` `"` `[` `]` `;`, whitespace, the row's ends), not inside a longer
+/// id. Erasing `u-1` so leaves `u-10`'s, `xu-1`'s and `u-1b`'s rows alone, while a row whose
+/// quoting is broken (the reason it was rejected) still gives its fields up.
+pub fn names_as_field(raw: &[u8], id: &str) -> bool {
+    let id = id.as_bytes();
+    if id.is_empty() {
+        return false;
+    }
+    let delimiter =
+        |b: u8| matches!(b, b',' | b'"' | b'[' | b']' | b';') || b.is_ascii_whitespace();
+    memchr::memmem::find_iter(raw, id).any(|at| {
+        let before = at.checked_sub(1).map(|i| raw[i]);
+        let after = raw.get(at + id.len()).copied();
+        before.is_none_or(delimiter) && after.is_none_or(delimiter)
+    })
 }
 
 /// One line of the audit log.
@@ -228,7 +283,7 @@ pub fn parse_age(raw: &str) -> Result<i64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_age, ErasureList};
+    use super::{names_as_field, parse_age, ErasureList};
     use crate::domain::{ChatMessage, LoadRow, MessageKind, RejectedRow, SessionId, Timestamp};
 
     fn message(id: &str, user: &str) -> LoadRow {
@@ -268,6 +323,32 @@ mod tests {
         assert!(list.keeps(&rejected(b"x,u-stay,s")));
         assert!(!list.keeps(&rejected(b"x,u-gone,s")));
         assert!(!list.keeps(&rejected(b"m-gone,u-stay,\xff")));
+        // A longer id that begins with an erased one is not it.
+        assert!(list.keeps(&rejected(b"x,u-gone2,s")));
+        assert!(list.keeps(&rejected(b"m-gone-too,u-stay,s")));
+    }
+
+    #[test]
+    fn a_rejected_row_names_an_id_only_as_a_field_of_its_own() {
+        let ids = ["u-1", "u-10", "xu-1", "u-1b", "1"];
+        let row = |sender: &str| format!("m-9,{sender},s-1,mt,Name,perhaps,0,TEXT_MESSAGE,hi,2026");
+        for id in ids {
+            for other in ids {
+                assert_eq!(
+                    names_as_field(row(other).as_bytes(), id),
+                    id == other,
+                    "erasing {id:?} in a row by {other:?}"
+                );
+            }
+        }
+        // Quoted, at either end, in a JSON list (targetUserIds), in a row whose quote is broken.
+        assert!(names_as_field(b"\"u-1\",x", "u-1"));
+        assert!(names_as_field(b"x,u-1", "u-1"));
+        assert!(names_as_field(b"u-1\r\n", "u-1"));
+        assert!(names_as_field(br#"a,"[""u-2"",""u-1""]",b"#, "u-1"));
+        assert!(names_as_field(b"a,\"u-1,unclosed", "u-1"));
+        assert!(!names_as_field(br#"a,"[""u-10""]",b"#, "u-1"));
+        assert!(!names_as_field(b"anything", ""));
     }
 
     #[test]

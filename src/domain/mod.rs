@@ -20,8 +20,9 @@ pub mod timestamp;
 pub use delivery::{DeliveryRecord, IntakeOutcome, NewDelivery};
 pub use event::{parse_event, ChatSynced, EventError, WebhookEvent, CHAT_SYNCED};
 pub use governance::{
-    parse_age, AuditEntry, AuditQuery, EraseStep, EraseTarget, Erased, ErasureList, Reader, Scrub,
-    TokenRecord,
+    decode_token_scope, names_as_field, parse_age, reserved_token_name, AuditEntry, AuditQuery,
+    EraseStep, EraseTarget, Erased, ErasureList, Reader, Scrub, TokenRecord, CLI_ERASE_ACTOR,
+    CLI_ERASURES_APPLY_ACTOR, CLI_PURGE_ACTOR, RETENTION_ACTOR,
 };
 pub use host_pattern::{HostPattern, HostPatternError};
 pub use ids::{SessionId, SessionIdError};

@@ -187,7 +187,7 @@ async fn sweep(
         );
         store
             .record_audit(vec![deletion_entry(
-                "retention sweep",
+                crate::domain::RETENTION_ACTOR,
                 "retention",
                 &format!("sessions={}", purged.sessions),
                 &purged.removed.erased,

@@ -1,6 +1,6 @@
 //! API tokens made by `chatsink token create`: a random secret shown once, kept only as a hash.
 
-use crate::domain::{timestamp::now_ms, TokenRecord};
+use crate::domain::{reserved_token_name, timestamp::now_ms, TokenRecord};
 use crate::store::{Store, StoreError};
 use sha2::{Digest, Sha256};
 
@@ -54,6 +54,8 @@ pub enum TokenError {
     BadName(String),
     #[error("an admin token reads every meeting: --admin and --meeting do not go together")]
     ScopedAdmin,
+    #[error("--meeting: give a meeting id (an empty one would read every session that has no meeting id), e.g. --meeting 50c8940e-1b97-402a-97d6-2708b7feca41")]
+    EmptyMeeting,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -66,13 +68,18 @@ pub async fn create_token(store: &Store, new: &NewToken) -> Result<String, Token
             "give 1 to 100 characters, no control characters".into(),
         ));
     }
-    if name.starts_with("CHATSINK_") || name == "-" {
-        return Err(TokenError::BadName(format!(
-            "'{name}' is how the audit log names tokens from the environment, or none"
-        )));
+    if let Some(why) = reserved_token_name(name) {
+        return Err(TokenError::BadName(format!("'{name}' is {why}")));
     }
     if new.admin && !new.meetings.is_empty() {
         return Err(TokenError::ScopedAdmin);
+    }
+    if new
+        .meetings
+        .iter()
+        .any(|m| m.trim().is_empty() || m.chars().any(char::is_control))
+    {
+        return Err(TokenError::EmptyMeeting);
     }
     let mut meetings = new.meetings.clone();
     meetings.sort();
@@ -86,6 +93,7 @@ pub async fn create_token(store: &Store, new: &NewToken) -> Result<String, Token
         expires_ms: new.expires_in_ms.map(|ms| created_ms + ms),
         last_used_ms: None,
         revoked_ms: None,
+        unreadable_scope: None,
     };
     let secret = new_secret();
     if !store.create_token(record, hash_secret(&secret)).await? {

@@ -24,7 +24,7 @@ pub mod postgres;
 /// the sqlite3 CLI's, and check the query planner); the service goes through [`Store`].
 pub mod sqlite;
 
-pub use copy::{copy_archive, Copied};
+pub use copy::{accounted_for, copied_tables, copy_archive, Copied, NOT_COPIED};
 pub use governance::{ErasedInSteps, Holds, ERASE_STEP_ROWS};
 pub use location::{DatabaseLocation, LocationError, PostgresUrl};
 pub use owner::{Owner, ProcessIdentity};

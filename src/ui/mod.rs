@@ -22,13 +22,34 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
     base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/ui").route(web::get().to(|| async {
-        HttpResponse::PermanentRedirect()
-            .insert_header((header::LOCATION, "/ui/"))
-            .finish()
-    })))
-    .service(web::resource("/ui/{tail:.*}").route(web::get().to(page)));
+    use actix_web::http::Method;
+    // Every answer under /ui (redirects, errors and other methods' JSON 405 too) carries the
+    // page's headers.
+    cfg.service(
+        crate::api::only("/ui", Method::GET, || async {
+            HttpResponse::PermanentRedirect()
+                .insert_header((header::LOCATION, "/ui/"))
+                .finish()
+        })
+        .wrap(page_headers()),
+    )
+    .service(crate::api::only("/ui/{tail:.*}", Method::GET, page).wrap(page_headers()));
 }
+
+fn page_headers() -> actix_web::middleware::DefaultHeaders {
+    PAGE_HEADERS.iter().fold(
+        actix_web::middleware::DefaultHeaders::new(),
+        |headers, h| headers.add(h.clone()),
+    )
+}
+
+/// The headers of every `/ui` answer.
+const PAGE_HEADERS: [(header::HeaderName, &str); 4] = [
+    (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+];
 
 /// An asset by name, or the page itself for every other path (the page routes deep links).
 async fn page(request: HttpRequest) -> HttpResponse {
@@ -38,23 +59,14 @@ async fn page(request: HttpRequest) -> HttpResponse {
         "assets/app.css" => (STYLE, "text/css; charset=utf-8"),
         "assets/favicon.svg" => (ICON, "image/svg+xml"),
         t if t.starts_with("assets/") => {
-            return with_policy(HttpResponse::NotFound()).json(serde_json::json!({
+            return HttpResponse::NotFound().json(serde_json::json!({
                 "error": "not_found", "message": "no such asset"
             }))
         }
         _ => (INDEX, "text/html; charset=utf-8"),
     };
-    with_policy(HttpResponse::Ok())
+    HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, content_type))
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
         .body(body)
-}
-
-fn with_policy(mut builder: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
-    builder
-        .insert_header((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
-        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .insert_header((header::REFERRER_POLICY, "no-referrer"))
-        .insert_header((header::X_FRAME_OPTIONS, "DENY"));
-    builder
 }

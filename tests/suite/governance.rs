@@ -1120,3 +1120,198 @@ async fn every_request_and_every_deletion_has_an_audit_entry() {
     ]);
     assert!(!said(&left).contains("bogus=1"), "{}", said(&left));
 }
+
+/// Runs `sql` on the site's database, whichever backend it is on.
+fn run_sql(site: &Site, sql: &str) {
+    let location = site.location();
+    if location.starts_with("postgres") {
+        crate::pg::postgres("run_sql")
+            .expect("a PostgreSQL site has its server")
+            .sql(&location, sql);
+    } else {
+        rusqlite::Connection::open(&location)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+    }
+}
+
+/// Erasing `u-1` erases `u-1` alone: the rejected rows and messages of `u-10`, `xu-1` and `u-1b`
+/// stay, through the erasure and through every later load of the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasing_an_id_leaves_the_ids_that_contain_it() {
+    let world = World::start(&[]).await;
+    let session = uuid::Uuid::new_v4().to_string();
+    let users = ["u-1", "u-10", "xu-1", "u-1b"];
+    let messages: Vec<Msg> = users
+        .iter()
+        .enumerate()
+        .map(|(i, user)| msg(&session, "meet-a", i, user, &format!("hello from {user}")))
+        .collect();
+    // One rejected row per user: a pinned value that is no boolean.
+    let rejected: String = users
+        .iter()
+        .enumerate()
+        .map(|(i, user)| {
+            csv_row(&[
+                &format!("bad-{i}"),
+                user,
+                &session,
+                "meet-a",
+                "N",
+                "perhaps",
+                "false",
+                "TEXT_MESSAGE",
+                "x",
+                "2026-06-03T10:00:00Z",
+            ])
+        })
+        .collect();
+    world
+        .deliver(&session, "meet-a", &messages, &rejected, "first")
+        .await;
+    let rejected_senders = || async {
+        let (status, body) = world
+            .get(&format!("/v1/sessions/{session}/rejected"), ADMIN_TOKEN)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let rows = body["rejected"].as_array().cloned().unwrap_or_default();
+        let mut senders: Vec<String> = users
+            .iter()
+            .filter(|u| {
+                rows.iter()
+                    .any(|r| r["raw"].as_str().unwrap().contains(&format!(",{u},")))
+            })
+            .map(|u| u.to_string())
+            .collect();
+        senders.sort();
+        (rows.len(), senders)
+    };
+    assert_eq!(rejected_senders().await.0, 4);
+    let answer = world
+        .call(reqwest::Method::DELETE, "/v1/users/u-1", ADMIN_TOKEN)
+        .await;
+    assert_eq!(answer.status(), 200);
+    let expected_left = vec!["u-10".to_owned(), "u-1b".to_owned(), "xu-1".to_owned()];
+    for round in ["after the erasure", "after a re-delivery"] {
+        assert_eq!(
+            rejected_senders().await,
+            (3, expected_left.clone()),
+            "{round}"
+        );
+        let left = world
+            .all(
+                &format!("/v1/messages?session={session}"),
+                "messages",
+                ADMIN_TOKEN,
+            )
+            .await;
+        let mut senders: Vec<String> = left
+            .iter()
+            .map(|m| m["userId"].as_str().unwrap().to_owned())
+            .collect();
+        senders.sort();
+        assert_eq!(senders, expected_left, "{round}");
+        world
+            .deliver(&session, "meet-a", &messages, &rejected, "again")
+            .await;
+    }
+}
+
+/// A secret sent in a URL is kept nowhere: not in the audit log's filters, not in the log, for
+/// the audit route's `token` filter and for token-like parameters a route refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_sent_in_a_url_is_kept_nowhere() {
+    let world = World::start(&[]).await;
+    let made = world.token(&["--name", "url-reader"]);
+    for (path, token) in [
+        (format!("/v1/audit?token={ADMIN_TOKEN}"), ADMIN_TOKEN),
+        (format!("/v1/audit?token={made}"), ADMIN_TOKEN),
+        (format!("/v1/messages?access_token={made}"), made.as_str()),
+        (
+            format!("/v1/messages?limit=nope&api_key={made}"),
+            READ_TOKEN,
+        ),
+        (format!("/v1/sessions?token={READ_TOKEN}"), "wrong"),
+        (format!("/no/such/route?access_token={READ_TOKEN}"), "wrong"),
+    ] {
+        world.call(reqwest::Method::GET, &path, token).await;
+    }
+    // A token's name is no secret: the audit filter by name still works.
+    let (status, _) = world.get("/v1/audit?token=url-reader", ADMIN_TOKEN).await;
+    assert_eq!(status, 200);
+    // Entries are queued to a writer: wait for the last request's.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let entries = loop {
+        let entries = world
+            .all("/v1/audit?limit=100", "entries", ADMIN_TOKEN)
+            .await;
+        if entries.len() >= 7 || Instant::now() > deadline {
+            break entries;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let filters: Vec<&str> = entries
+        .iter()
+        .map(|e| e["filters"].as_str().unwrap_or_default())
+        .collect();
+    assert!(
+        filters.iter().any(|f| f.contains("token=REDACTED")),
+        "{filters:?}"
+    );
+    assert!(filters.contains(&"token=url-reader"), "{filters:?}");
+    let log = world.site.log();
+    assert!(log.contains("REDACTED"), "the requests were logged");
+    for secret in [ADMIN_TOKEN, READ_TOKEN, made.as_str()] {
+        assert!(!log.contains(secret), "{secret} in the log");
+        for f in &filters {
+            assert!(!f.contains(secret), "{secret} in the audit log: {f}");
+        }
+    }
+}
+
+/// Names the audit log uses for chatsink's own actions are refused; a scope that cannot be
+/// read refuses its token (and says so in the log); an empty meeting id is no scope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_names_and_scopes_cannot_widen_or_impersonate() {
+    let world = World::start(&[]).await;
+    for name in [
+        "chatsink erase",
+        "chatsink purge",
+        "Chatsink Erasures Apply",
+        "retention sweep",
+        "CHATSINK_ADMIN_TOKENS#1",
+        "-",
+    ] {
+        let made = world.chatsink(&["token", "create", "--name", name]);
+        assert!(!made.status.success(), "{name} was taken");
+        assert!(said(&made).contains("--name"), "{}", said(&made));
+    }
+    for meeting in ["", "  "] {
+        let made = world.chatsink(&["token", "create", "--name", "empty", "--meeting", meeting]);
+        assert!(!made.status.success(), "{meeting:?} was a scope");
+        assert!(said(&made).contains("--meeting"), "{}", said(&made));
+    }
+    let session = uuid::Uuid::new_v4().to_string();
+    world
+        .deliver(
+            &session,
+            "meet-a",
+            &[msg(&session, "meet-a", 0, "u-ann", "hi")],
+            "",
+            "1",
+        )
+        .await;
+    let scoped = world.token(&["--name", "scoped", "--meeting", "meet-a"]);
+    assert_eq!(world.get("/v1/sessions", &scoped).await.0, 200);
+    // A scope broken in the database (by hand, a bad restore) refuses the token.
+    let broken = if world.site.location().starts_with("postgres") {
+        "UPDATE tokens SET meetings = ARRAY['']::text[] WHERE name = 'scoped'"
+    } else {
+        "UPDATE tokens SET meetings = 'meet-a' WHERE name = 'scoped'"
+    };
+    run_sql(&world.site, broken);
+    let (status, body) = world.get("/v1/messages", &scoped).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(world.site.log().contains("scope cannot be read"));
+}

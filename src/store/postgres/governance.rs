@@ -4,7 +4,9 @@
 use super::load::recount;
 use super::retry::retrying;
 use super::{text, PgStore};
-use crate::domain::{AuditEntry, AuditQuery, EraseStep, EraseTarget, ErasureList, TokenRecord};
+use crate::domain::{
+    names_as_field, AuditEntry, AuditQuery, EraseStep, EraseTarget, ErasureList, TokenRecord,
+};
 use crate::store::StoreError;
 use deadpool_postgres::Transaction;
 use std::time::Duration;
@@ -86,16 +88,25 @@ async fn trash_dump(tx: &Transaction<'_>, session_key: i64) -> Result<i64, Store
 }
 
 fn token_from_row(r: &tokio_postgres::Row) -> TokenRecord {
+    let meetings: Option<Vec<String>> = r.get::<_, Option<Vec<Option<String>>>>(2).map(|m| {
+        m.into_iter()
+            .map(|m| text::get(m.unwrap_or_default()))
+            .collect()
+    });
+    // As on SQLite: a scope with an empty (or NULL) meeting id refuses the token.
+    let unreadable_scope = meetings
+        .as_ref()
+        .filter(|m| m.iter().any(|m| m.trim().is_empty()))
+        .map(|m| format!("the scope {m:?} holds an empty meeting id"));
     TokenRecord {
         name: text::get(r.get(0)),
         admin: r.get(1),
-        meetings: r
-            .get::<_, Option<Vec<String>>>(2)
-            .map(|m| m.into_iter().map(text::get).collect()),
+        meetings,
         created_ms: r.get(3),
         expires_ms: r.get(4),
         last_used_ms: r.get(5),
         revoked_ms: r.get(6),
+        unreadable_scope,
     }
 }
 
@@ -266,11 +277,22 @@ impl PgStore {
             if !step.more {
                 match target {
                     EraseTarget::User(_) | EraseTarget::Message(_) => {
+                        // Rows holding the id as a field go; the substring search only finds
+                        // the candidates.
+                        let named: Vec<i64> = tx
+                            .query(
+                                "SELECT id, raw FROM rejected_rows WHERE position($1::bytea IN raw) > 0",
+                                &[&target.id().as_bytes()],
+                            )
+                            .await?
+                            .iter()
+                            .filter(|r| names_as_field(r.get::<_, &[u8]>(1), target.id()))
+                            .map(|r| r.get(0))
+                            .collect();
                         let touched = tx
                             .query(
-                                "DELETE FROM rejected_rows WHERE position($1::bytea IN raw) > 0
-                                 RETURNING session_id",
-                                &[&id.as_bytes()],
+                                "DELETE FROM rejected_rows WHERE id = ANY($1) RETURNING session_id",
+                                &[&named],
                             )
                             .await?;
                         step.removed.rejected_rows = touched.len() as i64;

@@ -2,21 +2,23 @@
 
 use super::sessions;
 use crate::domain::{
-    AuditEntry, AuditQuery, EraseStep, EraseTarget, Erased, ErasureList, Scrub, TokenRecord,
+    decode_token_scope, names_as_field, AuditEntry, AuditQuery, EraseStep, EraseTarget, Erased,
+    ErasureList, Scrub, TokenRecord,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::time::{Duration, Instant};
 
 fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
-    let meetings: Option<String> = r.get(2)?;
+    let scope = decode_token_scope(r.get::<_, Option<String>>(2)?.as_deref());
     Ok(TokenRecord {
         name: r.get(0)?,
         admin: r.get(1)?,
-        meetings: meetings.and_then(|m| serde_json::from_str(&m).ok()),
+        meetings: scope.as_ref().ok().cloned().flatten(),
         created_ms: r.get(3)?,
         expires_ms: r.get(4)?,
         last_used_ms: r.get(5)?,
         revoked_ms: r.get(6)?,
+        unreadable_scope: scope.err(),
     })
 }
 
@@ -344,15 +346,23 @@ fn finish_erasure(
 ) -> rusqlite::Result<()> {
     match target {
         EraseTarget::User(id) | EraseTarget::Message(id) => {
-            // Rejected rows are kept as raw bytes: any that mention the id go.
-            let sessions: Vec<String> = tx
-                .prepare("SELECT DISTINCT session_id FROM rejected_rows WHERE instr(raw, ?1) > 0")?
-                .query_map([id.as_bytes()], |r| r.get(0))?
+            // Rejected rows are kept as raw bytes: those holding the id as a field go (the
+            // substring search only finds the candidates).
+            let candidates: Vec<(i64, Option<String>, Vec<u8>)> = tx
+                .prepare("SELECT id, session_id, raw FROM rejected_rows WHERE instr(raw, ?1) > 0")?
+                .query_map([id.as_bytes()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<rusqlite::Result<_>>()?;
-            removed.rejected_rows += tx.execute(
-                "DELETE FROM rejected_rows WHERE instr(raw, ?1) > 0",
-                [id.as_bytes()],
-            )? as i64;
+            let mut sessions: Vec<String> = Vec::new();
+            for (row, session, raw) in candidates {
+                if names_as_field(&raw, id) {
+                    removed.rejected_rows += tx
+                        .prepare_cached("DELETE FROM rejected_rows WHERE id = ?1")?
+                        .execute([row])? as i64;
+                    sessions.extend(session);
+                }
+            }
+            sessions.sort_unstable();
+            sessions.dedup();
             for session in sessions {
                 if let Some(key) = tx
                     .query_row(
