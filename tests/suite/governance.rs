@@ -1315,3 +1315,174 @@ async fn token_names_and_scopes_cannot_widen_or_impersonate() {
     assert_eq!(status, 401, "{body}");
     assert!(world.site.log().contains("scope cannot be read"));
 }
+
+/// `copy-archive` moves the whole archive: after users, a message and a session are erased,
+/// a session purged, tokens made (scoped, admin, revoked) and requests audited on SQLite, the
+/// copy on PostgreSQL loads nothing erased again (re-delivery, reprocess, backfill), every token
+/// works in its scope there, and the audit log is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn copy_archive_moves_the_erasure_list_tokens_and_audit_log_and_nothing_erased_returns() {
+    use crate::pull::{backfill, ended, Chat, FakeRtk};
+    const TEST: &str = "governance::copy_archive_moves_the_erasure_list";
+    if sqlite_only(TEST) {
+        return;
+    }
+    let Some(server) = crate::pg::postgres(TEST) else {
+        return;
+    };
+    let world = World::start(&[]).await;
+    let keep = uuid::Uuid::new_v4().to_string();
+    let gone_session = uuid::Uuid::new_v4().to_string();
+    let keep_messages: Vec<Msg> = ["u-1", "u-10", "u-gone", "u-1", "u-10"]
+        .iter()
+        .enumerate()
+        .map(|(i, u)| Msg {
+            // Recent: the purge below is for the old session alone.
+            ms: chrono::Utc::now().timestamp_millis() - 60_000 + i as i64,
+            ..msg(&keep, "meet-a", i, u, &format!("keep {i} by {u}"))
+        })
+        .collect();
+    let erased_message = keep_messages[3].id.clone();
+    let gone_messages = vec![Msg {
+        ms: chrono::Utc::now().timestamp_millis() - 60_000,
+        ..msg(&gone_session, "meet-b", 0, "u-1", "whole session goes")
+    }];
+    let old = aged(1, 400, "expired");
+    let (old_session, old_messages) = &old[0];
+    world
+        .deliver(&keep, "meet-a", &keep_messages, "", "1")
+        .await;
+    world
+        .deliver(&gone_session, "meet-b", &gone_messages, "", "1")
+        .await;
+    world
+        .deliver(old_session, "meet-a", old_messages, "", "1")
+        .await;
+    let scoped = world.token(&["--name", "scoped", "--meeting", "meet-a"]);
+    let admin = world.token(&["--name", "ops", "--admin"]);
+    let revoked = world.token(&["--name", "gone-reader"]);
+    assert!(world.chatsink(&["token", "revoke", "gone-reader"]).status.success());
+    for path in [
+        "/v1/users/u-gone".to_owned(),
+        format!("/v1/sessions/{gone_session}"),
+    ] {
+        let answer = world.call(reqwest::Method::DELETE, &path, &admin).await;
+        assert_eq!(answer.status(), 200, "{path}");
+    }
+    let erased = world.chatsink(&["erase", "--message", &erased_message]);
+    assert!(erased.status.success(), "{}", said(&erased));
+    let purged = world.chatsink(&["purge", "--older-than", "30d"]);
+    assert!(purged.status.success(), "{}", said(&purged));
+    let (status, _) = world.get(&format!("/v1/sessions/{old_session}"), READ_TOKEN).await;
+    assert_eq!(status, 404, "the purge ran");
+    assert_eq!(world.get(&format!("/v1/sessions/{keep}"), READ_TOKEN).await.0, 200);
+    let erased_user_status = world.get("/v1/users/u-gone/messages", READ_TOKEN).await.0;
+    world.served.terminate();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let on_sqlite = rusqlite::Connection::open(world.site.db_path()).unwrap();
+    let count = |table: &str| -> i64 {
+        on_sqlite
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    let before: Vec<(&str, i64)> = ["erasures", "tokens", "audit", "dump_trash", "passes"]
+        .into_iter()
+        .map(|t| (t, count(t)))
+        .collect();
+    assert!(before.iter().all(|(t, n)| *n > 0 || *t == "dump_trash" || *t == "passes"), "{before:?}");
+    let url = server.fresh_database();
+    let copied = Command::new(env!("CARGO_BIN_EXE_chatsink"))
+        .args(["copy-archive", "--from"])
+        .arg(world.site.db_path())
+        .args(["--to", &url])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(copied.status.success(), "{}", said(&copied));
+    // Every table of PostgreSQL's schema is copied or left on purpose (SQLite's: a unit test).
+    let tables = server.sql(
+        &url,
+        "SELECT string_agg(table_name, ',') FROM information_schema.tables
+         WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+    );
+    let forgotten: Vec<&str> = tables
+        .split(',')
+        .filter(|t| !chatsink::store::accounted_for(t))
+        .collect();
+    assert!(forgotten.is_empty(), "copy-archive forgets {forgotten:?}");
+    assert!(tables.contains("erasures"), "{tables}");
+    for (table, n) in &before {
+        assert_eq!(
+            server.sql(&url, &format!("SELECT count(*) FROM {table}")),
+            n.to_string(),
+            "{table} on PostgreSQL"
+        );
+    }
+
+    // The rest of the story on PostgreSQL.
+    let root = tempfile::tempdir().unwrap();
+    let site = Site::on_postgres(&url, root.path());
+    let served = World::serve(&site, &[]).await;
+    let world = World {
+        site,
+        served,
+        storage: world.storage,
+        _root: root,
+    };
+    // Re-deliveries of everything, the erased session and the purged one too.
+    world.deliver(&keep, "meet-a", &keep_messages, "", "2").await;
+    world
+        .deliver(&gone_session, "meet-b", &gone_messages, "", "2")
+        .await;
+    world.deliver(old_session, "meet-a", old_messages, "", "2").await;
+    let reprocessed = world.chatsink(&["reprocess", "--session", &keep]);
+    assert!(reprocessed.status.success(), "{}", said(&reprocessed));
+    let api = FakeRtk::start().await;
+    for (id, messages) in [(&gone_session, &gone_messages), (old_session, old_messages)] {
+        let mut listed = ended(id, Duration::from_secs(3600), 0);
+        listed.chat = Chat::Dump(dump(messages, ""));
+        api.add(listed);
+    }
+    let backfilled = backfill(&world.site, &api, &["--since", &crate::pull::since()]);
+    assert!(backfilled.status.success(), "{}", said(&backfilled));
+
+    let left = world
+        .all(&format!("/v1/messages?session={keep}"), "messages", ADMIN_TOKEN)
+        .await;
+    let left_ids = ids(&left, "id");
+    assert_eq!(left_ids.len(), 3, "{left_ids:?}");
+    assert!(!left_ids.contains(&erased_message));
+    assert!(left.iter().all(|m| m["userId"] != "u-gone"));
+    for session in [&gone_session, old_session] {
+        let (status, _) = world.get(&format!("/v1/sessions/{session}"), ADMIN_TOKEN).await;
+        assert_eq!(status, 404, "{session} came back");
+    }
+    assert_eq!(
+        world.get("/v1/users/u-gone/messages", READ_TOKEN).await.0,
+        erased_user_status
+    );
+    // Tokens: each in its scope.
+    let sessions = world.all("/v1/sessions", "sessions", &scoped).await;
+    assert_eq!(ids(&sessions, "sessionId"), BTreeSet::from([keep.clone()]));
+    assert_eq!(world.get("/v1/audit", &admin).await.0, 200);
+    assert_eq!(world.get("/v1/audit", &scoped).await.0, 403);
+    assert_eq!(world.get("/v1/sessions", &revoked).await.0, 401);
+    // The audit log is whole: every entry of the SQLite archive is there, and the new ones after.
+    let audited = world.all("/v1/audit?limit=500", "entries", &admin).await;
+    let audit_before = before.iter().find(|(t, _)| *t == "audit").unwrap().1;
+    let audited_ids: BTreeSet<i64> = audited.iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    let copied_ids: BTreeSet<i64> = on_sqlite
+        .prepare("SELECT id FROM audit")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(copied_ids.len() as i64, audit_before);
+    assert!(copied_ids.is_subset(&audited_ids), "{copied_ids:?} {audited_ids:?}");
+    assert!(audited
+        .iter()
+        .any(|e| e["token"] == "chatsink erase" || e["token"] == "chatsink purge"));
+    world.served.terminate();
+}

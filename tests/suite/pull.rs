@@ -15,7 +15,7 @@ const API_ROOT: &str = "/client/v4/accounts/acc/realtime/kit/app";
 
 /// What the fake answers for a session's chat.
 #[derive(Clone)]
-enum Chat {
+pub(crate) enum Chat {
     Dump(Vec<u8>),
     /// The Chat Replay API has no chat for the session.
     NotFound,
@@ -24,14 +24,14 @@ enum Chat {
 }
 
 #[derive(Clone)]
-struct FakeSession {
-    id: String,
-    status: &'static str,
-    meeting: String,
-    title: String,
-    started_ms: i64,
-    ended_ms: Option<i64>,
-    chat: Chat,
+pub(crate) struct FakeSession {
+    pub(crate) id: String,
+    pub(crate) status: &'static str,
+    pub(crate) meeting: String,
+    pub(crate) title: String,
+    pub(crate) started_ms: i64,
+    pub(crate) ended_ms: Option<i64>,
+    pub(crate) chat: Chat,
 }
 
 #[derive(Default)]
@@ -63,13 +63,13 @@ struct RtkState {
 /// and `end_time` on a session's start, `associated_id`; pages `page_no`/`per_page`, oldest
 /// first), `GET {API_ROOT}/sessions/{id}/chat`, and the dumps its links name.
 #[derive(Clone)]
-struct FakeRtk {
+pub(crate) struct FakeRtk {
     base: String,
     state: Arc<Mutex<RtkState>>,
 }
 
 impl FakeRtk {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let state = Arc::new(Mutex::new(RtkState::default()));
         let shared = web::Data::from(state.clone());
         let server = actix_web::HttpServer::new(move || {
@@ -90,7 +90,7 @@ impl FakeRtk {
         Self { base, state }
     }
 
-    fn add(&self, session: FakeSession) {
+    pub(crate) fn add(&self, session: FakeSession) {
         self.state.lock().unwrap().sessions.push(session);
     }
 
@@ -267,7 +267,7 @@ async fn dump(id: web::Path<String>, state: web::Data<Mutex<RtkState>>) -> HttpR
 }
 
 /// An ended session, `ended_ago` before now, with a dump of `messages` rows.
-fn ended(id: &str, ended_ago: Duration, messages: usize) -> FakeSession {
+pub(crate) fn ended(id: &str, ended_ago: Duration, messages: usize) -> FakeSession {
     let ended_ms = now_ms() - ended_ago.as_millis() as i64;
     FakeSession {
         id: id.into(),
@@ -299,7 +299,7 @@ fn backfill_command(site: &Site, api: &FakeRtk, args: &[&str]) -> Command {
     command
 }
 
-fn backfill(site: &Site, api: &FakeRtk, args: &[&str]) -> Output {
+pub(crate) fn backfill(site: &Site, api: &FakeRtk, args: &[&str]) -> Output {
     backfill_command(site, api, args)
         .output()
         .expect("binary runs")
@@ -314,7 +314,7 @@ fn said(output: &Output) -> String {
 }
 
 /// The window every backfill here asks for: the last two days.
-fn since() -> String {
+pub(crate) fn since() -> String {
     iso(now_ms() - 48 * 3600 * 1000)
 }
 
