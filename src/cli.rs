@@ -3,8 +3,8 @@
 
 use crate::config::{
     AuditArgs, BackfillArgs, BackupArgs, Command, ConfigCommand, CopyArchiveArgs, EraseArgs,
-    IngestArgs, JobsArgs, MigrateArgs, PurgeArgs, RejectedArgs, ReprocessArgs, ServeArgs,
-    StorageArgs, TokenCommand,
+    ErasuresCommand, IngestArgs, JobsArgs, MigrateArgs, PurgeArgs, RejectedArgs, ReprocessArgs,
+    ServeArgs, StorageArgs, TokenCommand,
 };
 use crate::domain::{JobOutcome, JobState, ReprocessSelector, SessionId, Timestamp};
 use crate::ingest::{self, IngestContext};
@@ -31,6 +31,9 @@ pub fn run(command: Command) -> ExitCode {
         Command::Erase(args) => runtime().and_then(|rt| rt.block_on(erase_command(args))),
         Command::Purge(args) => runtime().and_then(|rt| rt.block_on(purge_command(args))),
         Command::Audit(args) => runtime().and_then(|rt| rt.block_on(audit_command(args))),
+        Command::Erasures(command) => {
+            runtime().and_then(|rt| rt.block_on(erasures_command(command)))
+        }
         Command::Backup(args) => backup_command(args),
         Command::Migrate(args) => runtime().and_then(|rt| rt.block_on(migrate_command(args))),
         Command::CopyArchive(args) => {
@@ -393,6 +396,73 @@ async fn erase_command(args: EraseArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn erasures_command(command: ErasuresCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ErasuresCommand::Export(args) => {
+            let store = existing_store(&args.storage).await?;
+            let records = store.erasures().await?;
+            let text = crate::governance::erasures_to_ndjson(&records);
+            if args.file.as_os_str() == "-" {
+                print!("{text}");
+            } else {
+                write_new(&args.file, &text)?;
+                eprintln!(
+                    "chatsink: {} erasure(s) written to {}",
+                    records.len(),
+                    args.file.display()
+                );
+            }
+        }
+        ErasuresCommand::Apply(args) => {
+            let text = if args.file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&args.file)
+                    .with_context(|| format!("reading {}", args.file.display()))?
+            };
+            let list = crate::governance::erasures_from_ndjson(&text).map_err(|e| {
+                anyhow::anyhow!("{}: {e}; nothing was applied", args.file.display())
+            })?;
+            let store = existing_store(&args.storage).await?;
+            let dumps =
+                ingest::DumpStore::open(&args.storage.dump_store(), &args.storage.data_dir)?;
+            let applied = crate::governance::apply_erasures(&store, &dumps, &list).await?;
+            let removed = &applied.removed;
+            store
+                .record_audit(vec![crate::governance::erasure::deletion_entry(
+                    crate::domain::CLI_ERASURES_APPLY_ACTOR,
+                    "erasures apply",
+                    &format!("entries={}", applied.entries),
+                    removed,
+                )])
+                .await?;
+            println!(
+                "applied {} erasure(s): {} messages, {} rejected rows, {} sessions, {} webhook deliveries, {} kept dumps removed",
+                applied.entries,
+                removed.messages,
+                removed.rejected_rows,
+                removed.sessions,
+                removed.deliveries,
+                removed.dumps
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `text` to a file that must not exist yet.
+fn write_new(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("writing {} (it must not exist yet)", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
 async fn purge_command(args: PurgeArgs) -> anyhow::Result<ExitCode> {
     let store = existing_store(&args.storage).await?;
     let dumps = ingest::DumpStore::open(&args.storage.dump_store(), &args.storage.data_dir)?;
@@ -629,6 +699,13 @@ struct BackupPaths {
 
 /// `chatsink backup PATH`: the copy itself is [`crate::store::backup`]; this checks the paths and
 /// reports.
+/// `PATH.erasures.ndjson`: where `backup` writes the erasure list of the backup at `PATH`.
+pub fn erasure_list_beside(backup: &std::path::Path) -> std::path::PathBuf {
+    let mut name = backup.as_os_str().to_owned();
+    name.push(".erasures.ndjson");
+    std::path::PathBuf::from(name)
+}
+
 fn backup_command(args: BackupArgs) -> anyhow::Result<ExitCode> {
     let database = match &args.database {
         DatabaseLocation::Sqlite(path) => path.clone(),
@@ -642,8 +719,10 @@ fn backup_command(args: BackupArgs) -> anyhow::Result<ExitCode> {
         path: args.path,
         database,
     };
-    if args.path.exists() {
-        anyhow::bail!("{} already exists; give a new path", args.path.display());
+    for path in [&args.path, &erasure_list_beside(&args.path)] {
+        if path.exists() {
+            anyhow::bail!("{} already exists; give a new path", path.display());
+        }
     }
     if !args.database.is_file() {
         anyhow::bail!("no database at {}", args.database.display());
@@ -668,11 +747,19 @@ fn backup_command(args: BackupArgs) -> anyhow::Result<ExitCode> {
             args.path.display()
         )
     })?;
+    // The backup's erasure list beside it: restoring an older backup is followed by applying
+    // the newest list, so nothing erased since comes back.
+    let list_path = erasure_list_beside(&args.path);
+    let records = crate::store::sqlite_erasures(&args.path)
+        .with_context(|| format!("reading the erasure list of {}", args.path.display()))?;
+    write_new(&list_path, &crate::governance::erasures_to_ndjson(&records))?;
     println!(
-        "backed up {} to {} ({bytes} bytes, integrity ok) in {:.2}s",
+        "backed up {} to {} ({bytes} bytes, integrity ok) in {:.2}s; its erasure list ({} entries) is in {}",
         args.database.display(),
         args.path.display(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        records.len(),
+        list_path.display()
     );
     Ok(ExitCode::SUCCESS)
 }

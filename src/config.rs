@@ -71,6 +71,11 @@ pub enum Command {
     /// Remove sessions whose last message is older than an age (retention, for cron), keeping a
     /// tombstone for each so a late re-delivery is not loaded.
     Purge(PurgeArgs),
+    /// The erasure list, to carry erasures across a restore: `erasures export FILE` writes it
+    /// (one JSON object a line), `erasures apply FILE` erases each entry again (idempotent).
+    /// Restoring a backup? Export first, restore, then apply.
+    #[command(subcommand)]
+    Erasures(ErasuresCommand),
     /// Print the audit log: every /v1 request and every deletion, newest first.
     Audit(AuditArgs),
     /// Check the configuration: `chatsink config check` validates it and prints the effective one.
@@ -103,6 +108,23 @@ pub enum TokenCommand {
     List(TokenListArgs),
     /// Revoke a token: refused from the next request on, on every instance.
     Revoke(TokenRevokeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ErasuresCommand {
+    /// Write every erasure (and retention tombstone) to FILE, one JSON object a line.
+    Export(ErasuresFileArgs),
+    /// Erase again every entry of FILE, through the same steps as `chatsink erase`; entries
+    /// already applied remove nothing more. A file with a bad line applies nothing.
+    Apply(ErasuresFileArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ErasuresFileArgs {
+    /// The erasure list's file (`-`: standard output or input).
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub storage: StorageArgs,
 }
 
 #[derive(Debug, Args)]

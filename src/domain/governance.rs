@@ -106,6 +106,42 @@ impl EraseTarget {
     }
 }
 
+impl EraseTarget {
+    /// A stored erasure's kind and id as a target; a kind chatsink does not know is an error,
+    /// never taken for another.
+    pub fn from_stored(kind: &str, id: String) -> Result<Self, String> {
+        match kind {
+            "user" => Ok(Self::User(id)),
+            "message" => Ok(Self::Message(id)),
+            "session" => Ok(Self::Session(id)),
+            other => Err(format!(
+                "an erasure of kind {other:?} (known: user, message, session)"
+            )),
+        }
+    }
+}
+
+/// One entry of the erasure list, as `chatsink erasures export` writes it (one JSON object a
+/// line) and `chatsink erasures apply` reads it back.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ErasureRecord {
+    pub kind: String,
+    pub id: String,
+    /// `erased`, or `retention: ...` for a session retention purged.
+    pub reason: String,
+    /// When it was first erased, epoch milliseconds.
+    pub at_ms: i64,
+}
+
+impl ErasureRecord {
+    pub fn target(&self) -> Result<EraseTarget, String> {
+        if self.id.is_empty() {
+            return Err("an erasure without an id".into());
+        }
+        EraseTarget::from_stored(&self.kind, self.id.clone())
+    }
+}
+
 /// What an erasure (or a purge) removed. Repeating it removes nothing more.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -2,7 +2,9 @@
 //! id goes on the erasure list every load applies, its rows go in short steps, and the kept
 //! dumps that held them go to the trash, which [`empty_trash`] empties into the dump store.
 
-use crate::domain::{timestamp::now_ms, AuditEntry, EraseTarget, Erased, Scrub, Timestamp};
+use crate::domain::{
+    timestamp::now_ms, AuditEntry, EraseTarget, Erased, ErasureRecord, Scrub, Timestamp,
+};
 use crate::ingest::DumpStore;
 use crate::store::{ErasedInSteps, Owner, Store, StoreError};
 use std::time::Duration;
@@ -195,4 +197,59 @@ async fn sweep(
             .await?;
     }
     Ok(())
+}
+
+/// The erasure list as `chatsink erasures export` writes it: one JSON object a line.
+pub fn erasures_to_ndjson(records: &[ErasureRecord]) -> String {
+    records
+        .iter()
+        .map(|r| serde_json::to_string(r).expect("an erasure serialises") + "\n")
+        .collect()
+}
+
+/// Reads an erasure list written by `erasures export` (or `backup`): every line is checked
+/// before anything is applied, so a damaged file applies nothing and names its first bad line.
+pub fn erasures_from_ndjson(text: &str) -> Result<Vec<(EraseTarget, ErasureRecord)>, String> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            let record: ErasureRecord = serde_json::from_str(line)
+                .map_err(|e| format!("line {}: not an erasure: {e}", i + 1))?;
+            let target = record
+                .target()
+                .map_err(|e| format!("line {}: {e}", i + 1))?;
+            Ok((target, record))
+        })
+        .collect()
+}
+
+/// What `erasures apply` did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub entries: usize,
+    pub removed: Erased,
+}
+
+/// Applies every erasure of `list` through the same steps as `chatsink erase` (a retention
+/// tombstone as retention's purge does): idempotent, so a list applied twice, or to an archive
+/// that holds some of its erasures already, removes only what is still there.
+pub async fn apply_erasures(
+    store: &Store,
+    dumps: &DumpStore,
+    list: &[(EraseTarget, ErasureRecord)],
+) -> Result<Applied, StoreError> {
+    let mut applied = Applied::default();
+    for (target, record) in list {
+        let scrub = if record.reason == "erased" {
+            Scrub::Bytes
+        } else {
+            Scrub::Rows
+        };
+        let done = store.erase(target, &record.reason, scrub).await?;
+        applied.removed.add(&done.erased);
+        applied.entries += 1;
+    }
+    empty_trash(store, dumps).await?;
+    Ok(applied)
 }

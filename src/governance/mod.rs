@@ -7,5 +7,8 @@ pub mod erasure;
 pub mod tokens;
 
 pub use audit::AuditLog;
-pub use erasure::{empty_trash, erase, purge, spawn_sweep, Purged, RetentionSettings};
+pub use erasure::{
+    apply_erasures, empty_trash, erase, erasures_from_ndjson, erasures_to_ndjson, purge,
+    spawn_sweep, Applied, Purged, RetentionSettings,
+};
 pub use tokens::{create_token, hash_secret, new_secret, NewToken};

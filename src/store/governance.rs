@@ -2,7 +2,9 @@
 //! erasure of whole sessions), the dump trash and the audit log.
 
 use super::{Store, StoreError};
-use crate::domain::{AuditEntry, AuditQuery, EraseTarget, Erased, Scrub, SessionId, TokenRecord};
+use crate::domain::{
+    AuditEntry, AuditQuery, EraseTarget, Erased, ErasureRecord, Scrub, SessionId, TokenRecord,
+};
 use std::time::Duration;
 
 /// Messages one erasure step removes in its transaction. Each step holds the writer (SQLite's
@@ -190,6 +192,15 @@ impl Store {
             }
         }
         Ok(done)
+    }
+
+    /// The whole erasure list (tombstones included), oldest first: what `erasures export`
+    /// writes so that a restore can be followed by `erasures apply`.
+    pub async fn erasures(&self) -> Result<Vec<ErasureRecord>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.erasures().await,
+            Self::Postgres(s) => s.erasures().await,
+        }
     }
 
     /// Dump keys waiting in the trash, oldest first.

@@ -753,6 +753,13 @@ impl Store {
     }
 }
 
+/// The erasure list of the SQLite file at `path` (a backup, say), read without changing it.
+pub fn sqlite_erasures(path: &Path) -> Result<Vec<crate::domain::ErasureRecord>, StoreError> {
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    Ok(sqlite::governance::erasures(&conn)?)
+}
+
 /// Copies the live SQLite database at `location` to the file `target`, consistent while writers
 /// carry on; returns the copy's size in bytes. (PostgreSQL has `pg_dump` for this.)
 pub fn backup(location: &Path, target: &Path) -> Result<u64, StoreError> {

@@ -1361,7 +1361,10 @@ async fn copy_archive_moves_the_erasure_list_tokens_and_audit_log_and_nothing_er
     let scoped = world.token(&["--name", "scoped", "--meeting", "meet-a"]);
     let admin = world.token(&["--name", "ops", "--admin"]);
     let revoked = world.token(&["--name", "gone-reader"]);
-    assert!(world.chatsink(&["token", "revoke", "gone-reader"]).status.success());
+    assert!(world
+        .chatsink(&["token", "revoke", "gone-reader"])
+        .status
+        .success());
     for path in [
         "/v1/users/u-gone".to_owned(),
         format!("/v1/sessions/{gone_session}"),
@@ -1373,9 +1376,17 @@ async fn copy_archive_moves_the_erasure_list_tokens_and_audit_log_and_nothing_er
     assert!(erased.status.success(), "{}", said(&erased));
     let purged = world.chatsink(&["purge", "--older-than", "30d"]);
     assert!(purged.status.success(), "{}", said(&purged));
-    let (status, _) = world.get(&format!("/v1/sessions/{old_session}"), READ_TOKEN).await;
+    let (status, _) = world
+        .get(&format!("/v1/sessions/{old_session}"), READ_TOKEN)
+        .await;
     assert_eq!(status, 404, "the purge ran");
-    assert_eq!(world.get(&format!("/v1/sessions/{keep}"), READ_TOKEN).await.0, 200);
+    assert_eq!(
+        world
+            .get(&format!("/v1/sessions/{keep}"), READ_TOKEN)
+            .await
+            .0,
+        200
+    );
     let erased_user_status = world.get("/v1/users/u-gone/messages", READ_TOKEN).await.0;
     world.served.terminate();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -1390,7 +1401,12 @@ async fn copy_archive_moves_the_erasure_list_tokens_and_audit_log_and_nothing_er
         .into_iter()
         .map(|t| (t, count(t)))
         .collect();
-    assert!(before.iter().all(|(t, n)| *n > 0 || *t == "dump_trash" || *t == "passes"), "{before:?}");
+    assert!(
+        before
+            .iter()
+            .all(|(t, n)| *n > 0 || *t == "dump_trash" || *t == "passes"),
+        "{before:?}"
+    );
     let url = server.fresh_database();
     let copied = Command::new(env!("CARGO_BIN_EXE_chatsink"))
         .args(["copy-archive", "--from"])
@@ -1431,11 +1447,15 @@ async fn copy_archive_moves_the_erasure_list_tokens_and_audit_log_and_nothing_er
         _root: root,
     };
     // Re-deliveries of everything, the erased session and the purged one too.
-    world.deliver(&keep, "meet-a", &keep_messages, "", "2").await;
+    world
+        .deliver(&keep, "meet-a", &keep_messages, "", "2")
+        .await;
     world
         .deliver(&gone_session, "meet-b", &gone_messages, "", "2")
         .await;
-    world.deliver(old_session, "meet-a", old_messages, "", "2").await;
+    world
+        .deliver(old_session, "meet-a", old_messages, "", "2")
+        .await;
     let reprocessed = world.chatsink(&["reprocess", "--session", &keep]);
     assert!(reprocessed.status.success(), "{}", said(&reprocessed));
     let api = FakeRtk::start().await;
@@ -1448,14 +1468,20 @@ async fn copy_archive_moves_the_erasure_list_tokens_and_audit_log_and_nothing_er
     assert!(backfilled.status.success(), "{}", said(&backfilled));
 
     let left = world
-        .all(&format!("/v1/messages?session={keep}"), "messages", ADMIN_TOKEN)
+        .all(
+            &format!("/v1/messages?session={keep}"),
+            "messages",
+            ADMIN_TOKEN,
+        )
         .await;
     let left_ids = ids(&left, "id");
     assert_eq!(left_ids.len(), 3, "{left_ids:?}");
     assert!(!left_ids.contains(&erased_message));
     assert!(left.iter().all(|m| m["userId"] != "u-gone"));
     for session in [&gone_session, old_session] {
-        let (status, _) = world.get(&format!("/v1/sessions/{session}"), ADMIN_TOKEN).await;
+        let (status, _) = world
+            .get(&format!("/v1/sessions/{session}"), ADMIN_TOKEN)
+            .await;
         assert_eq!(status, 404, "{session} came back");
     }
     assert_eq!(
@@ -1480,9 +1506,119 @@ async fn copy_archive_moves_the_erasure_list_tokens_and_audit_log_and_nothing_er
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(copied_ids.len() as i64, audit_before);
-    assert!(copied_ids.is_subset(&audited_ids), "{copied_ids:?} {audited_ids:?}");
+    assert!(
+        copied_ids.is_subset(&audited_ids),
+        "{copied_ids:?} {audited_ids:?}"
+    );
     assert!(audited
         .iter()
         .any(|e| e["token"] == "chatsink erase" || e["token"] == "chatsink purge"));
     world.served.terminate();
+}
+
+/// A backup taken before an erasure brings the erased back when restored; the erasure list,
+/// exported before the restore (or written beside a later backup) and applied after it, takes
+/// them out again, through the same steps, idempotently. On SQLite with `chatsink backup`, on
+/// PostgreSQL with `pg_dump` and `pg_restore`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasures_outlive_a_restore_when_the_list_is_applied() {
+    let world = World::start(&[]).await;
+    let s1 = uuid::Uuid::new_v4().to_string();
+    let s2 = uuid::Uuid::new_v4().to_string();
+    let m1: Vec<Msg> = ["u-1", "u-x", "u-1", "u-x"]
+        .iter()
+        .enumerate()
+        .map(|(i, u)| msg(&s1, "meet-a", i, u, &format!("said {i}")))
+        .collect();
+    let m2 = vec![msg(&s2, "meet-a", 0, "u-1", "session two")];
+    world.deliver(&s1, "meet-a", &m1, "", "1").await;
+    world.deliver(&s2, "meet-a", &m2, "", "1").await;
+    let files = tempfile::tempdir().unwrap();
+    let on_postgres = world.site.location().starts_with("postgres");
+    // The backup, before any erasure.
+    let backup = files.path().join("before.db");
+    let restore_from = if on_postgres {
+        let server = crate::pg::postgres("erasures_outlive_a_restore").unwrap();
+        server.dump_and_restore(&world.site.location())
+    } else {
+        let out = world.chatsink(&["backup", backup.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", said(&out));
+        let beside = std::fs::read_to_string(files.path().join("before.db.erasures.ndjson"));
+        assert_eq!(beside.unwrap(), "", "no erasure yet");
+        backup.to_str().unwrap().to_owned()
+    };
+    let admin = ADMIN_TOKEN;
+    let answer = world
+        .call(reqwest::Method::DELETE, "/v1/users/u-x", admin)
+        .await;
+    assert_eq!(answer.status(), 200);
+    let out = world.chatsink(&["erase", "--session", &s2]);
+    assert!(out.status.success(), "{}", said(&out));
+    let list = files.path().join("erasures.ndjson");
+    let out = world.chatsink(&["erasures", "export", list.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert_eq!(std::fs::read_to_string(&list).unwrap().lines().count(), 2);
+    world.served.terminate();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The restore: the erased are back.
+    let restored = if on_postgres {
+        restore_from
+    } else {
+        let db = world.site.db_path();
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+        std::fs::copy(&restore_from, &db).unwrap();
+        world.site.location()
+    };
+    let chatsink_on = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_chatsink"))
+            .args(args)
+            .env("CHATSINK_DATABASE", &restored)
+            .env("CHATSINK_DATA_DIR", world.site.data_dir())
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let archive = Archive::at(&restored);
+    assert_eq!(archive.messages_of(&s1).len(), 4, "the restore resurrects");
+    assert_eq!(archive.messages_of(&s2).len(), 1);
+    drop(archive);
+
+    // A damaged list applies nothing.
+    let damaged = files.path().join("damaged.ndjson");
+    let first_line = std::fs::read_to_string(&list).unwrap();
+    let first_line = first_line.lines().next().unwrap();
+    std::fs::write(&damaged, format!("{first_line}\n{{\"kind\":\"meeting\",\"id\":\"x\",\"reason\":\"erased\",\"at_ms\":1}}\n")).unwrap();
+    let out = chatsink_on(&["erasures", "apply", damaged.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        said(&out).contains("line 2") && said(&out).contains("nothing was applied"),
+        "{}",
+        said(&out)
+    );
+    assert_eq!(Archive::at(&restored).messages_of(&s1).len(), 4);
+
+    let out = chatsink_on(&["erasures", "apply", list.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(
+        said(&out).contains("applied 2 erasure(s): 3 messages"),
+        "{}",
+        said(&out)
+    );
+    let again = chatsink_on(&["erasures", "apply", list.to_str().unwrap()]);
+    assert!(
+        said(&again).contains("applied 2 erasure(s): 0 messages"),
+        "{}",
+        said(&again)
+    );
+    let archive = Archive::at(&restored);
+    let left: Vec<String> = archive
+        .messages_of(&s1)
+        .into_iter()
+        .map(|m| m.user_id)
+        .collect();
+    assert_eq!(left, ["u-1", "u-1"]);
+    assert!(archive.session(&s2).is_none());
 }

@@ -81,6 +81,45 @@ impl PgServer {
         }
     }
 
+    /// Copies the database at `from` into a new one, as a backup restored with `pg_dump` and
+    /// `pg_restore` would be, and returns the new one's URL.
+    pub fn dump_and_restore(&self, from: &str) -> String {
+        let bin = |name: &str| match &self.cluster {
+            Some(c) => c.bin.join(name),
+            None => PathBuf::from(name),
+        };
+        let to = self.fresh_database();
+        let dump = Command::new(bin("pg_dump"))
+            .args(["--format=custom", from])
+            .output()
+            .expect("pg_dump runs");
+        assert!(
+            dump.status.success(),
+            "pg_dump: {}",
+            String::from_utf8_lossy(&dump.stderr)
+        );
+        let mut restore = Command::new(bin("pg_restore"))
+            .args(["--no-owner", "--exit-on-error", "-d", &to])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("pg_restore runs");
+        use std::io::Write;
+        restore
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(&dump.stdout)
+            .unwrap();
+        let restored = restore.wait_with_output().unwrap();
+        assert!(
+            restored.status.success(),
+            "pg_restore: {}",
+            String::from_utf8_lossy(&restored.stderr)
+        );
+        to
+    }
+
     /// Runs SQL on `url` with psql and returns what it printed (unaligned, tuples only).
     pub fn sql(&self, url: &str, sql: &str) -> String {
         let output = Command::new(self.psql())

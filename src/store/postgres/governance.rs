@@ -5,7 +5,8 @@ use super::load::recount;
 use super::retry::retrying;
 use super::{text, PgStore};
 use crate::domain::{
-    names_as_field, AuditEntry, AuditQuery, EraseStep, EraseTarget, ErasureList, TokenRecord,
+    names_as_field, AuditEntry, AuditQuery, EraseStep, EraseTarget, ErasureList, ErasureRecord,
+    TokenRecord,
 };
 use crate::store::StoreError;
 use deadpool_postgres::Transaction;
@@ -179,6 +180,24 @@ impl PgStore {
             .await?
             .as_ref()
             .map(token_from_row))
+    }
+
+    pub async fn erasures(&self) -> Result<Vec<ErasureRecord>, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .query(
+                "SELECT kind, id, reason, at_ms FROM erasures ORDER BY at_ms, kind, id",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| ErasureRecord {
+                kind: r.get(0),
+                id: text::get(r.get(1)),
+                reason: text::get(r.get(2)),
+                at_ms: r.get(3),
+            })
+            .collect())
     }
 
     pub async fn session_erased(

@@ -3,7 +3,7 @@
 use super::sessions;
 use crate::domain::{
     decode_token_scope, names_as_field, AuditEntry, AuditQuery, EraseStep, EraseTarget, Erased,
-    ErasureList, Scrub, TokenRecord,
+    ErasureList, ErasureRecord, Scrub, TokenRecord,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::time::{Duration, Instant};
@@ -83,6 +83,20 @@ pub fn erasure_list(conn: &Connection) -> rusqlite::Result<ErasureList> {
         };
     }
     Ok(list)
+}
+
+/// The whole erasure list, tombstones included, in the order it was made.
+pub fn erasures(conn: &Connection) -> rusqlite::Result<Vec<ErasureRecord>> {
+    conn.prepare("SELECT kind, id, reason, at_ms FROM erasures ORDER BY at_ms, kind, id")?
+        .query_map([], |r| {
+            Ok(ErasureRecord {
+                kind: r.get(0)?,
+                id: r.get(1)?,
+                reason: r.get(2)?,
+                at_ms: r.get(3)?,
+            })
+        })?
+        .collect()
 }
 
 /// Whether the session is erased or purged (it has a tombstone).

@@ -4,7 +4,7 @@
 //! `BEGIN IMMEDIATE` for every write so writers queue on a busy handler instead of failing on
 //! lock upgrade, and readers on their own pooled connections so they never wait on a writer.
 
-mod governance;
+pub(super) mod governance;
 mod inbox;
 mod intake;
 mod jobs;

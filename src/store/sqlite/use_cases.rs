@@ -5,10 +5,10 @@ use super::{
     governance, inbox, jobs, load, messages, now_ms, owners, passes, sessions, SqliteStore,
 };
 use crate::domain::{
-    After, AuditEntry, AuditQuery, ClaimedJob, DeliveryRecord, EraseStep, EraseTarget, Job,
-    JobOutcome, JobState, ListedSession, LoadReport, MessageFilter, MessageRow, MessageStats,
-    Order, PullPlan, ReprocessSelector, RowSource, Scrub, SessionDump, SessionId, SessionRecord,
-    StoredRejectedRow, Timestamp, TokenRecord, UserRecord,
+    After, AuditEntry, AuditQuery, ClaimedJob, DeliveryRecord, EraseStep, EraseTarget,
+    ErasureRecord, Job, JobOutcome, JobState, ListedSession, LoadReport, MessageFilter, MessageRow,
+    MessageStats, Order, PullPlan, ReprocessSelector, RowSource, Scrub, SessionDump, SessionId,
+    SessionRecord, StoredRejectedRow, Timestamp, TokenRecord, UserRecord,
 };
 use crate::store::{
     FileLoad, JobLoad, Owner, PassLease, PassState, QueueGauges, Selected, StoreError,
@@ -340,6 +340,10 @@ impl SqliteStore {
     pub async fn token_by_hash(&self, sha256: String) -> Result<Option<TokenRecord>, StoreError> {
         self.run(move |conn| Ok(governance::token_by_hash(conn, &sha256)?))
             .await
+    }
+
+    pub async fn erasures(&self) -> Result<Vec<ErasureRecord>, StoreError> {
+        self.run(|conn| Ok(governance::erasures(conn)?)).await
     }
 
     pub async fn session_erased(&self, session: SessionId) -> Result<bool, StoreError> {
