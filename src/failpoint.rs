@@ -26,6 +26,26 @@ fn armed(_name: &str) -> Option<Duration> {
     None
 }
 
+/// How far this process's clock is set off from the host's, in milliseconds: with
+/// `CHATSINK_TEST_CLOCK_SKEW_MS=3600000` a debug build's clock runs an hour ahead, as a host
+/// whose clock is wrong would (the tests of "one clock" on PostgreSQL). Release builds: 0.
+#[cfg(debug_assertions)]
+pub fn clock_skew_ms() -> i64 {
+    static SKEW: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *SKEW.get_or_init(|| {
+        std::env::var("CHATSINK_TEST_CLOCK_SKEW_MS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    })
+}
+
+#[cfg(not(debug_assertions))]
+#[inline(always)]
+pub fn clock_skew_ms() -> i64 {
+    0
+}
+
 /// A pause on a blocking thread.
 #[inline]
 pub fn hit(name: &str) {

@@ -5,7 +5,7 @@
 
 use super::error::ApiError;
 use super::ApiState;
-use crate::domain::{timestamp::now_ms, Reader};
+use crate::domain::Reader;
 use crate::governance::{hash_secret, tokens::PREFIX};
 use crate::store::StoreError;
 use actix_web::body::MessageBody;
@@ -46,18 +46,17 @@ impl ApiState {
         if !presented.starts_with(PREFIX) {
             return Ok(None);
         }
-        let now = now_ms();
-        let token = self.store.token_by_hash(&hash_secret(presented)).await?;
-        if let Some(why) = token.as_ref().and_then(|t| t.unreadable_scope.as_ref()) {
+        let Some((token, now)) = self.store.token_by_hash(&hash_secret(presented)).await? else {
+            return Ok(None);
+        };
+        if let Some(why) = &token.unreadable_scope {
             tracing::warn!(
-                token = %token.as_ref().map(|t| t.name.as_str()).unwrap_or_default(),
+                token = %token.name,
                 why = %why,
                 "a token whose scope cannot be read is refused; revoke it and make a new one"
             );
         }
-        Ok(token
-            .filter(|token| token.usable_at(now))
-            .map(|token| token.reader()))
+        Ok(token.usable_at(now).then(|| token.reader()))
     }
 }
 

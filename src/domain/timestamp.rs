@@ -24,7 +24,7 @@ const EPOCH_MS_THRESHOLD: i64 = 100_000_000_000;
 
 /// Milliseconds since the epoch, now: the unit of every stored `*_ms` time.
 pub fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
+    Utc::now().timestamp_millis() + crate::failpoint::clock_skew_ms()
 }
 
 impl Timestamp {

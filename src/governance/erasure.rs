@@ -2,9 +2,7 @@
 //! id goes on the erasure list every load applies, its rows go in short steps, and the kept
 //! dumps that held them go to the trash, which [`empty_trash`] empties into the dump store.
 
-use crate::domain::{
-    timestamp::now_ms, AuditEntry, EraseTarget, Erased, ErasureRecord, Scrub, Timestamp,
-};
+use crate::domain::{AuditEntry, EraseTarget, Erased, ErasureRecord, Scrub, Timestamp};
 use crate::ingest::DumpStore;
 use crate::store::{ErasedInSteps, Owner, Store, StoreError};
 use std::time::Duration;
@@ -85,7 +83,7 @@ pub async fn purge(
 ) -> Result<Purged, StoreError> {
     let mut purged = Purged::default();
     if let Some(age) = age {
-        let cutoff = now_ms() - age.as_millis() as i64;
+        let cutoff = store.clock_ms().await? - age.as_millis() as i64;
         let reason = format!(
             "retention: last message before {}",
             Timestamp::from_millis(cutoff)
@@ -106,7 +104,7 @@ pub async fn purge(
         }
     }
     if let Some(age) = audit_age {
-        let cutoff = now_ms() - age.as_millis() as i64;
+        let cutoff = store.clock_ms().await? - age.as_millis() as i64;
         loop {
             let removed = store.purge_audit(cutoff, AUDIT_ROUND).await?;
             purged.audit_entries += removed;

@@ -1,6 +1,6 @@
 //! API tokens made by `chatsink token create`: a random secret shown once, kept only as a hash.
 
-use crate::domain::{reserved_token_name, timestamp::now_ms, TokenRecord};
+use crate::domain::{reserved_token_name, TokenRecord};
 use crate::store::{Store, StoreError};
 use sha2::{Digest, Sha256};
 
@@ -84,7 +84,8 @@ pub async fn create_token(store: &Store, new: &NewToken) -> Result<String, Token
     let mut meetings = new.meetings.clone();
     meetings.sort();
     meetings.dedup();
-    let created_ms = now_ms();
+    // The store's clock, which judges the expiry (PostgreSQL's, shared by every instance).
+    let created_ms = store.clock_ms().await?;
     let record = TokenRecord {
         name: name.to_owned(),
         admin: new.admin,

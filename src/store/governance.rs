@@ -103,11 +103,25 @@ impl Store {
         }
     }
 
-    /// The token whose secret has this hash, revoked or expired ones too.
-    pub async fn token_by_hash(&self, sha256: &str) -> Result<Option<TokenRecord>, StoreError> {
+    /// The token whose secret has this hash, revoked or expired ones too, with the store's
+    /// clock at the look-up to judge its expiry by (PostgreSQL's: instances with skewed clocks
+    /// agree on who may read).
+    pub async fn token_by_hash(
+        &self,
+        sha256: &str,
+    ) -> Result<Option<(TokenRecord, i64)>, StoreError> {
         match self {
             Self::Sqlite(s) => s.token_by_hash(sha256.to_owned()).await,
             Self::Postgres(s) => s.token_by_hash(sha256.to_owned()).await,
+        }
+    }
+
+    /// The clock that decides what retention keeps: the database's on PostgreSQL (shared by
+    /// every instance), this process's on SQLite (the only one writing).
+    pub async fn clock_ms(&self) -> Result<i64, StoreError> {
+        match self {
+            Self::Sqlite(_) => Ok(crate::domain::timestamp::now_ms()),
+            Self::Postgres(s) => s.clock_ms().await,
         }
     }
 

@@ -1622,3 +1622,52 @@ async fn erasures_outlive_a_restore_when_the_list_is_applied() {
     assert_eq!(left, ["u-1", "u-1"]);
     assert!(archive.session(&s2).is_none());
 }
+
+/// On PostgreSQL the database's clock decides who may read and what retention keeps: an
+/// instance (or a cron job) whose clock runs two hours or a day ahead agrees with the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_with_skewed_clocks_agree_on_expiry_and_retention() {
+    if !on_postgres() {
+        eprintln!("POSTGRES-ONLY governance::instances_with_skewed_clocks: one SQLite writer has one clock");
+        return;
+    }
+    const AHEAD_2H: &str = "7200000";
+    let world = World::start(&[("CHATSINK_TEST_CLOCK_SKEW_MS", AHEAD_2H.into())]).await;
+    // Made by a process two hours behind: its expiry is still an hour from the database's now.
+    let behind = Command::new(env!("CARGO_BIN_EXE_chatsink"))
+        .args(["token", "create", "--name", "hour", "--expires", "1h"])
+        .env("CHATSINK_DATABASE", world.site.location())
+        .env("CHATSINK_TEST_CLOCK_SKEW_MS", "-7200000")
+        .output()
+        .unwrap();
+    assert!(behind.status.success(), "{}", said(&behind));
+    let hour = String::from_utf8(behind.stdout).unwrap().trim().to_owned();
+    // The instance two hours ahead would call it expired by its own clock.
+    assert_eq!(world.get("/v1/sessions", &hour).await.0, 200);
+
+    // Retention: a session 36 hours old is kept by `purge --older-than 2d` run a day ahead.
+    let now = chrono::Utc::now().timestamp_millis();
+    let session = uuid::Uuid::new_v4().to_string();
+    let messages = vec![Msg {
+        ms: now - 36 * 3_600_000,
+        ..msg(&session, "meet-a", 0, "u-1", "a day and a half ago")
+    }];
+    world.deliver(&session, "meet-a", &messages, "", "1").await;
+    let purge = Command::new(env!("CARGO_BIN_EXE_chatsink"))
+        .args(["purge", "--older-than", "2d"])
+        .env("CHATSINK_DATABASE", world.site.location())
+        .env("CHATSINK_DATA_DIR", world.site.data_dir())
+        .env("CHATSINK_TEST_CLOCK_SKEW_MS", "86400000")
+        .output()
+        .unwrap();
+    assert!(purge.status.success(), "{}", said(&purge));
+    assert_eq!(
+        world
+            .get(&format!("/v1/sessions/{session}"), READ_TOKEN)
+            .await
+            .0,
+        200,
+        "{}",
+        said(&purge)
+    );
+}

@@ -168,18 +168,32 @@ impl PgStore {
             == 1)
     }
 
-    pub async fn token_by_hash(&self, sha256: String) -> Result<Option<TokenRecord>, StoreError> {
+    /// The token, with the database's clock at the look-up: every instance judges expiry by
+    /// the same clock, whatever its own says.
+    pub async fn token_by_hash(
+        &self,
+        sha256: String,
+    ) -> Result<Option<(TokenRecord, i64)>, StoreError> {
         let client = self.pool.get().await?;
         let statement = client
             .prepare_cached(&format!(
-                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE secret_sha256 = $1"
+                "SELECT {TOKEN_COLUMNS}, {NOW_MS} FROM tokens WHERE secret_sha256 = $1"
             ))
             .await?;
         Ok(client
             .query_opt(&statement, &[&sha256])
             .await?
             .as_ref()
-            .map(token_from_row))
+            .map(|r| (token_from_row(r), r.get(7))))
+    }
+
+    /// The database's clock, in epoch milliseconds.
+    pub async fn clock_ms(&self) -> Result<i64, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .query_one(&format!("SELECT {NOW_MS}"), &[])
+            .await?
+            .get(0))
     }
 
     pub async fn erasures(&self) -> Result<Vec<ErasureRecord>, StoreError> {

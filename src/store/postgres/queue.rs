@@ -212,13 +212,14 @@ async fn insert_delivery(
             job_id: None,
         });
     };
-    let now = crate::domain::timestamp::now_ms();
+    // Due by the database's clock, which every instance's claim reads: an instance whose own
+    // clock runs ahead must not make its deliveries wait.
     let insert = tx
-        .prepare_cached(
+        .prepare_cached(&format!(
             "INSERT INTO jobs (kind, inbox_id, session_id, download_url, download_expiry_ms, state, next_attempt_ms,
                                created_ms, updated_ms)
-             VALUES ('delivery', $1, $2, $3, $4, 'pending', $5, $5, $5) RETURNING id",
-        )
+             VALUES ('delivery', $1, $2, $3, $4, 'pending', {NOW_MS}, {NOW_MS}, {NOW_MS}) RETURNING id"
+        ))
         .await?;
     let job_id: i64 = tx
         .query_one(
@@ -228,7 +229,6 @@ async fn insert_delivery(
                 &chat.session_id.as_str(),
                 &text::put(&chat.chat_download_url),
                 &chat.chat_download_url_expiry.map(Timestamp::millis),
-                &now,
             ],
         )
         .await?
@@ -240,11 +240,11 @@ async fn insert_delivery(
         .map(Timestamp::millis)
         .unwrap_or(delivery.received.millis());
     let upsert = tx
-        .prepare_cached(
+        .prepare_cached(&format!(
         "INSERT INTO sessions (session_id, meeting_id, title, created_at, started_at, ended_at, organizer_id,
                                organizer_name, sort_ms, status, updated_ms)
          SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text,
-                $9::bigint, 'queued', $10::bigint
+                $9::bigint, 'queued', {NOW_MS}
          WHERE NOT EXISTS (SELECT 1 FROM erasures WHERE kind = 'session' AND id = $1)
          ON CONFLICT (session_id) DO UPDATE SET
             meeting_id = coalesce(EXCLUDED.meeting_id, sessions.meeting_id),
@@ -257,8 +257,8 @@ async fn insert_delivery(
             sort_ms = CASE WHEN EXCLUDED.started_at IS NOT NULL OR EXCLUDED.created_at IS NOT NULL
                            THEN EXCLUDED.sort_ms ELSE sessions.sort_ms END,
             status = 'queued',
-            updated_ms = EXCLUDED.updated_ms",
-        )
+            updated_ms = EXCLUDED.updated_ms"
+        ))
         .await?;
     tx.execute(
         &upsert,
@@ -272,7 +272,6 @@ async fn insert_delivery(
             &text::put_opt(&chat.organizer_id),
             &text::put_opt(&chat.organizer_name),
             &sort_ms,
-            &now,
         ],
     )
     .await?;

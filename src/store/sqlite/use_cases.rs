@@ -337,9 +337,14 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn token_by_hash(&self, sha256: String) -> Result<Option<TokenRecord>, StoreError> {
-        self.run(move |conn| Ok(governance::token_by_hash(conn, &sha256)?))
-            .await
+    pub async fn token_by_hash(
+        &self,
+        sha256: String,
+    ) -> Result<Option<(TokenRecord, i64)>, StoreError> {
+        self.run(move |conn| {
+            Ok(governance::token_by_hash(conn, &sha256)?.map(|token| (token, now_ms())))
+        })
+        .await
     }
 
     pub async fn erasures(&self) -> Result<Vec<ErasureRecord>, StoreError> {
