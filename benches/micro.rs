@@ -61,7 +61,9 @@ fn verify_signatures(c: &mut Criterion) {
     let signature = base64::engine::general_purpose::STANDARD
         .encode(SigningKey::<Sha256>::new(private).sign(body).to_bytes());
     let verifier = Verifier::new(&VerifySettings {
-        rsa_key: RsaKeySource::Key(public),
+        rsa_key: RsaKeySource::Key(public.clone()),
+        dyte_key: RsaKeySource::Key(public),
+        key_refetch_interval: std::time::Duration::from_secs(60),
         hmac_keys: vec![],
         insecure_skip_verify: false,
     })

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 pub const RTK_PUBLIC_KEY_URL: &str =
     "https://api.realtime.cloudflare.com/.well-known/webhooks.json";
+pub const DYTE_PUBLIC_KEY_URL: &str = "https://api.dyte.io/.well-known/webhooks.json";
 pub const RTK_API_BASE: &str = "https://api.cloudflare.com/client/v4";
 pub const DYTE_API_BASE: &str = "https://api.dyte.io/v2";
 pub const DEFAULT_ALLOW_HOSTS: &str = "*.amazonaws.com,*.cloudflarestorage.com,*.r2.dev";
@@ -417,6 +418,24 @@ pub struct ServeArgs {
     /// Where the public key is fetched from when none is given (on first need, then cached).
     #[arg(long, env = "CHATSINK_RTK_PUBLIC_KEY_URL", default_value = RTK_PUBLIC_KEY_URL)]
     pub rtk_public_key_url: String,
+    /// Legacy Dyte deliveries' (`dyte-signature`) RSA public key, SPKI PEM text.
+    #[arg(
+        long,
+        env = "CHATSINK_DYTE_PUBLIC_KEY",
+        hide_env_values = true,
+        conflicts_with = "dyte_public_key_file"
+    )]
+    pub dyte_public_key: Option<String>,
+    /// Path to Dyte's RSA public key (SPKI PEM).
+    #[arg(long, env = "CHATSINK_DYTE_PUBLIC_KEY_FILE")]
+    pub dyte_public_key_file: Option<PathBuf>,
+    /// Where Dyte's public key is fetched from when none is given.
+    #[arg(long, env = "CHATSINK_DYTE_PUBLIC_KEY_URL", default_value = DYTE_PUBLIC_KEY_URL)]
+    pub dyte_public_key_url: String,
+    /// A fetched public key is fetched again after failed signatures at most once in this many
+    /// seconds (a signature that fails meanwhile is a 503, so the sender retries).
+    #[arg(long, env = "CHATSINK_KEY_REFETCH_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub key_refetch_secs: u64,
     /// Standard Webhooks HMAC secrets, comma-separated `whsec_<base64>`; several allow rotation.
     #[arg(
         long,
@@ -655,6 +674,10 @@ pub struct JobSettings {
 #[derive(Debug, Clone)]
 pub struct VerifySettings {
     pub rsa_key: RsaKeySource,
+    /// The key for legacy `dyte-signature` deliveries.
+    pub dyte_key: RsaKeySource,
+    /// At most one re-fetch of a fetched key after failed signatures in this long.
+    pub key_refetch_interval: Duration,
     /// Decoded HMAC keys (the bytes after `whsec_`).
     pub hmac_keys: Vec<SecretSlice<u8>>,
     pub insecure_skip_verify: bool,
@@ -863,32 +886,58 @@ pub fn parse_hmac_secret(raw: &str) -> Result<SecretSlice<u8>, HmacSecretError> 
     Ok(SecretSlice::from(key))
 }
 
+/// A key source from its three settings, named by `variables` (the PEM text, its file, the
+/// URL): the PEM text, else the file, else the URL to fetch it from.
+fn key_source(
+    variables: [&'static str; 3],
+    pem: Option<&str>,
+    file: Option<&std::path::Path>,
+    url: &str,
+) -> Result<RsaKeySource, SettingsError> {
+    let [pem_variable, file_variable, url_variable] = variables;
+    if let Some(pem) = pem {
+        return Ok(RsaKeySource::Key(
+            parse_rsa_public_key(pem).map_err(|e| invalid(pem_variable, e.to_string()))?,
+        ));
+    }
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            invalid(
+                file_variable,
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        return Ok(RsaKeySource::Key(parse_rsa_public_key(&text).map_err(
+            |e| invalid(file_variable, format!("{}: {e}", path.display())),
+        )?));
+    }
+    let url = url.trim();
+    url::Url::parse(url).map_err(|e| invalid(url_variable, e.to_string()))?;
+    Ok(RsaKeySource::Url(url.to_owned()))
+}
+
 impl ServeArgs {
     pub fn settings(&self) -> Result<Settings, SettingsError> {
-        let rsa_key = if let Some(pem) = &self.rtk_public_key {
-            RsaKeySource::Key(
-                parse_rsa_public_key(pem)
-                    .map_err(|e| invalid("CHATSINK_RTK_PUBLIC_KEY", e.to_string()))?,
-            )
-        } else if let Some(path) = &self.rtk_public_key_file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                invalid(
-                    "CHATSINK_RTK_PUBLIC_KEY_FILE",
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            RsaKeySource::Key(parse_rsa_public_key(&text).map_err(|e| {
-                invalid(
-                    "CHATSINK_RTK_PUBLIC_KEY_FILE",
-                    format!("{}: {e}", path.display()),
-                )
-            })?)
-        } else {
-            let url = self.rtk_public_key_url.trim();
-            url::Url::parse(url)
-                .map_err(|e| invalid("CHATSINK_RTK_PUBLIC_KEY_URL", e.to_string()))?;
-            RsaKeySource::Url(url.to_owned())
-        };
+        let rsa_key = key_source(
+            [
+                "CHATSINK_RTK_PUBLIC_KEY",
+                "CHATSINK_RTK_PUBLIC_KEY_FILE",
+                "CHATSINK_RTK_PUBLIC_KEY_URL",
+            ],
+            self.rtk_public_key.as_deref(),
+            self.rtk_public_key_file.as_deref(),
+            &self.rtk_public_key_url,
+        )?;
+        let dyte_key = key_source(
+            [
+                "CHATSINK_DYTE_PUBLIC_KEY",
+                "CHATSINK_DYTE_PUBLIC_KEY_FILE",
+                "CHATSINK_DYTE_PUBLIC_KEY_URL",
+            ],
+            self.dyte_public_key.as_deref(),
+            self.dyte_public_key_file.as_deref(),
+            &self.dyte_public_key_url,
+        )?;
         let mut hmac_keys = Vec::new();
         for (i, secret) in self
             .hmac_secrets
@@ -918,6 +967,8 @@ impl ServeArgs {
             dump_store: self.storage.dump_store(),
             verify: VerifySettings {
                 rsa_key,
+                dyte_key,
+                key_refetch_interval: Duration::from_secs(self.key_refetch_secs),
                 hmac_keys,
                 insecure_skip_verify: self.insecure_skip_verify,
             },

@@ -30,6 +30,7 @@ impl WebhookError {
             Self::Signature(VerifyError::Missing) => "missing_signature",
             Self::Signature(VerifyError::Rejected { .. }) => "invalid_signature",
             Self::Signature(VerifyError::KeyUnavailable(_)) => "key_unavailable",
+            Self::Signature(VerifyError::KeyStale { .. }) => "key_stale",
             Self::Event(_) => "invalid_event",
             Self::Storage(_) => "storage_unavailable",
         }
@@ -38,7 +39,9 @@ impl WebhookError {
     fn field(&self) -> Option<&'static str> {
         match self {
             Self::TooLarge { .. } | Self::BodyRead(_) => Some("body"),
-            Self::Signature(VerifyError::Rejected { header, .. }) => Some(header),
+            Self::Signature(
+                VerifyError::Rejected { header, .. } | VerifyError::KeyStale { header, .. },
+            ) => Some(header),
             Self::Event(e) => Some(e.field),
             _ => None,
         }
@@ -50,9 +53,8 @@ impl ResponseError for WebhookError {
         match self {
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyRead(_) | Self::Event(_) => StatusCode::BAD_REQUEST,
-            Self::Signature(VerifyError::KeyUnavailable(_)) | Self::Storage(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Signature(VerifyError::KeyUnavailable(_) | VerifyError::KeyStale { .. })
+            | Self::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Signature(_) => StatusCode::UNAUTHORIZED,
         }
     }
@@ -72,7 +74,13 @@ impl ResponseError for WebhookError {
         };
         let mut response = HttpResponse::build(self.status_code());
         if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
-            response.insert_header(("Retry-After", "5"));
+            let seconds = match self {
+                Self::Signature(VerifyError::KeyStale { retry_after, .. }) => {
+                    retry_after.as_secs_f64().ceil().max(1.0) as u64
+                }
+                _ => 5,
+            };
+            response.insert_header(("Retry-After", seconds.to_string()));
         }
         response.json(serde_json::json!({"error": code, "field": field, "message": message}))
     }

@@ -1,14 +1,34 @@
-//! RealtimeKit's RSA public key: given in the configuration, or fetched from the well-known URL
-//! on first need and cached. When a signature fails with a fetched key, the key is fetched once
-//! more (at most once a minute) in case RealtimeKit rotated it. Start-up never waits for it.
+//! RealtimeKit's RSA public key (and Dyte's, a store of its own): given in the configuration, or
+//! fetched from the well-known URL on first need and cached. Start-up never waits for it.
+//!
+//! When a signature fails with a fetched key, RealtimeKit may have rotated it (how and when is
+//! not published), and a 4xx would never be retried. So the key is fetched again, at most once
+//! a refetch interval (a minute by default, so forgeries cannot make chatsink hammer the URL):
+//! a delivery is refused (401) only once the key was re-checked after it arrived; while the key
+//! cannot be re-checked (too soon after the last fetch, or the fetch failed) it is a 503 with
+//! `Retry-After`, and RealtimeKit's retry finds the rotated key.
 
 use crate::config::RsaKeySource;
 use crate::domain::{parse_rsa_public_key, RsaPublicKey};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-const REFETCH_INTERVAL: Duration = Duration::from_secs(60);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a failed signature's re-check of the key found.
+#[derive(Debug)]
+pub enum Recheck {
+    /// The key is fixed by configuration: the signature is simply wrong.
+    Fixed,
+    /// The key was fetched after the delivery arrived and is the one that failed: the
+    /// signature is wrong.
+    Current,
+    /// A key other than the one that failed: verify with it.
+    Rotated(Arc<RtkKey>),
+    /// The key could not be re-checked now (the last fetch was too recent, or fetching
+    /// failed): the sender should retry after this long.
+    NotNow { retry_after: Duration, why: String },
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -42,11 +62,15 @@ pub struct RsaKeyStore {
     fetching: tokio::sync::Mutex<()>,
     /// When a failed signature last caused a re-fetch; such re-fetches are rate-limited.
     last_refetch: Mutex<Option<Instant>>,
+    /// When a fetch last succeeded: deliveries that arrived before it were checked against a
+    /// key at least as new as theirs.
+    last_fetched: Mutex<Option<Instant>>,
+    refetch_interval: Duration,
     client: reqwest::Client,
 }
 
 impl RsaKeyStore {
-    pub fn new(source: RsaKeySource) -> Result<Self, reqwest::Error> {
+    pub fn new(source: RsaKeySource, refetch_interval: Duration) -> Result<Self, reqwest::Error> {
         let current = match &source {
             RsaKeySource::Key(key) => Some(Arc::new(RtkKey::new(key.clone()))),
             RsaKeySource::Url(_) => None,
@@ -57,6 +81,8 @@ impl RsaKeyStore {
             current: RwLock::new(current),
             fetching: tokio::sync::Mutex::new(()),
             last_refetch: Mutex::new(None),
+            last_fetched: Mutex::new(None),
+            refetch_interval,
             client,
         })
     }
@@ -77,25 +103,50 @@ impl RsaKeyStore {
         self.fetch().await
     }
 
-    /// After a failed verification: a possibly rotated key, or `None` when the key is fixed by
-    /// configuration, was fetched less than a minute ago, or did not change.
-    pub async fn refreshed_key(&self, failed: &Arc<RtkKey>) -> Option<Arc<RtkKey>> {
+    /// After `failed` did not verify a delivery that `arrived` then: whether the key is
+    /// current for it, rotated, or cannot be re-checked now (see the module's doc).
+    pub async fn recheck(&self, failed: &Arc<RtkKey>, arrived: Instant) -> Recheck {
         if matches!(self.source, RsaKeySource::Key(_)) {
-            return None;
+            return Recheck::Fixed;
         }
         let _guard = self.fetching.lock().await;
         if let Some(current) = self.cached().filter(|c| !Arc::ptr_eq(c, failed)) {
-            return Some(current);
+            return Recheck::Rotated(current);
+        }
+        if self
+            .last_fetched
+            .lock()
+            .expect("fetched lock")
+            .is_some_and(|fetched| fetched >= arrived)
+        {
+            return Recheck::Current;
         }
         {
             let mut last = self.last_refetch.lock().expect("refetch lock");
-            if last.is_some_and(|t| t.elapsed() < REFETCH_INTERVAL) {
-                return None;
+            if let Some(wait) = last
+                .map(|t| self.refetch_interval.saturating_sub(t.elapsed()))
+                .filter(|wait| !wait.is_zero())
+            {
+                return Recheck::NotNow {
+                    retry_after: wait,
+                    why: "the public key was re-fetched moments ago; it is re-checked once a minute at most".into(),
+                };
             }
             *last = Some(Instant::now());
         }
-        let key = self.fetch().await.ok()?;
-        (*key != **failed).then_some(key)
+        metrics::counter!("chatsink_rtk_key_refetches_total").increment(1);
+        match self.fetch().await {
+            Ok(key) if *key != **failed => Recheck::Rotated(key),
+            Ok(_) => Recheck::Current,
+            Err(e) => {
+                metrics::counter!("chatsink_rtk_key_fetch_failures_total").increment(1);
+                tracing::warn!(error = %e, "the public key could not be re-checked after a failed signature");
+                Recheck::NotNow {
+                    retry_after: self.refetch_interval,
+                    why: e.to_string(),
+                }
+            }
+        }
     }
 
     async fn fetch(&self) -> Result<Arc<RtkKey>, KeyError> {
@@ -129,7 +180,8 @@ impl RsaKeyStore {
             parse_rsa_public_key(pem).map_err(|e| unavailable(e.to_string()))?,
         ));
         *self.current.write().expect("key lock") = Some(key.clone());
-        tracing::info!(url = %url, "RealtimeKit public key fetched");
+        *self.last_fetched.lock().expect("fetched lock") = Some(Instant::now());
+        tracing::info!(url = %url, "public key fetched");
         Ok(key)
     }
 }

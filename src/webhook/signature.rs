@@ -1,7 +1,7 @@
 //! Deciding whether a delivery really comes from RealtimeKit (or a relay holding a shared
 //! secret). Always over the raw body bytes as received, never a re-serialisation.
 
-use super::rtk_key::{KeyError, RsaKeyStore, RtkKey};
+use super::rtk_key::{KeyError, Recheck, RsaKeyStore, RtkKey};
 use super::standard_webhooks::{verify_hmac, HmacError};
 use crate::config::VerifySettings;
 use base64::Engine;
@@ -66,10 +66,21 @@ pub enum VerifyError {
     /// The key could not be obtained: the sender should retry (503), not give up (401).
     #[error("{0}")]
     KeyUnavailable(#[from] KeyError),
+    /// The signature failed, and the key may have been rotated since it was last fetched: the
+    /// sender should retry (503 with `Retry-After`) once it can be re-checked.
+    #[error("{header}: the signature does not match the cached public key, which may be stale and cannot be re-checked now ({why}); retry")]
+    KeyStale {
+        header: &'static str,
+        retry_after: std::time::Duration,
+        why: String,
+    },
 }
 
 pub struct Verifier {
     rsa: Arc<RsaKeyStore>,
+    /// Legacy `dyte-signature` deliveries: a key of their own (no source says Dyte and
+    /// RealtimeKit share one).
+    dyte: Arc<RsaKeyStore>,
     hmac_keys: Vec<Vec<u8>>,
     insecure: bool,
 }
@@ -77,7 +88,14 @@ pub struct Verifier {
 impl Verifier {
     pub fn new(settings: &VerifySettings) -> Result<Self, reqwest::Error> {
         Ok(Self {
-            rsa: Arc::new(RsaKeyStore::new(settings.rsa_key.clone())?),
+            rsa: Arc::new(RsaKeyStore::new(
+                settings.rsa_key.clone(),
+                settings.key_refetch_interval,
+            )?),
+            dyte: Arc::new(RsaKeyStore::new(
+                settings.dyte_key.clone(),
+                settings.key_refetch_interval,
+            )?),
             hmac_keys: settings
                 .hmac_keys
                 .iter()
@@ -97,6 +115,7 @@ impl Verifier {
             tracing::warn!("signature NOT verified: --insecure-skip-verify is on");
             return Ok(Scheme::Insecure);
         }
+        let arrived = std::time::Instant::now();
         let mut first_error = None;
         if let (Some(signature), false) = (&headers.webhook_signature, self.hmac_keys.is_empty()) {
             let now = chrono::Utc::now().timestamp();
@@ -112,14 +131,26 @@ impl Verifier {
                 Err(e) => first_error = Some(hmac_rejection(e)),
             }
         }
-        for (header, value, scheme) in [
-            ("rtk-signature", &headers.rtk_signature, Scheme::RtkRsa),
-            ("dyte-signature", &headers.dyte_signature, Scheme::DyteRsa),
+        for (header, value, scheme, keys) in [
+            (
+                "rtk-signature",
+                &headers.rtk_signature,
+                Scheme::RtkRsa,
+                &self.rsa,
+            ),
+            (
+                "dyte-signature",
+                &headers.dyte_signature,
+                Scheme::DyteRsa,
+                &self.dyte,
+            ),
         ] {
             let Some(value) = value else { continue };
-            match self.verify_rsa(header, value, body).await {
+            match verify_rsa(keys, header, value, body, arrived).await {
                 Ok(()) => return Ok(scheme),
-                Err(e @ VerifyError::KeyUnavailable(_)) => return Err(e),
+                Err(e @ (VerifyError::KeyUnavailable(_) | VerifyError::KeyStale { .. })) => {
+                    return Err(e)
+                }
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
@@ -127,28 +158,34 @@ impl Verifier {
         }
         Err(first_error.unwrap_or(VerifyError::Missing))
     }
+}
 
-    async fn verify_rsa(
-        &self,
-        header: &'static str,
-        value: &str,
-        body: &[u8],
-    ) -> Result<(), VerifyError> {
-        let rejected = |reason: &str| VerifyError::Rejected {
+async fn verify_rsa(
+    keys: &RsaKeyStore,
+    header: &'static str,
+    value: &str,
+    body: &[u8],
+    arrived: std::time::Instant,
+) -> Result<(), VerifyError> {
+    let rejected = |reason: &str| VerifyError::Rejected {
+        header,
+        reason: reason.to_owned(),
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
+        .map_err(|_| rejected("not base64"))?;
+    let key = keys.key().await?;
+    if rsa_matches(&key, body, &bytes) {
+        return Ok(());
+    }
+    match keys.recheck(&key, arrived).await {
+        Recheck::Rotated(rotated) if rsa_matches(&rotated, body, &bytes) => Ok(()),
+        Recheck::NotNow { retry_after, why } => Err(VerifyError::KeyStale {
             header,
-            reason: reason.to_owned(),
-        };
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(value.trim())
-            .map_err(|_| rejected("not base64"))?;
-        let key = self.rsa.key().await?;
-        if rsa_matches(&key, body, &bytes) {
-            return Ok(());
-        }
-        match self.rsa.refreshed_key(&key).await {
-            Some(rotated) if rsa_matches(&rotated, body, &bytes) => Ok(()),
-            _ => Err(rejected("signature does not match the body")),
-        }
+            retry_after,
+            why,
+        }),
+        _ => Err(rejected("signature does not match the body")),
     }
 }
 

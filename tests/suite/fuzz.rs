@@ -23,6 +23,8 @@ fn runtime() -> tokio::runtime::Runtime {
 fn verifier() -> Verifier {
     Verifier::new(&VerifySettings {
         rsa_key: RsaKeySource::Key(rsa::RsaPublicKey::from(&rsa_keys().0)),
+        dyte_key: RsaKeySource::Key(rsa::RsaPublicKey::from(&rsa_keys().0)),
+        key_refetch_interval: std::time::Duration::from_secs(60),
         hmac_keys: vec![secrecy::SecretSlice::from(HMAC_KEY.to_vec())],
         insecure_skip_verify: false,
     })

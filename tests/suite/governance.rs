@@ -1707,7 +1707,10 @@ async fn a_clean_stop_loses_no_audit_entry() {
     let World { site, served, .. } = world;
     served.stop();
     assert_eq!(
-        query_sql(&site, "SELECT count(*) FROM audit WHERE route = '/v1/sessions'"),
+        query_sql(
+            &site,
+            "SELECT count(*) FROM audit WHERE route = '/v1/sessions'"
+        ),
         requests.to_string()
     );
 }

@@ -252,8 +252,6 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         db_path.display().to_string(),
         "--data-dir".into(),
         data_dir.display().to_string(),
-        "--rtk-public-key-file".into(),
-        key_path.display().to_string(),
         "--hmac-secrets".into(),
         whsec(HMAC_KEY),
         "--read-tokens".into(),
@@ -270,6 +268,15 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         "--download-read-timeout-secs".into(),
         "3".into(),
     ];
+    // The test key, unless the test fetches a key from a URL of its own.
+    for (file, url) in [
+        ("--rtk-public-key-file", "--rtk-public-key-url"),
+        ("--dyte-public-key-file", "--dyte-public-key-url"),
+    ] {
+        if !options.args.iter().any(|a| a == url) {
+            args.extend([file.to_owned(), key_path.display().to_string()]);
+        }
+    }
     args.extend(options.args.iter().cloned());
     let cli = <Cli as clap::Parser>::try_parse_from(&args).expect("valid test arguments");
     let chatsink::config::Command::Serve(serve) = cli.command else {

@@ -438,11 +438,118 @@ async fn the_key_is_fetched_from_the_well_known_url_and_refetched_after_rotation
     assert_eq!(post(&rsa_keys().1, "s-k2").await, 200);
     let fetches = keys.requests("/.well-known/webhooks.json");
     assert_eq!(fetches, 2);
-    // A forged delivery does not make chatsink hammer the key endpoint (once a minute at most).
+    // A forged delivery does not make chatsink hammer the key endpoint (once a minute at most):
+    // it cannot be re-checked against a key fetched after it arrived, so it is a 503 (never a
+    // 2xx), and nothing is fetched.
     let forged = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 1024).unwrap();
     let forged: &'static rsa::RsaPrivateKey = Box::leak(Box::new(forged));
-    assert_eq!(post(forged, "s-k3").await, 401);
+    assert_eq!(post(forged, "s-k3").await, 503);
     assert_eq!(keys.requests("/.well-known/webhooks.json"), fetches);
+}
+
+/// The key rotated right after a forgery spent the re-fetch: the genuine delivery is a 503
+/// with `Retry-After` (RealtimeKit retries a 5xx, never a 4xx) and is accepted on its retry
+/// once the key could be fetched again; a forgery is never a 2xx, gets its 401 once the key
+/// was re-checked after it arrived, and the key URL is fetched at most once an interval.
+#[tokio::test]
+async fn a_key_rotated_after_a_forgery_is_a_503_then_accepted_on_the_retry() {
+    let keys = FakeServer::start().await;
+    let path = "/.well-known/webhooks.json";
+    let pem_json = |key: &rsa::RsaPrivateKey| {
+        let escaped = public_pem(key).replace('\n', "\\n");
+        format!(r#"{{"success":true,"data":{{"publicKey":"{escaped}"}}}}"#).into_bytes()
+    };
+    let (old_key, new_key) = (&rsa_keys().0, &rsa_keys().1);
+    keys.route(path, vec![Reply::Body(pem_json(old_key))]);
+    let interval = std::time::Duration::from_secs(2);
+    let app = spawn_app_with(
+        AppOptions::default()
+            .arg("--rtk-public-key-url", &keys.url(path))
+            .arg("--key-refetch-secs", "2"),
+    )
+    .await;
+    let forged = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 1024).unwrap();
+    let send = |key: &rsa::RsaPrivateKey, session: &str| {
+        let body = chat_synced(session, "http://127.0.0.1:1/a.csv");
+        let signature = rtk_sign(key, &body);
+        let app = &app;
+        async move {
+            let response = app
+                .post_webhook(&body, &[("rtk-signature", signature)])
+                .await;
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            (status, retry_after, body)
+        }
+    };
+    assert_eq!(send(old_key, "s-r1").await.0, 200);
+    // The forgery spends the re-fetch: the key is unchanged, so it is refused for good.
+    assert_eq!(send(&forged, "s-forged").await.0, 401);
+    assert_eq!(keys.requests(path), 2);
+    // RealtimeKit rotates its key now.
+    keys.route(path, vec![Reply::Body(pem_json(new_key))]);
+    let (status, retry_after, body) = send(new_key, "s-rotated").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "key_stale");
+    assert_eq!(body["field"], "rtk-signature");
+    let retry_after = retry_after.expect("a Retry-After");
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    // Forgeries meanwhile: never a 2xx, and no fetch.
+    assert_eq!(send(&forged, "s-forged-2").await.0, 503);
+    assert_eq!(keys.requests(path), 2);
+    // RealtimeKit's retry, after the wait it was told.
+    tokio::time::sleep(std::time::Duration::from_secs(retry_after)).await;
+    assert_eq!(send(new_key, "s-rotated").await.0, 200);
+    assert_eq!(
+        app.deliveries_where(|d| d.session_id.as_deref() == Some("s-rotated")),
+        1
+    );
+    assert_eq!(keys.requests(path), 3);
+    // A forgery after the interval is re-checked and refused; the fetches were spaced.
+    tokio::time::sleep(interval).await;
+    assert_eq!(send(&forged, "s-forged-3").await.0, 401);
+    assert_eq!(keys.requests(path), 4);
+    let times = keys.request_times(path);
+    for pair in times[1..].windows(2) {
+        assert!(
+            pair[1] - pair[0] >= interval - std::time::Duration::from_millis(50),
+            "{times:?}"
+        );
+    }
+}
+
+/// Legacy `dyte-signature` deliveries verify with Dyte's key, not RealtimeKit's.
+#[tokio::test]
+async fn a_dyte_signature_is_verified_with_the_dyte_key() {
+    let keys = FakeServer::start().await;
+    let pem_json = |key: &rsa::RsaPrivateKey| {
+        let escaped = public_pem(key).replace('\n', "\\n");
+        format!(r#"{{"success":true,"data":{{"publicKey":"{escaped}"}}}}"#).into_bytes()
+    };
+    keys.route("/dyte.json", vec![Reply::Body(pem_json(&rsa_keys().1))]);
+    let app =
+        spawn_app_with(AppOptions::default().arg("--dyte-public-key-url", &keys.url("/dyte.json")))
+            .await;
+    let post = |key: &rsa::RsaPrivateKey, session: &str, header: &str| {
+        let body = chat_synced(session, "http://127.0.0.1:1/a.csv");
+        let signature = rtk_sign(key, &body);
+        let app = &app;
+        let header = header.to_owned();
+        async move {
+            app.post_webhook(&body, &[(header.as_str(), signature)])
+                .await
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(post(&rsa_keys().1, "s-d1", "dyte-signature").await, 200);
+    assert_eq!(post(&rsa_keys().1, "s-d2", "rtk-signature").await, 401);
+    assert_eq!(post(&rsa_keys().0, "s-d3", "rtk-signature").await, 200);
+    assert_eq!(keys.requests("/dyte.json"), 1);
 }
 
 #[tokio::test]

@@ -103,6 +103,7 @@ impl Site {
             .env("CHATSINK_DATABASE", self.location())
             .env("CHATSINK_DATA_DIR", self.root.join("data"))
             .env("CHATSINK_RTK_PUBLIC_KEY_FILE", &self.key_file)
+            .env("CHATSINK_DYTE_PUBLIC_KEY_FILE", &self.key_file)
             .env("CHATSINK_READ_TOKENS", READ_TOKEN)
             .env("CHATSINK_DOWNLOAD_ALLOW_HOSTS", "127.0.0.1")
             .env("CHATSINK_DOWNLOAD_ALLOW_HTTP", "true")
