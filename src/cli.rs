@@ -234,8 +234,14 @@ async fn backfill_command(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     for why in &summary.not_understood {
         eprintln!("chatsink: a listing entry was not used: {why}");
     }
-    if summary.failed.is_empty() {
+    if let Some(shortfall) = summary.shortfall {
+        eprintln!("chatsink: error: {shortfall}; run backfill again to pick up the rest");
+    }
+    if summary.failed.is_empty() && summary.shortfall.is_none() {
         return Ok(ExitCode::SUCCESS);
+    }
+    if summary.failed.is_empty() {
+        return Ok(ExitCode::FAILURE);
     }
     eprintln!(
         "chatsink: {} session(s) could not be loaded (their jobs retry in serve, or run backfill again):",

@@ -23,7 +23,7 @@ pub use pull::{
     backfill, reconcile_pass, spawn_reconcile, BackfillEvent, BackfillSummary, PassReport, Pulled,
     ReconcileSettings, RECONCILE_PASS,
 };
-pub use rtk_api::{ListingPage, ListingQuery, RtkApi, RtkApiError, LISTING_PAGE};
+pub use rtk_api::{ListingPage, ListingPaging, ListingQuery, RtkApi, RtkApiError, LISTING_PAGE};
 pub use url_policy::{PolicyError, UrlPolicy};
 pub use worker::{
     retry_delay, run_claimed_job, spawn_owner_heartbeat, spawn_workers, AttemptResult, WorkerPool,

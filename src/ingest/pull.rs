@@ -51,6 +51,8 @@ pub struct BackfillSummary {
     pub not_understood: Vec<String>,
     /// Sessions that could not be loaded, with the error.
     pub failed: Vec<(SessionId, String)>,
+    /// The listing's pages held fewer sessions than it counted.
+    pub shortfall: Option<Shortfall>,
 }
 
 impl BackfillSummary {
@@ -78,7 +80,7 @@ pub async fn backfill(
     mut on_event: impl FnMut(&BackfillEvent),
 ) -> Result<BackfillSummary, IngestError> {
     let mut summary = BackfillSummary::default();
-    let mut pages = Paging::new(api, query);
+    let mut pages = ListingWalk::new(api, query);
     while let Some(page) = pages.next().await? {
         summary.listed += page.entries;
         for why in &page.not_understood {
@@ -120,49 +122,160 @@ pub async fn backfill(
             on_event(&event);
         }
     }
+    summary.shortfall = pages.shortfall();
     Ok(summary)
 }
 
-/// Walks the listing's pages from 1 until one shorter than asked for. A page that repeats the
-/// one before it (a server that ignores `page_no`) ends the walk with an error instead of going
-/// round for ever.
-struct Paging<'a> {
+/// Walks the sessions listing so that every session it counts is visited once, whatever the
+/// server's page base (0 or 1: the API reference allows both) and its cap on `per_page`:
+/// - with `paging` (beside `data`), the first answer's `start_offset` says whether page 1 is
+///   the first page or the second (then page 0 is fetched too); the walk goes on while it has
+///   seen fewer than `total_count` rows, not while pages are full, since a capped server
+///   answers short pages;
+/// - without `paging`, it asks until a page comes back empty, and then for page 0, in case
+///   the server counts from 0;
+/// - sessions a page repeats (overlapping pages) are passed on once; a page that repeats the
+///   one before it whole (a server that ignores `page_no`) ends the walk with an error.
+///
+/// [`ListingWalk::shortfall`] says, at the end, how many rows `total_count` promised that the
+/// walk never saw (sessions that vanished mid-walk, a server that lies).
+struct ListingWalk<'a> {
     api: &'a RtkApi,
     query: &'a ListingQuery,
-    page_no: u32,
+    next_page: u32,
+    /// Page 0 is still to be asked for.
+    page_zero_due: bool,
+    page_zero_asked: bool,
+    /// The forward walk (pages 1, 2, ...) is over.
+    forward_done: bool,
+    /// The sessions seen, by id.
+    seen: std::collections::HashSet<SessionId>,
+    /// Entries seen that were not sessions chatsink can use.
+    unusable: u64,
+    total: Option<u64>,
     previous: Option<Vec<SessionId>>,
-    done: bool,
 }
 
-impl<'a> Paging<'a> {
+/// Pages asked for at most in one walk: far beyond any real listing at 100 a page, so a server
+/// that never ends its listing cannot keep a walk going for ever.
+const MAX_PAGES: u32 = 100_000;
+
+impl<'a> ListingWalk<'a> {
     fn new(api: &'a RtkApi, query: &'a ListingQuery) -> Self {
         Self {
             api,
             query,
-            page_no: 1,
+            next_page: 1,
+            page_zero_due: false,
+            page_zero_asked: false,
+            forward_done: false,
+            seen: Default::default(),
+            unusable: 0,
+            total: None,
             previous: None,
-            done: false,
         }
     }
 
+    /// The next page's new rows, or `None` once the walk is over.
     async fn next(&mut self) -> Result<Option<ListingPage>, IngestError> {
-        if self.done {
-            return Ok(None);
+        loop {
+            if self.page_zero_due {
+                self.page_zero_due = false;
+                self.page_zero_asked = true;
+                match self.api.list_sessions(self.query, 0).await {
+                    Ok(page) => return Ok(Some(self.keep_new(page))),
+                    // Without `paging` page 0 was a guess: a server counting from 1 may refuse it.
+                    Err(RtkApiError::Status(400..=499) | RtkApiError::NotFound(_))
+                        if self.total.is_none() =>
+                    {
+                        continue
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if self.forward_done {
+                return Ok(None);
+            }
+            let page_no = self.next_page;
+            if page_no > MAX_PAGES {
+                return Err(RtkApiError::BadAnswer(format!(
+                    "the sessions listing did not end within {MAX_PAGES} pages"
+                ))
+                .into());
+            }
+            let page = self.api.list_sessions(self.query, page_no).await?;
+            self.next_page += 1;
+            let ids: Vec<SessionId> = page.sessions.iter().map(|s| s.id.clone()).collect();
+            if !ids.is_empty() && self.previous.as_ref() == Some(&ids) {
+                return Err(RtkApiError::BadAnswer(format!(
+                    "the sessions listing answered page {page_no} with page {}'s sessions again; its paging is not understood",
+                    page_no - 1
+                ))
+                .into());
+            }
+            self.previous = Some(ids);
+            match page.paging {
+                Some(paging) => {
+                    self.total = Some(paging.total_count);
+                    // Page 1 did not start the listing: the server counts pages from 0.
+                    if page_no == 1 && paging.start_offset > 0 && !self.page_zero_asked {
+                        self.page_zero_due = true;
+                    }
+                }
+                None if page.entries == 0 => {
+                    self.forward_done = true;
+                    self.page_zero_due = !self.page_zero_asked;
+                }
+                None => {}
+            }
+            let page = self.keep_new(page);
+            if let Some(total) = self.total {
+                let seen_all = self.rows_seen() >= total;
+                let past_the_end = page.paging.is_some_and(|p| p.end_offset + 1 >= total);
+                if page.entries == 0 || seen_all || past_the_end && !self.page_zero_due {
+                    self.forward_done = true;
+                }
+            }
+            return Ok(Some(page));
         }
-        let page = self.api.list_sessions(self.query, self.page_no).await?;
-        let ids: Vec<SessionId> = page.sessions.iter().map(|s| s.id.clone()).collect();
-        if !ids.is_empty() && self.previous.as_ref() == Some(&ids) {
-            return Err(RtkApiError::BadAnswer(format!(
-                "the sessions listing answered page {} with page {}'s sessions again; its paging is not understood",
-                self.page_no,
-                self.page_no - 1
-            ))
-            .into());
-        }
-        self.done = page.entries < super::LISTING_PAGE as usize;
-        self.previous = Some(ids);
-        self.page_no += 1;
-        Ok(Some(page))
+    }
+
+    /// `page` with the rows an earlier page had already given left out.
+    fn keep_new(&mut self, mut page: ListingPage) -> ListingPage {
+        page.sessions.retain(|s| self.seen.insert(s.id.clone()));
+        self.unusable += page.not_understood.len() as u64;
+        page.entries = page.sessions.len() + page.not_understood.len();
+        page
+    }
+
+    fn rows_seen(&self) -> u64 {
+        self.seen.len() as u64 + self.unusable
+    }
+
+    /// `(total_count, rows seen)` when the walk saw fewer rows than the listing counted.
+    fn shortfall(&self) -> Option<Shortfall> {
+        let total = self.total?;
+        let seen = self.rows_seen();
+        (seen < total).then_some(Shortfall { total, seen })
+    }
+}
+
+/// A listing walk that ended short of the listing's own `total_count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shortfall {
+    pub total: u64,
+    pub seen: u64,
+}
+
+impl std::fmt::Display for Shortfall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the sessions listing counted {} sessions but its pages held {} ({} missing: sessions that vanished while it was paged through, or a listing that pages in a way chatsink does not follow)",
+            self.total,
+            self.seen,
+            self.total - self.seen
+        )
     }
 }
 
@@ -197,6 +310,8 @@ pub struct PassReport {
     pub missing: usize,
     /// Pull jobs made for them (a missing session's job may be open already).
     pub enqueued: usize,
+    /// The listing's pages held fewer sessions than it counted.
+    pub shortfall: Option<Shortfall>,
 }
 
 /// One reconcile pass, if no other process is running one: list the sessions that ended between
@@ -219,6 +334,11 @@ pub async fn reconcile_pass(
     };
     let result = run_pass(ctx, api, settings, lease.watermark).await;
     let ended = match &result {
+        // The watermark stays where it was: the next pass lists the same window again.
+        Ok((report, _)) if report.shortfall.is_some() => {
+            let shortfall = report.shortfall.expect("checked");
+            ctx.store.end_pass(lease, Err(shortfall.to_string())).await
+        }
         Ok((_, cutoff)) => ctx.store.end_pass(lease, Ok(*cutoff)).await,
         Err(e) => ctx.store.end_pass(lease, Err(e.to_string())).await,
     };
@@ -246,7 +366,7 @@ async fn run_pass(
         meeting: None,
     };
     let mut report = PassReport::default();
-    let mut pages = Paging::new(api, &query);
+    let mut pages = ListingWalk::new(api, &query);
     while let Some(page) = pages.next().await? {
         let due: Vec<ListedSession> = page
             .sessions
@@ -269,6 +389,7 @@ async fn run_pass(
             }
         }
     }
+    report.shortfall = pages.shortfall();
     Ok((report, cutoff))
 }
 
@@ -321,6 +442,15 @@ fn record_pass(result: &Result<Option<PassReport>, IngestError>) {
                 .increment(report.missing as u64);
             metrics::counter!("chatsink_reconcile_sessions_enqueued_total")
                 .increment(report.enqueued as u64);
+            if let Some(shortfall) = report.shortfall {
+                metrics::counter!("chatsink_reconcile_listing_shortfall_total")
+                    .increment(shortfall.total - shortfall.seen);
+                tracing::warn!(
+                    listed = shortfall.total,
+                    seen = shortfall.seen,
+                    "reconcile: {shortfall}"
+                );
+            }
             let level_info = report.missing > 0;
             if level_info {
                 tracing::info!(

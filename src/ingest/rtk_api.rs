@@ -79,8 +79,33 @@ pub struct ListingQuery {
 pub struct ListingPage {
     pub sessions: Vec<ListedSession>,
     pub not_understood: Vec<String>,
-    /// How many entries the page held: a page shorter than asked for is the last.
+    /// How many entries the page held (a page shorter than asked for is not the end: the
+    /// server may cap `per_page`).
     pub entries: usize,
+    /// The listing's `paging`, beside `data`, when the server sends it.
+    pub paging: Option<ListingPaging>,
+}
+
+/// Where a page sits in the whole listing: `{start_offset, end_offset, total_count}` (in the
+/// SDK's types since 2026-05). Whether `end_offset` is inclusive is not stated; the walk does
+/// not depend on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListingPaging {
+    pub start_offset: u64,
+    pub end_offset: u64,
+    pub total_count: u64,
+}
+
+impl ListingPaging {
+    fn from_answer(body: &serde_json::Value) -> Option<Self> {
+        let paging = body.get("paging")?;
+        let number = |field: &str| paging.get(field).and_then(serde_json::Value::as_u64);
+        Some(Self {
+            start_offset: number("start_offset")?,
+            end_offset: number("end_offset").unwrap_or(0),
+            total_count: number("total_count")?,
+        })
+    }
 }
 
 #[derive(Clone)]
@@ -138,8 +163,9 @@ impl RtkApi {
         })
     }
 
-    /// Page `page_no` (from 1) of the app's ended sessions matching `query`, oldest first so
-    /// that sessions ending while the listing is paged through join its end and shift no page.
+    /// Page `page_no` of the app's ended sessions matching `query`, oldest first so that
+    /// sessions ending while the listing is paged through join its end and shift no page.
+    /// Whether pages count from 0 or 1 is the server's (see `pull::ListingWalk`).
     pub async fn list_sessions(
         &self,
         query: &ListingQuery,
@@ -173,6 +199,7 @@ impl RtkApi {
             .ok_or_else(|| RtkApiError::BadAnswer("no 'data.sessions' list".into()))?;
         let mut page = ListingPage {
             entries: entries.len(),
+            paging: ListingPaging::from_answer(&body),
             ..ListingPage::default()
         };
         for entry in entries {

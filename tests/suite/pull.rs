@@ -47,6 +47,14 @@ struct RtkState {
     padding: usize,
     /// The listing answers every page_no with the first page (a server that ignores paging).
     ignores_page_no: bool,
+    /// The first page's `page_no`: 1 by default; the API reference allows 0.
+    page_base: u32,
+    /// The most sessions a page holds, whatever `per_page` asks for.
+    per_page_cap: Option<usize>,
+    /// No `paging` beside `data` (the SDK's type before 2026-05).
+    without_paging: bool,
+    /// Added to `total_count`: a listing that counts sessions it never shows.
+    overcount: u64,
     listing_delay: Duration,
     dump_delay: Duration,
     /// (page_no, arrived, answered) of each listing request.
@@ -70,7 +78,10 @@ pub(crate) struct FakeRtk {
 
 impl FakeRtk {
     pub(crate) async fn start() -> Self {
-        let state = Arc::new(Mutex::new(RtkState::default()));
+        let state = Arc::new(Mutex::new(RtkState {
+            page_base: 1,
+            ..RtkState::default()
+        }));
         let shared = web::Data::from(state.clone());
         let server = actix_web::HttpServer::new(move || {
             actix_web::App::new()
@@ -142,7 +153,7 @@ async fn listing(
         .get("page_no")
         .and_then(|p| p.parse().ok())
         .unwrap_or(1);
-    let per_page: usize = query
+    let asked: usize = query
         .get("per_page")
         .and_then(|p| p.parse().ok())
         .unwrap_or(20);
@@ -151,18 +162,18 @@ async fn listing(
             .get(key)
             .map(|t| chatsink::domain::Timestamp::parse(t).unwrap().millis())
     };
-    let page_no = if state.lock().unwrap().ignores_page_no {
-        1
-    } else {
-        page_no
-    };
-    let (delay, fails, limited) = {
+    let (delay, fails, limited, page_no) = {
         let mut s = state.lock().unwrap();
         s.queries.push(query.0.clone());
         s.api_requests.push(arrived);
+        let page_no = if s.ignores_page_no {
+            s.page_base
+        } else {
+            page_no
+        };
         let limited = s.rate_limit_pages.contains(&page_no);
         s.rate_limit_pages.retain(|p| *p != page_no);
-        (s.listing_delay, s.listing_fails, limited)
+        (s.listing_delay, s.listing_fails, limited, page_no)
     };
     tokio::time::sleep(delay).await;
     let answer = if limited {
@@ -171,6 +182,9 @@ async fn listing(
             .finish()
     } else if let Some(status) = fails {
         HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).finish()
+    } else if page_no < state.lock().unwrap().page_base {
+        HttpResponse::BadRequest().json(serde_json::json!({"success": false, "error": {
+            "code": 400, "message": "page_no must be at least 1"}}))
     } else {
         let s = state.lock().unwrap();
         let mut picked: Vec<&FakeSession> = s
@@ -182,11 +196,12 @@ async fn listing(
             .filter(|f| time("end_time").is_none_or(|t| f.started_ms <= t))
             .collect();
         picked.sort_by_key(|f| (f.started_ms, f.id.clone()));
-        let page: Vec<serde_json::Value> = picked
-            .into_iter()
-            .skip((page_no as usize - 1) * per_page)
-            .take(per_page)
-            .map(|f| {
+        // The whole listing, the raw entries first; a page is a slice of it.
+        let rows: Vec<serde_json::Value> = s
+            .raw_entries
+            .iter()
+            .cloned()
+            .chain(picked.into_iter().map(|f| {
                 serde_json::json!({
                     "id": f.id,
                     "associated_id": f.meeting,
@@ -200,16 +215,24 @@ async fn listing(
                     "minutes_consumed": 1.5,
                     "organization_id": "org",
                 })
-            })
+            }))
             .collect();
-        let mut page = page;
-        if page_no == 1 {
-            page.splice(0..0, s.raw_entries.iter().cloned());
+        let per_page = s.per_page_cap.map_or(asked, |cap| asked.min(cap)).max(1);
+        let start = (page_no - s.page_base) as usize * per_page;
+        let page: Vec<serde_json::Value> =
+            rows.iter().skip(start).take(per_page).cloned().collect();
+        let mut answer = serde_json::json!({"success": true, "data": {"sessions": page}});
+        if !s.without_paging {
+            // As the SDK's type has it: beside `data`, the last offset inclusive.
+            answer["paging"] = serde_json::json!({
+                "start_offset": start,
+                "end_offset": (start + page.len()).saturating_sub(1),
+                "total_count": rows.len() as u64 + s.overcount,
+            });
         }
-        let body = serde_json::json!({"success": true, "data": {"sessions": page}}).to_string();
         HttpResponse::Ok()
             .content_type("application/json")
-            .body(format!("{body}{}", " ".repeat(s.padding)))
+            .body(format!("{answer}{}", " ".repeat(s.padding)))
     };
     state
         .lock()
@@ -1027,4 +1050,103 @@ async fn reconcile_is_off_with_an_info_line_without_credentials_or_interval() {
         zero.log()
     );
     assert!(api.with(|s| s.listings.is_empty()), "no pass ran");
+}
+
+/// Whatever way the listing pages (pages from 0 or 1, a cap on `per_page` below what chatsink
+/// asks for, `paging` beside `data` or none), backfill and reconcile visit every session the
+/// listing holds, each once, and load each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_session_is_visited_once_however_the_listing_pages() {
+    // (page base, per-page cap, with paging)
+    let shapes = [
+        (1, Some(7), true),
+        (0, Some(7), true),
+        (0, None, true),
+        (0, Some(7), false),
+        (1, Some(7), false),
+    ];
+    for (base, cap, paging) in shapes {
+        let shape = format!("base {base}, cap {cap:?}, paging {paging}");
+        let root = tempfile::tempdir().unwrap();
+        let site = Site::on_this_backend(root.path());
+        migrate(&site);
+        let api = FakeRtk::start().await;
+        let ids: Vec<String> = (0..30).map(|n| format!("paged-{n:02}")).collect();
+        for (n, id) in ids.iter().enumerate() {
+            api.add(ended(id, Duration::from_secs(7200 + n as u64 * 10), 1));
+        }
+        api.with(|s| {
+            s.page_base = base;
+            s.per_page_cap = cap;
+            s.without_paging = !paging;
+        });
+        let output = backfill(&site, &api, &["--since", &since()]);
+        assert!(output.status.success(), "{shape}: {}", said(&output));
+        assert!(
+            String::from_utf8_lossy(&output.stdout).contains("backfill: 30 listed, 30 loaded"),
+            "{shape}: {}",
+            said(&output)
+        );
+        for id in &ids {
+            assert_eq!(api.dump_requests(id), 1, "{shape}: {id}");
+        }
+        assert_eq!(site.archive().sessions().len(), 30, "{shape}");
+
+        // Reconcile over the same listing, with 10 more sessions whose webhook never came.
+        let late: Vec<String> = (0..10).map(|n| format!("late-{n:02}")).collect();
+        for (n, id) in late.iter().enumerate() {
+            api.add(ended(id, Duration::from_secs(600 + n as u64 * 10), 1));
+        }
+        let served = serve_reconciling(&site, &api, "60").await;
+        wait_until(
+            &format!("{shape}: reconcile loads the late sessions"),
+            Duration::from_secs(60),
+            || site.archive().sessions().len() == 40,
+        )
+        .await;
+        site.wait_until_settled().await;
+        for id in ids.iter().chain(&late) {
+            assert_eq!(api.dump_requests(id), 1, "{shape}: {id}");
+        }
+        served.stop();
+    }
+}
+
+/// A listing whose pages hold fewer sessions than its `total_count` says: backfill loads what
+/// it found and exits non-zero naming the shortfall; reconcile says so in its log and metric,
+/// and keeps its watermark so the next pass lists the window again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_that_ends_short_of_its_count_is_reported_never_a_silent_success() {
+    let root = tempfile::tempdir().unwrap();
+    let site = Site::on_this_backend(root.path());
+    migrate(&site);
+    let api = FakeRtk::start().await;
+    for n in 0..12 {
+        api.add(ended(
+            &format!("short-{n:02}"),
+            Duration::from_secs(7200 + n * 10),
+            1,
+        ));
+    }
+    api.with(|s| {
+        s.per_page_cap = Some(5);
+        s.overcount = 3;
+    });
+    let output = backfill(&site, &api, &["--since", &since()]);
+    assert!(!output.status.success(), "{}", said(&output));
+    assert!(
+        said(&output).contains("counted 15 sessions but its pages held 12 (3 missing"),
+        "{}",
+        said(&output)
+    );
+    assert_eq!(site.archive().sessions().len(), 12);
+
+    let served = serve_reconciling(&site, &api, "60").await;
+    wait_until("the shortfall metric", Duration::from_secs(30), || {
+        site.log()
+            .contains("reconcile: the sessions listing counted 15")
+    })
+    .await;
+    assert!(metric(&served, "chatsink_reconcile_listing_shortfall_total").await >= 3.0);
+    served.stop();
 }
