@@ -15,7 +15,8 @@ CREATE TABLE inbox (
     session_id   TEXT,
     body         BLOB NOT NULL,             -- the raw bytes that were verified
     received_at  TEXT NOT NULL,
-    received_ms  INTEGER NOT NULL
+    received_ms  INTEGER NOT NULL,
+    webhook_id   TEXT                       -- rtk-webhook-id: the webhook configuration that sent it
 );
 
 -- The ingest queue. A job is claimed with a lease (lease_token + claimed_until_ms) in a short
@@ -142,6 +143,10 @@ CREATE TABLE messages (
     created_ms    INTEGER NOT NULL,
     -- A text message's text is its payload: derived when read, so the archive stores it once.
     text          TEXT GENERATED ALWAYS AS (CASE WHEN kind = 'text' THEN payload END) VIRTUAL,
+    -- The dump's columns chatsink has no field for: a JSON object of column name to text.
+    extra         TEXT,
+    -- A private message's recipients (the dump's `targetUserIds`), a JSON array; NULL: everyone.
+    target_user_ids TEXT,
     UNIQUE (session_key, id)
 );
 -- One index per documented filter, each ending in (created_ms, seq) so a filtered page is read
@@ -158,6 +163,9 @@ CREATE INDEX messages_kind_time ON messages (kind, created_ms) WHERE kind <> 'te
 CREATE INDEX messages_pinned_time ON messages (created_ms) WHERE pinned = 1;
 CREATE INDEX messages_pinned_kind_time ON messages (kind, created_ms) WHERE pinned = 1;
 CREATE INDEX messages_edited_time ON messages (created_ms) WHERE edited = 1;
+-- The few messages with extra columns or recipients, for taking an erased user's id out of them.
+CREATE INDEX messages_with_extra ON messages (user_key)
+    WHERE target_user_ids IS NOT NULL OR extra IS NOT NULL;
 
 -- Messages with their session, meeting and participant ids, for people querying by hand.
 CREATE VIEW message_view AS

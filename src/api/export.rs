@@ -18,7 +18,7 @@ use tokio::sync::OwnedSemaphorePermit;
 const PAGE: u32 = 1000;
 const FLUSH_AT: usize = 64 * 1024;
 
-pub const CSV_COLUMNS: [&str; 14] = [
+pub const CSV_COLUMNS: [&str; 17] = [
     "id",
     "sessionId",
     "meetingId",
@@ -33,6 +33,9 @@ pub const CSV_COLUMNS: [&str; 14] = [
     "name",
     "size",
     "payload",
+    "private",
+    "targetUserIds",
+    "extra",
 ];
 
 /// Neutralises a cell a spreadsheet would treat as a formula.
@@ -43,7 +46,7 @@ pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-fn csv_record(view: &MessageView) -> [String; 14] {
+fn csv_record(view: &MessageView) -> [String; 17] {
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();
     [
         view.id.clone(),
@@ -60,6 +63,15 @@ fn csv_record(view: &MessageView) -> [String; 14] {
         opt(&view.name),
         view.size.map(|s| s.to_string()).unwrap_or_default(),
         opt(&view.payload),
+        view.private.to_string(),
+        view.target_user_ids
+            .as_ref()
+            .map(|t| serde_json::to_string(t).expect("strings serialise"))
+            .unwrap_or_default(),
+        view.extra
+            .as_ref()
+            .map(|e| e.to_string())
+            .unwrap_or_default(),
     ]
 }
 

@@ -70,6 +70,12 @@ const EDITED: ParamSpec = spec(
     false,
     "Only edited (true) or unedited (false) messages.",
 );
+const PRIVATE: ParamSpec = spec(
+    "private",
+    ParamKind::Bool,
+    false,
+    "Only private messages (true: sent to some participants, with targetUserIds) or only messages to everyone (false).",
+);
 const SESSION: ParamSpec = spec("session", ParamKind::Text, false, "Session id.");
 const MEETING: ParamSpec = spec("meeting", ParamKind::Text, false, "Meeting id.");
 const SINCE: ParamSpec = spec(
@@ -123,16 +129,17 @@ const FORMAT: ParamSpec = spec(
 );
 
 pub const MESSAGE_PARAMS: &[ParamSpec] = &[
-    USER, TYPE, PINNED, EDITED, SESSION, MEETING, SINCE, UNTIL, Q, LIMIT, ORDER, CURSOR, FORMAT,
+    USER, TYPE, PINNED, EDITED, PRIVATE, SESSION, MEETING, SINCE, UNTIL, Q, LIMIT, ORDER, CURSOR,
+    FORMAT,
 ];
 pub const SESSION_MESSAGE_PARAMS: &[ParamSpec] = &[
-    USER, TYPE, PINNED, EDITED, MEETING, SINCE, UNTIL, Q, LIMIT, ORDER, CURSOR, FORMAT,
+    USER, TYPE, PINNED, EDITED, PRIVATE, MEETING, SINCE, UNTIL, Q, LIMIT, ORDER, CURSOR, FORMAT,
 ];
 pub const USER_MESSAGE_PARAMS: &[ParamSpec] = &[
-    TYPE, PINNED, EDITED, SESSION, MEETING, SINCE, UNTIL, Q, LIMIT, ORDER, CURSOR, FORMAT,
+    TYPE, PINNED, EDITED, PRIVATE, SESSION, MEETING, SINCE, UNTIL, Q, LIMIT, ORDER, CURSOR, FORMAT,
 ];
 pub const STATS_PARAMS: &[ParamSpec] = &[
-    USER, TYPE, PINNED, EDITED, SESSION, MEETING, SINCE, UNTIL, Q,
+    USER, TYPE, PINNED, EDITED, PRIVATE, SESSION, MEETING, SINCE, UNTIL, Q,
 ];
 pub const LIST_PARAMS: &[ParamSpec] = &[LIMIT, CURSOR];
 const AUDIT_SINCE: ParamSpec = spec(
@@ -332,6 +339,7 @@ pub fn message_filter(params: &QueryParams, scope: &Scope) -> Result<MessageFilt
         },
         pinned: params.bool("pinned"),
         edited: params.bool("edited"),
+        private: params.bool("private"),
         session: scope
             .session
             .clone()

@@ -37,6 +37,15 @@ pub struct MessageView {
     /// Unknown types, and files whose payload was not JSON: the raw payload.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload: Option<String>,
+    /// Sent to some participants only (the dump's `targetUserIds`).
+    pub private: bool,
+    /// A private message's recipients.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_user_ids: Option<Vec<String>>,
+    /// The dump's columns chatsink has no field for: column name to text, as given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub extra: Option<serde_json::Value>,
 }
 
 impl From<MessageRow> for MessageView {
@@ -58,6 +67,11 @@ impl From<MessageRow> for MessageView {
             link: row.link,
             name: row.file_name,
             size: row.file_size,
+            private: row.target_user_ids.is_some(),
+            target_user_ids: row.target_user_ids,
+            extra: row
+                .extra
+                .map(|e| serde_json::from_str(&e).unwrap_or(serde_json::Value::String(e))),
         }
     }
 }

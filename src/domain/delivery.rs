@@ -13,6 +13,8 @@ pub struct NewDelivery {
     pub body: Vec<u8>,
     pub received: Timestamp,
     pub chat_synced: Option<ChatSynced>,
+    /// `rtk-webhook-id`: the webhook configuration that sent it (not a secret).
+    pub webhook_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,4 +38,6 @@ pub struct DeliveryRecord {
     /// The body exactly as it arrived, and its SHA-256 (hex).
     pub body: Vec<u8>,
     pub body_sha256: String,
+    /// `rtk-webhook-id`: the webhook configuration that sent it.
+    pub webhook_id: Option<String>,
 }

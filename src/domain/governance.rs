@@ -2,7 +2,7 @@
 //! retention and the audit log (the work itself is in `crate::governance`).
 
 use super::timestamp::now_ms;
-use super::LoadRow;
+use super::{ChatMessage, LoadRow};
 use std::collections::HashSet;
 
 /// Who is asking, as the API's token check found them.
@@ -219,6 +219,88 @@ impl ErasureList {
     }
 }
 
+impl ErasureList {
+    /// Takes erased users' ids out of what a kept message says of others: its recipients
+    /// (`targetUserIds`) and its extra columns. The message itself stays (its sender was not
+    /// erased).
+    pub fn scrub(&self, message: &mut ChatMessage) {
+        if self.users.is_empty() {
+            return;
+        }
+        for id in &self.users {
+            scrub_user(message, id);
+        }
+    }
+}
+
+/// Takes `id` out of `message`'s recipients and extra columns; whether anything changed.
+pub fn scrub_user(message: &mut ChatMessage, id: &str) -> bool {
+    let (targets, extra) = scrub_user_fields(
+        message.target_user_ids.as_deref(),
+        message.extra.as_deref(),
+        id,
+    );
+    let changed = targets.is_some() || extra.is_some();
+    if let Some(targets) = targets {
+        message.target_user_ids = Some(targets);
+    }
+    if let Some(extra) = extra {
+        message.extra = Some(extra);
+    }
+    changed
+}
+
+/// `id` taken out of a message's recipients and extra columns (a JSON object of column name to
+/// text): the new value of each that held it, `None` for each that did not. A private
+/// message whose only recipient goes stays private, with no recipient left.
+pub fn scrub_user_fields(
+    targets: Option<&[String]>,
+    extra: Option<&str>,
+    id: &str,
+) -> (Option<Vec<String>>, Option<String>) {
+    let targets = targets
+        .filter(|t| t.iter().any(|t| t == id))
+        .map(|t| t.iter().filter(|t| *t != id).cloned().collect());
+    let extra = extra.filter(|e| names_as_field(e.as_bytes(), id)).map(|e| {
+        match super::json::from_str::<serde_json::Map<String, serde_json::Value>>(e) {
+            Ok(mut columns) => {
+                for value in columns.values_mut() {
+                    if let serde_json::Value::String(text) = value {
+                        *text = remove_field(text, id);
+                    }
+                }
+                serde_json::Value::Object(columns).to_string()
+            }
+            Err(_) => remove_field(e, id),
+        }
+    });
+    (targets, extra)
+}
+
+/// `text` with every occurrence of `id` as a field of its own (see [`names_as_field`]) removed.
+fn remove_field(text: &str, id: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    for at in memchr::memmem::find_iter(bytes, id.as_bytes()) {
+        let before = at.checked_sub(1).map(|i| bytes[i]);
+        let after = bytes.get(at + id.len()).copied();
+        if at >= copied
+            && before.is_none_or(is_field_delimiter)
+            && after.is_none_or(is_field_delimiter)
+        {
+            out.push_str(&text[copied..at]);
+            copied = at + id.len();
+        }
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
+fn is_field_delimiter(b: u8) -> bool {
+    matches!(b, b',' | b'"' | b'[' | b']' | b';') || b.is_ascii_whitespace()
+}
+
 /// Whether a rejected row's raw bytes hold `id` as a field of their own: between the CSV's or a
 /// JSON list's delimiters (`,` `"` `[` `]` `;`, whitespace, the row's ends), not inside a longer
 /// id. Erasing `u-1` so leaves `u-10`'s, `xu-1`'s and `u-1b`'s rows alone, while a row whose
@@ -228,12 +310,10 @@ pub fn names_as_field(raw: &[u8], id: &str) -> bool {
     if id.is_empty() {
         return false;
     }
-    let delimiter =
-        |b: u8| matches!(b, b',' | b'"' | b'[' | b']' | b';') || b.is_ascii_whitespace();
     memchr::memmem::find_iter(raw, id).any(|at| {
         let before = at.checked_sub(1).map(|i| raw[i]);
         let after = raw.get(at + id.len()).copied();
-        before.is_none_or(delimiter) && after.is_none_or(delimiter)
+        before.is_none_or(is_field_delimiter) && after.is_none_or(is_field_delimiter)
     })
 }
 
@@ -337,6 +417,8 @@ mod tests {
             file_name: None,
             file_size: None,
             created: Timestamp::from_millis(0),
+            extra: None,
+            target_user_ids: None,
         })
     }
 
@@ -385,6 +467,21 @@ mod tests {
         assert!(names_as_field(b"a,\"u-1,unclosed", "u-1"));
         assert!(!names_as_field(br#"a,"[""u-10""]",b"#, "u-1"));
         assert!(!names_as_field(b"anything", ""));
+    }
+
+    #[test]
+    fn an_erased_user_leaves_recipient_lists_and_extra_columns_but_longer_ids_stay() {
+        let targets = vec!["u-1".to_owned(), "u-10".to_owned()];
+        let extra = r#"{"mentions":"u-1, u-10","note":"xu-1 and u-1"}"#;
+        let (t, e) = super::scrub_user_fields(Some(&targets), Some(extra), "u-1");
+        assert_eq!(t, Some(vec!["u-10".to_owned()]));
+        let e: serde_json::Value = serde_json::from_str(&e.unwrap()).unwrap();
+        assert_eq!(e["mentions"], ", u-10");
+        assert_eq!(e["note"], "xu-1 and ");
+        assert_eq!(
+            super::scrub_user_fields(Some(&targets), Some(extra), "u-2"),
+            (None, None)
+        );
     }
 
     #[test]

@@ -85,6 +85,39 @@ pub struct ChatMessage {
     pub file_size: Option<i64>,
     pub payload: String,
     pub created: Timestamp,
+    /// The dump's columns chatsink has no field for, as a JSON object of column name to text:
+    /// the archive keeps every column it was given. `None` when the dump has no such column.
+    pub extra: Option<String>,
+    /// A private message's recipients (the dump's `targetUserIds`); `None`: not private.
+    pub target_user_ids: Option<Vec<String>>,
+}
+
+/// The dump's `targetUserIds`: a JSON array (`["u-1","u-2"]`), or ids separated by commas,
+/// semicolons or spaces. Empty: not a private message.
+pub fn parse_target_user_ids(raw: &str) -> Option<Vec<String>> {
+    let raw = raw.trim();
+    if raw.is_empty() || raw == "[]" || raw.eq_ignore_ascii_case("null") {
+        return None;
+    }
+    if let Ok(serde_json::Value::Array(items)) = super::json::from_str::<serde_json::Value>(raw) {
+        let ids: Vec<String> = items
+            .into_iter()
+            .filter_map(|v| match v {
+                serde_json::Value::String(s) => Some(s.trim().to_owned()),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+            .filter(|s| !s.is_empty())
+            .collect();
+        return (!ids.is_empty()).then_some(ids);
+    }
+    let ids: Vec<String> = raw
+        .trim_matches(['[', ']'])
+        .split([',', ';', ' ', '\t', '\n', '\r'])
+        .map(|s| s.trim().trim_matches(['"', '\'']).to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    (!ids.is_empty()).then_some(ids)
 }
 
 impl ChatMessage {
@@ -158,6 +191,24 @@ mod tests {
             ChatMessage::typed_fields(&MessageKind::File, "not json"),
             (None, None, None)
         );
+    }
+
+    #[test]
+    fn target_user_ids_in_every_plausible_form() {
+        let two = Some(vec!["u-1".to_owned(), "u-2".to_owned()]);
+        for raw in [
+            r#"["u-1","u-2"]"#,
+            "u-1,u-2",
+            "u-1; u-2",
+            "[u-1, u-2]",
+            r#" [ "u-1" , "u-2" ] "#,
+        ] {
+            assert_eq!(parse_target_user_ids(raw), two, "{raw}");
+        }
+        for raw in ["", "  ", "[]", "null", r#"[""]"#] {
+            assert_eq!(parse_target_user_ids(raw), None, "{raw}");
+        }
+        assert_eq!(parse_target_user_ids("[7]"), Some(vec!["7".to_owned()]));
     }
 
     #[test]

@@ -20,15 +20,16 @@ pub mod timestamp;
 pub use delivery::{DeliveryRecord, IntakeOutcome, NewDelivery};
 pub use event::{parse_event, ChatSynced, EventError, WebhookEvent, CHAT_SYNCED};
 pub use governance::{
-    decode_token_scope, names_as_field, parse_age, reserved_token_name, AuditEntry, AuditQuery,
-    EraseStep, EraseTarget, Erased, ErasureList, ErasureRecord, Reader, Scrub, TokenRecord,
-    CLI_ERASE_ACTOR, CLI_ERASURES_APPLY_ACTOR, CLI_PURGE_ACTOR, RETENTION_ACTOR,
+    decode_token_scope, names_as_field, parse_age, reserved_token_name, scrub_user,
+    scrub_user_fields, AuditEntry, AuditQuery, EraseStep, EraseTarget, Erased, ErasureList,
+    ErasureRecord, Reader, Scrub, TokenRecord, CLI_ERASE_ACTOR, CLI_ERASURES_APPLY_ACTOR,
+    CLI_PURGE_ACTOR, RETENTION_ACTOR,
 };
 pub use host_pattern::{HostPattern, HostPatternError};
 pub use ids::{SessionId, SessionIdError};
 pub use job::{ClaimedJob, Job, JobKind, JobOutcome, JobState, ReprocessSelector, UnknownValue};
 pub use listing::{ListedSession, ListingStatus, PullPlan, PullSkip};
-pub use message::{parse_bool, ChatMessage, FilePayload, MessageKind};
+pub use message::{parse_bool, parse_target_user_ids, ChatMessage, FilePayload, MessageKind};
 pub use query::{After, MessageFilter, Order};
 pub use records::{
     MessageRow, MessageStats, SessionDump, SessionRecord, StoredRejectedRow, UserRecord,

@@ -11,6 +11,8 @@ pub struct MessageFilter {
     pub kinds: Vec<String>,
     pub pinned: Option<bool>,
     pub edited: Option<bool>,
+    /// Only private messages (true: with `targetUserIds`) or only public ones (false).
+    pub private: Option<bool>,
     pub session: Option<String>,
     pub meeting: Option<String>,
     /// Half-open: `since <= created_ms < until`.

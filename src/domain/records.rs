@@ -56,6 +56,10 @@ pub struct MessageRow {
     pub file_size: Option<i64>,
     pub payload: String,
     pub created_ms: i64,
+    /// The dump's columns chatsink has no field for: a JSON object of column name to text.
+    pub extra: Option<String>,
+    /// A private message's recipients; `None`: not private.
+    pub target_user_ids: Option<Vec<String>>,
 }
 
 impl MessageRow {

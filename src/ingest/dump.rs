@@ -1,12 +1,13 @@
 //! Turns a chat dump CSV into messages, streaming: one record buffer, whatever the file size.
 //!
-//! Columns are matched by header name (any order, extra columns ignored, a UTF-8 BOM tolerated).
+//! Columns are matched by header name (any order, a UTF-8 BOM tolerated). A column chatsink has no
+//! field for is kept with its message (`extra`), and `targetUserIds` marks a private message.
 //! A row that cannot be parsed becomes a [`RejectedRow`] with its line, reason and raw bytes;
 //! the rest still load. A missing required column fails the whole dump: nothing can load.
 
 use crate::domain::{
-    parse_bool, ChatMessage, LoadRow, MessageKind, RejectedRow, RowSource, SessionId, Timestamp,
-    TimestampError,
+    parse_bool, parse_target_user_ids, ChatMessage, LoadRow, MessageKind, RejectedRow, RowSource,
+    SessionId, Timestamp, TimestampError,
 };
 use csv::ByteRecord;
 use std::collections::VecDeque;
@@ -62,6 +63,10 @@ pub struct DumpReader<R: Read> {
     reader: csv::Reader<CountLines<R>>,
     lines: Arc<Mutex<NewlineIndex>>,
     columns: [usize; REQUIRED_COLUMNS.len()],
+    /// `targetUserIds`, when the dump has it.
+    targets: Option<usize>,
+    /// Every other column: its position and its header, as the dump names it.
+    extra: Vec<(usize, String)>,
     field_count: usize,
     record: ByteRecord,
     error: Option<csv::Error>,
@@ -84,7 +89,7 @@ impl<R: Read> DumpReader<R> {
         if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
             return Err(DumpError::Empty);
         }
-        let names: Vec<String> = headers
+        let given: Vec<String> = headers
             .iter()
             .enumerate()
             .map(|(i, raw)| {
@@ -93,9 +98,10 @@ impl<R: Read> DumpReader<R> {
                 } else {
                     raw
                 };
-                String::from_utf8_lossy(raw).trim().to_ascii_lowercase()
+                String::from_utf8_lossy(raw).trim().to_owned()
             })
             .collect();
+        let names: Vec<String> = given.iter().map(|n| n.to_ascii_lowercase()).collect();
         let mut columns = [0; REQUIRED_COLUMNS.len()];
         let mut missing = Vec::new();
         for (slot, wanted) in REQUIRED_COLUMNS.iter().enumerate() {
@@ -107,10 +113,29 @@ impl<R: Read> DumpReader<R> {
         if !missing.is_empty() {
             return Err(DumpError::MissingColumns(missing));
         }
+        let targets = names.iter().position(|n| n == "targetuserids");
+        let mut extra: Vec<(usize, String)> = Vec::new();
+        for (i, name) in given.iter().enumerate() {
+            if columns.contains(&i) || Some(i) == targets {
+                continue;
+            }
+            // Two columns of one name (or none) are both kept, the second under a name of its own.
+            let mut key = if name.is_empty() {
+                format!("column{}", i + 1)
+            } else {
+                name.clone()
+            };
+            if extra.iter().any(|(_, k)| *k == key) {
+                key = format!("{key}#{}", i + 1);
+            }
+            extra.push((i, key));
+        }
         Ok(Self {
             reader,
             lines,
             columns,
+            targets,
+            extra,
             field_count: headers.len(),
             record: ByteRecord::new(),
             error: None,
@@ -212,6 +237,20 @@ impl<R: Read> DumpReader<R> {
                 ))
             }
         };
+        let mut extra = serde_json::Map::new();
+        for (index, name) in &self.extra {
+            match std::str::from_utf8(&record[*index]) {
+                Ok(text) => {
+                    extra.insert(name.clone(), serde_json::Value::String(text.to_owned()));
+                }
+                Err(_) => return reject(format!("invalid UTF-8 in column {}", truncate(name))),
+            }
+        }
+        let target_user_ids = match self.targets.map(|i| std::str::from_utf8(&record[i])) {
+            None => None,
+            Some(Ok(text)) => parse_target_user_ids(text),
+            Some(Err(_)) => return reject("invalid UTF-8 in column targetUserIds".into()),
+        };
         let kind = MessageKind::from_payload_type(fields[PAYLOAD_TYPE]);
         let payload = fields[PAYLOAD].to_owned();
         let (link, file_name, file_size) = ChatMessage::typed_fields(&kind, &payload);
@@ -229,6 +268,8 @@ impl<R: Read> DumpReader<R> {
             file_size,
             payload,
             created,
+            extra: (!self.extra.is_empty()).then(|| serde_json::Value::Object(extra).to_string()),
+            target_user_ids,
         })
     }
 }

@@ -85,6 +85,7 @@ async fn accept(
         body: body.to_vec(),
         received,
         chat_synced: event.chat_synced,
+        webhook_id: headers.rtk_webhook_id.clone(),
     };
     match state
         .intake
@@ -160,6 +161,15 @@ fn delivery_headers(request: &HttpRequest) -> DeliveryHeaders {
         rtk_signature: get("rtk-signature"),
         rtk_uuid: get("rtk-uuid"),
         dyte_signature: get("dyte-signature"),
+        // An id, not text to keep whole: at most 200 characters, no control characters.
+        rtk_webhook_id: get("rtk-webhook-id")
+            .map(|id| {
+                id.chars()
+                    .filter(|c| !c.is_control())
+                    .take(200)
+                    .collect::<String>()
+            })
+            .filter(|id| !id.trim().is_empty()),
         dyte_uuid: get("dyte-uuid"),
         webhook_id: get("webhook-id"),
         webhook_timestamp: get("webhook-timestamp"),

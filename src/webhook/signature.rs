@@ -21,6 +21,8 @@ pub struct DeliveryHeaders {
     pub webhook_id: Option<String>,
     pub webhook_timestamp: Option<String>,
     pub webhook_signature: Option<String>,
+    /// `rtk-webhook-id`: which webhook configuration sent the delivery (recorded, not verified).
+    pub rtk_webhook_id: Option<String>,
 }
 
 impl DeliveryHeaders {

@@ -143,6 +143,7 @@ proptest! {
             webhook_id: Some("msg_1".into()),
             webhook_timestamp,
             webhook_signature,
+            rtk_webhook_id: None,
         };
         let result = runtime().block_on(verifier().verify(&headers, &body));
         prop_assert!(result.is_err());

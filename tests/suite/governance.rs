@@ -1714,3 +1714,195 @@ async fn a_clean_stop_loses_no_audit_entry() {
         requests.to_string()
     );
 }
+
+/// A dump's columns chatsink has no field for are kept and served (`extra` in JSON and NDJSON,
+/// one JSON column in CSV), `targetUserIds` makes a message private (served, filtered), and an
+/// erased user's id leaves both, in the archive and in every later load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_columns_and_private_messages_are_kept_served_filtered_and_erased() {
+    let world = World::start(&[]).await;
+    let session = uuid::Uuid::new_v4().to_string();
+    let header = format!("{DUMP_HEADER},targetUserIds,reactionCount,Mood");
+    let row = |id: &str, user: &str, targets: &str, reactions: &str, mood: &str, i: i64| {
+        let mut line = Msg {
+            ms: 1_780_480_800_000 + i * 1000,
+            ..msg(&session, "meet-a", i as usize, user, &format!("text {id}"))
+        }
+        .row();
+        line.truncate(line.len() - 2); // the row's CRLF
+        let extra = csv_row(&[targets, reactions, mood]);
+        format!("{line},{extra}")
+    };
+    let body = [
+        header,
+        row("m1", "u-1", "", "3", "=HYPERLINK(\"x\")", 0),
+        row("m2", "u-1", r#"["u-2","u-10"]"#, "", "calm", 1),
+        row("m3", "u-2", "u-1", "1", "", 2),
+        row("m4", "u-10", "", "0", "thanks u-2, u-20", 3),
+    ]
+    .concat()
+    .replace(
+        &format!("{DUMP_HEADER},targetUserIds,reactionCount,Mood"),
+        &format!("{DUMP_HEADER},targetUserIds,reactionCount,Mood\r\n"),
+    );
+    let path = format!("/dumps/{session}.csv");
+    let world = &world;
+    let deliver = |note: &str| {
+        world
+            .storage
+            .route(&path, vec![Reply::Body(body.clone().into_bytes())]);
+        let delivery = synced(&session, "meet-a", &world.storage.url(&path), note);
+        async move {
+            let answer = world
+                .served
+                .post(&delivery, &uuid::Uuid::new_v4().to_string())
+                .await
+                .unwrap();
+            assert!(answer.status().is_success());
+            world.site.wait_until_settled().await;
+        }
+    };
+    deliver("1").await;
+    let by_id = |messages: Vec<serde_json::Value>| -> BTreeMap<String, serde_json::Value> {
+        messages
+            .into_iter()
+            .map(|m| {
+                (
+                    m["id"]
+                        .as_str()
+                        .unwrap()
+                        .rsplit('-')
+                        .next()
+                        .unwrap()
+                        .to_owned(),
+                    m,
+                )
+            })
+            .collect()
+    };
+    let all = by_id(
+        world
+            .all(
+                &format!("/v1/messages?session={session}"),
+                "messages",
+                READ_TOKEN,
+            )
+            .await,
+    );
+    assert_eq!(all.len(), 4, "{all:?}");
+    assert_eq!(all["m0"]["private"], false);
+    assert!(all["m0"].get("targetUserIds").is_none());
+    assert_eq!(
+        all["m0"]["extra"],
+        serde_json::json!({"reactionCount": "3", "Mood": "=HYPERLINK(\"x\")"})
+    );
+    assert_eq!(all["m1"]["private"], true);
+    assert_eq!(
+        all["m1"]["targetUserIds"],
+        serde_json::json!(["u-2", "u-10"])
+    );
+    assert_eq!(
+        all["m1"]["extra"],
+        serde_json::json!({"reactionCount": "", "Mood": "calm"})
+    );
+    assert_eq!(all["m2"]["targetUserIds"], serde_json::json!(["u-1"]));
+    // Filtered, both ways, and counted.
+    for (filter, expected) in [("true", ["m1", "m2"]), ("false", ["m0", "m3"])] {
+        let got = by_id(
+            world
+                .all(
+                    &format!("/v1/messages?session={session}&private={filter}"),
+                    "messages",
+                    READ_TOKEN,
+                )
+                .await,
+        );
+        assert_eq!(
+            got.keys().cloned().collect::<Vec<_>>(),
+            expected,
+            "private={filter}"
+        );
+        let (_, stats) = world
+            .get(
+                &format!("/v1/stats?session={session}&private={filter}"),
+                READ_TOKEN,
+            )
+            .await;
+        assert_eq!(stats["total"], 2, "{stats}");
+    }
+    let (status, body_of) = world.get("/v1/messages?private=perhaps", READ_TOKEN).await;
+    assert_eq!(
+        (status, body_of["parameter"].as_str()),
+        (400, Some("private"))
+    );
+    // Exports: NDJSON carries the same objects; CSV one JSON column `extra`.
+    let ndjson = world
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/messages?session={session}&format=ndjson"),
+            READ_TOKEN,
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    let lines: Vec<serde_json::Value> = ndjson
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(by_id(lines), all);
+    let csv_text = world
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/messages?session={session}&format=csv"),
+            READ_TOKEN,
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    let column = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let second = &records[1];
+    assert_eq!(&second[column("private")], "true");
+    assert_eq!(&second[column("targetUserIds")], r#"["u-2","u-10"]"#);
+    let extra: serde_json::Value = serde_json::from_str(&records[0][column("extra")]).unwrap();
+    assert_eq!(extra, all["m0"]["extra"]);
+
+    // Erasing u-2: their message goes, and their id leaves the others' recipients and extra.
+    let answer = world
+        .call(reqwest::Method::DELETE, "/v1/users/u-2", ADMIN_TOKEN)
+        .await;
+    assert_eq!(answer.status(), 200);
+    for round in ["after the erasure", "after a re-delivery"] {
+        let left = by_id(
+            world
+                .all(
+                    &format!("/v1/messages?session={session}"),
+                    "messages",
+                    READ_TOKEN,
+                )
+                .await,
+        );
+        assert_eq!(
+            left.keys().cloned().collect::<Vec<_>>(),
+            ["m0", "m1", "m3"],
+            "{round}"
+        );
+        assert_eq!(
+            left["m1"]["targetUserIds"],
+            serde_json::json!(["u-10"]),
+            "{round}"
+        );
+        assert_eq!(left["m1"]["private"], true, "{round}");
+        let mood = left["m3"]["extra"]["Mood"].as_str().unwrap();
+        assert!(
+            !mood.contains("u-2,") && mood.contains("u-20"),
+            "{round}: {mood}"
+        );
+        assert_eq!(left["m0"]["extra"], all["m0"]["extra"], "{round}");
+        deliver(round).await;
+    }
+}

@@ -250,6 +250,7 @@ mod queue {
 
     fn delivery(id: &str, body: &str, session: Option<&str>) -> NewDelivery {
         NewDelivery {
+            webhook_id: None,
             delivery_id: Some(id.to_owned()),
             body_sha256: format!("sha-of-{body}"),
             scheme: "hmac",

@@ -698,3 +698,29 @@ async fn a_request_head_too_long_to_parse_is_answered_in_json() {
     let response = app.post_webhook(&body, &[]).await;
     assert_eq!(response.status(), 401);
 }
+
+/// `rtk-webhook-id` (the webhook configuration that sent a delivery) is recorded with it, cut at
+/// 200 characters.
+#[tokio::test]
+async fn the_webhook_id_is_recorded_with_its_delivery() {
+    let app = spawn_app().await;
+    let body = chat_synced("s-webhook-id", "http://127.0.0.1:1/x.csv");
+    let signature = rtk_sign(&rsa_keys().0, &body);
+    let response = app
+        .post_webhook(
+            &body,
+            &[
+                ("rtk-signature", signature),
+                ("rtk-webhook-id", format!("9f2a-config{}", "x".repeat(300))),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        app.deliveries_where(|d| d
+            .webhook_id
+            .as_deref()
+            .is_some_and(|id| id.starts_with("9f2a-config") && id.chars().count() == 200)),
+        1
+    );
+}

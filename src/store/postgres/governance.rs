@@ -5,8 +5,8 @@ use super::load::recount;
 use super::retry::retrying;
 use super::{text, PgStore};
 use crate::domain::{
-    names_as_field, AuditEntry, AuditQuery, EraseStep, EraseTarget, ErasureList, ErasureRecord,
-    TokenRecord,
+    names_as_field, scrub_user_fields, AuditEntry, AuditQuery, EraseStep, EraseTarget, ErasureList,
+    ErasureRecord, TokenRecord,
 };
 use crate::store::StoreError;
 use deadpool_postgres::Transaction;
@@ -86,6 +86,39 @@ async fn trash_dump(tx: &Transaction<'_>, session_key: i64) -> Result<i64, Store
     )
     .await?;
     Ok(moved as i64)
+}
+
+/// Takes an erased user's id out of other messages' recipients and extra columns.
+async fn scrub_mentions(tx: &Transaction<'_>, id: &str) -> Result<(), StoreError> {
+    let stored = text::put(id).into_owned();
+    let candidates = tx
+        .query(
+            "SELECT seq, target_user_ids, extra FROM messages
+             WHERE target_user_ids @> ARRAY[$1::text] OR strpos(extra, $1) > 0",
+            &[&stored],
+        )
+        .await?;
+    for row in candidates {
+        let seq: i64 = row.get(0);
+        let targets: Option<Vec<String>> = row
+            .get::<_, Option<Vec<String>>>(1)
+            .map(|t| t.into_iter().map(text::get).collect());
+        let extra = text::get_opt(row.get(2));
+        let (targets, extra) = scrub_user_fields(targets.as_deref(), extra.as_deref(), id);
+        if targets.is_none() && extra.is_none() {
+            continue;
+        }
+        let targets: Option<Vec<String>> =
+            targets.map(|t| t.iter().map(|t| text::put(t).into_owned()).collect());
+        tx.execute(
+            "UPDATE messages SET target_user_ids = coalesce($2, target_user_ids),
+                                 extra = coalesce($3, extra)
+             WHERE seq = $1",
+            &[&seq, &targets, &text::put_opt(&extra)],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 fn token_from_row(r: &tokio_postgres::Row) -> TokenRecord {
@@ -345,6 +378,9 @@ impl PgStore {
                                 step.removed.dumps += trash_dump(&tx, key).await?;
                                 recount(&tx, key).await?;
                             }
+                        }
+                        if let EraseTarget::User(raw) = target {
+                            scrub_mentions(&tx, raw).await?;
                         }
                         if let (EraseTarget::User(_), Some(key)) = (target, key) {
                             tx.execute("DELETE FROM participants WHERE user_key = $1", &[&key])

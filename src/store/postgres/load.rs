@@ -301,7 +301,8 @@ impl SessionLoad {
             "CREATE TEMP TABLE IF NOT EXISTS load_stage (
                  n bigint, id text, meeting_id text, user_id text, display_name text, kind text,
                  pinned boolean, edited boolean, link text, file_name text, file_size bigint,
-                 payload text, created_ms bigint, search text) ON COMMIT DROP;
+                 payload text, created_ms bigint, search text, extra text,
+                 target_user_ids text[]) ON COMMIT DROP;
              TRUNCATE load_stage;",
         )
         .await?;
@@ -338,7 +339,8 @@ impl SessionLoad {
             let sink = tx
                 .copy_in(
                     "COPY load_stage (n, id, meeting_id, user_id, display_name, kind, pinned, edited, link,
-                                      file_name, file_size, payload, created_ms, search) FROM STDIN BINARY",
+                                      file_name, file_size, payload, created_ms, search, extra,
+                                      target_user_ids) FROM STDIN BINARY",
                 )
                 .await?;
             let writer = BinaryCopyInWriter::new(
@@ -358,13 +360,20 @@ impl SessionLoad {
                     Type::TEXT,
                     Type::INT8,
                     Type::TEXT,
+                    Type::TEXT,
+                    Type::TEXT_ARRAY,
                 ],
             );
             pin_mut!(writer);
             for row in rows {
                 match row {
-                    LoadRow::Message(m) if m.session_id == self.session => {
+                    LoadRow::Message(mut m) if m.session_id == self.session => {
+                        self.erased.scrub(&mut m);
                         self.staged += 1;
+                        let targets: Option<Vec<String>> = m
+                            .target_user_ids
+                            .as_ref()
+                            .map(|t| t.iter().map(|t| text::put(t).into_owned()).collect());
                         let text = (m.kind.as_str() == "text").then_some(m.payload.as_str());
                         let search =
                             search::document(text, m.file_name.as_deref(), &m.display_name);
@@ -385,6 +394,8 @@ impl SessionLoad {
                                 &text::put(&m.payload),
                                 &m.created.millis(),
                                 &search,
+                                &text::put_opt(&m.extra),
+                                &targets,
                             ])
                             .await?;
                         self.report.rows_loaded += 1;
@@ -433,9 +444,10 @@ impl SessionLoad {
         // A message that appears twice ends as its last appearance, in its first one's place.
         tx.execute(
             "INSERT INTO messages (id, session_key, meeting_key, user_key, display_name, kind, pinned, edited,
-                                   link, file_name, file_size, payload, created_ms, search)
+                                   link, file_name, file_size, payload, created_ms, search, extra, target_user_ids)
              SELECT s.id, $1, mt.meeting_key, p.user_key, s.display_name, s.kind, s.pinned, s.edited,
-                    s.link, s.file_name, s.file_size, s.payload, s.created_ms, s.search::tsvector
+                    s.link, s.file_name, s.file_size, s.payload, s.created_ms, s.search::tsvector,
+                    s.extra, s.target_user_ids
              FROM (SELECT DISTINCT ON (id) *, min(n) OVER (PARTITION BY id) AS first_n
                    FROM load_stage ORDER BY id, n DESC) s
              JOIN meetings mt ON mt.meeting_id = s.meeting_id
@@ -446,13 +458,14 @@ impl SessionLoad {
                 display_name = EXCLUDED.display_name, kind = EXCLUDED.kind, pinned = EXCLUDED.pinned,
                 edited = EXCLUDED.edited, link = EXCLUDED.link, file_name = EXCLUDED.file_name,
                 file_size = EXCLUDED.file_size, payload = EXCLUDED.payload, created_ms = EXCLUDED.created_ms,
-                search = EXCLUDED.search
+                search = EXCLUDED.search, extra = EXCLUDED.extra, target_user_ids = EXCLUDED.target_user_ids
              WHERE (messages.meeting_key, messages.user_key, messages.display_name, messages.kind,
                     messages.pinned, messages.edited, messages.link, messages.file_name, messages.file_size,
-                    messages.payload, messages.created_ms)
+                    messages.payload, messages.created_ms, messages.extra, messages.target_user_ids)
                 IS DISTINCT FROM (EXCLUDED.meeting_key, EXCLUDED.user_key, EXCLUDED.display_name,
                     EXCLUDED.kind, EXCLUDED.pinned, EXCLUDED.edited, EXCLUDED.link, EXCLUDED.file_name,
-                    EXCLUDED.file_size, EXCLUDED.payload, EXCLUDED.created_ms)",
+                    EXCLUDED.file_size, EXCLUDED.payload, EXCLUDED.created_ms, EXCLUDED.extra,
+                    EXCLUDED.target_user_ids)",
             &[&self.key],
         )
         .await?;

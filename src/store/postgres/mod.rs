@@ -28,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/002_dump_keys.sql"),
     include_str!("migrations/003_pull_jobs.sql"),
     include_str!("migrations/004_governance.sql"),
+    include_str!("migrations/005_extra_columns_and_webhook_id.sql"),
 ];
 
 /// The schema version this build knows and every migrated database ends at.

@@ -182,8 +182,9 @@ async fn insert_delivery(
 ) -> Result<IntakeOutcome, StoreError> {
     let insert = tx
         .prepare_cached(
-            "INSERT INTO inbox (delivery_id, body_sha256, scheme, event, session_id, body, received_at, received_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            "INSERT INTO inbox (delivery_id, body_sha256, scheme, event, session_id, body, received_at, received_ms,
+                                webhook_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT DO NOTHING RETURNING id",
         )
         .await?;
@@ -199,6 +200,7 @@ async fn insert_delivery(
                 &delivery.body,
                 &delivery.received.to_rfc3339(),
                 &delivery.received.millis(),
+                &text::put_opt(&delivery.webhook_id),
             ],
         )
         .await?;

@@ -116,6 +116,10 @@ fn conditions(filter: &MessageFilter, params: &mut Params) -> Option<String> {
     if let Some(edited) = filter.edited {
         clauses.push(format!("m.edited = {edited}"));
     }
+    if let Some(private) = filter.private {
+        let not = if private { "NOT " } else { "" };
+        clauses.push(format!("m.target_user_ids IS {not}NULL"));
+    }
     if let Some(since) = filter.since_ms {
         let p = next(params, Box::new(since), Type::INT8);
         clauses.push(format!("m.created_ms >= {p}"));
@@ -236,9 +240,10 @@ impl PgStore {
         let sql = format!(
             "SELECT m.seq, m.id, s.session_id, mt.meeting_id, p.user_id, m.display_name, m.kind, m.pinned,
                     m.edited, CASE WHEN m.kind = 'text' THEN m.payload END, m.link, m.file_name, m.file_size,
-                    m.payload, m.created_ms
+                    m.payload, m.created_ms, m.extra, m.target_user_ids
              FROM (SELECT m.seq, m.id, m.session_key, m.meeting_key, m.user_key, m.display_name, m.kind,
-                          m.pinned, m.edited, m.link, m.file_name, m.file_size, m.payload, m.created_ms
+                          m.pinned, m.edited, m.link, m.file_name, m.file_size, m.payload, m.created_ms,
+                          m.extra, m.target_user_ids
                    FROM messages m
                    WHERE {condition}
                    ORDER BY m.created_ms {direction}, m.seq {direction}
@@ -278,6 +283,10 @@ impl PgStore {
                         file_size: r.get(12),
                         payload: text::get(r.get(13)),
                         created_ms: r.get(14),
+                        extra: text::get_opt(r.get(15)),
+                        target_user_ids: r
+                            .get::<_, Option<Vec<String>>>(16)
+                            .map(|t| t.into_iter().map(text::get).collect()),
                     })
                     .collect())
             })
@@ -560,8 +569,8 @@ impl PgStore {
         let client = self.pool.get().await?;
         let rows = client
             .query(
-                "SELECT id, delivery_id, scheme, event, session_id, received_ms, body, body_sha256 FROM inbox
-                 ORDER BY id DESC LIMIT $1",
+                "SELECT id, delivery_id, scheme, event, session_id, received_ms, body, body_sha256, webhook_id
+                 FROM inbox ORDER BY id DESC LIMIT $1",
                 &[&i64::from(limit)],
             )
             .await?;
@@ -576,6 +585,7 @@ impl PgStore {
                 received_ms: r.get(5),
                 body: r.get(6),
                 body_sha256: r.get(7),
+                webhook_id: text::get_opt(r.get(8)),
             })
             .collect())
     }

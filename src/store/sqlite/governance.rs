@@ -2,8 +2,8 @@
 
 use super::sessions;
 use crate::domain::{
-    decode_token_scope, names_as_field, AuditEntry, AuditQuery, EraseStep, EraseTarget, Erased,
-    ErasureList, ErasureRecord, Scrub, TokenRecord,
+    decode_token_scope, names_as_field, scrub_user_fields, AuditEntry, AuditQuery, EraseStep,
+    EraseTarget, Erased, ErasureList, ErasureRecord, Scrub, TokenRecord,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::time::{Duration, Instant};
@@ -337,6 +337,34 @@ pub fn trash_key(tx: &Connection, key: Option<&str>) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Takes an erased user's id out of other messages' recipients and extra columns (the few
+/// messages that have either are found by their partial index).
+fn scrub_mentions(tx: &Connection, id: &str) -> rusqlite::Result<()> {
+    let candidates: Vec<(i64, Option<String>, Option<String>)> = tx
+        .prepare_cached(
+            "SELECT seq, target_user_ids, extra FROM messages
+             WHERE (target_user_ids IS NOT NULL OR extra IS NOT NULL)
+               AND (instr(target_user_ids, ?1) > 0 OR instr(extra, ?1) > 0)",
+        )?
+        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (seq, targets, extra) in candidates {
+        let targets: Option<Vec<String>> = targets.and_then(|t| serde_json::from_str(&t).ok());
+        let (targets, extra) = scrub_user_fields(targets.as_deref(), extra.as_deref(), id);
+        if targets.is_none() && extra.is_none() {
+            continue;
+        }
+        let targets = targets.map(|t| serde_json::to_string(&t).expect("strings serialise"));
+        tx.prepare_cached(
+            "UPDATE messages SET target_user_ids = coalesce(?2, target_user_ids),
+                                 extra = coalesce(?3, extra)
+             WHERE seq = ?1",
+        )?
+        .execute(params![seq, targets, extra])?;
+    }
+    Ok(())
+}
+
 /// Moves the session's kept dump (if any) to the trash: 1 when there was one.
 fn trash_dump(tx: &Connection, session_key: i64, now: i64) -> rusqlite::Result<i64> {
     let moved = tx
@@ -389,6 +417,9 @@ fn finish_erasure(
                     removed.dumps += trash_dump(tx, key, now)?;
                     sessions::recount(tx, key, now)?;
                 }
+            }
+            if let EraseTarget::User(id) = target {
+                scrub_mentions(tx, id)?;
             }
             if let (EraseTarget::User(_), Some(key)) = (target, key) {
                 tx.execute("DELETE FROM participants WHERE user_key = ?1", [key])?;

@@ -17,8 +17,9 @@ pub fn insert_delivery(
     // it (with 16 KB pages, a fifth of the intake thread's time).
     let inserted = tx
         .prepare_cached(
-            "INSERT INTO inbox (delivery_id, body_sha256, scheme, event, session_id, body, received_at, received_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            "INSERT INTO inbox (delivery_id, body_sha256, scheme, event, session_id, body, received_at, received_ms,
+                                webhook_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT DO NOTHING",
         )?
         .execute(params![
@@ -30,6 +31,7 @@ pub fn insert_delivery(
             delivery.body,
             delivery.received.to_rfc3339(),
             delivery.received.millis(),
+            delivery.webhook_id,
         ])?;
     if inserted == 0 {
         return Ok(IntakeOutcome::Duplicate);
@@ -64,8 +66,8 @@ pub fn insert_delivery(
 /// Stored deliveries, newest first.
 pub fn list(conn: &Connection, limit: u32) -> rusqlite::Result<Vec<DeliveryRecord>> {
     conn.prepare(
-        "SELECT id, delivery_id, scheme, event, session_id, received_ms, body, body_sha256 FROM inbox
-         ORDER BY id DESC LIMIT ?1",
+        "SELECT id, delivery_id, scheme, event, session_id, received_ms, body, body_sha256, webhook_id
+         FROM inbox ORDER BY id DESC LIMIT ?1",
     )?
     .query_map([limit], |r| {
         Ok(DeliveryRecord {
@@ -77,6 +79,7 @@ pub fn list(conn: &Connection, limit: u32) -> rusqlite::Result<Vec<DeliveryRecor
             received_ms: r.get(5)?,
             body: r.get(6)?,
             body_sha256: r.get(7)?,
+            webhook_id: r.get(8)?,
         })
     })?
     .collect()
@@ -104,6 +107,7 @@ pub(super) mod tests {
             body: id.as_bytes().to_vec(),
             received: Timestamp::now(),
             chat_synced,
+            webhook_id: None,
         }
     }
 

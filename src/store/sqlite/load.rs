@@ -263,7 +263,8 @@ impl<'c> LoadBatch<'c> {
             "CREATE TEMP TABLE IF NOT EXISTS load_rows (
                  n INTEGER PRIMARY KEY, id TEXT, meeting_key INTEGER, user_key INTEGER,
                  display_name TEXT, kind TEXT, pinned INTEGER, edited INTEGER, link TEXT,
-                 file_name TEXT, file_size INTEGER, payload TEXT, created_ms INTEGER);
+                 file_name TEXT, file_size INTEGER, payload TEXT, created_ms INTEGER,
+                 extra TEXT, target_user_ids TEXT);
              CREATE TEMP TABLE IF NOT EXISTS load_seen (id TEXT PRIMARY KEY) WITHOUT ROWID;
              CREATE TEMP TABLE IF NOT EXISTS fts_stale (seq INTEGER PRIMARY KEY, text, file_name, display_name);
              DELETE FROM temp.load_rows;
@@ -338,8 +339,9 @@ impl<'c> LoadBatch<'c> {
         {
             let mut stage = conn.prepare_cached(
                 "INSERT INTO temp.load_rows (id, meeting_key, user_key, display_name, kind, pinned, edited,
-                                             link, file_name, file_size, payload, created_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                             link, file_name, file_size, payload, created_ms,
+                                             extra, target_user_ids)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?;
             let mut reject = conn.prepare_cached(
                 "INSERT INTO rejected_rows (session_id, line, reason, raw, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -350,7 +352,12 @@ impl<'c> LoadBatch<'c> {
                     continue;
                 }
                 match row {
-                    LoadRow::Message(m) if &m.session_id == session => {
+                    LoadRow::Message(mut m) if &m.session_id == session => {
+                        self.erased.scrub(&mut m);
+                        let targets = m
+                            .target_user_ids
+                            .as_ref()
+                            .map(|t| serde_json::to_string(t).expect("strings serialise"));
                         stage.execute(params![
                             m.id,
                             self.meetings.key(conn, &m.meeting_id)?,
@@ -364,6 +371,8 @@ impl<'c> LoadBatch<'c> {
                             m.file_size,
                             m.payload,
                             m.created.millis(),
+                            m.extra,
+                            targets,
                         ])?;
                         staged += 1;
                         report.rows_loaded += 1;
@@ -472,20 +481,22 @@ impl StagedChunk {
         // `ORDER BY` also settles the parse of `SELECT ... ON CONFLICT`.
         conn.prepare_cached(
             "INSERT INTO messages (id, session_key, meeting_key, user_key, display_name, kind, pinned, edited,
-                                   link, file_name, file_size, payload, created_ms)
+                                   link, file_name, file_size, payload, created_ms, extra, target_user_ids)
              SELECT id, ?1, meeting_key, user_key, display_name, kind, pinned, edited,
-                    link, file_name, file_size, payload, created_ms
+                    link, file_name, file_size, payload, created_ms, extra, target_user_ids
              FROM temp.load_rows ORDER BY n
              ON CONFLICT (session_key, id) DO UPDATE SET
                 meeting_key = excluded.meeting_key, user_key = excluded.user_key, display_name = excluded.display_name,
                 kind = excluded.kind, pinned = excluded.pinned, edited = excluded.edited,
                 link = excluded.link, file_name = excluded.file_name, file_size = excluded.file_size,
-                payload = excluded.payload, created_ms = excluded.created_ms
+                payload = excluded.payload, created_ms = excluded.created_ms, extra = excluded.extra,
+                target_user_ids = excluded.target_user_ids
              WHERE (meeting_key, user_key, display_name, kind, pinned, edited, link, file_name, file_size,
-                    payload, created_ms)
+                    payload, created_ms, extra, target_user_ids)
                 IS NOT (excluded.meeting_key, excluded.user_key, excluded.display_name, excluded.kind,
                         excluded.pinned, excluded.edited, excluded.link, excluded.file_name,
-                        excluded.file_size, excluded.payload, excluded.created_ms)",
+                        excluded.file_size, excluded.payload, excluded.created_ms, excluded.extra,
+                        excluded.target_user_ids)",
         )?
         .execute([self.session_key])?;
         if self.track_seen {

@@ -13,7 +13,8 @@ use rusqlite::{params_from_iter, Connection, OptionalExtension, Row};
 /// A message's columns as stored: session, meeting and participant as keys, which
 /// [`with_ids`] turns back into ids a page at a time.
 const MESSAGE_COLUMNS: &str = "seq, id, session_key, meeting_key, user_key,
-     display_name, kind, pinned, edited, text, link, file_name, file_size, payload, created_ms";
+     display_name, kind, pinned, edited, text, link, file_name, file_size, payload, created_ms,
+     extra, target_user_ids";
 
 /// A row of [`MESSAGE_COLUMNS`]: the message with its ids still empty, and its keys.
 struct Keyed {
@@ -44,6 +45,10 @@ fn keyed_from_row(row: &Row<'_>) -> rusqlite::Result<Keyed> {
             file_size: row.get(12)?,
             payload: row.get(13)?,
             created_ms: row.get(14)?,
+            extra: row.get(15)?,
+            target_user_ids: row
+                .get::<_, Option<String>>(16)?
+                .map(|t| serde_json::from_str(&t).unwrap_or_else(|_| vec![t])),
         },
     })
 }
@@ -293,6 +298,12 @@ fn where_clause(filter: &MessageFilter, plan: TextPlan) -> (String, Vec<Value>) 
     // `WHERE edited = 1` only when it sees the value. (Booleans only: no injection surface.)
     if let Some(pinned) = filter.pinned {
         clauses.push(format!("pinned = {}", pinned as i64));
+    }
+    if let Some(private) = filter.private {
+        clauses.push(format!(
+            "target_user_ids IS {}NULL",
+            if private { "NOT " } else { "" }
+        ));
     }
     if let Some(edited) = filter.edited {
         clauses.push(format!("edited = {}", edited as i64));

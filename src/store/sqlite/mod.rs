@@ -43,6 +43,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/008_dump_keys.sql"),
     include_str!("migrations/009_pull_jobs.sql"),
     include_str!("migrations/010_governance.sql"),
+    include_str!("migrations/011_extra_columns_and_webhook_id.sql"),
 ];
 
 /// The schema version [`SCHEMA`] is, and every migrated database ends at.

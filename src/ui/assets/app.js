@@ -11,7 +11,7 @@ const PAGE = 50;
 // Characters of one message shown: a longer one (chat text is anyone's, 10 MB of it included)
 // would stall the page's layout; the whole text is in the exports and the API.
 const MAX_SHOWN = 20000;
-const FILTERS = ["q", "user", "type", "pinned", "edited", "session", "meeting", "since", "until"];
+const FILTERS = ["q", "user", "type", "pinned", "edited", "private", "session", "meeting", "since", "until"];
 
 // ---------------------------------------------------------------------------------------------
 // Building the page: elements and text nodes only.
@@ -393,12 +393,29 @@ function messageCard(message, highlight, showWhere) {
       when(message.time),
       message.pinned ? el("span", { class: "badge pinned" }, "pinned") : null,
       message.isEdited ? el("span", { class: "badge" }, "edited") : null,
+      message.private
+        ? el("span", { class: "badge private", title: `Private: to ${(message.targetUserIds || []).join(", ") || "no one left"}` }, "private")
+        : null,
       showWhere
         ? link(placeOf(message), "in its transcript")
         : el("a", { href: placeOf(message), onclick: follow, class: "muted", "aria-label": "Permalink to this message" }, "#"),
     ),
     body,
+    details(message),
   );
+}
+
+// A message's recipients and the dump's extra columns, folded away (text nodes only).
+function details(message) {
+  const rows = [];
+  if (message.private) rows.push(["Sent to", (message.targetUserIds || []).join(", ") || "(no one left)"]);
+  if (message.extra && typeof message.extra === "object") {
+    for (const [column, value] of Object.entries(message.extra)) rows.push([column, String(value)]);
+  }
+  if (!rows.length) return null;
+  const list = el("dl", { class: "extra" });
+  for (const [name, value] of rows) list.append(el("dt", {}, name), el("dd", {}, shown(value)));
+  return el("details", { class: "msg-details" }, el("summary", { class: "muted" }, "Details"), list);
 }
 
 function shown(text) {
@@ -484,6 +501,7 @@ function filterForm(action, values, submitLabel) {
     field("type", "Type", choice("type", [["", "any"], ["text", "text"], ["image", "image"], ["file", "file"]])),
     field("pinned", "Pinned", choice("pinned", yesNo)),
     field("edited", "Edited", choice("edited", yesNo)),
+    field("private", "Private", choice("private", yesNo)),
     field("session", "Session id", text("session")),
     field("meeting", "Meeting id", text("meeting")),
     field("since", "Since (date or time)", text("since", "2026-06-01")),
