@@ -45,6 +45,8 @@ pub enum LogFormat {
     Json,
 }
 
+// Parsed once per process: the size of `serve`'s arguments costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Receive webhooks, run ingest workers and serve the query API.

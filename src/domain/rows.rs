@@ -23,6 +23,9 @@ impl RejectedRow {
 }
 
 /// What the dump parser yields, row by row.
+// Nearly every row is a message: boxing it would cost an allocation per row for the rare
+// rejected one's sake.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoadRow {
     Message(ChatMessage),
