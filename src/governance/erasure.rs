@@ -99,6 +99,8 @@ pub async fn purge(
                     .await?;
                 purged.sessions += 1;
                 purged.removed.add(&done);
+                // Lets a test hold a purge between sessions, to overlap it with other work.
+                crate::failpoint::hit_async("purge.session").await;
             }
             empty_trash(store, dumps).await?;
         }

@@ -12,6 +12,7 @@ const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
 const MEETINGS: [&str; 4] = ["meet-a", "meet-b", "meet-c", "meet-d"];
 const USERS: [&str; 5] = ["u-ann", "u-bob", "u-cat", "u-dan", "u-eve"];
 const KINDS: [&str; 3] = ["TEXT_MESSAGE", "IMAGE_MESSAGE", "FILE_MESSAGE"];
+const CORPUS_SESSIONS: usize = 9;
 
 /// One message of a generated dump.
 #[derive(Debug, Clone)]
@@ -70,7 +71,7 @@ fn dump(messages: &[Msg], extra: &str) -> Vec<u8> {
 /// A `meeting.chatSynced` for `session` of `meeting`, its dump at `url`; `note` makes the body
 /// differ (a re-delivery RealtimeKit made anew).
 fn synced(session: &str, meeting: &str, url: &str, note: &str) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
+    let mut body = serde_json::json!({
         "event": "meeting.chatSynced",
         "sessionId": session,
         "meetingId": meeting,
@@ -81,8 +82,12 @@ fn synced(session: &str, meeting: &str, url: &str, note: &str) -> Vec<u8> {
         "startedAt": "2026-06-03T10:00:05.000Z",
         "endedAt": "2026-06-03T11:00:00.000Z",
         "organizedBy": {"id": "org-1", "name": "Example organization"}
-    }))
-    .unwrap()
+    });
+    // A session with no meeting: the delivery names none.
+    if meeting.is_empty() {
+        body.as_object_mut().unwrap().remove("meetingId");
+    }
+    serde_json::to_vec(&body).unwrap()
 }
 
 /// A site served by the real binary with an admin token from the environment, and a loopback
@@ -214,13 +219,17 @@ fn ids(items: &[serde_json::Value], field: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// The archive every scope test reads: 8 sessions over 4 meetings, 6 messages each, by five
-/// users in every type, some pinned.
+/// The archive every scope test reads: 8 sessions over 4 meetings and one with no meeting, 6
+/// messages each, by five users in every type, some pinned.
 fn corpus() -> Vec<(String, String, Vec<Msg>)> {
-    (0..8)
+    (0..CORPUS_SESSIONS)
         .map(|s| {
             let session = uuid::Uuid::new_v4().to_string();
-            let meeting = MEETINGS[s % 4].to_owned();
+            let meeting = if s == 8 {
+                String::new()
+            } else {
+                MEETINGS[s % 4].to_owned()
+            };
             let messages = (0..6)
                 .map(|i| Msg {
                     id: format!("{session}-m{i}"),
@@ -339,10 +348,23 @@ async fn tokens_are_shown_once_kept_as_a_hash_scoped_expired_and_revoked_at_once
     let made_admin = world.token(&["--name", "ops", "--admin"]);
     assert_eq!(world.get("/v1/audit", &made_admin).await.0, 200);
 
-    // The secrets appear in no file the database wrote, and in no log.
+    // A refused secret (one never made, and a revoked one) is kept nowhere either.
+    let never_made = format!("chatsink_{}", "f0".repeat(32));
+    assert_eq!(world.get("/v1/sessions", &never_made).await.0, 401);
+    assert_eq!(world.get("/v1/audit", &alice).await.0, 401);
+    // The secrets appear in no file the database wrote, and in no log: tokens made in the
+    // database, the environment's, and refused ones.
     second.stop();
     let log = world.site.log();
-    for secret in [&alice, &brief, &made_admin] {
+    let from_env = [ADMIN_TOKEN.to_owned(), READ_TOKEN.to_owned()];
+    for secret in [
+        &alice,
+        &brief,
+        &made_admin,
+        &never_made,
+        &from_env[0],
+        &from_env[1],
+    ] {
         assert!(!log.contains(secret.as_str()), "a secret in the log");
         for (file, bytes) in database_files(&world.site) {
             assert!(
@@ -389,7 +411,9 @@ enum Probe {
         kind: Option<usize>,
         pinned: Option<bool>,
         meeting: Option<usize>,
+        session: Option<usize>,
         q: bool,
+        desc: bool,
         limit: u32,
     },
     Sessions(u32),
@@ -400,39 +424,75 @@ enum Probe {
     Stats {
         user: Option<usize>,
         meeting: Option<usize>,
+        session: Option<usize>,
+        pinned: Option<bool>,
     },
     Session(usize),
     SessionMessages(usize),
     UserMessages(usize),
-    Export(Option<usize>),
+    /// An export: `?format=csv` (0), `Accept: text/csv` (1) or NDJSON (2).
+    Export {
+        meeting: Option<usize>,
+        format: u8,
+    },
+    /// A cursor issued to another token (the unscoped one), or by this token to the unscoped
+    /// one, in either order.
+    ForeignCursor {
+        desc: bool,
+        to_unscoped: bool,
+    },
 }
 
 fn probe() -> impl Strategy<Value = Probe> {
     let maybe = |n: usize| proptest::option::of(0..n);
     prop_oneof![
         (
-            maybe(5),
-            maybe(3),
-            proptest::option::of(any::<bool>()),
-            maybe(4),
-            any::<bool>(),
-            1u32..8
+            (
+                maybe(5),
+                maybe(3),
+                proptest::option::of(any::<bool>()),
+                maybe(4)
+            ),
+            (
+                maybe(CORPUS_SESSIONS),
+                any::<bool>(),
+                any::<bool>(),
+                1u32..8
+            )
         )
-            .prop_map(|(user, kind, pinned, meeting, q, limit)| Probe::Messages {
-                user,
-                kind,
-                pinned,
-                meeting,
-                q,
-                limit
-            }),
+            .prop_map(
+                |((user, kind, pinned, meeting), (session, q, desc, limit))| Probe::Messages {
+                    user,
+                    kind,
+                    pinned,
+                    meeting,
+                    session,
+                    q,
+                    desc,
+                    limit
+                }
+            ),
         (1u32..4).prop_map(Probe::Sessions),
-        (maybe(8), 1u32..4).prop_map(|(session, limit)| Probe::Users { session, limit }),
-        (maybe(5), maybe(4)).prop_map(|(user, meeting)| Probe::Stats { user, meeting }),
-        (0usize..8).prop_map(Probe::Session),
-        (0usize..8).prop_map(Probe::SessionMessages),
+        (maybe(CORPUS_SESSIONS), 1u32..4)
+            .prop_map(|(session, limit)| Probe::Users { session, limit }),
+        (
+            maybe(5),
+            maybe(4),
+            maybe(CORPUS_SESSIONS),
+            proptest::option::of(any::<bool>())
+        )
+            .prop_map(|(user, meeting, session, pinned)| Probe::Stats {
+                user,
+                meeting,
+                session,
+                pinned
+            }),
+        (0usize..CORPUS_SESSIONS).prop_map(Probe::Session),
+        (0usize..CORPUS_SESSIONS).prop_map(Probe::SessionMessages),
         (0usize..5).prop_map(Probe::UserMessages),
-        maybe(4).prop_map(Probe::Export),
+        (maybe(4), 0u8..3).prop_map(|(meeting, format)| Probe::Export { meeting, format }),
+        (any::<bool>(), any::<bool>())
+            .prop_map(|(desc, to_unscoped)| Probe::ForeignCursor { desc, to_unscoped }),
     ]
 }
 
@@ -502,10 +562,18 @@ async fn check(
             kind,
             pinned,
             meeting,
+            session,
             q,
+            desc,
             limit,
         } => {
             let mut path = format!("/v1/messages?limit={limit}");
+            if let Some(s) = session {
+                path.push_str(&format!("&session={}", corpus[*s].0));
+            }
+            if *desc {
+                path.push_str("&order=desc");
+            }
             if let Some(u) = user {
                 path.push_str(&format!("&user={}", USERS[*u]));
             }
@@ -527,6 +595,7 @@ async fn check(
                     && kind.is_none_or(|k| m.kind == KINDS[k])
                     && pinned.is_none_or(|p| m.pinned == p)
                     && meeting.is_none_or(|k| m.meeting == MEETINGS[k])
+                    && session.is_none_or(|s| m.session == corpus[s].0)
                     && (!q || m.kind == "TEXT_MESSAGE")
             });
             assert_eq!(got.len(), expected.len(), "{path}: a row twice");
@@ -566,10 +635,21 @@ async fn check(
                 .collect();
             assert_eq!(got, expected, "{path}");
         }
-        Probe::Stats { user, meeting } => {
+        Probe::Stats {
+            user,
+            meeting,
+            session,
+            pinned,
+        } => {
             let mut path = "/v1/stats?".to_owned();
             if let Some(u) = user {
                 path.push_str(&format!("user={}&", USERS[*u]));
+            }
+            if let Some(s) = session {
+                path.push_str(&format!("session={}&", corpus[*s].0));
+            }
+            if let Some(p) = pinned {
+                path.push_str(&format!("pinned={p}&"));
             }
             if let Some(m) = meeting {
                 path.push_str(&format!("meeting={}", MEETINGS[*m]));
@@ -581,6 +661,8 @@ async fn check(
                 .filter(|m| {
                     user.is_none_or(|u| m.user == USERS[u])
                         && meeting.is_none_or(|k| m.meeting == MEETINGS[k])
+                        && session.is_none_or(|s| m.session == corpus[s].0)
+                        && pinned.is_none_or(|p| m.pinned == p)
                 })
                 .collect();
             assert_eq!(body["total"].as_i64(), Some(counted.len() as i64), "{path}");
@@ -622,22 +704,63 @@ async fn check(
                 assert_eq!(ids(&got, "id"), expected, "{path}");
             }
         }
-        Probe::Export(meeting) => {
-            let mut path = "/v1/messages?format=csv".to_owned();
+        Probe::Export { meeting, format } => {
+            let mut path = match format {
+                0 => "/v1/messages?format=csv".to_owned(),
+                1 => "/v1/messages?limit=1000".to_owned(),
+                _ => "/v1/messages?format=ndjson".to_owned(),
+            };
             if let Some(m) = meeting {
                 path.push_str(&format!("&meeting={}", MEETINGS[*m]));
             }
-            let answer = world.call(reqwest::Method::GET, &path, token).await;
+            let mut request = world
+                .served
+                .client
+                .get(format!("{}{path}", world.served.address()))
+                .bearer_auth(token);
+            if *format == 1 {
+                request = request.header("accept", "text/csv");
+            }
+            let answer = request.send().await.unwrap();
             assert_eq!(answer.status(), 200);
             let text = answer.text().await.unwrap();
-            let mut reader = csv::Reader::from_reader(text.as_bytes());
-            let got: BTreeSet<String> =
-                reader.records().map(|r| r.unwrap()[0].to_owned()).collect();
+            let got: BTreeSet<String> = if *format == 2 {
+                text.lines()
+                    .map(|l| {
+                        serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                            .as_str()
+                            .unwrap()
+                            .to_owned()
+                    })
+                    .collect()
+            } else {
+                let mut reader = csv::Reader::from_reader(text.as_bytes());
+                reader.records().map(|r| r.unwrap()[0].to_owned()).collect()
+            };
             assert_eq!(
                 got,
                 message_ids(&|m| meeting.is_none_or(|k| m.meeting == MEETINGS[k])),
-                "{path}"
+                "{path} (format {format})"
             );
+        }
+        Probe::ForeignCursor { desc, to_unscoped } => {
+            let order = if *desc { "desc" } else { "asc" };
+            let path = format!("/v1/messages?limit=1&order={order}");
+            let (issuer, user) = if *to_unscoped {
+                (token, READ_TOKEN)
+            } else {
+                (READ_TOKEN, token)
+            };
+            let (status, first) = world.get(&path, issuer).await;
+            assert_eq!(status, 200);
+            if let Some(cursor) = first["next_cursor"].as_str() {
+                let (status, body) = world.get(&format!("{path}&cursor={cursor}"), user).await;
+                assert_eq!(
+                    (status, body["parameter"].as_str()),
+                    (400, Some("cursor")),
+                    "{body}"
+                );
+            }
         }
     }
 }
@@ -930,13 +1053,30 @@ async fn a_retention_sweep_runs_beside_deliveries_and_queries_and_leaves_tombsto
     }
     world.served.terminate();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let served = World::serve(&world.site, &[("CHATSINK_RETENTION_DAYS", "30".into())]).await;
+    // Each purged session holds the sweep 300 ms (a failpoint), so the sweep surely overlaps
+    // the deliveries below.
+    let served = World::serve(
+        &world.site,
+        &[
+            ("CHATSINK_RETENTION_DAYS", "30".into()),
+            ("CHATSINK_FAILPOINTS", "purge.session=300".into()),
+        ],
+    )
+    .await;
     let world = World { served, ..world };
     // Deliveries and queries while the first sweep (two seconds after start) runs.
     let fresh = aged(6, 0, "fresh");
     let started = Instant::now();
     let mut slowest = Duration::ZERO;
+    let mut during_sweep = 0;
+    let old_left =
+        |listed: &BTreeSet<String>| old.iter().filter(|(s, _)| listed.contains(s)).count();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     for (session, messages) in &fresh {
+        let before = old_left(&ids(
+            &world.all("/v1/sessions", "sessions", READ_TOKEN).await,
+            "sessionId",
+        ));
         let path = format!("/dumps/{session}.csv");
         world
             .storage
@@ -951,11 +1091,29 @@ async fn a_retention_sweep_runs_beside_deliveries_and_queries_and_leaves_tombsto
         slowest = slowest.max(sent.elapsed());
         assert!(answer.status().is_success());
         assert_eq!(world.get("/v1/sessions?limit=5", READ_TOKEN).await.0, 200);
+        let after = old_left(&ids(
+            &world.all("/v1/sessions", "sessions", READ_TOKEN).await,
+            "sessionId",
+        ));
+        // The sweep had begun before this delivery and had not ended after it.
+        if before < old.len() && after > 0 {
+            during_sweep += 1;
+        }
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
     eprintln!(
         "slowest webhook answer during the sweep: {slowest:?} (after {:?})",
         started.elapsed()
+    );
+    assert!(
+        during_sweep >= 2,
+        "only {during_sweep} deliveries overlapped the sweep"
+    );
+    // RealtimeKit's sender waits 3 s for an answer (Dyte asked for that); the sweep must never
+    // keep a delivery past it.
+    assert!(
+        slowest < Duration::from_secs(3),
+        "a delivery waited {slowest:?} beside the sweep"
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -980,7 +1138,12 @@ async fn a_retention_sweep_runs_beside_deliveries_and_queries_and_leaves_tombsto
     world.site.wait_until_settled().await;
     let (_, stats) = world.get("/v1/stats", READ_TOKEN).await;
     assert_eq!(stats["total"], 20 * (recent.len() + fresh.len()), "{stats}");
-    assert!(!holds(&kept_dumps(&world.site), "expired"), "a purged dump");
+    // The trash is emptied after each round of the purge: soon after its last session.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while holds(&kept_dumps(&world.site), "expired") {
+        assert!(Instant::now() < deadline, "a purged dump");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // A late re-delivery of a purged session is recorded, and not loaded.
     let (late, messages) = &old[0];
@@ -1905,4 +2068,226 @@ async fn unknown_columns_and_private_messages_are_kept_served_filtered_and_erase
         assert_eq!(left["m0"]["extra"], all["m0"]["extra"], "{round}");
         deliver(round).await;
     }
+}
+
+/// Tokens made in the database that are not admin tokens (scoped, unscoped), and admin tokens
+/// that expired or were revoked, are refused every admin route: 403 for a usable read token,
+/// 401 for one that is no longer usable; nothing is erased.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_usable_admin_token_reaches_an_admin_route() {
+    let world = World::start(&[]).await;
+    let session = uuid::Uuid::new_v4().to_string();
+    let messages = vec![msg(&session, "meet-a", 0, "u-ann", "stays")];
+    world.deliver(&session, "meet-a", &messages, "", "1").await;
+    let scoped = world.token(&["--name", "scoped", "--meeting", "meet-a"]);
+    let unscoped = world.token(&["--name", "unscoped"]);
+    let expiring = world.token(&["--name", "brief-admin", "--admin", "--expires", "1s"]);
+    let revoked = world.token(&["--name", "gone-admin", "--admin"]);
+    assert!(world
+        .chatsink(&["token", "revoke", "gone-admin"])
+        .status
+        .success());
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let routes = [
+        (reqwest::Method::DELETE, "/v1/users/u-ann".to_owned()),
+        (reqwest::Method::DELETE, format!("/v1/sessions/{session}")),
+        (
+            reqwest::Method::DELETE,
+            format!("/v1/messages/{session}-m0"),
+        ),
+        (reqwest::Method::GET, "/v1/audit".to_owned()),
+    ];
+    for (token, expected) in [
+        (&scoped, 403),
+        (&unscoped, 403),
+        (&expiring, 401),
+        (&revoked, 401),
+    ] {
+        for (method, path) in &routes {
+            let answer = world.call(method.clone(), path, token).await;
+            assert_eq!(answer.status().as_u16(), expected, "{method} {path}");
+        }
+    }
+    let left = world.all("/v1/messages", "messages", READ_TOKEN).await;
+    assert_eq!(left.len(), 1, "nothing was erased");
+}
+
+/// A session's erasure removes every delivery of it and its kept dump, and says how many by
+/// count: the numbers it answers equal what was there, and nothing of either is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_erasure_removes_and_counts_its_deliveries_and_kept_dumps() {
+    let world = World::start(&[]).await;
+    let session = uuid::Uuid::new_v4().to_string();
+    let other = uuid::Uuid::new_v4().to_string();
+    let messages = vec![msg(&session, "meet-a", 0, "u-1", "quokka words")];
+    for note in ["1", "2", "3"] {
+        world.deliver(&session, "meet-a", &messages, "", note).await;
+    }
+    let keep = vec![msg(&other, "meet-a", 0, "u-1", "wombat words")];
+    world.deliver(&other, "meet-a", &keep, "", "1").await;
+    let deliveries_of = |id: &str| {
+        world
+            .site
+            .archive()
+            .deliveries()
+            .into_iter()
+            .filter(|d| d.session_id.as_deref() == Some(id))
+            .count()
+    };
+    let delivered = deliveries_of(&session);
+    assert_eq!(delivered, 3);
+    assert!(holds(&kept_dumps(&world.site), "quokka"));
+    let answer: serde_json::Value = world
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/sessions/{session}"),
+            ADMIN_TOKEN,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["removed"]["deliveries"], delivered, "{answer}");
+    assert_eq!(answer["removed"]["dumps"], 1, "{answer}");
+    assert_eq!(answer["removed"]["messages"], 1, "{answer}");
+    assert_eq!(deliveries_of(&session), 0);
+    assert!(!holds(&kept_dumps(&world.site), "quokka"));
+    // The other session keeps its delivery and its dump.
+    assert_eq!(deliveries_of(&other), 1);
+    assert!(holds(&kept_dumps(&world.site), "wombat"));
+}
+
+/// An erasure that arrives while a load of the same session is half-way (rows in the open
+/// transaction) still erases them all: the load commits and the erasure then removes what it
+/// wrote (SQLite: the writer's lock; PostgreSQL: the erasure lock); a later load leaves them out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_during_a_load_of_the_same_session_leaves_nothing_behind() {
+    let root = tempfile::tempdir().unwrap();
+    let site = Site::on_this_backend(root.path());
+    let served = site
+        .start_with("load.mid=1500", |command| {
+            command
+                .env("CHATSINK_ADMIN_TOKENS", ADMIN_TOKEN)
+                .env("RUST_LOG", "info");
+        })
+        .await;
+    let world = World {
+        site,
+        served,
+        storage: FakeServer::start().await,
+        _root: root,
+    };
+    let session = uuid::Uuid::new_v4().to_string();
+    let messages: Vec<Msg> = (0..5000)
+        .map(|i| {
+            msg(
+                &session,
+                "meet-a",
+                i,
+                if i % 3 == 0 { "u-racer" } else { "u-calm" },
+                "row",
+            )
+        })
+        .collect();
+    let path = format!("/dumps/{session}.csv");
+    world
+        .storage
+        .route(&path, vec![Reply::Body(dump(&messages, ""))]);
+    let body = synced(&session, "meet-a", &world.storage.url(&path), "1");
+    let answer = world.served.post(&body, "race-1").await.unwrap();
+    assert_eq!(answer.status(), 200);
+    world.site.wait_for_marker("load.mid").await;
+    // The load holds rows it has not committed; the erasure comes now.
+    let erased = world
+        .call(reqwest::Method::DELETE, "/v1/users/u-racer", ADMIN_TOKEN)
+        .await;
+    assert_eq!(erased.status(), 200);
+    world.site.wait_until_settled().await;
+    let racer = |world: &World| {
+        let archive = world.site.archive();
+        archive
+            .messages_of(&session)
+            .iter()
+            .filter(|m| m.user_id == "u-racer")
+            .count()
+    };
+    assert_eq!(
+        racer(&world),
+        0,
+        "the erased user's rows of the racing load"
+    );
+    assert_eq!(world.site.archive().messages_of(&session).len(), 3333);
+    // And a reload (the same delivery made anew) leaves them out too.
+    let again = synced(&session, "meet-a", &world.storage.url(&path), "2");
+    assert_eq!(
+        world.served.post(&again, "race-2").await.unwrap().status(),
+        200
+    );
+    world.site.wait_until_settled().await;
+    assert_eq!(racer(&world), 0);
+}
+
+/// An erasure made before the data arrives holds on every way data comes in: `chatsink ingest
+/// FILE` (one session, and a file of many) and a reconcile pass that pulls a session whose
+/// webhook never came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_holds_for_ingest_files_and_reconcile() {
+    use crate::pull::{ended, Chat, FakeRtk};
+    let world = World::start(&[]).await;
+    let out = world.chatsink(&["erase", "--user", "u-early"]);
+    assert!(out.status.success(), "{}", said(&out));
+    let files = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        uuid::Uuid::new_v4().to_string(),
+        uuid::Uuid::new_v4().to_string(),
+    );
+    let rows = |session: &str| {
+        vec![
+            msg(session, "meet-a", 0, "u-early", "early words"),
+            msg(session, "meet-a", 1, "u-late", "late words"),
+        ]
+    };
+    let one = files.path().join("one.csv");
+    std::fs::write(&one, dump(&rows(&a), "")).unwrap();
+    let out = world.chatsink(&["ingest", one.to_str().unwrap(), "--session", &a]);
+    assert!(out.status.success(), "{}", said(&out));
+    let many = files.path().join("many.csv");
+    let mut both = rows(&b);
+    both.extend(rows(&format!("{b}-2")));
+    std::fs::write(&many, dump(&both, "")).unwrap();
+    let out = world.chatsink(&["ingest", many.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", said(&out));
+
+    // Reconcile, in a serve with API credentials, pulls a session nobody delivered.
+    world.served.terminate();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let api = FakeRtk::start().await;
+    let pulled = uuid::Uuid::new_v4().to_string();
+    let mut listed = ended(&pulled, Duration::from_secs(600), 0);
+    listed.chat = Chat::Dump(dump(&rows(&pulled), ""));
+    api.add(listed);
+    let mut env = api.env();
+    env.push(("CHATSINK_RECONCILE_INTERVAL_SECS", "1".into()));
+    env.push(("CHATSINK_RECONCILE_GRACE_SECS", "60".into()));
+    let served = World::serve(&world.site, &env).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while world.site.archive().session(&pulled).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "reconcile never pulled it: {}",
+            world.site.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    world.site.wait_until_settled().await;
+    let archive = world.site.archive();
+    for session in [a.clone(), b.clone(), format!("{b}-2"), pulled.clone()] {
+        let users: Vec<String> = archive
+            .messages_of(&session)
+            .into_iter()
+            .map(|m| m.user_id)
+            .collect();
+        assert_eq!(users, ["u-late"], "{session}");
+    }
+    served.stop();
 }

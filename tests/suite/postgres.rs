@@ -403,6 +403,35 @@ mod queue {
             .all(|j| j.state == JobState::Running && j.attempts == 1));
     }
 
+    /// Every connection chatsink opens commits durably, whatever the server's default says.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_commit_durably_whatever_the_server_default() {
+        let Some(server) = postgres("postgres::queue::connections_commit_durably") else {
+            return;
+        };
+        let (url, a, _) = two_instances(server).await;
+        let database = url.rsplit('/').next().unwrap().to_owned();
+        server.sql(
+            &url,
+            &format!("ALTER DATABASE {database} SET synchronous_commit = off"),
+        );
+        let fresh = PgStore::open(
+            &match DatabaseLocation::parse(&url).unwrap() {
+                DatabaseLocation::Postgres(u) => u,
+                _ => unreachable!(),
+            },
+            2,
+        )
+        .await
+        .unwrap();
+        for store in [&a, &fresh] {
+            assert_eq!(
+                store.server_setting("synchronous_commit").await.unwrap(),
+                "on"
+            );
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_silent_owners_job_is_taken_and_its_late_writes_are_fenced() {
         let Some(server) = postgres("postgres::queue::a_silent_owners_job_is_taken") else {
@@ -442,7 +471,28 @@ mod queue {
             .unwrap();
         assert_eq!(taken.id, held.id);
         assert_eq!(taken.attempt, 2);
-        // The silent owner's late writes change nothing.
+        // The silent owner's late writes change nothing: not its load...
+        let rows: Vec<chatsink::domain::LoadRow> =
+            chatsink::ingest::DumpReader::new(&crate::helpers::simple_dump("s-x", 5)[..])
+                .unwrap()
+                .collect();
+        let late = a
+            .load_job(
+                held.clone(),
+                rows.into_iter(),
+                chatsink::domain::SessionDump {
+                    key: None,
+                    sha256: "late".into(),
+                },
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(late, chatsink::store::JobLoad::LeaseLost),
+            "{late:?}"
+        );
+        assert_eq!(server.sql(&url, "SELECT count(*) FROM messages"), "0");
+        // ...nor its lease, failure or release.
         assert!(!a.extend_lease(held.clone(), lease).await.unwrap());
         assert_eq!(
             a.fail_job(held.clone(), "late".into(), None).await.unwrap(),

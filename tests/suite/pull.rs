@@ -118,7 +118,7 @@ impl FakeRtk {
     }
 
     /// The settings that point chatsink at this API.
-    fn env(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("CHATSINK_RTK_API_BASE", format!("{}/client/v4", self.base)),
             ("CHATSINK_RTK_ACCOUNT_ID", "acc".into()),
@@ -934,6 +934,27 @@ async fn two_instances_run_one_reconcile_pass_at_a_time() {
         api.with(|s| s.listings.len() >= 6)
     })
     .await;
+    // Each instance tried: its passes ran, or found the other's lease held ("busy").
+    let tried = |served: &Served| {
+        let served = served.address().to_owned();
+        async move {
+            let text = reqwest::get(format!("{served}/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            text.lines()
+                .filter(|l| l.starts_with("chatsink_reconcile_passes_total{"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>()
+        }
+    };
+    let (tried_a, tried_b) = (tried(&a).await, tried(&b).await);
+    assert!(
+        tried_a >= 1.0 && tried_b >= 1.0,
+        "passes tried: {tried_a} and {tried_b}"
+    );
     drop((a, b));
     let listings = api.with(|s| s.listings.clone());
     for pair in listings.windows(2) {

@@ -50,6 +50,15 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// A server setting as chatsink's own connections see it (`synchronous_commit`, ...).
+    pub async fn server_setting(&self, name: &str) -> Result<String, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .query_one("SELECT current_setting($1)", &[&name])
+            .await?
+            .get(0))
+    }
+
     /// Connects to and migrates the database at `url`.
     pub async fn open(url: &PostgresUrl, pool_size: usize) -> Result<Self, StoreError> {
         let config = driver_config(url)?;

@@ -416,6 +416,27 @@ use crate::domain::timestamp::now_ms;
 mod tests {
     use super::*;
 
+    /// The durability the module doc promises, read back from a connection chatsink opened.
+    #[tokio::test]
+    async fn connections_commit_durably_in_wal_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("d.db")).unwrap();
+        let (synchronous, journal, foreign_keys): (i64, String, i64) = store
+            .run(|conn| {
+                Ok(conn.query_row(
+                    "SELECT (SELECT synchronous FROM pragma_synchronous),
+                            (SELECT journal_mode FROM pragma_journal_mode),
+                            (SELECT foreign_keys FROM pragma_foreign_keys)",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?)
+            })
+            .await
+            .unwrap();
+        // 2 is FULL: a commit is on disk before it returns.
+        assert_eq!((synchronous, journal.as_str(), foreign_keys), (2, "wal", 1));
+    }
+
     #[tokio::test]
     async fn a_panic_on_the_database_thread_is_reported_as_one() {
         let dir = tempfile::tempdir().unwrap();
