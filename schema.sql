@@ -101,7 +101,8 @@ CREATE TABLE sessions (
     dump_path         TEXT,                 -- the kept raw dump's key in the dump store
     dump_sha256       TEXT,
     loaded_ms         INTEGER,
-    updated_ms        INTEGER NOT NULL
+    updated_ms        INTEGER NOT NULL,
+    participants_ms   INTEGER               -- when its participants were last fetched
 );
 CREATE INDEX sessions_newest ON sessions (sort_ms DESC, session_id DESC);
 CREATE INDEX sessions_status ON sessions (status);
@@ -189,6 +190,25 @@ CREATE VIRTUAL TABLE messages_fts USING fts5 (
     columnsize = 0
 );
 INSERT INTO messages_fts (messages_fts, rank) VALUES ('hashsize', 33554432);
+
+-- Who each sender is in the app's own terms: a session's participants as RealtimeKit lists them
+-- (src/ingest/walk.rs). A dump's sender (`participantId`) is matched against the peer id or the
+-- user id, since which it names is not published. `sessions.participants_ms` says when they were
+-- last fetched (NULL: not yet, so the next reprocess or reconcile pass tries again).
+CREATE TABLE session_participants (
+    session_key           INTEGER NOT NULL,
+    participant_id        TEXT NOT NULL,
+    rtk_user_id           TEXT,
+    custom_participant_id TEXT,
+    display_name          TEXT,
+    preset_name           TEXT,
+    joined_ms             INTEGER,
+    left_ms               INTEGER,
+    PRIMARY KEY (session_key, participant_id)
+) WITHOUT ROWID;
+CREATE INDEX session_participants_peer ON session_participants (participant_id);
+CREATE INDEX session_participants_user ON session_participants (rtk_user_id);
+CREATE INDEX session_participants_custom ON session_participants (custom_participant_id);
 
 -- Dump rows that could not be parsed, kept with enough to diagnose them. Replaced on each load.
 CREATE TABLE rejected_rows (

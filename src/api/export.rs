@@ -18,7 +18,7 @@ use tokio::sync::OwnedSemaphorePermit;
 const PAGE: u32 = 1000;
 const FLUSH_AT: usize = 64 * 1024;
 
-pub const CSV_COLUMNS: [&str; 17] = [
+pub const CSV_COLUMNS: [&str; 18] = [
     "id",
     "sessionId",
     "meetingId",
@@ -36,6 +36,7 @@ pub const CSV_COLUMNS: [&str; 17] = [
     "private",
     "targetUserIds",
     "extra",
+    "customParticipantId",
 ];
 
 /// Neutralises a cell a spreadsheet would treat as a formula.
@@ -46,7 +47,7 @@ pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-fn csv_record(view: &MessageView) -> [String; 17] {
+fn csv_record(view: &MessageView) -> [String; 18] {
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();
     [
         view.id.clone(),
@@ -72,6 +73,7 @@ fn csv_record(view: &MessageView) -> [String; 17] {
             .as_ref()
             .map(|e| e.to_string())
             .unwrap_or_default(),
+        opt(&view.custom_participant_id),
     ]
 }
 

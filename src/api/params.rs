@@ -76,6 +76,12 @@ const PRIVATE: ParamSpec = spec(
     false,
     "Only private messages (true: sent to some participants, with targetUserIds) or only messages to everyone (false).",
 );
+const CUSTOM_PARTICIPANT: ParamSpec = spec(
+    "custom_participant",
+    ParamKind::Text,
+    false,
+    "The app's own id for the sender (custom_participant_id, from the session's participants), across sessions.",
+);
 const SESSION: ParamSpec = spec("session", ParamKind::Text, false, "Session id.");
 const MEETING: ParamSpec = spec("meeting", ParamKind::Text, false, "Meeting id.");
 const SINCE: ParamSpec = spec(
@@ -129,17 +135,66 @@ const FORMAT: ParamSpec = spec(
 );
 
 pub const MESSAGE_PARAMS: &[ParamSpec] = &[
-    USER, TYPE, PINNED, EDITED, PRIVATE, SESSION, MEETING, SINCE, UNTIL, Q, LIMIT, ORDER, CURSOR,
+    USER,
+    TYPE,
+    PINNED,
+    EDITED,
+    PRIVATE,
+    CUSTOM_PARTICIPANT,
+    SESSION,
+    MEETING,
+    SINCE,
+    UNTIL,
+    Q,
+    LIMIT,
+    ORDER,
+    CURSOR,
     FORMAT,
 ];
 pub const SESSION_MESSAGE_PARAMS: &[ParamSpec] = &[
-    USER, TYPE, PINNED, EDITED, PRIVATE, MEETING, SINCE, UNTIL, Q, LIMIT, ORDER, CURSOR, FORMAT,
+    USER,
+    TYPE,
+    PINNED,
+    EDITED,
+    PRIVATE,
+    CUSTOM_PARTICIPANT,
+    MEETING,
+    SINCE,
+    UNTIL,
+    Q,
+    LIMIT,
+    ORDER,
+    CURSOR,
+    FORMAT,
 ];
 pub const USER_MESSAGE_PARAMS: &[ParamSpec] = &[
-    TYPE, PINNED, EDITED, PRIVATE, SESSION, MEETING, SINCE, UNTIL, Q, LIMIT, ORDER, CURSOR, FORMAT,
+    TYPE,
+    PINNED,
+    EDITED,
+    PRIVATE,
+    CUSTOM_PARTICIPANT,
+    SESSION,
+    MEETING,
+    SINCE,
+    UNTIL,
+    Q,
+    LIMIT,
+    ORDER,
+    CURSOR,
+    FORMAT,
 ];
 pub const STATS_PARAMS: &[ParamSpec] = &[
-    USER, TYPE, PINNED, EDITED, PRIVATE, SESSION, MEETING, SINCE, UNTIL, Q,
+    USER,
+    TYPE,
+    PINNED,
+    EDITED,
+    PRIVATE,
+    CUSTOM_PARTICIPANT,
+    SESSION,
+    MEETING,
+    SINCE,
+    UNTIL,
+    Q,
 ];
 pub const LIST_PARAMS: &[ParamSpec] = &[LIMIT, CURSOR];
 const AUDIT_SINCE: ParamSpec = spec(
@@ -340,6 +395,7 @@ pub fn message_filter(params: &QueryParams, scope: &Scope) -> Result<MessageFilt
         pinned: params.bool("pinned"),
         edited: params.bool("edited"),
         private: params.bool("private"),
+        custom_participant: params.one("custom_participant").map(str::to_owned),
         session: scope
             .session
             .clone()

@@ -46,6 +46,10 @@ pub struct MessageView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub extra: Option<serde_json::Value>,
+    /// The app's own id for the sender (`custom_participant_id`), when the session's
+    /// participants name them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_participant_id: Option<String>,
 }
 
 impl From<MessageRow> for MessageView {
@@ -68,6 +72,7 @@ impl From<MessageRow> for MessageView {
             name: row.file_name,
             size: row.file_size,
             private: row.target_user_ids.is_some(),
+            custom_participant_id: row.custom_participant_id,
             target_user_ids: row.target_user_ids,
             extra: row
                 .extra
@@ -174,6 +179,10 @@ pub struct UserView {
     pub message_count: i64,
     /// How many sessions the user wrote in.
     pub session_count: i64,
+    /// The app's own id for them (`custom_participant_id`), from the newest session whose
+    /// participants name them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_participant_id: Option<String>,
 }
 
 impl From<UserRecord> for UserView {
@@ -183,6 +192,7 @@ impl From<UserRecord> for UserView {
             display_name: u.display_name,
             message_count: u.message_count,
             session_count: u.session_count,
+            custom_participant_id: u.custom_participant_id,
         }
     }
 }

@@ -220,6 +220,15 @@ impl ErasureList {
 }
 
 impl ErasureList {
+    /// Whether a session participant is an erased user (by their peer id or user id).
+    pub fn names_participant(&self, participant: &super::Participant) -> bool {
+        self.users.contains(&participant.participant_id)
+            || participant
+                .user_id
+                .as_ref()
+                .is_some_and(|id| self.users.contains(id))
+    }
+
     /// Takes erased users' ids out of what a kept message says of others: its recipients
     /// (`targetUserIds`) and its extra columns. The message itself stays (its sender was not
     /// erased).

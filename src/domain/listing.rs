@@ -36,6 +36,30 @@ pub struct ListedSession {
     pub ended_at: Option<Timestamp>,
 }
 
+/// A participant of a session, from `GET .../sessions/{id}/participants`: who a sender is in
+/// the app's own terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Participant {
+    /// `id`: the participant's peer id.
+    pub participant_id: String,
+    /// `user_id`: RealtimeKit's user id for them.
+    pub user_id: Option<String>,
+    /// `custom_participant_id`: the id the app gave when it added the participant.
+    pub custom_participant_id: Option<String>,
+    pub display_name: Option<String>,
+    pub preset_name: Option<String>,
+    pub joined_at: Option<Timestamp>,
+    pub left_at: Option<Timestamp>,
+}
+
+impl Participant {
+    /// Whether a dump's sender (`participantId`) is this participant: whether it names the
+    /// peer id or the user id is not published, so either matches.
+    pub fn is_sender(&self, sender: &str) -> bool {
+        self.participant_id == sender || self.user_id.as_deref() == Some(sender)
+    }
+}
+
 /// Why a listed session gets no pull job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PullSkip {

@@ -28,7 +28,7 @@ pub use governance::{
 pub use host_pattern::{HostPattern, HostPatternError};
 pub use ids::{SessionId, SessionIdError};
 pub use job::{ClaimedJob, Job, JobKind, JobOutcome, JobState, ReprocessSelector, UnknownValue};
-pub use listing::{ListedSession, ListingStatus, PullPlan, PullSkip};
+pub use listing::{ListedSession, ListingStatus, Participant, PullPlan, PullSkip};
 pub use message::{parse_bool, parse_target_user_ids, ChatMessage, FilePayload, MessageKind};
 pub use query::{After, MessageFilter, Order};
 pub use records::{

@@ -13,6 +13,8 @@ pub struct MessageFilter {
     pub edited: Option<bool>,
     /// Only private messages (true: with `targetUserIds`) or only public ones (false).
     pub private: Option<bool>,
+    /// Senders the app knows by this id (`custom_participant_id`), in any session.
+    pub custom_participant: Option<String>,
     pub session: Option<String>,
     pub meeting: Option<String>,
     /// Half-open: `since <= created_ms < until`.

@@ -60,6 +60,8 @@ pub struct MessageRow {
     pub extra: Option<String>,
     /// A private message's recipients; `None`: not private.
     pub target_user_ids: Option<Vec<String>>,
+    /// The app's own id for the sender, when the session's participants name them.
+    pub custom_participant_id: Option<String>,
 }
 
 impl MessageRow {
@@ -76,6 +78,8 @@ pub struct UserRecord {
     pub display_name: String,
     pub message_count: i64,
     pub session_count: i64,
+    /// The app's own id for them, from the newest session whose participants name them.
+    pub custom_participant_id: Option<String>,
 }
 
 /// Aggregates for `/v1/stats` over the same filters as `/v1/messages`.

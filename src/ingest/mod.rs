@@ -8,10 +8,12 @@ mod download;
 mod dump;
 pub mod dump_store;
 mod manual;
+mod participants;
 mod pipeline;
 mod pull;
 mod rtk_api;
 mod url_policy;
+mod walk;
 mod worker;
 
 pub use download::{DownloadError, Downloaded, Downloader};

@@ -137,6 +137,10 @@ pub async fn process_job(ctx: &IngestContext, job: &ClaimedJob) -> Result<Attemp
     } else {
         JobOutcome::Loaded
     };
+    // The rows are committed (queryable) already; who the senders are follows.
+    if outcome == JobOutcome::Loaded {
+        super::participants::fetch_participants(ctx, &job.session_id).await;
+    }
     Ok(Attempt::Done(outcome, report))
 }
 

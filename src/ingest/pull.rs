@@ -10,7 +10,8 @@
 
 use super::manual::run_to_end;
 use super::pipeline::IngestContext;
-use super::{IngestError, ListingPage, ListingQuery, ReprocessFailure, RtkApi, RtkApiError};
+use super::walk::{ListingWalk, SessionPages, Shortfall};
+use super::{IngestError, ListingQuery, ReprocessFailure, RtkApi};
 use crate::domain::{
     JobOutcome, ListedSession, ListingStatus, LoadReport, PullPlan, PullSkip, SessionId, Timestamp,
 };
@@ -80,7 +81,7 @@ pub async fn backfill(
     mut on_event: impl FnMut(&BackfillEvent),
 ) -> Result<BackfillSummary, IngestError> {
     let mut summary = BackfillSummary::default();
-    let mut pages = ListingWalk::new(api, query);
+    let mut pages = ListingWalk::new(SessionPages { api, query });
     while let Some(page) = pages.next().await? {
         summary.listed += page.entries;
         for why in &page.not_understood {
@@ -88,7 +89,7 @@ pub async fn backfill(
         }
         summary.not_understood.extend(page.not_understood);
         let (ended, live): (Vec<ListedSession>, Vec<ListedSession>) = page
-            .sessions
+            .items
             .into_iter()
             .partition(|s| s.status == ListingStatus::Ended);
         for session in live {
@@ -124,159 +125,6 @@ pub async fn backfill(
     }
     summary.shortfall = pages.shortfall();
     Ok(summary)
-}
-
-/// Walks the sessions listing so that every session it counts is visited once, whatever the
-/// server's page base (0 or 1: the API reference allows both) and its cap on `per_page`:
-/// - with `paging` (beside `data`), the first answer's `start_offset` says whether page 1 is
-///   the first page or the second (then page 0 is fetched too); the walk goes on while it has
-///   seen fewer than `total_count` rows, not while pages are full, since a capped server
-///   answers short pages;
-/// - without `paging`, it asks until a page comes back empty, and then for page 0, in case
-///   the server counts from 0;
-/// - sessions a page repeats (overlapping pages) are passed on once; a page that repeats the
-///   one before it whole (a server that ignores `page_no`) ends the walk with an error.
-///
-/// [`ListingWalk::shortfall`] says, at the end, how many rows `total_count` promised that the
-/// walk never saw (sessions that vanished mid-walk, a server that lies).
-struct ListingWalk<'a> {
-    api: &'a RtkApi,
-    query: &'a ListingQuery,
-    next_page: u32,
-    /// Page 0 is still to be asked for.
-    page_zero_due: bool,
-    page_zero_asked: bool,
-    /// The forward walk (pages 1, 2, ...) is over.
-    forward_done: bool,
-    /// The sessions seen, by id.
-    seen: std::collections::HashSet<SessionId>,
-    /// Entries seen that were not sessions chatsink can use.
-    unusable: u64,
-    total: Option<u64>,
-    previous: Option<Vec<SessionId>>,
-}
-
-/// Pages asked for at most in one walk: far beyond any real listing at 100 a page, so a server
-/// that never ends its listing cannot keep a walk going for ever.
-const MAX_PAGES: u32 = 100_000;
-
-impl<'a> ListingWalk<'a> {
-    fn new(api: &'a RtkApi, query: &'a ListingQuery) -> Self {
-        Self {
-            api,
-            query,
-            next_page: 1,
-            page_zero_due: false,
-            page_zero_asked: false,
-            forward_done: false,
-            seen: Default::default(),
-            unusable: 0,
-            total: None,
-            previous: None,
-        }
-    }
-
-    /// The next page's new rows, or `None` once the walk is over.
-    async fn next(&mut self) -> Result<Option<ListingPage>, IngestError> {
-        loop {
-            if self.page_zero_due {
-                self.page_zero_due = false;
-                self.page_zero_asked = true;
-                match self.api.list_sessions(self.query, 0).await {
-                    Ok(page) => return Ok(Some(self.keep_new(page))),
-                    // Without `paging` page 0 was a guess: a server counting from 1 may refuse it.
-                    Err(RtkApiError::Status(400..=499) | RtkApiError::NotFound(_))
-                        if self.total.is_none() =>
-                    {
-                        continue
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            if self.forward_done {
-                return Ok(None);
-            }
-            let page_no = self.next_page;
-            if page_no > MAX_PAGES {
-                return Err(RtkApiError::BadAnswer(format!(
-                    "the sessions listing did not end within {MAX_PAGES} pages"
-                ))
-                .into());
-            }
-            let page = self.api.list_sessions(self.query, page_no).await?;
-            self.next_page += 1;
-            let ids: Vec<SessionId> = page.sessions.iter().map(|s| s.id.clone()).collect();
-            if !ids.is_empty() && self.previous.as_ref() == Some(&ids) {
-                return Err(RtkApiError::BadAnswer(format!(
-                    "the sessions listing answered page {page_no} with page {}'s sessions again; its paging is not understood",
-                    page_no - 1
-                ))
-                .into());
-            }
-            self.previous = Some(ids);
-            match page.paging {
-                Some(paging) => {
-                    self.total = Some(paging.total_count);
-                    // Page 1 did not start the listing: the server counts pages from 0.
-                    if page_no == 1 && paging.start_offset > 0 && !self.page_zero_asked {
-                        self.page_zero_due = true;
-                    }
-                }
-                None if page.entries == 0 => {
-                    self.forward_done = true;
-                    self.page_zero_due = !self.page_zero_asked;
-                }
-                None => {}
-            }
-            let page = self.keep_new(page);
-            if let Some(total) = self.total {
-                let seen_all = self.rows_seen() >= total;
-                let past_the_end = page.paging.is_some_and(|p| p.end_offset + 1 >= total);
-                if page.entries == 0 || seen_all || past_the_end && !self.page_zero_due {
-                    self.forward_done = true;
-                }
-            }
-            return Ok(Some(page));
-        }
-    }
-
-    /// `page` with the rows an earlier page had already given left out.
-    fn keep_new(&mut self, mut page: ListingPage) -> ListingPage {
-        page.sessions.retain(|s| self.seen.insert(s.id.clone()));
-        self.unusable += page.not_understood.len() as u64;
-        page.entries = page.sessions.len() + page.not_understood.len();
-        page
-    }
-
-    fn rows_seen(&self) -> u64 {
-        self.seen.len() as u64 + self.unusable
-    }
-
-    /// `(total_count, rows seen)` when the walk saw fewer rows than the listing counted.
-    fn shortfall(&self) -> Option<Shortfall> {
-        let total = self.total?;
-        let seen = self.rows_seen();
-        (seen < total).then_some(Shortfall { total, seen })
-    }
-}
-
-/// A listing walk that ended short of the listing's own `total_count`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shortfall {
-    pub total: u64,
-    pub seen: u64,
-}
-
-impl std::fmt::Display for Shortfall {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "the sessions listing counted {} sessions but its pages held {} ({} missing: sessions that vanished while it was paged through, or a listing that pages in a way chatsink does not follow)",
-            self.total,
-            self.seen,
-            self.total - self.seen
-        )
-    }
 }
 
 /// Reconcile's settings: how often a pass runs, and how long after a session ends its webhook
@@ -366,10 +214,10 @@ async fn run_pass(
         meeting: None,
     };
     let mut report = PassReport::default();
-    let mut pages = ListingWalk::new(api, &query);
+    let mut pages = ListingWalk::new(SessionPages { api, query: &query });
     while let Some(page) = pages.next().await? {
         let due: Vec<ListedSession> = page
-            .sessions
+            .items
             .into_iter()
             .filter(|s| s.status == ListingStatus::Ended)
             .filter(|s| match s.ended_at {
@@ -379,6 +227,11 @@ async fn run_pass(
             })
             .collect();
         report.due += due.len();
+        // Archived sessions whose participants never came (their fetch failed): again now.
+        let ids: Vec<SessionId> = due.iter().map(|s| s.id.clone()).collect();
+        for session in ctx.store.sessions_without_participants(ids).await? {
+            super::participants::fetch_participants(ctx, &session).await;
+        }
         let plans = ctx.store.enqueue_pulls(due).await?;
         for PullPlan { job, created, .. } in &plans {
             if job.is_ok() {

@@ -2,13 +2,15 @@
 //! - the Chat Replay API, a fresh download URL for a session's chat dump. Cloudflare:
 //!   `GET {base}/accounts/{account}/realtime/kit/{app}/sessions/{session}/chat` with a bearer
 //!   token; Dyte v2: `GET {base}/sessions/{session}/chat` with HTTP Basic;
-//! - the sessions listing (`GET .../sessions`), for `backfill` and reconcile.
+//! - the sessions listing (`GET .../sessions`), for `backfill` and reconcile;
+//! - a session's participants (`GET .../sessions/{session}/participants`): who each sender is
+//!   in the app's own terms.
 //!
 //! Both share RealtimeKit's limit of 250 requests per 10 seconds: every request waits its turn
 //! at a limiter below that rate, and a 429 is waited out as its `retry-after` says.
 
 use crate::config::{DownloadSettings, ReplayApiCredentials};
-use crate::domain::{ListedSession, ListingStatus, SessionId, Timestamp};
+use crate::domain::{ListedSession, ListingStatus, Participant, SessionId, Timestamp};
 use governor::{DefaultDirectRateLimiter, Quota};
 use secrecy::ExposeSecret;
 use std::num::NonZeroU32;
@@ -74,10 +76,10 @@ pub struct ListingQuery {
     pub meeting: Option<String>,
 }
 
-/// One page of the listing: the sessions understood, and entries that were not (with why).
-#[derive(Debug, Default)]
-pub struct ListingPage {
-    pub sessions: Vec<ListedSession>,
+/// One page of a listing: the entries understood, and those that were not (with why).
+#[derive(Debug)]
+pub struct ListingPage<T = ListedSession> {
+    pub items: Vec<T>,
     pub not_understood: Vec<String>,
     /// How many entries the page held (a page shorter than asked for is not the end: the
     /// server may cap `per_page`).
@@ -94,6 +96,17 @@ pub struct ListingPaging {
     pub start_offset: u64,
     pub end_offset: u64,
     pub total_count: u64,
+}
+
+impl<T> Default for ListingPage<T> {
+    fn default() -> Self {
+        Self {
+            items: Vec::new(),
+            not_understood: Vec::new(),
+            entries: 0,
+            paging: None,
+        }
+    }
 }
 
 impl ListingPaging {
@@ -204,7 +217,48 @@ impl RtkApi {
         };
         for entry in entries {
             match listed_session(entry) {
-                Ok(session) => page.sessions.push(session),
+                Ok(session) => page.items.push(session),
+                Err(why) => page.not_understood.push(why),
+            }
+        }
+        Ok(page)
+    }
+
+    /// Page `page_no` of a session's participants (the SDK's type has no `paging` for it: a
+    /// walk asks until a page comes back empty, and follows `paging` if a server sends it).
+    pub async fn list_participants(
+        &self,
+        session: &SessionId,
+        page_no: u32,
+    ) -> Result<ListingPage<Participant>, RtkApiError> {
+        let segment: String =
+            url::form_urlencoded::byte_serialize(session.as_str().as_bytes()).collect();
+        let params = vec![
+            ("page_no", page_no.to_string()),
+            ("per_page", LISTING_PAGE.to_string()),
+            ("sort_by", "joinedAt".to_owned()),
+            ("sort_order", "ASC".to_owned()),
+        ];
+        let body = self
+            .get_json(
+                &format!("sessions/{segment}/participants"),
+                &params,
+                &format!("participants of session {session}"),
+            )
+            .await?;
+        let entries = body
+            .get("data")
+            .and_then(|d| d.get("participants"))
+            .and_then(|s| s.as_array())
+            .ok_or_else(|| RtkApiError::BadAnswer("no 'data.participants' list".into()))?;
+        let mut page = ListingPage {
+            entries: entries.len(),
+            paging: ListingPaging::from_answer(&body),
+            ..ListingPage::default()
+        };
+        for entry in entries {
+            match listed_participant(entry) {
+                Ok(participant) => page.items.push(participant),
                 Err(why) => page.not_understood.push(why),
             }
         }
@@ -313,6 +367,34 @@ fn too_long() -> RtkApiError {
         "the answer is over {} MiB",
         MAX_ANSWER_BYTES / (1024 * 1024)
     ))
+}
+
+/// Longest id or name kept from a participant entry: more is a broken or hostile answer.
+const MAX_PARTICIPANT_TEXT: usize = 1000;
+
+/// One participant entry, or why it is not one chatsink can use.
+fn listed_participant(entry: &serde_json::Value) -> Result<Participant, String> {
+    let text = |field: &str| {
+        entry
+            .get(field)
+            .and_then(|v| match v {
+                serde_json::Value::String(s) => Some(s.trim().to_owned()),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+            .filter(|s| !s.is_empty() && s.len() <= MAX_PARTICIPANT_TEXT)
+    };
+    let time = |field: &str| text(field).and_then(|s| Timestamp::parse(&s).ok());
+    let participant_id = text("id").ok_or("a participant without an 'id'")?;
+    Ok(Participant {
+        participant_id,
+        user_id: text("user_id"),
+        custom_participant_id: text("custom_participant_id"),
+        display_name: text("display_name"),
+        preset_name: text("preset_name"),
+        joined_at: time("joined_at"),
+        left_at: time("left_at"),
+    })
 }
 
 /// One entry of the listing, or why it is not one chatsink can use.

@@ -107,6 +107,7 @@ const TABLES: &[Table] = &[
             ("dump_sha256", Type::TEXT),
             ("loaded_ms", Type::INT8),
             ("updated_ms", Type::INT8),
+            ("participants_ms", Type::INT8),
         ],
         order_by: "session_key",
         serial: Some("session_key"),
@@ -182,6 +183,21 @@ const TABLES: &[Table] = &[
         ],
         order_by: "id",
         serial: Some("id"),
+    },
+    Table {
+        name: "session_participants",
+        columns: &[
+            ("session_key", Type::INT8),
+            ("participant_id", Type::TEXT),
+            ("rtk_user_id", Type::TEXT),
+            ("custom_participant_id", Type::TEXT),
+            ("display_name", Type::TEXT),
+            ("preset_name", Type::TEXT),
+            ("joined_ms", Type::INT8),
+            ("left_ms", Type::INT8),
+        ],
+        order_by: "session_key, participant_id",
+        serial: None,
     },
     // The erasure list (users, messages, sessions, and retention's tombstones): without it a
     // re-delivery, a reprocess or a backfill on the new archive would load the erased again.

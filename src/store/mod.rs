@@ -711,6 +711,30 @@ impl Store {
     // --- operations ---
 
     /// Stored deliveries, newest first: what reached the inbox, however verified.
+    /// Replaces a session's participants (less erased users) in one commit, and records when;
+    /// false when the session is not in the archive (never loaded, erased or purged).
+    pub async fn store_participants(
+        &self,
+        session: &SessionId,
+        participants: Vec<crate::domain::Participant>,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.store_participants(session.clone(), participants).await,
+            Self::Postgres(s) => s.store_participants(session.clone(), participants).await,
+        }
+    }
+
+    /// Of `sessions`, those loaded whose participants were never fetched.
+    pub async fn sessions_without_participants(
+        &self,
+        sessions: Vec<SessionId>,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.sessions_without_participants(sessions).await,
+            Self::Postgres(s) => s.sessions_without_participants(sessions).await,
+        }
+    }
+
     pub async fn deliveries(&self, limit: u32) -> Result<Vec<DeliveryRecord>, StoreError> {
         match self {
             Self::Sqlite(s) => s.deliveries(limit).await,

@@ -1285,7 +1285,7 @@ async fn every_request_and_every_deletion_has_an_audit_entry() {
 }
 
 /// The one value `sql` selects from the site's database, as text.
-fn query_sql(site: &Site, sql: &str) -> String {
+pub(crate) fn query_sql(site: &Site, sql: &str) -> String {
     let location = site.location();
     if location.starts_with("postgres") {
         crate::pg::postgres("query_sql")

@@ -5,7 +5,7 @@
 use crate::helpers::*;
 use crate::site::{Served, Site};
 use actix_web::{web, HttpRequest, HttpResponse};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -55,6 +55,11 @@ struct RtkState {
     without_paging: bool,
     /// Added to `total_count`: a listing that counts sessions it never shows.
     overcount: u64,
+    /// Each session's participants, as the API's entries.
+    participants: HashMap<String, Vec<serde_json::Value>>,
+    /// The participants listing answers this status to every request.
+    participants_fail: Option<u16>,
+    participant_requests: usize,
     listing_delay: Duration,
     dump_delay: Duration,
     /// (page_no, arrived, answered) of each listing request.
@@ -90,6 +95,10 @@ impl FakeRtk {
                 .route(
                     &format!("{API_ROOT}/sessions/{{id}}/chat"),
                     web::get().to(chat),
+                )
+                .route(
+                    &format!("{API_ROOT}/sessions/{{id}}/participants"),
+                    web::get().to(participants),
                 )
                 .route("/dumps/{id}.csv", web::get().to(dump))
         })
@@ -240,6 +249,59 @@ async fn listing(
         .listings
         .push((page_no, arrived, Instant::now()));
     answer
+}
+
+/// `GET .../sessions/{id}/participants`, in the SDK's shape: `data.participants`, no `paging`
+/// (the SDK's type has none), pages from the listing's base, capped as the listing is.
+async fn participants(
+    request: HttpRequest,
+    id: web::Path<String>,
+    query: web::Query<HashMap<String, String>>,
+    state: web::Data<Mutex<RtkState>>,
+) -> HttpResponse {
+    if !authorized(&request) {
+        return HttpResponse::Unauthorized().finish();
+    }
+    let mut s = state.lock().unwrap();
+    s.api_requests.push(Instant::now());
+    s.participant_requests += 1;
+    if let Some(status) = s.participants_fail {
+        return HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).json(
+            serde_json::json!({"success": false, "error": {"code": status, "message": "failing"}}),
+        );
+    }
+    let page_no: u32 = query
+        .get("page_no")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1);
+    if page_no < s.page_base {
+        return HttpResponse::BadRequest().finish();
+    }
+    let asked: usize = query
+        .get("per_page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(20);
+    let per_page = s.per_page_cap.map_or(asked, |cap| asked.min(cap)).max(1);
+    let start = (page_no - s.page_base) as usize * per_page;
+    let all = s.participants.get(id.as_str()).cloned().unwrap_or_default();
+    let page: Vec<serde_json::Value> = all.into_iter().skip(start).take(per_page).collect();
+    HttpResponse::Ok().json(serde_json::json!({"success": true, "data": {"participants": page}}))
+}
+
+/// A participant entry as the SDK's type has it.
+pub(crate) fn participant(id: &str, user_id: &str, custom: Option<&str>) -> serde_json::Value {
+    serde_json::json!({
+        "id": id,
+        "user_id": user_id,
+        "custom_participant_id": custom,
+        "display_name": format!("Name of {id}"),
+        "preset_name": "group_call_participant",
+        "joined_at": "2026-11-30T10:00:00.000Z",
+        "left_at": "2026-11-30T11:00:00.000Z",
+        "duration": 60.0,
+        "created_at": "2026-11-30T10:00:00.000Z",
+        "updated_at": "2026-11-30T11:00:00.000Z",
+    })
 }
 
 async fn chat(
@@ -1170,4 +1232,133 @@ async fn a_listing_that_ends_short_of_its_count_is_reported_never_a_silent_succe
     .await;
     assert!(metric(&served, "chatsink_reconcile_listing_shortfall_total").await >= 3.0);
     served.stop();
+}
+
+/// Each loaded session's participants are fetched (paged however the server pages) and kept:
+/// a message whose sender is a participant's peer id or user id carries the app's own id,
+/// `custom_participant=` finds a person's messages across sessions, `/v1/users` names it; a
+/// sender nobody matches keeps its id alone. A failing participants endpoint leaves the session
+/// loaded, and reconcile fetches them later. Erasing a user removes their participant record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participants_name_each_sender_in_the_apps_terms() {
+    let root = tempfile::tempdir().unwrap();
+    let site = Site::on_this_backend(root.path());
+    migrate(&site);
+    let api = FakeRtk::start().await;
+    for (n, id) in ["people-a", "people-b"].iter().enumerate() {
+        api.add(ended(id, Duration::from_secs(3600 + n as u64), 6));
+    }
+    api.with(|s| {
+        s.page_base = 0;
+        s.per_page_cap = Some(2);
+        s.participants.insert(
+            "people-a".into(),
+            vec![
+                participant("user-0", "rtk-u0", Some("app-alice")),
+                participant("peer-1", "user-1", Some("app-bob")),
+                participant("peer-x", "rtk-x", Some("app-nobody")),
+            ],
+        );
+        s.participants.insert(
+            "people-b".into(),
+            vec![participant("user-0", "rtk-u0", Some("app-alice"))],
+        );
+    });
+    let output = backfill(&site, &api, &["--since", &since()]);
+    assert!(output.status.success(), "{}", said(&output));
+
+    let served = site.start("").await;
+    let get = |path: String| {
+        let served = &served;
+        async move {
+            let answer = served
+                .client
+                .get(format!("{}{path}", served.address()))
+                .bearer_auth(READ_TOKEN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 200, "{path}");
+            answer.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let page = get("/v1/messages?session=people-a&limit=100".into()).await;
+    for m in page["messages"].as_array().unwrap() {
+        let expected = match m["userId"].as_str().unwrap() {
+            "user-0" => Some("app-alice"),
+            "user-1" => Some("app-bob"),
+            _ => None,
+        };
+        assert_eq!(m["customParticipantId"].as_str(), expected, "{m}");
+    }
+    let alice = get("/v1/messages?custom_participant=app-alice&limit=100".into()).await;
+    let alice: Vec<&serde_json::Value> = alice["messages"].as_array().unwrap().iter().collect();
+    assert_eq!(alice.len(), 4, "user-0's two messages in each session");
+    assert!(alice.iter().all(|m| m["userId"] == "user-0"));
+    let nobody = get("/v1/messages?custom_participant=app-nobody".into()).await;
+    assert_eq!(nobody["messages"].as_array().unwrap().len(), 0);
+    let users = get("/v1/users".into()).await;
+    let named: BTreeMap<String, Option<String>> = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["id"].as_str().unwrap().to_owned(),
+                u["customParticipantId"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    assert_eq!(named["user-0"].as_deref(), Some("app-alice"));
+    assert_eq!(named["user-1"].as_deref(), Some("app-bob"));
+    assert_eq!(named["user-2"], None);
+    served.stop();
+
+    // The participants endpoint fails for a new session: it loads all the same, and reconcile
+    // fetches its participants once the endpoint answers.
+    api.add(ended("people-c", Duration::from_secs(300), 3));
+    api.with(|s| {
+        s.participants_fail = Some(500);
+        s.participants.insert(
+            "people-c".into(),
+            vec![participant("user-2", "rtk-u2", Some("app-carol"))],
+        );
+    });
+    let output = backfill(&site, &api, &["--since", &since()]);
+    assert!(output.status.success(), "{}", said(&output));
+    site.assert_loaded_once("people-c", 3);
+    api.with(|s| s.participants_fail = None);
+    let served = serve_reconciling(&site, &api, "60").await;
+    wait_until(
+        "reconcile fetches the participants",
+        Duration::from_secs(30),
+        || {
+            crate::governance::query_sql(
+            &site,
+            "SELECT count(*) FROM session_participants WHERE custom_participant_id = 'app-carol'",
+        ) == "1"
+        },
+    )
+    .await;
+    served.stop();
+
+    // Erasing a user removes their participant records.
+    let erase = Command::new(env!("CARGO_BIN_EXE_chatsink"))
+        .args(["erase", "--user", "user-1"])
+        .env("CHATSINK_DATABASE", site.location())
+        .env("CHATSINK_DATA_DIR", site.data_dir())
+        .output()
+        .unwrap();
+    assert!(erase.status.success(), "{}", said(&erase));
+    assert_eq!(
+        crate::governance::query_sql(
+            &site,
+            "SELECT count(*) FROM session_participants WHERE participant_id = 'user-1' OR rtk_user_id = 'user-1'"
+        ),
+        "0"
+    );
+    assert_eq!(
+        crate::governance::query_sql(&site, "SELECT count(*) FROM session_participants"),
+        "4"
+    );
 }

@@ -381,6 +381,12 @@ impl PgStore {
                         }
                         if let EraseTarget::User(raw) = target {
                             scrub_mentions(&tx, raw).await?;
+                            tx.execute(
+                                "DELETE FROM session_participants
+                                 WHERE participant_id = $1 OR rtk_user_id = $1",
+                                &[&id],
+                            )
+                            .await?;
                         }
                         if let (EraseTarget::User(_), Some(key)) = (target, key) {
                             tx.execute("DELETE FROM participants WHERE user_key = $1", &[&key])
@@ -393,6 +399,11 @@ impl PgStore {
                             .await? as i64;
                         if let Some(key) = key {
                             step.removed.dumps += trash_dump(&tx, key).await?;
+                            tx.execute(
+                                "DELETE FROM session_participants WHERE session_key = $1",
+                                &[&key],
+                            )
+                            .await?;
                             step.removed.sessions = tx
                                 .execute("DELETE FROM sessions WHERE session_key = $1", &[&key])
                                 .await? as i64;

@@ -13,6 +13,7 @@ mod queue;
 mod reads;
 mod retry;
 pub(in crate::store) mod search;
+mod session_participants;
 pub(in crate::store) mod text;
 
 pub use queue::PgIntake;

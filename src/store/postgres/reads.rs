@@ -120,6 +120,16 @@ fn conditions(filter: &MessageFilter, params: &mut Params) -> Option<String> {
         let not = if private { "NOT " } else { "" };
         clauses.push(format!("m.target_user_ids IS {not}NULL"));
     }
+    // The senders the app knows by this id, in each session whose participants name them.
+    if let Some(custom) = &filter.custom_participant {
+        let p = next(params, Box::new(text::put(custom).into_owned()), Type::TEXT);
+        clauses.push(format!(
+            "(m.session_key, m.user_key) IN (
+                 SELECT sp.session_key, pt.user_key FROM session_participants sp
+                 JOIN participants pt ON pt.user_id = sp.participant_id OR pt.user_id = sp.rtk_user_id
+                 WHERE sp.custom_participant_id = {p})"
+        ));
+    }
     if let Some(since) = filter.since_ms {
         let p = next(params, Box::new(since), Type::INT8);
         clauses.push(format!("m.created_ms >= {p}"));
@@ -240,7 +250,7 @@ impl PgStore {
         let sql = format!(
             "SELECT m.seq, m.id, s.session_id, mt.meeting_id, p.user_id, m.display_name, m.kind, m.pinned,
                     m.edited, CASE WHEN m.kind = 'text' THEN m.payload END, m.link, m.file_name, m.file_size,
-                    m.payload, m.created_ms, m.extra, m.target_user_ids
+                    m.payload, m.created_ms, m.extra, m.target_user_ids, cp.custom_participant_id
              FROM (SELECT m.seq, m.id, m.session_key, m.meeting_key, m.user_key, m.display_name, m.kind,
                           m.pinned, m.edited, m.link, m.file_name, m.file_size, m.payload, m.created_ms,
                           m.extra, m.target_user_ids
@@ -251,6 +261,11 @@ impl PgStore {
              JOIN sessions s ON s.session_key = m.session_key
              JOIN meetings mt ON mt.meeting_key = m.meeting_key
              JOIN participants p ON p.user_key = m.user_key
+             LEFT JOIN LATERAL (SELECT sp.custom_participant_id FROM session_participants sp
+                                WHERE sp.session_key = m.session_key
+                                  AND (sp.participant_id = p.user_id OR sp.rtk_user_id = p.user_id)
+                                  AND sp.custom_participant_id IS NOT NULL
+                                ORDER BY sp.participant_id LIMIT 1) cp ON true
              ORDER BY m.created_ms {direction}, m.seq {direction}"
         );
         self.reading(budget, move |tx| {
@@ -287,6 +302,7 @@ impl PgStore {
                         target_user_ids: r
                             .get::<_, Option<Vec<String>>>(16)
                             .map(|t| t.into_iter().map(text::get).collect()),
+                        custom_participant_id: text::get_opt(r.get(17)),
                     })
                     .collect())
             })
@@ -491,7 +507,15 @@ impl PgStore {
                                 (SELECT display_name FROM messages latest WHERE latest.user_key = p.user_key
                                    AND ($4::text[] IS NULL OR latest.meeting_key IN
                                         (SELECT meeting_key FROM meetings WHERE meeting_id = ANY($4)))
-                                 ORDER BY created_ms DESC, seq DESC LIMIT 1)
+                                 ORDER BY created_ms DESC, seq DESC LIMIT 1),
+                                (SELECT sp.custom_participant_id FROM session_participants sp
+                                 WHERE (sp.participant_id = p.user_id OR sp.rtk_user_id = p.user_id)
+                                   AND sp.custom_participant_id IS NOT NULL
+                                   AND sp.session_key IN (SELECT DISTINCT mine.session_key FROM messages mine
+                                        WHERE mine.user_key = p.user_key
+                                          AND ($4::text[] IS NULL OR mine.meeting_key IN
+                                               (SELECT meeting_key FROM meetings WHERE meeting_id = ANY($4))))
+                                 ORDER BY sp.session_key DESC LIMIT 1)
                          FROM participants p JOIN messages m ON m.user_key = p.user_key
                          WHERE ($1::text IS NULL OR p.user_id > $1)
                            AND ($2::text IS NULL
@@ -514,6 +538,7 @@ impl PgStore {
                         message_count: r.get(1),
                         session_count: r.get(2),
                         display_name: text::get(r.get(3)),
+                        custom_participant_id: text::get_opt(r.get(4)),
                     })
                     .collect())
             })

@@ -420,6 +420,10 @@ fn finish_erasure(
             }
             if let EraseTarget::User(id) = target {
                 scrub_mentions(tx, id)?;
+                tx.execute(
+                    "DELETE FROM session_participants WHERE participant_id = ?1 OR rtk_user_id = ?1",
+                    [id],
+                )?;
             }
             if let (EraseTarget::User(_), Some(key)) = (target, key) {
                 tx.execute("DELETE FROM participants WHERE user_key = ?1", [key])?;
@@ -430,6 +434,10 @@ fn finish_erasure(
                 tx.execute("DELETE FROM rejected_rows WHERE session_id = ?1", [id])? as i64;
             if let Some(key) = key {
                 removed.dumps += trash_dump(tx, key, now)?;
+                tx.execute(
+                    "DELETE FROM session_participants WHERE session_key = ?1",
+                    [key],
+                )?;
                 removed.sessions +=
                     tx.execute("DELETE FROM sessions WHERE session_key = ?1", [key])? as i64;
             }

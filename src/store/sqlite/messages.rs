@@ -49,6 +49,7 @@ fn keyed_from_row(row: &Row<'_>) -> rusqlite::Result<Keyed> {
             target_user_ids: row
                 .get::<_, Option<String>>(16)?
                 .map(|t| serde_json::from_str(&t).unwrap_or_else(|_| vec![t])),
+            custom_participant_id: None,
         },
     })
 }
@@ -88,6 +89,7 @@ fn with_ids(conn: &Connection, keyed: Vec<Keyed>) -> rusqlite::Result<Vec<Messag
             )
         })
     };
+    let mut custom: HashMap<(i64, String), Option<String>> = HashMap::new();
     keyed
         .into_iter()
         .map(
@@ -100,6 +102,18 @@ fn with_ids(conn: &Connection, keyed: Vec<Keyed>) -> rusqlite::Result<Vec<Messag
                 row.session_id = find(&sessions, session, "session", row.seq)?;
                 row.meeting_id = find(&meetings, meeting, "meeting", row.seq)?;
                 row.user_id = find(&users, user, "participant", row.seq)?;
+                // One look-up per sender of the page (a page holds few).
+                let sender = (session, row.user_id.clone());
+                row.custom_participant_id = match custom.get(&sender) {
+                    Some(known) => known.clone(),
+                    None => {
+                        let found = super::session_participants::custom_id_of_sender(
+                            conn, session, &sender.1,
+                        )?;
+                        custom.insert(sender, found.clone());
+                        found
+                    }
+                };
                 Ok(row)
             },
         )
@@ -304,6 +318,17 @@ fn where_clause(filter: &MessageFilter, plan: TextPlan) -> (String, Vec<Value>) 
             "target_user_ids IS {}NULL",
             if private { "NOT " } else { "" }
         ));
+    }
+    // The senders the app knows by this id, in each session whose participants name them.
+    if let Some(custom) = &filter.custom_participant {
+        clauses.push(
+            "(session_key, user_key) IN (
+                 SELECT sp.session_key, p.user_key FROM session_participants sp
+                 JOIN participants p ON p.user_id = sp.participant_id OR p.user_id = sp.rtk_user_id
+                 WHERE sp.custom_participant_id = ?)"
+                .into(),
+        );
+        params.push(Value::Text(custom.clone()));
     }
     if let Some(edited) = filter.edited {
         clauses.push(format!("edited = {}", edited as i64));
@@ -546,7 +571,15 @@ pub fn user_page(
                 (SELECT display_name FROM messages latest WHERE latest.user_key = p.user_key
                    AND (?4 IS NULL OR latest.meeting_key IN (SELECT meeting_key FROM meetings
                                                              WHERE meeting_id IN (SELECT value FROM json_each(?4))))
-                 ORDER BY created_ms DESC, seq DESC LIMIT 1)
+                 ORDER BY created_ms DESC, seq DESC LIMIT 1),
+                (SELECT sp.custom_participant_id FROM session_participants sp
+                 WHERE (sp.participant_id = p.user_id OR sp.rtk_user_id = p.user_id)
+                   AND sp.custom_participant_id IS NOT NULL
+                   AND sp.session_key IN (SELECT DISTINCT mine.session_key FROM messages mine
+                                          WHERE mine.user_key = p.user_key
+                                            AND (?4 IS NULL OR mine.meeting_key IN (SELECT meeting_key FROM meetings
+                                                 WHERE meeting_id IN (SELECT value FROM json_each(?4)))))
+                 ORDER BY sp.session_key DESC LIMIT 1)
          FROM participants p JOIN messages m ON m.user_key = p.user_key
          WHERE (?1 IS NULL OR p.user_id > ?1)
            AND (?2 IS NULL OR m.session_key = (SELECT session_key FROM sessions WHERE session_id = ?2))
@@ -561,6 +594,7 @@ pub fn user_page(
             message_count: r.get(1)?,
             session_count: r.get(2)?,
             display_name: r.get(3)?,
+            custom_participant_id: r.get(4)?,
         })
     })?;
     rows.collect()

@@ -12,6 +12,7 @@ mod load;
 mod messages;
 mod owners;
 mod passes;
+mod session_participants;
 mod sessions;
 mod use_cases;
 

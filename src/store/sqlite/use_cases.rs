@@ -2,13 +2,14 @@
 //! on (a pooled one, a probe one, or one with a read budget) and which table functions it calls.
 
 use super::{
-    governance, inbox, jobs, load, messages, now_ms, owners, passes, sessions, SqliteStore,
+    governance, inbox, jobs, load, messages, now_ms, owners, passes, session_participants,
+    sessions, SqliteStore,
 };
 use crate::domain::{
     After, AuditEntry, AuditQuery, ClaimedJob, DeliveryRecord, EraseStep, EraseTarget,
     ErasureRecord, Job, JobOutcome, JobState, ListedSession, LoadReport, MessageFilter, MessageRow,
-    MessageStats, Order, PullPlan, ReprocessSelector, RowSource, Scrub, SessionDump, SessionId,
-    SessionRecord, StoredRejectedRow, Timestamp, TokenRecord, UserRecord,
+    MessageStats, Order, Participant, PullPlan, ReprocessSelector, RowSource, Scrub, SessionDump,
+    SessionId, SessionRecord, StoredRejectedRow, Timestamp, TokenRecord, UserRecord,
 };
 use crate::store::{
     FileLoad, JobLoad, Owner, PassLease, PassState, QueueGauges, Selected, StoreError,
@@ -349,6 +350,30 @@ impl SqliteStore {
 
     pub async fn erasures(&self) -> Result<Vec<ErasureRecord>, StoreError> {
         self.run(|conn| Ok(governance::erasures(conn)?)).await
+    }
+
+    pub async fn store_participants(
+        &self,
+        session: SessionId,
+        participants: Vec<Participant>,
+    ) -> Result<bool, StoreError> {
+        self.run(move |conn| {
+            Ok(session_participants::store(
+                conn,
+                &session,
+                &participants,
+                now_ms(),
+            )?)
+        })
+        .await
+    }
+
+    pub async fn sessions_without_participants(
+        &self,
+        sessions: Vec<SessionId>,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        self.run(move |conn| Ok(session_participants::without_participants(conn, &sessions)?))
+            .await
     }
 
     pub async fn session_erased(&self, session: SessionId) -> Result<bool, StoreError> {

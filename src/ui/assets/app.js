@@ -11,7 +11,7 @@ const PAGE = 50;
 // Characters of one message shown: a longer one (chat text is anyone's, 10 MB of it included)
 // would stall the page's layout; the whole text is in the exports and the API.
 const MAX_SHOWN = 20000;
-const FILTERS = ["q", "user", "type", "pinned", "edited", "private", "session", "meeting", "since", "until"];
+const FILTERS = ["q", "user", "custom_participant", "type", "pinned", "edited", "private", "session", "meeting", "since", "until"];
 
 // ---------------------------------------------------------------------------------------------
 // Building the page: elements and text nodes only.
@@ -390,6 +390,9 @@ function messageCard(message, highlight, showWhere) {
       {},
       el("span", { class: "sender" }, marked(message.displayName, highlight)),
       el("span", { class: "uid" }, message.userId),
+      message.customParticipantId
+        ? link(`/ui/search?custom_participant=${encodeURIComponent(message.customParticipantId)}`, message.customParticipantId)
+        : null,
       when(message.time),
       message.pinned ? el("span", { class: "badge pinned" }, "pinned") : null,
       message.isEdited ? el("span", { class: "badge" }, "edited") : null,
@@ -498,6 +501,7 @@ function filterForm(action, values, submitLabel) {
     { class: "filters", id: "filters", role: "search" },
     field("q", "Search text", text("q", 'e.g. budget "next steps" plan*'), true),
     field("user", "User id", text("user")),
+    field("custom_participant", "App user id", text("custom_participant")),
     field("type", "Type", choice("type", [["", "any"], ["text", "text"], ["image", "image"], ["file", "file"]])),
     field("pinned", "Pinned", choice("pinned", yesNo)),
     field("edited", "Edited", choice("edited", yesNo)),
@@ -619,6 +623,13 @@ async function users(root) {
       {},
       el("td", {}, link(`/ui/users/${seg(u.id)}`, u.displayName || u.id)),
       el("td", { class: "uid" }, u.id),
+      el(
+        "td",
+        {},
+        u.customParticipantId
+          ? link(`/ui/search?custom_participant=${encodeURIComponent(u.customParticipantId)}`, u.customParticipantId)
+          : "",
+      ),
       el("td", {}, `${u.messageCount}`),
       el("td", {}, `${u.sessionCount}`),
     ),
@@ -630,7 +641,7 @@ async function users(root) {
       el(
         "table",
         { id: "users" },
-        el("thead", {}, el("tr", {}, ["Name", "User id", "Messages", "Sessions"].map((h) => el("th", { scope: "col" }, h)))),
+        el("thead", {}, el("tr", {}, ["Name", "User id", "App user id", "Messages", "Sessions"].map((h) => el("th", { scope: "col" }, h)))),
         el("tbody", {}, rows),
       ),
     ),
