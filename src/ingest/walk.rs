@@ -8,8 +8,9 @@ use std::collections::HashSet;
 /// One listing, page by page.
 pub trait Pages {
     type Item: Listed;
-    /// How errors name the listing.
+    /// How errors name the listing, and its entries.
     const WHAT: &'static str;
+    const ENTRIES: &'static str;
     async fn page(&self, page_no: u32) -> Result<ListingPage<Self::Item>, RtkApiError>;
 }
 
@@ -39,6 +40,7 @@ pub struct SessionPages<'a> {
 impl Pages for SessionPages<'_> {
     type Item = ListedSession;
     const WHAT: &'static str = "the sessions listing";
+    const ENTRIES: &'static str = "sessions";
     async fn page(&self, page_no: u32) -> Result<ListingPage<ListedSession>, RtkApiError> {
         self.api.list_sessions(self.query, page_no).await
     }
@@ -53,6 +55,7 @@ pub struct ParticipantPages<'a> {
 impl Pages for ParticipantPages<'_> {
     type Item = Participant;
     const WHAT: &'static str = "the participants listing";
+    const ENTRIES: &'static str = "participants";
     async fn page(&self, page_no: u32) -> Result<ListingPage<Participant>, RtkApiError> {
         self.api.list_participants(self.session, page_no).await
     }
@@ -157,9 +160,10 @@ impl<P: Pages> ListingWalk<P> {
             let ids: Vec<String> = page.items.iter().map(Listed::key).collect();
             if !ids.is_empty() && self.previous.as_ref() == Some(&ids) {
                 return Err(RtkApiError::BadAnswer(format!(
-                    "{} answered page {page_no} with page {}'s entries again; its paging is not understood",
+                    "{} answered page {page_no} with page {}'s {} again; its paging is not understood",
                     P::WHAT,
-                    page_no - 1
+                    page_no - 1,
+                    P::ENTRIES
                 )));
             }
             self.previous = Some(ids);
@@ -205,13 +209,20 @@ impl<P: Pages> ListingWalk<P> {
     pub fn shortfall(&self) -> Option<Shortfall> {
         let total = self.total?;
         let seen = self.rows_seen();
-        (seen < total).then_some(Shortfall { total, seen })
+        (seen < total).then_some(Shortfall {
+            listing: P::WHAT,
+            entries: P::ENTRIES,
+            total,
+            seen,
+        })
     }
 }
 
 /// A listing walk that ended short of the listing's own `total_count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shortfall {
+    pub listing: &'static str,
+    pub entries: &'static str,
     pub total: u64,
     pub seen: u64,
 }
@@ -220,10 +231,13 @@ impl std::fmt::Display for Shortfall {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "the listing counted {} entries but its pages held {} ({} missing: entries that vanished while it was paged through, or a listing that pages in a way chatsink does not follow)",
+            "{} counted {} {} but its pages held {} ({} missing: {} that vanished while it was paged through, or a listing that pages in a way chatsink does not follow)",
+            self.listing,
             self.total,
+            self.entries,
             self.seen,
-            self.total - self.seen
+            self.total - self.seen,
+            self.entries
         )
     }
 }
