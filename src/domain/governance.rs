@@ -232,13 +232,16 @@ impl ErasureList {
     /// Takes erased users' ids out of what a kept message says of others: its recipients
     /// (`targetUserIds`) and its extra columns. The message itself stays (its sender was not
     /// erased).
-    pub fn scrub(&self, message: &mut ChatMessage) {
-        if self.users.is_empty() {
-            return;
+    /// Whether anything was taken out.
+    pub fn scrub(&self, message: &mut ChatMessage) -> bool {
+        if message.target_user_ids.is_none() && message.extra.is_none() {
+            return false;
         }
+        let mut changed = false;
         for id in &self.users {
-            scrub_user(message, id);
+            changed |= scrub_user(message, id);
         }
+        changed
     }
 }
 

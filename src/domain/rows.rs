@@ -51,8 +51,9 @@ pub struct LoadReport {
     pub rows_rejected: i64,
     /// Messages stored for the session after the load.
     pub messages: i64,
-    /// Rows left out because the erasure list names them (or their session): not stored, and
-    /// the dump holding them is not kept.
+    /// Rows left out because the erasure list names them (or their session), or stored with an
+    /// erased user's id taken out of their recipients or extra columns: the dump holding them
+    /// is not kept.
     pub rows_erased: i64,
 }
 

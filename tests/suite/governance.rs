@@ -1899,7 +1899,7 @@ async fn unknown_columns_and_private_messages_are_kept_served_filtered_and_erase
     let body = [
         header,
         row("m1", "u-1", "", "3", "=HYPERLINK(\"x\")", 0),
-        row("m2", "u-1", r#"["u-2","u-10"]"#, "", "calm", 1),
+        row("m2", "u-1", r#"["u-2","u-10","u-watcher"]"#, "", "calm", 1),
         row("m3", "u-2", "u-1", "1", "", 2),
         row("m4", "u-10", "", "0", "thanks u-2, u-20", 3),
     ]
@@ -1962,7 +1962,7 @@ async fn unknown_columns_and_private_messages_are_kept_served_filtered_and_erase
     assert_eq!(all["m1"]["private"], true);
     assert_eq!(
         all["m1"]["targetUserIds"],
-        serde_json::json!(["u-2", "u-10"])
+        serde_json::json!(["u-2", "u-10", "u-watcher"])
     );
     assert_eq!(
         all["m1"]["extra"],
@@ -2030,7 +2030,10 @@ async fn unknown_columns_and_private_messages_are_kept_served_filtered_and_erase
     let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     let second = &records[1];
     assert_eq!(&second[column("private")], "true");
-    assert_eq!(&second[column("targetUserIds")], r#"["u-2","u-10"]"#);
+    assert_eq!(
+        &second[column("targetUserIds")],
+        r#"["u-2","u-10","u-watcher"]"#
+    );
     let extra: serde_json::Value = serde_json::from_str(&records[0][column("extra")]).unwrap();
     assert_eq!(extra, all["m0"]["extra"]);
 
@@ -2056,7 +2059,7 @@ async fn unknown_columns_and_private_messages_are_kept_served_filtered_and_erase
         );
         assert_eq!(
             left["m1"]["targetUserIds"],
-            serde_json::json!(["u-10"]),
+            serde_json::json!(["u-10", "u-watcher"]),
             "{round}"
         );
         assert_eq!(left["m1"]["private"], true, "{round}");
@@ -2067,6 +2070,68 @@ async fn unknown_columns_and_private_messages_are_kept_served_filtered_and_erase
         );
         assert_eq!(left["m0"]["extra"], all["m0"]["extra"], "{round}");
         deliver(round).await;
+    }
+
+    // A user named only as a recipient: their id leaves the recipients, and the kept dump that
+    // names them goes (the archive keeps no file holding an erased id).
+    let quiet = uuid::Uuid::new_v4().to_string();
+    let quiet_dump = format!(
+        "{DUMP_HEADER},targetUserIds\r\n{}",
+        csv_row(&[
+            "q-1",
+            "u-10",
+            &quiet,
+            "meet-a",
+            "Ten",
+            "false",
+            "false",
+            "TEXT_MESSAGE",
+            "psst",
+            "2026-06-03T10:00:00Z",
+            "u-watcher",
+        ])
+    );
+    let quiet_path = format!("/dumps/{quiet}.csv");
+    for round in ["first", "after the erasure", "after a re-delivery"] {
+        if round == "after the erasure" {
+            assert!(
+                holds(&kept_dumps(&world.site), "u-watcher"),
+                "the dump is kept"
+            );
+            let answer = world
+                .call(reqwest::Method::DELETE, "/v1/users/u-watcher", ADMIN_TOKEN)
+                .await;
+            assert_eq!(answer.status(), 200);
+        } else {
+            world.storage.route(
+                &quiet_path,
+                vec![Reply::Body(quiet_dump.clone().into_bytes())],
+            );
+            let delivery = synced(&quiet, "meet-a", &world.storage.url(&quiet_path), round);
+            let answer = world
+                .served
+                .post(&delivery, &uuid::Uuid::new_v4().to_string())
+                .await
+                .unwrap();
+            assert!(answer.status().is_success());
+            world.site.wait_until_settled().await;
+        }
+        let left = world
+            .all(
+                &format!("/v1/messages?session={quiet}"),
+                "messages",
+                READ_TOKEN,
+            )
+            .await;
+        assert_eq!(left.len(), 1, "{round}");
+        assert_eq!(left[0]["private"], true, "{round}");
+        if round != "first" {
+            assert_eq!(left[0]["targetUserIds"], serde_json::json!([]), "{round}");
+            assert!(
+                !holds(&kept_dumps(&world.site), "u-watcher"),
+                "{round}: a kept dump names them"
+            );
+        }
     }
 }
 
@@ -2290,4 +2355,64 @@ async fn an_erasure_holds_for_ingest_files_and_reconcile() {
         assert_eq!(users, ["u-late"], "{session}");
     }
     served.stop();
+}
+
+/// Every `/ui` answer carries the page's headers (its Content-Security-Policy among them):
+/// the page, the redirect from `/ui`, an unknown asset's 404, and other methods' JSON 405.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_ui_answer_carries_the_pages_headers() {
+    let world = World::start(&[]).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = world.served.address().to_owned();
+    for (method, path, status) in [
+        (reqwest::Method::GET, "/ui/", 200),
+        (reqwest::Method::GET, "/ui", 308),
+        (reqwest::Method::GET, "/ui/assets/nope.js", 404),
+        (reqwest::Method::POST, "/ui/", 405),
+        (reqwest::Method::DELETE, "/ui", 405),
+        (reqwest::Method::PUT, "/ui/sessions/x", 405),
+    ] {
+        let answer = client
+            .request(method.clone(), format!("{base}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), status, "{method} {path}");
+        let headers = answer.headers().clone();
+        assert_eq!(
+            headers
+                .get("content-security-policy")
+                .and_then(|v| v.to_str().ok()),
+            Some(chatsink::ui::CONTENT_SECURITY_POLICY),
+            "{method} {path}"
+        );
+        for (name, value) in [
+            ("x-content-type-options", "nosniff"),
+            ("referrer-policy", "no-referrer"),
+            ("x-frame-options", "DENY"),
+        ] {
+            assert_eq!(
+                headers.get(name).and_then(|v| v.to_str().ok()),
+                Some(value),
+                "{method} {path} {name}"
+            );
+        }
+        if status == 405 {
+            let body: serde_json::Value = answer.json().await.unwrap();
+            assert_eq!(body["error"], "method_not_allowed", "{method} {path}");
+            assert_eq!(
+                headers.get("allow").and_then(|v| v.to_str().ok()),
+                Some("GET")
+            );
+        }
+        if status == 308 {
+            assert_eq!(
+                headers.get("location").and_then(|v| v.to_str().ok()),
+                Some("/ui/")
+            );
+        }
+    }
 }

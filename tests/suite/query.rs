@@ -767,6 +767,25 @@ async fn the_openapi_document_lists_every_route_and_parameter() {
         );
     }
     assert!(doc["components"]["schemas"]["MessageView"]["properties"]["isEdited"].is_object());
+    // The fields and parameters of a dump's extra columns, private messages and participants.
+    for field in ["private", "targetUserIds", "extra", "customParticipantId"] {
+        assert!(
+            doc["components"]["schemas"]["MessageView"]["properties"][field].is_object(),
+            "MessageView.{field}"
+        );
+    }
+    assert!(
+        doc["components"]["schemas"]["UserView"]["properties"]["customParticipantId"].is_object()
+    );
+    let messages = doc["paths"]["/v1/messages"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    for name in ["private", "custom_participant"] {
+        assert!(
+            messages.iter().any(|p| p["name"] == name),
+            "/v1/messages {name}"
+        );
+    }
 }
 
 #[test]

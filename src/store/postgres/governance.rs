@@ -89,11 +89,12 @@ async fn trash_dump(tx: &Transaction<'_>, session_key: i64) -> Result<i64, Store
 }
 
 /// Takes an erased user's id out of other messages' recipients and extra columns.
-async fn scrub_mentions(tx: &Transaction<'_>, id: &str) -> Result<(), StoreError> {
+async fn scrub_mentions(tx: &Transaction<'_>, id: &str) -> Result<i64, StoreError> {
     let stored = text::put(id).into_owned();
+    let mut touched: Vec<i64> = Vec::new();
     let candidates = tx
         .query(
-            "SELECT seq, target_user_ids, extra FROM messages
+            "SELECT seq, target_user_ids, extra, session_key FROM messages
              WHERE target_user_ids @> ARRAY[$1::text] OR strpos(extra, $1) > 0",
             &[&stored],
         )
@@ -117,8 +118,16 @@ async fn scrub_mentions(tx: &Transaction<'_>, id: &str) -> Result<(), StoreError
             &[&seq, &targets, &text::put_opt(&extra)],
         )
         .await?;
+        touched.push(row.get(3));
     }
-    Ok(())
+    // The kept dumps of those sessions still name the id: they go too.
+    touched.sort_unstable();
+    touched.dedup();
+    let mut dumps = 0;
+    for key in touched {
+        dumps += trash_dump(tx, key).await?;
+    }
+    Ok(dumps)
 }
 
 fn token_from_row(r: &tokio_postgres::Row) -> TokenRecord {
@@ -380,7 +389,7 @@ impl PgStore {
                             }
                         }
                         if let EraseTarget::User(raw) = target {
-                            scrub_mentions(&tx, raw).await?;
+                            step.removed.dumps += scrub_mentions(&tx, raw).await?;
                             tx.execute(
                                 "DELETE FROM session_participants
                                  WHERE participant_id = $1 OR rtk_user_id = $1",

@@ -368,7 +368,9 @@ impl SessionLoad {
             for row in rows {
                 match row {
                     LoadRow::Message(mut m) if m.session_id == self.session => {
-                        self.erased.scrub(&mut m);
+                        if self.erased.scrub(&mut m) {
+                            self.report.rows_erased += 1;
+                        }
                         self.staged += 1;
                         let targets: Option<Vec<String>> = m
                             .target_user_ids

@@ -339,16 +339,17 @@ pub fn trash_key(tx: &Connection, key: Option<&str>) -> rusqlite::Result<()> {
 
 /// Takes an erased user's id out of other messages' recipients and extra columns (the few
 /// messages that have either are found by their partial index).
-fn scrub_mentions(tx: &Connection, id: &str) -> rusqlite::Result<()> {
-    let candidates: Vec<(i64, Option<String>, Option<String>)> = tx
+fn scrub_mentions(tx: &Connection, id: &str, now: i64) -> rusqlite::Result<i64> {
+    let candidates: Vec<(i64, i64, Option<String>, Option<String>)> = tx
         .prepare_cached(
-            "SELECT seq, target_user_ids, extra FROM messages
+            "SELECT seq, session_key, target_user_ids, extra FROM messages
              WHERE (target_user_ids IS NOT NULL OR extra IS NOT NULL)
                AND (instr(target_user_ids, ?1) > 0 OR instr(extra, ?1) > 0)",
         )?
-        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    for (seq, targets, extra) in candidates {
+    let mut touched: Vec<i64> = Vec::new();
+    for (seq, session_key, targets, extra) in candidates {
         let targets: Option<Vec<String>> = targets.and_then(|t| serde_json::from_str(&t).ok());
         let (targets, extra) = scrub_user_fields(targets.as_deref(), extra.as_deref(), id);
         if targets.is_none() && extra.is_none() {
@@ -361,8 +362,16 @@ fn scrub_mentions(tx: &Connection, id: &str) -> rusqlite::Result<()> {
              WHERE seq = ?1",
         )?
         .execute(params![seq, targets, extra])?;
+        touched.push(session_key);
     }
-    Ok(())
+    // The kept dumps of those sessions still name the id: they go too.
+    touched.sort_unstable();
+    touched.dedup();
+    let mut dumps = 0;
+    for key in touched {
+        dumps += trash_dump(tx, key, now)?;
+    }
+    Ok(dumps)
 }
 
 /// Moves the session's kept dump (if any) to the trash: 1 when there was one.
@@ -419,7 +428,7 @@ fn finish_erasure(
                 }
             }
             if let EraseTarget::User(id) = target {
-                scrub_mentions(tx, id)?;
+                removed.dumps += scrub_mentions(tx, id, now)?;
                 tx.execute(
                     "DELETE FROM session_participants WHERE participant_id = ?1 OR rtk_user_id = ?1",
                     [id],

@@ -353,7 +353,9 @@ impl<'c> LoadBatch<'c> {
                 }
                 match row {
                     LoadRow::Message(mut m) if &m.session_id == session => {
-                        self.erased.scrub(&mut m);
+                        if self.erased.scrub(&mut m) {
+                            report.rows_erased += 1;
+                        }
                         let targets = m
                             .target_user_ids
                             .as_ref()
