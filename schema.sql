@@ -210,6 +210,15 @@ CREATE INDEX session_participants_peer ON session_participants (participant_id);
 CREATE INDEX session_participants_user ON session_participants (rtk_user_id);
 CREATE INDEX session_participants_custom ON session_participants (custom_participant_id);
 
+-- Every sender each session's last dump named (rows a later row of the same id replaced
+-- included): an erasure of any of them finds the kept dump that still holds their rows.
+CREATE TABLE dump_senders (
+    session_key INTEGER NOT NULL,
+    user_key    INTEGER NOT NULL,
+    PRIMARY KEY (session_key, user_key)
+) WITHOUT ROWID;
+CREATE INDEX dump_senders_user ON dump_senders (user_key);
+
 -- Dump rows that could not be parsed, kept with enough to diagnose them. Replaced on each load.
 CREATE TABLE rejected_rows (
     id          INTEGER PRIMARY KEY,

@@ -28,6 +28,8 @@ mod governance;
 mod hostile;
 #[path = "suite/ingest.rs"]
 mod ingest;
+#[path = "suite/model.rs"]
+mod model;
 #[path = "suite/openapi.rs"]
 mod openapi;
 #[path = "suite/ops.rs"]

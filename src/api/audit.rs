@@ -57,7 +57,13 @@ pub async fn record(
     if let (Some(state), false) = (state, streamed) {
         let mut entry = entry_for(response.request(), response.status().as_u16());
         entry.rows = response.response().extensions().get::<Rows>().map(|r| r.0);
+        let deletion = entry.method == "DELETE";
         state.audit.record(entry).await;
+        // An erasure's entry is on disk before its answer: a crash right after it must not
+        // lose the record that it was done (reads' entries may lag by a batch).
+        if deletion {
+            state.audit.flush().await;
+        }
     }
     Ok(response)
 }

@@ -122,10 +122,8 @@ pub async fn process_job(ctx: &IngestContext, job: &ClaimedJob) -> Result<Attemp
             })
         }
     };
-    if report.rows_erased > 0 {
-        // The dump held erased rows: it is not kept.
-        crate::governance::empty_trash(&ctx.store, &ctx.dumps).await?;
-    }
+    // A dump that held erased rows is not kept, and the one this load replaced goes.
+    crate::governance::empty_trash(&ctx.store, &ctx.dumps).await?;
     tracing::info!(
         rows_loaded = report.rows_loaded,
         rows_rejected = report.rows_rejected,

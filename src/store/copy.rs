@@ -199,6 +199,12 @@ const TABLES: &[Table] = &[
         order_by: "session_key, participant_id",
         serial: None,
     },
+    Table {
+        name: "dump_senders",
+        columns: &[("session_key", Type::INT8), ("user_key", Type::INT8)],
+        order_by: "session_key, user_key",
+        serial: None,
+    },
     // The erasure list (users, messages, sessions, and retention's tombstones): without it a
     // re-delivery, a reprocess or a backfill on the new archive would load the erased again.
     Table {

@@ -15,6 +15,7 @@ mod fuzz;
 mod governance;
 mod hostile;
 mod ingest;
+mod model;
 mod openapi;
 mod ops;
 mod pg;

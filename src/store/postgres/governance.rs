@@ -398,6 +398,20 @@ impl PgStore {
                             .await?;
                         }
                         if let (EraseTarget::User(_), Some(key)) = (target, key) {
+                            // Dumps that named them in a row a later one replaced still hold
+                            // their rows.
+                            let named: Vec<i64> = tx
+                                .query(
+                                    "DELETE FROM dump_senders WHERE user_key = $1 RETURNING session_key",
+                                    &[&key],
+                                )
+                                .await?
+                                .iter()
+                                .map(|r| r.get(0))
+                                .collect();
+                            for session_key in named {
+                                step.removed.dumps += trash_dump(&tx, session_key).await?;
+                            }
                             tx.execute("DELETE FROM participants WHERE user_key = $1", &[&key])
                                 .await?;
                         }
@@ -413,6 +427,8 @@ impl PgStore {
                                 &[&key],
                             )
                             .await?;
+                            tx.execute("DELETE FROM dump_senders WHERE session_key = $1", &[&key])
+                                .await?;
                             step.removed.sessions = tx
                                 .execute("DELETE FROM sessions WHERE session_key = $1", &[&key])
                                 .await? as i64;

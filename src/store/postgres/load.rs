@@ -171,6 +171,18 @@ impl PgStore {
         } else {
             dump.key.clone()
         };
+        // The dump it replaces goes to the trash: a superseded dump may hold rows erased later,
+        // and nothing reads it again.
+        tx.execute(
+            &format!(
+                "INSERT INTO dump_trash (key, at_ms)
+                 SELECT dump_path, {NOW_MS} FROM sessions
+                 WHERE session_id = $1 AND dump_path IS NOT NULL AND dump_path IS DISTINCT FROM $2
+                 ON CONFLICT DO NOTHING"
+            ),
+            &[&job.session_id.as_str(), &kept],
+        )
+        .await?;
         tx.execute(
             &format!(
                 "UPDATE sessions SET dump_path = $2, dump_sha256 = $3, updated_ms = {NOW_MS} WHERE session_id = $1"
@@ -478,7 +490,21 @@ impl SessionLoad {
                 &[&self.key],
             )
             .await?;
+            tx.execute(
+                "DELETE FROM dump_senders WHERE session_key = $1",
+                &[&self.key],
+            )
+            .await?;
         }
+        // Every sender of the dump, rows a later one with the same id replaced included: an
+        // erasure of any of them must find this session's kept dump.
+        tx.execute(
+            "INSERT INTO dump_senders (session_key, user_key)
+             SELECT DISTINCT $1::bigint, p.user_key FROM load_stage s JOIN participants p ON p.user_id = s.user_id
+             ON CONFLICT DO NOTHING",
+            &[&self.key],
+        )
+        .await?;
         tx.batch_execute("TRUNCATE load_stage").await?;
         tx.execute(
             &format!(

@@ -435,6 +435,15 @@ fn finish_erasure(
                 )?;
             }
             if let (EraseTarget::User(_), Some(key)) = (target, key) {
+                // Dumps that named them in a row a later one replaced still hold their rows.
+                let named: Vec<i64> = tx
+                    .prepare("SELECT session_key FROM dump_senders WHERE user_key = ?1")?
+                    .query_map([key], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                for session_key in named {
+                    removed.dumps += trash_dump(tx, session_key, now)?;
+                }
+                tx.execute("DELETE FROM dump_senders WHERE user_key = ?1", [key])?;
                 tx.execute("DELETE FROM participants WHERE user_key = ?1", [key])?;
             }
         }
@@ -447,6 +456,7 @@ fn finish_erasure(
                     "DELETE FROM session_participants WHERE session_key = ?1",
                     [key],
                 )?;
+                tx.execute("DELETE FROM dump_senders WHERE session_key = ?1", [key])?;
                 removed.sessions +=
                     tx.execute("DELETE FROM sessions WHERE session_key = ?1", [key])? as i64;
             }

@@ -336,6 +336,9 @@ impl<'c> LoadBatch<'c> {
         };
         let mut report = LoadReport::default();
         let mut staged = 0;
+        // Every sender of the dump, rows a later one with the same id replaced included: an
+        // erasure of any of them must find this session's kept dump.
+        let mut senders = std::collections::BTreeSet::new();
         {
             let mut stage = conn.prepare_cached(
                 "INSERT INTO temp.load_rows (id, meeting_key, user_key, display_name, kind, pinned, edited,
@@ -360,10 +363,12 @@ impl<'c> LoadBatch<'c> {
                             .target_user_ids
                             .as_ref()
                             .map(|t| serde_json::to_string(t).expect("strings serialise"));
+                        let sender = self.users.key(conn, &m.user_id)?;
+                        senders.insert(sender);
                         stage.execute(params![
                             m.id,
                             self.meetings.key(conn, &m.meeting_id)?,
-                            self.users.key(conn, &m.user_id)?,
+                            sender,
                             m.display_name,
                             m.kind.as_str(),
                             m.pinned,
@@ -424,6 +429,16 @@ impl<'c> LoadBatch<'c> {
                 "DELETE FROM messages WHERE session_key = ?1 AND id NOT IN (SELECT id FROM temp.load_seen)",
                 [session_key],
             )?;
+        }
+        if replace {
+            conn.prepare_cached("DELETE FROM dump_senders WHERE session_key = ?1")?
+                .execute([session_key])?;
+        }
+        let mut record = conn.prepare_cached(
+            "INSERT OR IGNORE INTO dump_senders (session_key, user_key) VALUES (?1, ?2)",
+        )?;
+        for sender in senders {
+            record.execute([session_key, sender])?;
         }
         report.messages = sessions::refresh_counts(conn, session_key, new_session, now)?;
         Ok(report)

@@ -60,12 +60,20 @@ pub fn session_dump(
     .optional()
 }
 
-/// Records the dump a session was loaded from; in the load's transaction.
+/// Records the dump a session was loaded from; in the load's transaction. The dump it replaces
+/// goes to the trash: a superseded dump may hold rows erased later, and nothing reads it again.
 pub fn set_session_dump(
     conn: &Connection,
     session: &SessionId,
     dump: &SessionDump,
 ) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO dump_trash (key, at_ms)
+         SELECT dump_path, ?3 FROM sessions
+         WHERE session_id = ?1 AND dump_path IS NOT NULL AND dump_path IS NOT ?2
+         ON CONFLICT DO NOTHING",
+        params![session.as_str(), dump.key, now_ms()],
+    )?;
     conn.execute(
         "UPDATE sessions SET dump_path = ?2, dump_sha256 = ?3, updated_ms = ?4 WHERE session_id = ?1",
         params![session.as_str(), dump.key, dump.sha256, now_ms()],

@@ -20,3 +20,13 @@ CREATE INDEX session_participants_peer ON session_participants (participant_id);
 CREATE INDEX session_participants_user ON session_participants (rtk_user_id);
 CREATE INDEX session_participants_custom ON session_participants (custom_participant_id);
 ALTER TABLE sessions ADD COLUMN participants_ms BIGINT;
+-- Every sender each session's last dump named (rows a later row of the same id replaced
+-- included), so an erasure of any of them finds the kept dump. As SQLite's 011.
+CREATE TABLE dump_senders (
+    session_key BIGINT NOT NULL,
+    user_key    BIGINT NOT NULL,
+    PRIMARY KEY (session_key, user_key)
+);
+CREATE INDEX dump_senders_user ON dump_senders (user_key);
+INSERT INTO dump_senders (session_key, user_key)
+    SELECT DISTINCT session_key, user_key FROM messages ON CONFLICT DO NOTHING;
