@@ -89,7 +89,11 @@ fn with_ids(conn: &Connection, keyed: Vec<Keyed>) -> rusqlite::Result<Vec<Messag
             )
         })
     };
-    let mut custom: HashMap<(i64, String), Option<String>> = HashMap::new();
+    // The app's ids for the page's senders: one look-up for the page's sessions.
+    let custom = super::session_participants::custom_ids(
+        conn,
+        &keyed.iter().map(|k| k.session).collect::<BTreeSet<i64>>(),
+    )?;
     keyed
         .into_iter()
         .map(
@@ -102,18 +106,7 @@ fn with_ids(conn: &Connection, keyed: Vec<Keyed>) -> rusqlite::Result<Vec<Messag
                 row.session_id = find(&sessions, session, "session", row.seq)?;
                 row.meeting_id = find(&meetings, meeting, "meeting", row.seq)?;
                 row.user_id = find(&users, user, "participant", row.seq)?;
-                // One look-up per sender of the page (a page holds few).
-                let sender = (session, row.user_id.clone());
-                row.custom_participant_id = match custom.get(&sender) {
-                    Some(known) => known.clone(),
-                    None => {
-                        let found = super::session_participants::custom_id_of_sender(
-                            conn, session, &sender.1,
-                        )?;
-                        custom.insert(sender, found.clone());
-                        found
-                    }
-                };
+                row.custom_participant_id = custom.get(&(session, row.user_id.clone())).cloned();
                 Ok(row)
             },
         )

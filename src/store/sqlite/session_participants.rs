@@ -77,18 +77,40 @@ pub fn without_participants(
     Ok(missing)
 }
 
-/// The app's id for the sender `user_id` of a message in the session `session_key`.
-pub fn custom_id_of_sender(
+/// The app's id for each sender (by peer id or user id) of the sessions `keys`, by (session
+/// key, sender id); where two participants claim a sender, the first by peer id wins.
+pub fn custom_ids(
     conn: &Connection,
-    session_key: i64,
-    user_id: &str,
-) -> rusqlite::Result<Option<String>> {
-    conn.prepare_cached(
-        "SELECT custom_participant_id FROM session_participants
-         WHERE session_key = ?1 AND (participant_id = ?2 OR rtk_user_id = ?2)
-           AND custom_participant_id IS NOT NULL
-         ORDER BY participant_id LIMIT 1",
-    )?
-    .query_row(params![session_key, user_id], |r| r.get(0))
-    .optional()
+    keys: &std::collections::BTreeSet<i64>,
+) -> rusqlite::Result<std::collections::HashMap<(i64, String), String>> {
+    let mut found = std::collections::HashMap::new();
+    if keys.is_empty() {
+        return Ok(found);
+    }
+    let list = keys
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut query = conn.prepare_cached(
+        "SELECT session_key, participant_id, rtk_user_id, custom_participant_id
+         FROM session_participants
+         WHERE session_key IN (SELECT value FROM json_each(?1)) AND custom_participant_id IS NOT NULL
+         ORDER BY session_key, participant_id",
+    )?;
+    let rows = query.query_map([format!("[{list}]")], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<String>>(2)?,
+            r.get::<_, String>(3)?,
+        ))
+    })?;
+    for row in rows {
+        let (key, peer, user, custom) = row?;
+        for sender in std::iter::once(peer).chain(user) {
+            found.entry((key, sender)).or_insert_with(|| custom.clone());
+        }
+    }
+    Ok(found)
 }
