@@ -4,14 +4,15 @@
 //! that fails leaves the session loaded as it is; the next reprocess or reconcile pass tries
 //! again.
 
-use super::pipeline::IngestContext;
 use super::walk::all_participants;
+use super::RtkApi;
 use crate::domain::SessionId;
+use crate::store::Store;
 
 /// Fetches and keeps the session's participants; whether they are kept now. Never fails the
 /// load it follows: a failure is logged and counted.
-pub async fn fetch_participants(ctx: &IngestContext, session: &SessionId) -> bool {
-    let Some(api) = &ctx.api else {
+pub async fn fetch_participants(store: &Store, api: Option<&RtkApi>, session: &SessionId) -> bool {
+    let Some(api) = api else {
         return false;
     };
     let fetched = match all_participants(api, session).await {
@@ -23,7 +24,7 @@ pub async fn fetch_participants(ctx: &IngestContext, session: &SessionId) -> boo
         }
     };
     let count = fetched.len();
-    match ctx.store.store_participants(session, fetched).await {
+    match store.store_participants(session, fetched).await {
         Ok(kept) => {
             if kept {
                 tracing::debug!(session_id = %session, participants = count, "participants kept");

@@ -68,14 +68,11 @@ pub async fn process_job(ctx: &IngestContext, job: &ClaimedJob) -> Result<Attemp
         }
         obtained => obtained?,
     };
-    if job.kind != JobKind::Reprocess
-        && ctx
-            .store
-            .loaded_dump_sha256(&job.session_id)
-            .await?
-            .as_deref()
-            == Some(dump.sha256.as_str())
-    {
+    let previous = match job.kind {
+        JobKind::Reprocess => None,
+        _ => ctx.store.loaded_dump_sha256(&job.session_id).await?,
+    };
+    if job.kind != JobKind::Reprocess && previous.as_deref() == Some(dump.sha256.as_str()) {
         tracing::info!("the session was loaded from this same dump already; nothing to load");
         // The copy just kept is the session's kept dump, unless that one was not kept (it held
         // erased rows): then no copy may stay.
@@ -93,6 +90,8 @@ pub async fn process_job(ctx: &IngestContext, job: &ClaimedJob) -> Result<Attemp
         }
         return finish_unloaded(ctx, job, JobOutcome::Unchanged).await;
     }
+    // The load trashes the dump it replaces (a reprocess reloads the kept one, its own).
+    let replaces_a_dump = previous.is_some();
     let path = local.path().to_owned();
     let session = job.session_id.clone();
     // Opening the file and reading its header are blocking I/O: off the async workers.
@@ -123,7 +122,9 @@ pub async fn process_job(ctx: &IngestContext, job: &ClaimedJob) -> Result<Attemp
         }
     };
     // A dump that held erased rows is not kept, and the one this load replaced goes.
-    crate::governance::empty_trash(&ctx.store, &ctx.dumps).await?;
+    if report.rows_erased > 0 || replaces_a_dump {
+        crate::governance::empty_trash(&ctx.store, &ctx.dumps).await?;
+    }
     tracing::info!(
         rows_loaded = report.rows_loaded,
         rows_rejected = report.rows_rejected,
@@ -137,7 +138,8 @@ pub async fn process_job(ctx: &IngestContext, job: &ClaimedJob) -> Result<Attemp
     };
     // The rows are committed (queryable) already; who the senders are follows.
     if outcome == JobOutcome::Loaded {
-        super::participants::fetch_participants(ctx, &job.session_id).await;
+        super::participants::fetch_participants(&ctx.store, ctx.api.as_ref(), &job.session_id)
+            .await;
     }
     Ok(Attempt::Done(outcome, report))
 }

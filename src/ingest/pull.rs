@@ -230,7 +230,7 @@ async fn run_pass(
         // Archived sessions whose participants never came (their fetch failed): again now.
         let ids: Vec<SessionId> = due.iter().map(|s| s.id.clone()).collect();
         for session in ctx.store.sessions_without_participants(ids).await? {
-            super::participants::fetch_participants(ctx, &session).await;
+            super::participants::fetch_participants(&ctx.store, ctx.api.as_ref(), &session).await;
         }
         let plans = ctx.store.enqueue_pulls(due).await?;
         for PullPlan { job, created, .. } in &plans {
