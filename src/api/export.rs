@@ -79,7 +79,8 @@ fn csv_record(view: &MessageView) -> [String; 18] {
 
 /// Streams the export; each page is one read within `budget`. `permit` (a full-text search's
 /// place) is held until the export ends. The request's audit entry is recorded when the stream
-/// ends, with the rows it sent (all of them, or as many as went before it was cut short).
+/// ends, with the rows it sent (all of them, or as many as went before it was cut short), and
+/// written before the body's end is sent.
 pub fn stream(
     store: Store,
     query: MessageQuery,
@@ -101,7 +102,13 @@ pub fn stream(
         }
         let (log, mut entry) = audit;
         entry.rows = Some(sent);
-        runtime.block_on(log.record(entry));
+        // The body ends (`sender` drops) only once the entry is on disk: a crash can lose no
+        // record of an export its reader received whole. (A page's entry may lag by a batch.)
+        runtime.block_on(async {
+            log.record(entry).await;
+            log.flush().await;
+        });
+        drop(sender);
     });
     let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
         receiver

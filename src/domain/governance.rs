@@ -219,6 +219,36 @@ impl ErasureList {
     }
 }
 
+/// The ids of one session's dump whose last appearance so far is a row that may not be stored.
+/// A dump's last row of an id is the message; when that row is an erased user's, the message is
+/// not stored at all, whatever an earlier row of the same id (another sender's) said.
+#[derive(Debug, Default)]
+pub struct ErasedLast(HashSet<String>);
+
+impl ErasedLast {
+    /// Notes a message row of the session being loaded, and whether it is kept.
+    pub fn note(&mut self, id: &str, kept: bool) {
+        if kept {
+            self.0.remove(id);
+        } else {
+            self.0.insert(id.to_owned());
+        }
+    }
+
+    /// Whether a message row of the load ends erased: what it stored for `id` must go.
+    pub fn contains(&self, id: &str) -> bool {
+        self.0.contains(id)
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 impl ErasureList {
     /// Whether a session participant is an erased user (by their peer id or user id).
     pub fn names_participant(&self, participant: &super::Participant) -> bool {

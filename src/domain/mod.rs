@@ -22,7 +22,7 @@ pub use event::{parse_event, ChatSynced, EventError, WebhookEvent, CHAT_SYNCED};
 pub use governance::{
     decode_token_scope, names_as_field, parse_age, reserved_token_name, scrub_user,
     scrub_user_fields, AuditEntry, AuditQuery, EraseStep, EraseTarget, Erased, ErasureList,
-    ErasureRecord, Reader, Scrub, TokenRecord, CLI_ERASE_ACTOR, CLI_ERASURES_APPLY_ACTOR,
+    ErasedLast, ErasureRecord, Reader, Scrub, TokenRecord, CLI_ERASE_ACTOR, CLI_ERASURES_APPLY_ACTOR,
     CLI_PURGE_ACTOR, RETENTION_ACTOR,
 };
 pub use host_pattern::{HostPattern, HostPatternError};

@@ -9,10 +9,17 @@
 //! of random size in either order, the NDJSON export, stats, sessions and per-user routes; what
 //! was erased is served to no one, and on SQLite no database file or kept dump holds it.
 //!
+//! The operations: deliveries (RSA or HMAC, some SIGKILLed right after the 2xx, so the load is in
+//! flight), retries, chats RealtimeKit holds whose webhook never came and `backfill` finding them,
+//! erasures (user, message, session; API and CLI), retention's `purge`, `reprocess`, tokens,
+//! `backup` then a restore and `erasures apply`, restarts, and (in the PostgreSQL suite)
+//! `copy-archive` from SQLite mid-sequence, the rest then running on PostgreSQL.
+//!
 //! `CHATSINK_MODEL_SEEDS=N` runs N seeds (default 3); `CHATSINK_MODEL_SEED=S` runs one. A
 //! failure prints its seed and the shortest failing sequence the shrinker found.
 
 use crate::helpers::*;
+use crate::pull::{Chat, FakeRtk, FakeSession};
 use crate::site::{Served, Site};
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,6 +27,10 @@ use std::time::{Duration, Instant};
 
 /// Sessions (id, meeting): ids that are prefixes of one another.
 const SESSIONS: [(&str, &str); 3] = [("s-1", "m-a"), ("s-10", "m-b"), ("s-1x", "m-a")];
+/// The session that started 400 days ago (the others yesterday): what `purge` takes.
+const OLD: usize = 2;
+const PURGE_AGE: &str = "200d";
+const DAY_MS: i64 = 86_400_000;
 const MEETINGS: [&str; 2] = ["m-a", "m-b"];
 const USERS: [&str; 4] = ["u-1", "u-10", "xu-1", "u-1b"];
 const TEXTS: [&str; 5] = [
@@ -53,9 +64,27 @@ enum Op {
         session: usize,
         rows: Vec<Row>,
         kill: bool,
+        /// Signed with the Standard Webhooks HMAC secret instead of RealtimeKit's RSA key.
+        hmac: bool,
     },
     /// The last delivery's body again (a retry): nothing changes.
     Again,
+    /// RealtimeKit holds this chat for the session, but its webhook never came.
+    Upstream {
+        session: usize,
+        rows: Vec<Row>,
+    },
+    /// `chatsink backfill` over every session RealtimeKit lists.
+    Backfill,
+    /// `chatsink purge --older-than 200d`: the old session goes, a tombstone stays.
+    Purge,
+    /// `chatsink backup` (SQLite), `pg_dump` (PostgreSQL).
+    Backup,
+    /// The last backup restored, then the erasure list exported before it applied.
+    Restore,
+    /// `chatsink copy-archive` from the SQLite archive to a new PostgreSQL database, which
+    /// serves from then on.
+    CopyArchive,
     EraseUser {
         user: usize,
         cli: bool,
@@ -90,6 +119,14 @@ struct Model {
     /// message of theirs is left.
     known_users: BTreeSet<usize>,
     delivered: bool,
+    /// The chat RealtimeKit holds for each session: the last delivered, or one whose webhook
+    /// never came.
+    upstream: BTreeMap<usize, Vec<Row>>,
+    /// Tokens the sequence made (a restore loses those made after its backup).
+    tokens: usize,
+    /// The archive as the last backup holds it.
+    backup: Option<Box<Model>>,
+    copied: bool,
 }
 
 /// One expected message.
@@ -101,11 +138,53 @@ struct Expected {
     pinned: bool,
 }
 
-/// A message's sender: fixed per message id, as in RealtimeKit's dumps. (A dump that names one
-/// id twice with different senders, the later one erased, is served its earlier row: a
-/// defect this model found, not yet fixed; see the closing note of issue 33's first stop.)
+/// A message's usual sender; a row now and then names another (a dump naming one id twice
+/// with different senders ends as the last: when that one is erased, the message is gone).
 fn sender_of(session: usize, k: usize) -> usize {
     (session * 3 + k) % USERS.len()
+}
+
+/// When the session started: 400 days ago for [`OLD`], yesterday for the others (whole days,
+/// so every run of a sequence sends the same dumps).
+fn started_ms(session: usize) -> i64 {
+    let today = chatsink::domain::Timestamp::now().millis() / DAY_MS * DAY_MS;
+    today - if session == OLD { 400 } else { 1 } * DAY_MS
+}
+
+/// The dump of `rows` for `session`, as RealtimeKit writes it.
+fn dump_of(session: usize, rows: &[Row]) -> Vec<u8> {
+    let (id, meeting) = SESSIONS[session];
+    let mut dump = format!("{DUMP_HEADER}\r\n");
+    for row in rows {
+        dump.push_str(&csv_row(&[
+            &message_id(session, row.k),
+            USERS[row.user],
+            id,
+            meeting,
+            &format!("Name of {}", USERS[row.user]),
+            if row.pinned { "true" } else { "false" },
+            "false",
+            "TEXT_MESSAGE",
+            &text_of(session, row),
+            &chatsink::domain::Timestamp::from_millis(started_ms(session) + row.k as i64 * 1000)
+                .to_rfc3339(),
+        ]));
+    }
+    dump.into_bytes()
+}
+
+/// The session as RealtimeKit's listing shows it, with its chat.
+fn listed(session: usize, rows: &[Row]) -> FakeSession {
+    let (id, meeting) = SESSIONS[session];
+    FakeSession {
+        id: id.into(),
+        status: "ENDED",
+        meeting: meeting.into(),
+        title: format!("session {id}"),
+        started_ms: started_ms(session),
+        ended_ms: Some(started_ms(session) + 3_600_000),
+        chat: Chat::Dump(dump_of(session, rows)),
+    }
 }
 
 fn message_id(session: usize, k: usize) -> String {
@@ -128,16 +207,45 @@ impl Model {
         match op {
             Op::Deliver { session, rows, .. } => {
                 self.delivered = true;
-                if !self.erased_sessions.contains(session) {
-                    self.dumps.insert(*session, rows.clone());
-                    for row in rows {
-                        if !self.erased_users.contains(&row.user)
-                            && !self.erased_messages.contains(&(*session, row.k))
-                        {
-                            self.known_users.insert(row.user);
-                        }
+                self.upstream.insert(*session, rows.clone());
+                self.load(*session, rows);
+            }
+            Op::Upstream { session, rows } => {
+                self.upstream.insert(*session, rows.clone());
+            }
+            // Sessions the archive holds already are skipped; erased and purged ones stay out.
+            Op::Backfill => {
+                for (session, rows) in self.upstream.clone() {
+                    if !self.dumps.contains_key(&session) {
+                        self.load(session, &rows);
                     }
                 }
+            }
+            Op::Purge => {
+                if self.dumps.remove(&OLD).is_some() {
+                    self.erased_sessions.insert(OLD);
+                }
+            }
+            Op::Token { .. } => self.tokens += 1,
+            Op::Backup => {
+                let mut snapshot = self.clone();
+                snapshot.backup = None;
+                self.backup = Some(Box::new(snapshot));
+            }
+            // What the backup held, less everything erased since (the list applied).
+            Op::Restore => {
+                // (A shrunk sequence may have lost its backup: then nothing happens.)
+                let Some(snapshot) = self.backup.clone() else {
+                    return;
+                };
+                self.dumps = snapshot.dumps.clone();
+                self.dumps.retain(|s, _| !self.erased_sessions.contains(s));
+                self.known_users = &snapshot.known_users - &self.erased_users;
+                self.tokens = snapshot.tokens;
+            }
+            Op::CopyArchive => {
+                self.copied = true;
+                self.backup = None;
             }
             Op::EraseUser { user, .. } => {
                 self.erased_users.insert(*user);
@@ -150,7 +258,22 @@ impl Model {
                 self.erased_sessions.insert(*session);
                 self.dumps.remove(session);
             }
-            Op::Again | Op::Reprocess { .. } | Op::Token { .. } | Op::Restart => {}
+            Op::Again | Op::Reprocess { .. } | Op::Restart => {}
+        }
+    }
+
+    /// A load of `rows` for `session`: nothing of an erased or purged session.
+    fn load(&mut self, session: usize, rows: &[Row]) {
+        if self.erased_sessions.contains(&session) {
+            return;
+        }
+        self.dumps.insert(session, rows.to_vec());
+        for row in rows {
+            if !self.erased_users.contains(&row.user)
+                && !self.erased_messages.contains(&(session, row.k))
+            {
+                self.known_users.insert(row.user);
+            }
         }
     }
 
@@ -199,52 +322,69 @@ impl Model {
     }
 }
 
-/// A sequence of `STEPS` operations drawn from `seed`.
+/// A sequence of `STEPS` operations drawn from `seed`. In the PostgreSQL suite, half the
+/// sequences begin on SQLite and are copied to PostgreSQL in their first half.
 fn generate(seed: u64) -> Vec<Op> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut model = Model::default();
     let mut ops = Vec::new();
-    for _ in 0..STEPS {
+    let copy_at = (on_postgres() && rng.gen_bool(0.5)).then(|| rng.gen_range(2..STEPS / 2));
+    let rows = |rng: &mut rand::rngs::StdRng, session: usize| -> Vec<Row> {
+        (0..rng.gen_range(0..=6))
+            .map(|_| {
+                let k = rng.gen_range(0..KEYS);
+                Row {
+                    k,
+                    user: if rng.gen_bool(0.8) {
+                        sender_of(session, k)
+                    } else {
+                        rng.gen_range(0..USERS.len())
+                    },
+                    text: rng.gen_range(0..TEXTS.len()),
+                    pinned: rng.gen_bool(0.3),
+                }
+            })
+            .collect()
+    };
+    for step in 0..STEPS {
         let session = rng.gen_range(0..SESSIONS.len());
         let op = match rng.gen_range(0..100) {
-            0..=44 => Op::Deliver {
+            _ if copy_at == Some(step) => Op::CopyArchive,
+            0..=34 => Op::Deliver {
                 session,
-                rows: (0..rng.gen_range(0..=6))
-                    .map(|_| {
-                        let k = rng.gen_range(0..KEYS);
-                        Row {
-                            k,
-                            user: sender_of(session, k),
-                            text: rng.gen_range(0..TEXTS.len()),
-                            pinned: rng.gen_bool(0.3),
-                        }
-                    })
-                    .collect(),
+                rows: rows(&mut rng, session),
                 kill: rng.gen_bool(0.1),
+                hmac: rng.gen_bool(0.3),
             },
-            45..=51 if model.delivered => Op::Again,
-            52..=61 => Op::EraseUser {
+            35..=39 if model.delivered => Op::Again,
+            40..=44 if !model.upstream.contains_key(&session) => Op::Upstream {
+                session,
+                rows: rows(&mut rng, session),
+            },
+            45..=48 => Op::Backfill,
+            49..=56 => Op::EraseUser {
                 user: rng.gen_range(0..USERS.len()),
                 cli: rng.gen_bool(0.5),
             },
-            62..=68 => Op::EraseMessage {
-                session: rng.gen_range(0..SESSIONS.len()),
+            57..=62 => Op::EraseMessage {
+                session,
                 k: rng.gen_range(0..KEYS),
             },
-            69..=73 => Op::EraseSession {
-                session: rng.gen_range(0..SESSIONS.len()),
+            63..=66 => Op::EraseSession {
+                session,
                 cli: rng.gen_bool(0.5),
             },
-            74..=83 => Op::Reprocess {
-                session: rng.gen_range(0..SESSIONS.len()),
-            },
-            84..=93 => Op::Token {
+            67..=69 => Op::Purge,
+            70..=76 => Op::Reprocess { session },
+            77..=83 => Op::Token {
                 meetings: match rng.gen_range(0..3) {
                     0 => vec![0],
                     1 => vec![1],
                     _ => vec![0, 1],
                 },
             },
+            84..=88 => Op::Backup,
+            89..=93 if model.backup.is_some() => Op::Restore,
             _ => Op::Restart,
         };
         model.apply(&op);
@@ -263,12 +403,28 @@ struct Run {
     site: Site,
     served: Option<Served>,
     storage: FakeServer,
+    rtk: FakeRtk,
     readers: Vec<Reader>,
-    last_body: Option<Vec<u8>>,
+    /// The last delivery's body and whether it was signed with HMAC.
+    last_body: Option<(Vec<u8>, bool)>,
     deliveries: usize,
-    erasures: usize,
+    /// What the audit log must hold.
+    audited: Audited,
+    /// The last backup: an SQLite file, or a PostgreSQL database never served; and what the
+    /// audit log held then.
+    backup: Option<(String, Audited)>,
+    files: tempfile::TempDir,
     rng: rand::rngs::StdRng,
-    _root: tempfile::TempDir,
+    root: tempfile::TempDir,
+}
+
+/// Counts of what the sequence did that the audit log must record.
+#[derive(Debug, Clone, Copy, Default)]
+struct Audited {
+    erasures: usize,
+    purges: usize,
+    applies: usize,
+    exports: usize,
 }
 
 /// A failed check, as text (the shrinker re-runs sequences, so no check panics).
@@ -283,13 +439,19 @@ macro_rules! ensure {
 }
 
 impl Run {
-    async fn start(seed: u64) -> Self {
+    /// A run on this suite's backend; on SQLite first when the sequence copies the archive.
+    async fn start(seed: u64, ops: &[Op]) -> Self {
         let root = tempfile::tempdir().unwrap();
-        let site = Site::on_this_backend(root.path());
+        let site = if ops.iter().any(|op| matches!(op, Op::CopyArchive)) {
+            Site::on(root.path())
+        } else {
+            Site::on_this_backend(root.path())
+        };
         let mut run = Self {
             site,
             served: None,
             storage: FakeServer::start().await,
+            rtk: FakeRtk::start().await,
             readers: vec![
                 Reader {
                     token: ADMIN.into(),
@@ -302,9 +464,11 @@ impl Run {
             ],
             last_body: None,
             deliveries: 0,
-            erasures: 0,
+            audited: Audited::default(),
+            backup: None,
+            files: tempfile::tempdir().unwrap(),
             rng: rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed),
-            _root: root,
+            root,
         };
         run.serve().await;
         run
@@ -314,10 +478,22 @@ impl Run {
         self.served = Some(
             self.site
                 .start_with("", |command| {
-                    command.env("CHATSINK_ADMIN_TOKENS", ADMIN);
+                    command
+                        .env("CHATSINK_ADMIN_TOKENS", ADMIN)
+                        .env("CHATSINK_HMAC_SECRETS", whsec(HMAC_KEY));
                 })
                 .await,
         );
+    }
+
+    fn on_sqlite(&self) -> bool {
+        !self.site.location().starts_with("postgres")
+    }
+
+    /// The PostgreSQL test server (the suite that runs a sequence there has one).
+    fn postgres(&self) -> &'static crate::pg::PgServer {
+        crate::pg::postgres("model: PostgreSQL for the copy or the backup")
+            .expect("a PostgreSQL server")
     }
 
     fn served(&self) -> &Served {
@@ -332,8 +508,45 @@ impl Run {
             .env("CHATSINK_DOWNLOAD_ALLOW_HOSTS", "127.0.0.1")
             .env("CHATSINK_DOWNLOAD_ALLOW_HTTP", "true")
             .env("RUST_LOG", "warn")
+            .envs(self.rtk.env())
             .output()
             .expect("binary runs")
+    }
+
+    /// `chatsink ARGS`, which must succeed.
+    fn run_ok(&self, args: &[&str]) -> Result<String, String> {
+        let out = self.chatsink(args);
+        ensure!(
+            out.status.success(),
+            "chatsink {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Posts a delivery, signed as RealtimeKit does (RSA) or with the HMAC secret.
+    async fn post(&self, body: &[u8], id: &str, hmac: bool) -> Result<u16, String> {
+        let answer = if hmac {
+            let timestamp = now_secs();
+            self.served()
+                .client
+                .post(format!("{}/webhooks/realtimekit", self.served().address()))
+                .header("webhook-id", id)
+                .header("webhook-timestamp", timestamp.to_string())
+                .header(
+                    "webhook-signature",
+                    chatsink::webhook::sign_hmac(HMAC_KEY, id, timestamp, body),
+                )
+                .body(body.to_vec())
+                .timeout(Duration::from_secs(30))
+                .send()
+                .await
+        } else {
+            self.served().post(body, id).await
+        };
+        answer.map(|a| a.status().as_u16()).map_err(|e| e.to_string())
     }
 
     async fn settle(&self) {
@@ -348,80 +561,94 @@ impl Run {
                 session,
                 rows,
                 kill,
+                hmac,
             } => {
                 self.deliveries += 1;
                 let (id, meeting) = SESSIONS[*session];
-                let mut dump = format!("{DUMP_HEADER}\r\n");
-                for row in rows {
-                    dump.push_str(&csv_row(&[
-                        &message_id(*session, row.k),
-                        USERS[row.user],
-                        id,
-                        meeting,
-                        &format!("Name of {}", USERS[row.user]),
-                        if row.pinned { "true" } else { "false" },
-                        "false",
-                        "TEXT_MESSAGE",
-                        &text_of(*session, row),
-                        &chatsink::domain::Timestamp::from_millis(
-                            1_780_480_800_000 + row.k as i64 * 1000,
-                        )
-                        .to_rfc3339(),
-                    ]));
-                }
                 let path = format!("/d/{}.csv", self.deliveries);
                 self.storage
-                    .route(&path, vec![Reply::Body(dump.into_bytes())]);
+                    .route(&path, vec![Reply::Body(dump_of(*session, rows))]);
+                self.rtk.put(listed(*session, rows));
                 let body = serde_json::to_vec(&serde_json::json!({
                     "event": "meeting.chatSynced",
                     "sessionId": id,
                     "meetingId": meeting,
                     "title": format!("delivery {}", self.deliveries),
+                    "startedAt": chatsink::domain::Timestamp::from_millis(started_ms(*session)).to_rfc3339(),
                     "chatDownloadUrl": self.storage.url(&path),
                     "chatDownloadUrlExpiry": "2099-06-10T10:30:00.000Z",
                 }))
                 .unwrap();
-                let answer = self
-                    .served()
-                    .post(&body, &format!("d-{}", self.deliveries))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                ensure!(
-                    answer.status() == 200,
-                    "delivery answered {}",
-                    answer.status()
-                );
-                self.last_body = Some(body);
+                let status = self
+                    .post(&body, &format!("d-{}", self.deliveries), *hmac)
+                    .await?;
+                ensure!(status == 200, "delivery answered {status}");
+                self.last_body = Some((body, *hmac));
                 if *kill {
                     self.served.take().unwrap().kill();
                     self.serve().await;
                 }
             }
             Op::Again => {
-                if let Some(body) = self.last_body.clone() {
-                    let answer = self
-                        .served()
-                        .post(&body, &format!("again-{}", uuid::Uuid::new_v4()))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    ensure!(
-                        answer.status() == 200,
-                        "a retry answered {}",
-                        answer.status()
-                    );
+                if let Some((body, hmac)) = self.last_body.clone() {
+                    let id = format!("again-{}", uuid::Uuid::new_v4());
+                    let status = self.post(&body, &id, hmac).await?;
+                    ensure!(status == 200, "a retry answered {status}");
                 }
             }
+            Op::Upstream { session, rows } => self.rtk.put(listed(*session, rows)),
+            Op::Backfill => {
+                let since = chatsink::domain::Timestamp::from_millis(
+                    chatsink::domain::Timestamp::now().millis() - 500 * DAY_MS,
+                )
+                .to_rfc3339();
+                self.run_ok(&["backfill", "--since", &since])?;
+            }
+            Op::Purge => {
+                self.audited.purges += 1;
+                self.run_ok(&["purge", "--older-than", PURGE_AGE])?;
+            }
+            Op::Backup => {
+                let backup = if self.on_sqlite() {
+                    let path = self.files.path().join(format!("backup-{}.db", uuid::Uuid::new_v4()));
+                    let path = path.display().to_string();
+                    self.run_ok(&["backup", &path])?;
+                    path
+                } else {
+                    self.postgres().dump_and_restore(&self.site.location())
+                };
+                self.backup = Some((backup, self.audited));
+            }
+            Op::Restore => {
+                if let Some((backup, audited)) = self.backup.clone() {
+                    self.restore(&backup, model).await?;
+                    self.audited = Audited {
+                        applies: audited.applies + 1,
+                        exports: 0,
+                        ..audited
+                    };
+                }
+            }
+            Op::CopyArchive => {
+                self.served.take().unwrap().stop();
+                let url = self.postgres().fresh_database();
+                let from = self.site.db_path().display().to_string();
+                self.run_ok(&["copy-archive", "--from", &from, "--to", &url])?;
+                self.site = Site::on_postgres(&url, self.root.path());
+                self.backup = None;
+                self.serve().await;
+            }
             Op::EraseUser { user, cli } => {
-                self.erasures += 1;
+                self.audited.erasures += 1;
                 self.erase("user", USERS[*user], *cli).await?;
             }
             Op::EraseMessage { session, k } => {
-                self.erasures += 1;
+                self.audited.erasures += 1;
                 self.erase("message", &message_id(*session, *k), false)
                     .await?;
             }
             Op::EraseSession { session, cli } => {
-                self.erasures += 1;
+                self.audited.erasures += 1;
                 self.erase("session", SESSIONS[*session].0, *cli).await?;
             }
             Op::Reprocess { session } => {
@@ -458,6 +685,30 @@ impl Run {
             }
         }
         self.settle().await;
+        Ok(())
+    }
+
+    /// The restore as the README tells it: stop, export the erasure list, put the backup in
+    /// place, apply the list, serve. Tokens made since the backup are gone with it.
+    async fn restore(&mut self, backup: &str, model: &Model) -> Checked {
+        self.served.take().unwrap().stop();
+        let list = self.files.path().join(format!("erasures-{}.ndjson", uuid::Uuid::new_v4()));
+        let list = list.display().to_string();
+        self.run_ok(&["erasures", "export", &list])?;
+        if self.on_sqlite() {
+            let db = self.site.db_path();
+            for suffix in ["-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+            }
+            std::fs::copy(backup, &db).map_err(|e| e.to_string())?;
+        } else {
+            // A copy of the backup database, so a later restore starts from it again.
+            let url = self.postgres().dump_and_restore(backup);
+            self.site = Site::on_postgres(&url, self.root.path());
+        }
+        self.run_ok(&["erasures", "apply", &list])?;
+        self.readers.truncate(2 + model.backup.as_ref().map_or(0, |b| b.tokens));
+        self.serve().await;
         Ok(())
     }
 
@@ -528,6 +779,7 @@ impl Run {
     /// Everything each reader is served, held against the model.
     async fn check(&mut self, model: &Model) -> Checked {
         let all = model.messages();
+        let mut exports = 0;
         for reader in &self.readers {
             let sees = |meeting: &str| reader.meetings.as_ref().is_none_or(|m| m.contains(meeting));
             let expected: BTreeMap<&String, &Expected> = all
@@ -577,6 +829,7 @@ impl Run {
                 .await
                 .map_err(|e| e.to_string())?;
             let text = answer.text().await.map_err(|e| e.to_string())?;
+            exports += 1;
             let exported: BTreeSet<String> = text
                 .lines()
                 .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -627,8 +880,9 @@ impl Run {
                 }
             }
         }
+        self.audited.exports += exports;
         // On SQLite, no file of the database and no kept dump holds what was erased.
-        if !on_postgres() {
+        if self.on_sqlite() {
             let mut files: Vec<std::path::PathBuf> = ["", "-wal"]
                 .iter()
                 .map(|suffix| {
@@ -669,8 +923,35 @@ impl Run {
                     None => break,
                 }
             }
-            let deletions = entries.iter().filter(|e| e["method"] == "DELETE").count();
-            if deletions >= self.erasures {
+            let by = |actor: &str| entries.iter().filter(|e| e["token"] == actor).count();
+            let (purges, applies) = (
+                by(chatsink::domain::CLI_PURGE_ACTOR),
+                by(chatsink::domain::CLI_ERASURES_APPLY_ACTOR),
+            );
+            let erasures = entries
+                .iter()
+                .filter(|e| e["method"] == "DELETE")
+                .count()
+                - purges
+                - applies;
+            let exports = entries
+                .iter()
+                .filter(|e| {
+                    e["method"] == "GET"
+                        && e["route"].as_str().is_some_and(|r| r.contains("/v1/messages"))
+                        && e["filters"].as_str().is_some_and(|f| f.contains("format=ndjson"))
+                })
+                .count();
+            let want = self.audited;
+            // Erasures, purges and applies are recorded before they answer; reads are
+            // recorded a moment later (and those made before a restore's backup may be lost
+            // with it), so the exports are waited for, at least those since the last restore.
+            ensure!(
+                erasures == want.erasures && purges == want.purges && applies == want.applies,
+                "the audit log holds {erasures} erasures, {purges} purges, {applies} applies; \
+                 the sequence made {want:?}"
+            );
+            if exports >= want.exports {
                 for entry in &entries {
                     let text = entry.to_string();
                     for reader in &self.readers {
@@ -684,8 +965,8 @@ impl Run {
             }
             ensure!(
                 Instant::now() < deadline,
-                "{deletions} deletions audited of {}",
-                self.erasures
+                "{exports} exports audited of {}",
+                want.exports
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -710,7 +991,7 @@ fn dump_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 /// Runs `ops` on a fresh archive; the first check that fails, as text.
 async fn run(seed: u64, ops: &[Op]) -> Checked {
-    let mut run = Run::start(seed).await;
+    let mut run = Run::start(seed, ops).await;
     let mut model = Model::default();
     for (i, op) in ops.iter().enumerate() {
         run.step(op, &model)
@@ -783,6 +1064,13 @@ fn seeds() -> Vec<u64> {
 async fn random_sequences_keep_every_promise_of_the_archive() {
     for seed in seeds() {
         let ops = generate(seed);
+        let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+        for op in &ops {
+            let name = format!("{op:?}");
+            let name = name.split([' ', '{']).next().unwrap_or_default();
+            *kinds.entry(name.to_owned()).or_default() += 1;
+        }
+        eprintln!("model: seed {seed}: {} steps {kinds:?}", ops.len());
         if let Err(failure) = run(seed, &ops).await {
             let (shortest, failure) = shrink(seed, ops.clone(), failure, 24).await;
             panic!(

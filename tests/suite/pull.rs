@@ -114,6 +114,15 @@ impl FakeRtk {
         self.state.lock().unwrap().sessions.push(session);
     }
 
+    /// Adds `session`, or replaces the one of its id (a new chat for it, in its place).
+    pub(crate) fn put(&self, session: FakeSession) {
+        let mut state = self.state.lock().unwrap();
+        match state.sessions.iter_mut().find(|s| s.id == session.id) {
+            Some(known) => *known = session,
+            None => state.sessions.push(session),
+        }
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut RtkState) -> T) -> T {
         f(&mut self.state.lock().unwrap())
     }

@@ -5,7 +5,7 @@
 
 use super::{governance, search, text, PgStore};
 use crate::domain::{
-    ClaimedJob, ErasureList, JobKind, JobOutcome, LoadReport, LoadRow, RejectedRow, RowSource,
+    ClaimedJob, ErasedLast, ErasureList, JobKind, JobOutcome, LoadReport, LoadRow, RejectedRow, RowSource,
     SessionDump, SessionId,
 };
 use crate::store::{FileLoad, JobLoad, StoreError};
@@ -259,6 +259,8 @@ struct SessionLoad {
     skip: bool,
     /// Staging order, so new rows take their seqs in dump order.
     staged: i64,
+    /// Ids whose last row so far may not be stored.
+    erased_last: ErasedLast,
 }
 
 impl SessionLoad {
@@ -278,6 +280,7 @@ impl SessionLoad {
                 erased: ErasureList::default(),
                 skip: true,
                 staged: 0,
+                erased_last: ErasedLast::default(),
             });
         }
         let erased = governance::erasure_list(tx).await?;
@@ -327,6 +330,7 @@ impl SessionLoad {
             erased,
             skip: false,
             staged: 0,
+            erased_last: ErasedLast::default(),
         })
     }
 
@@ -340,7 +344,16 @@ impl SessionLoad {
         if self.skip {
             rows.clear();
         } else {
-            rows.retain(|row| self.erased.keeps(row));
+            let (erased, session, last) = (&self.erased, &self.session, &mut self.erased_last);
+            rows.retain(|row| {
+                let kept = erased.keeps(row);
+                if let LoadRow::Message(m) = row {
+                    if &m.session_id == session {
+                        last.note(&m.id, kept);
+                    }
+                }
+                kept
+            });
         }
         self.report.rows_erased += (before - rows.len()) as i64;
         if rows.is_empty() {
@@ -483,6 +496,20 @@ impl SessionLoad {
             &[&self.key],
         )
         .await?;
+        if !self.erased_last.is_empty() {
+            // An id whose last row is erased: an earlier row of it (another sender's) was
+            // merged above, or is kept from a previous load; neither may stay.
+            let ids: Vec<String> = self
+                .erased_last
+                .ids()
+                .map(|id| text::put(id).into_owned())
+                .collect();
+            tx.execute(
+                "DELETE FROM messages WHERE session_key = $1 AND id = ANY($2)",
+                &[&self.key, &ids],
+            )
+            .await?;
+        }
         if self.replace && !self.new_session {
             tx.execute(
                 "DELETE FROM messages WHERE session_key = $1

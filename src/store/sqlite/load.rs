@@ -4,7 +4,7 @@
 use super::now_ms;
 use super::{governance, jobs, sessions};
 use crate::domain::{
-    ClaimedJob, ErasureList, JobOutcome, LoadReport, LoadRow, RejectedRow, RowSource, SessionDump,
+    ClaimedJob, ErasedLast, ErasureList, JobOutcome, LoadReport, LoadRow, RejectedRow, RowSource, SessionDump,
     SessionId, StoredRejectedRow,
 };
 use crate::store::{FileLoad, JobLoad};
@@ -339,6 +339,7 @@ impl<'c> LoadBatch<'c> {
         // Every sender of the dump, rows a later one with the same id replaced included: an
         // erasure of any of them must find this session's kept dump.
         let mut senders = std::collections::BTreeSet::new();
+        let mut erased_last = ErasedLast::default();
         {
             let mut stage = conn.prepare_cached(
                 "INSERT INTO temp.load_rows (id, meeting_key, user_key, display_name, kind, pinned, edited,
@@ -350,7 +351,13 @@ impl<'c> LoadBatch<'c> {
                 "INSERT INTO rejected_rows (session_id, line, reason, raw, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             for row in rows {
-                if !self.erased.keeps(&row) {
+                let kept = self.erased.keeps(&row);
+                if let LoadRow::Message(m) = &row {
+                    if &m.session_id == session {
+                        erased_last.note(&m.id, kept);
+                    }
+                }
+                if !kept {
                     report.rows_erased += 1;
                     continue;
                 }
@@ -417,6 +424,22 @@ impl<'c> LoadBatch<'c> {
         }
         if staged > 0 {
             chunk.write(conn)?;
+        }
+        if !erased_last.is_empty() {
+            // An id whose last row is erased: an earlier row of it (another sender's) was
+            // written above, or is kept from a previous load; neither may stay.
+            let ids = serde_json::to_string(&erased_last.ids().collect::<Vec<_>>())
+                .expect("strings serialise");
+            conn.execute(
+                "INSERT OR IGNORE INTO temp.fts_stale (seq, text, file_name, display_name)
+                 SELECT seq, text, file_name, display_name FROM messages
+                 WHERE session_key = ?1 AND seq <= ?2 AND id IN (SELECT value FROM json_each(?3))",
+                params![session_key, self.seq_before, ids],
+            )?;
+            conn.execute(
+                "DELETE FROM messages WHERE session_key = ?1 AND id IN (SELECT value FROM json_each(?2))",
+                params![session_key, ids],
+            )?;
         }
         if chunk.track_seen {
             conn.execute(
