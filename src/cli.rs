@@ -61,6 +61,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    args.storage.prepare_new_database()?;
     let settings = args.settings()?;
     let app = Application::build(settings).await?;
     app.run_until_stopped().await?;
@@ -74,6 +75,7 @@ async fn ingest_command(args: IngestArgs) -> anyhow::Result<ExitCode> {
         .map(SessionId::parse)
         .transpose()
         .map_err(|e| anyhow::anyhow!("--session {e}"))?;
+    args.storage.prepare_new_database()?;
     let store = Store::connect(&args.storage.database, args.storage.database_pool as usize)
         .await
         .with_context(|| format!("cannot open the database {}", args.storage.database))?;
@@ -456,6 +458,20 @@ async fn erasures_command(command: ErasuresCommand) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
+/// Asks `question` on the terminal: whether the answer is `yes`. Without a terminal (cron, a
+/// pipe) nobody can answer: false.
+fn confirmed(question: &str) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    eprint!("{question}");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(answer.trim().eq_ignore_ascii_case("yes"))
+}
+
 /// Writes `text` to a file that must not exist yet.
 fn write_new(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
@@ -473,6 +489,30 @@ async fn purge_command(args: PurgeArgs) -> anyhow::Result<ExitCode> {
     let store = existing_store(&args.storage).await?;
     let dumps = ingest::DumpStore::open(&args.storage.dump_store(), &args.storage.data_dir)?;
     let ms = |ms: i64| std::time::Duration::from_millis(ms as u64);
+    let plan = crate::governance::purge_plan(&store, ms(args.older_than)).await?;
+    let date = |ms: i64| crate::domain::Timestamp::from_millis(ms).to_rfc3339();
+    let summary = format!(
+        "sessions whose last message is before {} (the cut-off): {} sessions, {} of the archive's {} messages, {} loaded dumps",
+        date(plan.cutoff_ms),
+        plan.sessions.len(),
+        plan.messages,
+        plan.archive_messages,
+        plan.dumps
+    );
+    if args.dry_run {
+        println!("would purge {summary}");
+        for session in &plan.sessions {
+            println!("  {session}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let (Some(why), false) = (plan.surprise(), args.yes) {
+        if !confirmed(&format!("purge {summary}?\n{why}. Type yes to purge: "))? {
+            anyhow::bail!(
+                "not purged: {why} ({summary}). Check with --dry-run; run again with --yes if that is meant"
+            );
+        }
+    }
     let purged = crate::governance::purge(
         &store,
         &dumps,
@@ -649,6 +689,7 @@ fn progress_bar(len: u64) -> Option<indicatif::ProgressBar> {
 
 /// `chatsink migrate`: pending migrations applied, versions reported.
 async fn migrate_command(args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    args.storage.prepare_new_database()?;
     let location = &args.storage.database;
     let done = crate::store::migrate(location, args.storage.database_pool as usize)
         .await

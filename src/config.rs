@@ -186,12 +186,20 @@ pub struct EraseArgs {
 
 #[derive(Debug, Args)]
 pub struct PurgeArgs {
-    /// Remove sessions whose last message is older than this: 90d, 12h...
+    /// Remove sessions whose last message is older than this: 90d, 6months, 1y, 2w, 12h, 30min
+    /// (a bare `m` is refused: minutes or months?)
     #[arg(long, value_parser = age)]
     pub older_than: i64,
     /// Also remove audit entries older than this.
     #[arg(long, value_parser = age)]
     pub audit_older_than: Option<i64>,
+    /// Print what would go (sessions, messages, dumps, the cut-off) and remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Purge even when that removes more than half the archive or messages from the last
+    /// day (without it, such a purge asks on a terminal, and is refused elsewhere).
+    #[arg(long)]
+    pub yes: bool,
     #[command(flatten)]
     pub storage: StorageArgs,
 }
@@ -216,6 +224,19 @@ fn age(raw: &str) -> Result<i64, String> {
     crate::domain::parse_age(raw)
 }
 
+/// A retention period in milliseconds: a bare number is days (the settings' names say so),
+/// anything else an age in [`age`]'s grammar.
+fn retention(raw: &str) -> Result<i64, String> {
+    match raw.trim().parse::<u32>() {
+        Ok(0) => Err(format!(
+            "'{raw}' days is no time at all (as in 90, 90d or 6months)"
+        )),
+        Ok(days) if days <= 36_500 => Ok(i64::from(days) * 86_400_000),
+        Ok(_) => Err(format!("'{raw}' days is more than a hundred years")),
+        Err(_) => age(raw),
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Validate the serve configuration (flags, environment, config file) and print it, secrets
@@ -228,17 +249,17 @@ pub struct BackupArgs {
     /// Where to write the copy (must not exist).
     pub path: PathBuf,
     /// SQLite database file to copy (a PostgreSQL database is backed up with pg_dump).
-    #[arg(long, env = "CHATSINK_DATABASE", default_value = "./chatsink.db", value_parser = database_location)]
+    #[arg(long, env = "CHATSINK_DATABASE", default_value = "./chatsink.db", value_parser = DatabaseLocationParser)]
     pub database: DatabaseLocation,
 }
 
 #[derive(Debug, Args)]
 pub struct CopyArchiveArgs {
     /// The SQLite archive to copy (left as it is).
-    #[arg(long, value_parser = database_location)]
+    #[arg(long, value_parser = DatabaseLocationParser)]
     pub from: DatabaseLocation,
     /// The PostgreSQL database to copy it into: a `postgres://` URL of an empty database.
-    #[arg(long, value_parser = database_location)]
+    #[arg(long, value_parser = DatabaseLocationParser)]
     pub to: DatabaseLocation,
 }
 
@@ -304,8 +325,12 @@ pub struct ProbeArgs {
 pub struct StorageArgs {
     /// The database: an SQLite file path, or a `postgres://` / `postgresql://` URL (TLS per its
     /// `sslmode`; the password is never printed).
-    #[arg(long, env = "CHATSINK_DATABASE", default_value = "./chatsink.db", value_parser = database_location)]
+    #[arg(long, env = "CHATSINK_DATABASE", default_value = "./chatsink.db", value_parser = DatabaseLocationParser)]
     pub database: DatabaseLocation,
+    /// Create the SQLite file's directory when it is missing (without it, a missing directory
+    /// is an error: a mistyped path must not become a new, empty archive).
+    #[arg(long, env = "CHATSINK_CREATE_DIRS")]
+    pub create_dirs: bool,
     /// Connections to a PostgreSQL database per process.
     #[arg(long, env = "CHATSINK_DATABASE_POOL", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub database_pool: u64,
@@ -474,13 +499,14 @@ pub struct ServeArgs {
         value_parser = secret
     )]
     pub admin_tokens: Vec<SecretString>,
-    /// Days a session is kept after its last message; unset: for ever. `serve` sweeps expired
-    /// sessions soon after start-up and then hourly.
-    #[arg(long, env = "CHATSINK_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..=36500))]
-    pub retention_days: Option<u32>,
-    /// Days an audit entry is kept; unset: for ever.
-    #[arg(long, env = "CHATSINK_AUDIT_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..=36500))]
-    pub audit_retention_days: Option<u32>,
+    /// How long a session is kept after its last message: days (`90`) or an age (`90d`,
+    /// `6months`, `1y`); unset: for ever. `serve` sweeps expired sessions soon after start-up
+    /// and then hourly.
+    #[arg(long, env = "CHATSINK_RETENTION_DAYS", value_parser = retention)]
+    pub retention_days: Option<i64>,
+    /// How long an audit entry is kept: days or an age, as above; unset: for ever.
+    #[arg(long, env = "CHATSINK_AUDIT_RETENTION_DAYS", value_parser = retention)]
+    pub audit_retention_days: Option<i64>,
     /// Number of ingest workers.
     #[arg(long, env = "CHATSINK_WORKERS", default_value_t = 2)]
     pub workers: usize,
@@ -823,8 +849,61 @@ fn dump_store_location(raw: &str) -> Result<DumpStoreLocation, String> {
     DumpStoreLocation::parse(raw)
 }
 
-fn database_location(raw: &str) -> Result<DatabaseLocation, String> {
-    DatabaseLocation::parse(raw).map_err(|e| e.to_string())
+/// `--database` / `CHATSINK_DATABASE`: its errors never repeat the value, which may hold a
+/// password (clap's own message would quote it).
+#[derive(Clone)]
+struct DatabaseLocationParser;
+
+impl clap::builder::TypedValueParser for DatabaseLocationParser {
+    type Value = DatabaseLocation;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<DatabaseLocation, clap::Error> {
+        let refuse = |why: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!(
+                    "the database (--database / CHATSINK_DATABASE) {why}. (Its value is not repeated here: it may hold a password.)\n"
+                ),
+            )
+            .with_cmd(cmd)
+        };
+        let raw = value
+            .to_str()
+            .ok_or_else(|| refuse("is not UTF-8".into()))?;
+        DatabaseLocation::parse(raw).map_err(|e| refuse(e.to_string()))
+    }
+}
+
+impl StorageArgs {
+    /// Before a command that may create the SQLite file: its directory must exist, or be made
+    /// with `--create-dirs`.
+    pub fn prepare_new_database(&self) -> anyhow::Result<()> {
+        let Some(dir) = self
+            .database
+            .sqlite_path()
+            .and_then(std::path::Path::parent)
+            .filter(|dir| !dir.as_os_str().is_empty())
+        else {
+            return Ok(());
+        };
+        if dir.is_dir() {
+            return Ok(());
+        }
+        if self.create_dirs {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+            return Ok(());
+        }
+        anyhow::bail!(
+            "the database's directory {} does not exist; check --database / CHATSINK_DATABASE for a typo, or pass --create-dirs (CHATSINK_CREATE_DIRS=true) to create it",
+            dir.display()
+        )
+    }
 }
 
 /// A secret setting, wrapped from the moment clap reads it so no `Debug` of the arguments can
@@ -960,7 +1039,7 @@ impl ServeArgs {
         }
         let read_tokens = tokens("CHATSINK_READ_TOKENS", &self.read_tokens)?;
         let admin_tokens = tokens("CHATSINK_ADMIN_TOKENS", &self.admin_tokens)?;
-        let days = |d: Option<u32>| d.map(|d| Duration::from_secs(u64::from(d) * 86_400));
+        let days = |ms: Option<i64>| ms.map(|ms| Duration::from_millis(ms as u64));
         Ok(Settings {
             listen: self.listen,
             database: self.storage.database.clone(),

@@ -129,7 +129,7 @@ pub async fn purge_beside_intake(work: &Path, ingest_db: &Path) -> Vec<Figure> {
     let before = messages(&db);
     let started = Instant::now();
     let mut purge = Command::new(bin())
-        .args(["purge", "--older-than", "1d"])
+        .args(["purge", "--older-than", "1d", "--yes"])
         .env("CHATSINK_DATABASE", &db)
         .env("CHATSINK_DATA_DIR", work.join("serve-data"))
         .env("RUST_LOG", "error")

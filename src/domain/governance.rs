@@ -409,30 +409,46 @@ pub struct AuditQuery {
     pub limit: u32,
 }
 
-/// Parses an age such as `90d`, `12h`, `30m` or `45s` into milliseconds: `--expires`,
-/// `--older-than`. A bare number is refused (days or seconds would both be a guess).
+/// The units of every duration chatsink reads, with their length in milliseconds. A month is
+/// 30 days and a year 365, as retention means them.
+const AGE_UNITS: [(&[&str], i64); 7] = [
+    (&["s", "sec", "secs", "second", "seconds"], 1_000),
+    (&["min", "mins", "minute", "minutes"], 60_000),
+    (&["h", "hour", "hours"], 3_600_000),
+    (&["d", "day", "days"], 86_400_000),
+    (&["w", "week", "weeks"], 7 * 86_400_000),
+    (&["month", "months"], 30 * 86_400_000),
+    (&["y", "year", "years"], 365 * 86_400_000),
+];
+
+/// Parses an age such as `90d`, `6months`, `2w`, `12h`, `30min` or `45s` into milliseconds: the
+/// one grammar of every duration chatsink reads (`--older-than`, `--expires`, retention). A
+/// bare number is refused (days or seconds would both be a guess), and so is `m` (minutes or
+/// months: the two readings differ by a factor of 43,200, and one of them deletes an archive).
 pub fn parse_age(raw: &str) -> Result<i64, String> {
+    const EXAMPLE: &str = "as in 90d, 6months, 2w, 12h, 30min or 45s";
     let raw = raw.trim();
     let split = raw
         .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("'{raw}' needs a unit: d, h, m or s (as in 90d)"))?;
+        .ok_or_else(|| format!("'{raw}' needs a unit ({EXAMPLE})"))?;
     let (number, unit) = raw.split_at(split);
     let n: i64 = number
         .parse()
-        .map_err(|_| format!("'{raw}' is not an age such as 90d, 12h, 30m or 45s"))?;
-    let unit_ms = match unit {
-        "d" => 86_400_000,
-        "h" => 3_600_000,
-        "m" => 60_000,
-        "s" => 1_000,
-        _ => {
-            return Err(format!(
-                "'{raw}' has an unknown unit '{unit}': use d, h, m or s"
-            ))
-        }
-    };
+        .map_err(|_| format!("'{raw}' is not a whole number with a unit ({EXAMPLE})"))?;
+    let unit = unit.trim();
+    if unit == "m" || unit == "M" {
+        return Err(format!(
+            "'{raw}' is ambiguous: write {n}min for {n} minutes or {n}months for {n} months"
+        ));
+    }
+    let lower = unit.to_ascii_lowercase();
+    let unit_ms = AGE_UNITS
+        .iter()
+        .find(|(names, _)| names.contains(&lower.as_str()))
+        .map(|(_, ms)| *ms)
+        .ok_or_else(|| format!("'{raw}' has an unknown unit '{unit}' ({EXAMPLE})"))?;
     if n == 0 {
-        return Err(format!("'{raw}' is no time at all"));
+        return Err(format!("'{raw}' is no time at all ({EXAMPLE})"));
     }
     n.checked_mul(unit_ms)
         .filter(|ms| *ms <= 100 * 365 * 86_400_000)
@@ -530,10 +546,29 @@ mod tests {
     fn ages_parse_with_their_unit_and_nonsense_is_refused() {
         assert_eq!(parse_age("90d"), Ok(90 * 86_400_000));
         assert_eq!(parse_age("12h"), Ok(12 * 3_600_000));
-        assert_eq!(parse_age("30m"), Ok(30 * 60_000));
+        assert_eq!(parse_age("30min"), Ok(30 * 60_000));
         assert_eq!(parse_age(" 45s "), Ok(45_000));
-        for bad in ["", "90", "d", "-3d", "3w", "0d", "1.5d", "99999999999999d"] {
+        assert_eq!(parse_age("2w"), Ok(14 * 86_400_000));
+        assert_eq!(parse_age("6months"), Ok(180 * 86_400_000));
+        assert_eq!(parse_age("1 month"), Ok(30 * 86_400_000));
+        assert_eq!(parse_age("1y"), Ok(365 * 86_400_000));
+        assert_eq!(parse_age("3 Days"), Ok(3 * 86_400_000));
+        for bad in [
+            "",
+            "90",
+            "d",
+            "-3d",
+            "0d",
+            "1.5d",
+            "99999999999999d",
+            "3fortnights",
+        ] {
             assert!(parse_age(bad).is_err(), "{bad:?} was accepted");
+        }
+        // `m` could be minutes or months: refused, naming both.
+        for ambiguous in ["6m", "6M", "6 m"] {
+            let said = parse_age(ambiguous).unwrap_err();
+            assert!(said.contains("6min") && said.contains("6months"), "{said}");
         }
     }
 }

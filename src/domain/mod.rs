@@ -21,9 +21,9 @@ pub use delivery::{DeliveryRecord, IntakeOutcome, NewDelivery};
 pub use event::{parse_event, ChatSynced, EventError, WebhookEvent, CHAT_SYNCED};
 pub use governance::{
     decode_token_scope, names_as_field, parse_age, reserved_token_name, scrub_user,
-    scrub_user_fields, AuditEntry, AuditQuery, EraseStep, EraseTarget, Erased, ErasureList,
-    ErasedLast, ErasureRecord, Reader, Scrub, TokenRecord, CLI_ERASE_ACTOR, CLI_ERASURES_APPLY_ACTOR,
-    CLI_PURGE_ACTOR, RETENTION_ACTOR,
+    scrub_user_fields, AuditEntry, AuditQuery, EraseStep, EraseTarget, Erased, ErasedLast,
+    ErasureList, ErasureRecord, Reader, Scrub, TokenRecord, CLI_ERASE_ACTOR,
+    CLI_ERASURES_APPLY_ACTOR, CLI_PURGE_ACTOR, RETENTION_ACTOR,
 };
 pub use host_pattern::{HostPattern, HostPatternError};
 pub use ids::{SessionId, SessionIdError};

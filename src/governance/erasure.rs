@@ -66,6 +66,83 @@ pub struct Purged {
     pub audit_entries: i64,
 }
 
+/// What a purge would remove now, found without removing anything: `purge --dry-run`, and the
+/// check that asks for `--yes` before a purge that would surprise.
+#[derive(Debug, Clone)]
+pub struct PurgePlan {
+    /// Sessions whose last message (or start) is before this go.
+    pub cutoff_ms: i64,
+    pub sessions: Vec<String>,
+    pub messages: i64,
+    /// Sessions among them with a loaded dump (the kept copy, where dumps are kept, goes too).
+    pub dumps: usize,
+    /// The newest last message (or start) among them.
+    pub newest_ms: Option<i64>,
+    /// Messages in the whole archive.
+    pub archive_messages: i64,
+    /// The store's clock when the plan was made.
+    pub now_ms: i64,
+}
+
+impl PurgePlan {
+    /// Why the purge needs `--yes`, if it does: it removes more than half the archive's
+    /// messages, or a session with a message from the last day.
+    pub fn surprise(&self) -> Option<String> {
+        const DAY_MS: i64 = 86_400_000;
+        if self.sessions.is_empty() {
+            return None;
+        }
+        if self
+            .newest_ms
+            .is_some_and(|newest| newest > self.now_ms - DAY_MS)
+        {
+            return Some("it removes sessions with messages from the last day".into());
+        }
+        (self.messages * 2 > self.archive_messages).then(|| {
+            format!(
+                "it removes {} of the archive's {} messages, more than half",
+                self.messages, self.archive_messages
+            )
+        })
+    }
+}
+
+/// The plan of a purge of sessions older than `age`.
+pub async fn purge_plan(store: &Store, age: Duration) -> Result<PurgePlan, StoreError> {
+    let now_ms = store.clock_ms().await?;
+    let cutoff_ms = now_ms - age.as_millis() as i64;
+    let budget = Duration::from_secs(60);
+    let sessions = store.expired_sessions(cutoff_ms, u32::MAX).await?;
+    let mut plan = PurgePlan {
+        cutoff_ms,
+        sessions: Vec::new(),
+        messages: 0,
+        dumps: 0,
+        newest_ms: None,
+        archive_messages: store
+            .stats(&crate::domain::MessageFilter::default(), 1, budget)
+            .await?
+            .total,
+        now_ms,
+    };
+    for id in sessions {
+        if let Some(session) = store.session(&id, None, budget).await? {
+            plan.messages += session.message_count;
+            let last = session.last_message_ms.unwrap_or(session.sort_ms);
+            plan.newest_ms = Some(plan.newest_ms.map_or(last, |n| n.max(last)));
+        }
+        let loaded = match crate::domain::SessionId::parse(&id) {
+            Ok(session) => store.loaded_dump_sha256(&session).await?,
+            Err(_) => None,
+        };
+        if loaded.is_some() {
+            plan.dumps += 1;
+        }
+        plan.sessions.push(id);
+    }
+    Ok(plan)
+}
+
 /// Sessions taken per round of a purge.
 const PURGE_ROUND: u32 = 100;
 /// Audit entries removed per statement.

@@ -9,6 +9,6 @@ pub mod tokens;
 pub use audit::AuditLog;
 pub use erasure::{
     apply_erasures, empty_trash, erase, erasures_from_ndjson, erasures_to_ndjson, purge,
-    spawn_sweep, Applied, Purged, RetentionSettings,
+    purge_plan, spawn_sweep, Applied, PurgePlan, Purged, RetentionSettings,
 };
 pub use tokens::{create_token, hash_secret, new_secret, NewToken};

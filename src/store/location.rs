@@ -26,6 +26,12 @@ pub enum LocationError {
     BadUrl(String),
     #[error("names no host")]
     NoHost,
+    #[error("looks like a PostgreSQL URL with its `://` mistyped; write postgres://USER:PASSWORD@HOST:PORT/DATABASE")]
+    MistypedScheme,
+    #[error("names a scheme chatsink does not speak; a PostgreSQL database is postgres://USER:PASSWORD@HOST/DATABASE, an SQLite file a plain path such as ./chatsink.db")]
+    OtherScheme,
+    #[error("holds `@` or `//` like a URL, so it is not taken as an SQLite path; a PostgreSQL URL starts postgres://, an SQLite file is a plain path such as ./chatsink.db")]
+    LooksLikeUrl,
 }
 
 impl DatabaseLocation {
@@ -37,6 +43,16 @@ impl DatabaseLocation {
         let lower = trimmed.to_ascii_lowercase();
         if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
             return PostgresUrl::parse(trimmed).map(Self::Postgres);
+        }
+        // A URL one character off must not become a file named after it (password and all).
+        if lower.starts_with("postgres") && (lower.contains(':') || lower.contains('/')) {
+            return Err(LocationError::MistypedScheme);
+        }
+        if lower.contains("://") {
+            return Err(LocationError::OtherScheme);
+        }
+        if trimmed.contains('@') || trimmed.contains("//") {
+            return Err(LocationError::LooksLikeUrl);
         }
         Ok(Self::Sqlite(PathBuf::from(raw)))
     }
@@ -154,5 +170,30 @@ mod tests {
         );
         assert!(DatabaseLocation::parse("postgres://").is_err());
         assert!(DatabaseLocation::parse("postgres://:5432/x").is_err());
+    }
+
+    /// A URL one character off is refused, naming the likely mistake, and never becomes a
+    /// file whose name holds a password; the error does not repeat the value.
+    #[test]
+    fn almost_urls_are_refused_not_taken_for_paths() {
+        for (raw, want) in [
+            (
+                "postgresql//chatsink:pw@127.0.0.1:55432/chatsink",
+                LocationError::MistypedScheme,
+            ),
+            (
+                "postgres:/chatsink:pw@host/db",
+                LocationError::MistypedScheme,
+            ),
+            ("Postgres:chatsink@host", LocationError::MistypedScheme),
+            ("mysql://chatsink:pw@host/db", LocationError::OtherScheme),
+            ("sqlite:///var/lib/chatsink.db", LocationError::OtherScheme),
+            ("chatsink:pw@host/db", LocationError::LooksLikeUrl),
+            ("//host/share/chatsink.db", LocationError::LooksLikeUrl),
+        ] {
+            let refused = DatabaseLocation::parse(raw).err();
+            assert_eq!(refused, Some(want.clone()), "{raw}");
+            assert!(!want.to_string().contains("pw"), "{want}");
+        }
     }
 }

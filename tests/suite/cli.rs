@@ -465,3 +465,54 @@ fn backup_into_a_missing_folder_says_so_once() {
     assert_eq!(stderr.matches("no-such-folder").count(), 2, "{stderr}");
     assert!(stderr.contains("does not exist"), "{stderr}");
 }
+
+/// A database setting is what it looks like: a typo in a directory is an error, not a new
+/// empty archive (unless `--create-dirs`), and a mistyped URL is refused without its password
+/// being printed or a file being made after it.
+#[test]
+fn a_mistyped_database_makes_nothing_and_prints_no_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir").join("chatsink.db");
+    let out = chatsink(&["migrate"], &missing, dir.path());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("does not exist") && said.contains("--create-dirs"),
+        "{said}"
+    );
+    assert!(!missing.parent().unwrap().exists(), "no directory was made");
+    let out = chatsink(&["migrate", "--create-dirs"], &missing, dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(missing.exists());
+
+    for url in [
+        "postgresql//chatsink:pw-0xdeadbeef@127.0.0.1:55432/chatsink",
+        "postgres://chatsink:pw-0xdeadbeef@/chatsink",
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_chatsink"))
+            .arg("migrate")
+            .env("CHATSINK_DATABASE", url)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{said}");
+        assert!(said.contains("CHATSINK_DATABASE"), "{said}");
+        assert!(
+            !said.contains("pw-0xdeadbeef"),
+            "the password was printed: {said}"
+        );
+        assert!(
+            !dir.path().join("postgresql").exists(),
+            "a file named after the URL"
+        );
+    }
+}

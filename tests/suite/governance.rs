@@ -1163,7 +1163,7 @@ async fn a_retention_sweep_runs_beside_deliveries_and_queries_and_leaves_tombsto
     );
 
     // `chatsink purge` for cron does the same, and says what it removed.
-    let output = world.chatsink(&["purge", "--older-than", "12h"]);
+    let output = world.chatsink(&["purge", "--older-than", "12h", "--yes"]);
     assert!(output.status.success(), "{}", said(&output));
     assert!(
         said(&output).contains("purged 2 sessions: 40 messages"),
@@ -1271,7 +1271,14 @@ async fn every_request_and_every_deletion_has_an_audit_entry() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     world.served.terminate();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let purged = world.chatsink(&["purge", "--older-than", "3650d", "--audit-older-than", "1s"]);
+    let purged = world.chatsink(&[
+        "purge",
+        "--older-than",
+        "3650d",
+        "--audit-older-than",
+        "1s",
+        "--yes",
+    ]);
     assert!(purged.status.success(), "{}", said(&purged));
     assert!(said(&purged).contains("audit entries"), "{}", said(&purged));
     let left = world.chatsink(&[
@@ -1557,7 +1564,7 @@ async fn copy_archive_moves_the_erasure_list_tokens_and_audit_log_and_nothing_er
     }
     let erased = world.chatsink(&["erase", "--message", &erased_message]);
     assert!(erased.status.success(), "{}", said(&erased));
-    let purged = world.chatsink(&["purge", "--older-than", "30d"]);
+    let purged = world.chatsink(&["purge", "--older-than", "30d", "--yes"]);
     assert!(purged.status.success(), "{}", said(&purged));
     let (status, _) = world
         .get(&format!("/v1/sessions/{old_session}"), READ_TOKEN)
@@ -2415,4 +2422,78 @@ async fn every_ui_answer_carries_the_pages_headers() {
             );
         }
     }
+}
+
+/// `purge` deletes nothing by surprise: a bare `m` is refused naming both readings, `--dry-run`
+/// says what would go and removes nothing, and a purge of more than half the archive, or of
+/// messages from the last day, needs `--yes` when no one is at a terminal to answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_asks_before_it_surprises() {
+    let world = World::start(&[]).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let day = 86_400_000;
+    let mut sessions = Vec::new();
+    for (age, n) in [(40 * day, 10), (50 * day, 10), (2 * 3_600_000, 5)] {
+        let session = uuid::Uuid::new_v4().to_string();
+        let messages: Vec<Msg> = (0..n)
+            .map(|i| Msg {
+                ms: now - age + i as i64,
+                ..msg(&session, "meet-a", i, "u-1", "said")
+            })
+            .collect();
+        world.deliver(&session, "meet-a", &messages, "", "1").await;
+        sessions.push(session);
+    }
+    let out = world.chatsink(&["purge", "--older-than", "6m"]);
+    assert!(!out.status.success());
+    assert!(
+        said(&out).contains("6min") && said(&out).contains("6months"),
+        "{}",
+        said(&out)
+    );
+    let out = world.chatsink(&["purge", "--older-than", "30d", "--dry-run"]);
+    assert!(out.status.success(), "{}", said(&out));
+    let cutoff = chrono::DateTime::from_timestamp_millis(now - 30 * day).unwrap();
+    assert!(
+        said(&out).contains("2 sessions, 20 of the archive's 25 messages")
+            && said(&out).contains(&cutoff.format("%Y-%m-%d").to_string())
+            && said(&out).contains(&sessions[0])
+            && said(&out).contains(&sessions[1]),
+        "{}",
+        said(&out)
+    );
+    assert_eq!(
+        held(&world, &sessions).await,
+        3,
+        "a dry run removes nothing"
+    );
+    // More than half the archive: refused without --yes.
+    let out = world.chatsink(&["purge", "--older-than", "30d"]);
+    assert!(!out.status.success());
+    assert!(
+        said(&out).contains("more than half") && said(&out).contains("--yes"),
+        "{}",
+        said(&out)
+    );
+    assert_eq!(held(&world, &sessions).await, 3);
+    // Messages from the last day: refused too, whatever the share.
+    let out = world.chatsink(&["purge", "--older-than", "1h"]);
+    assert!(said(&out).contains("last day"), "{}", said(&out));
+    assert_eq!(held(&world, &sessions).await, 3);
+    let out = world.chatsink(&["purge", "--older-than", "30d", "--yes"]);
+    assert!(
+        said(&out).contains("purged 2 sessions: 20 messages"),
+        "{}",
+        said(&out)
+    );
+    assert_eq!(held(&world, &sessions).await, 1);
+}
+
+/// How many of `sessions` the archive holds.
+async fn held(world: &World, sessions: &[String]) -> usize {
+    let mut held = 0;
+    for s in sessions {
+        held += usize::from(world.get(&format!("/v1/sessions/{s}"), READ_TOKEN).await.0 == 200);
+    }
+    held
 }

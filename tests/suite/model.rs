@@ -54,6 +54,10 @@ struct Row {
     user: usize,
     text: usize,
     pinned: bool,
+    /// Named in the dump's `mentions` column (one chatsink has no field for: kept as `extra`).
+    mention: usize,
+    /// The row's timestamp is not one: a rejected row, kept raw.
+    bad: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +70,9 @@ enum Op {
         kill: bool,
         /// Signed with the Standard Webhooks HMAC secret instead of RealtimeKit's RSA key.
         hmac: bool,
+        /// A reader is part-way through paging when it arrives, and ends the walk after the
+        /// load: no row may be skipped or repeated.
+        paged: bool,
     },
     /// The last delivery's body again (a retry): nothing changes.
     Again,
@@ -136,6 +143,8 @@ struct Expected {
     user: usize,
     text: String,
     pinned: bool,
+    /// The `mentions` column as served: empty once the user it named is erased.
+    mentions: String,
 }
 
 /// A message's usual sender; a row now and then names another (a dump naming one id twice
@@ -154,8 +163,14 @@ fn started_ms(session: usize) -> i64 {
 /// The dump of `rows` for `session`, as RealtimeKit writes it.
 fn dump_of(session: usize, rows: &[Row]) -> Vec<u8> {
     let (id, meeting) = SESSIONS[session];
-    let mut dump = format!("{DUMP_HEADER}\r\n");
+    let mut dump = format!("{DUMP_HEADER},mentions\r\n");
     for row in rows {
+        let created = if row.bad {
+            "not a time".to_owned()
+        } else {
+            chatsink::domain::Timestamp::from_millis(started_ms(session) + row.k as i64 * 1000)
+                .to_rfc3339()
+        };
         dump.push_str(&csv_row(&[
             &message_id(session, row.k),
             USERS[row.user],
@@ -166,8 +181,8 @@ fn dump_of(session: usize, rows: &[Row]) -> Vec<u8> {
             "false",
             "TEXT_MESSAGE",
             &text_of(session, row),
-            &chatsink::domain::Timestamp::from_millis(started_ms(session) + row.k as i64 * 1000)
-                .to_rfc3339(),
+            &created,
+            USERS[row.mention],
         ]));
     }
     dump.into_bytes()
@@ -268,7 +283,7 @@ impl Model {
             return;
         }
         self.dumps.insert(session, rows.to_vec());
-        for row in rows {
+        for row in rows.iter().filter(|r| !r.bad) {
             if !self.erased_users.contains(&row.user)
                 && !self.erased_messages.contains(&(session, row.k))
             {
@@ -281,9 +296,10 @@ impl Model {
     fn messages(&self) -> BTreeMap<String, Expected> {
         let mut out = BTreeMap::new();
         for (session, rows) in &self.dumps {
-            // A message that appears twice ends as its last appearance.
+            // A message that appears twice ends as its last appearance (a rejected row is
+            // no appearance).
             let mut last: BTreeMap<usize, &Row> = BTreeMap::new();
-            for row in rows {
+            for row in rows.iter().filter(|r| !r.bad) {
                 last.insert(row.k, row);
             }
             for (k, row) in last {
@@ -299,11 +315,37 @@ impl Model {
                         user: row.user,
                         text: text_of(*session, row),
                         pinned: row.pinned,
+                        mentions: if self.erased_users.contains(&row.mention) {
+                            String::new()
+                        } else {
+                            USERS[row.mention].to_owned()
+                        },
                     },
                 );
             }
         }
         out
+    }
+
+    /// The rejected rows of each session the archive holds, by their message ids: those of
+    /// the latest dump that name nothing erased.
+    fn rejected(&self) -> BTreeMap<usize, BTreeSet<String>> {
+        self.dumps
+            .iter()
+            .map(|(session, rows)| {
+                let kept = rows
+                    .iter()
+                    .filter(|r| {
+                        r.bad
+                            && !self.erased_users.contains(&r.user)
+                            && !self.erased_users.contains(&r.mention)
+                            && !self.erased_messages.contains(&(*session, r.k))
+                    })
+                    .map(|r| message_id(*session, r.k))
+                    .collect();
+                (*session, kept)
+            })
+            .collect()
     }
 
     /// The markers of everything erased: no byte of the archive may hold them.
@@ -342,6 +384,8 @@ fn generate(seed: u64) -> Vec<Op> {
                     },
                     text: rng.gen_range(0..TEXTS.len()),
                     pinned: rng.gen_bool(0.3),
+                    mention: rng.gen_range(0..USERS.len()),
+                    bad: rng.gen_bool(0.1),
                 }
             })
             .collect()
@@ -355,6 +399,7 @@ fn generate(seed: u64) -> Vec<Op> {
                 rows: rows(&mut rng, session),
                 kill: rng.gen_bool(0.1),
                 hmac: rng.gen_bool(0.3),
+                paged: rng.gen_bool(0.3),
             },
             35..=39 if model.delivered => Op::Again,
             40..=44 if !model.upstream.contains_key(&session) => Op::Upstream {
@@ -418,6 +463,13 @@ struct Run {
     root: tempfile::TempDir,
 }
 
+/// A reader's walk through the pages, begun.
+struct Walk {
+    path: String,
+    cursor: String,
+    seen: Vec<String>,
+}
+
 /// Counts of what the sequence did that the audit log must record.
 #[derive(Debug, Clone, Copy, Default)]
 struct Audited {
@@ -470,6 +522,13 @@ impl Run {
             rng: rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed),
             root,
         };
+        // The listing pages as one of the ways RealtimeKit's types allow.
+        let mut shape = rand::rngs::StdRng::seed_from_u64(seed ^ 0x1157);
+        run.rtk.shape(
+            shape.gen_range(0..=1),
+            shape.gen_bool(0.5).then(|| shape.gen_range(1..=2)),
+            shape.gen_bool(0.3),
+        );
         run.serve().await;
         run
     }
@@ -546,7 +605,9 @@ impl Run {
         } else {
             self.served().post(body, id).await
         };
-        answer.map(|a| a.status().as_u16()).map_err(|e| e.to_string())
+        answer
+            .map(|a| a.status().as_u16())
+            .map_err(|e| e.to_string())
     }
 
     async fn settle(&self) {
@@ -562,7 +623,13 @@ impl Run {
                 rows,
                 kill,
                 hmac,
+                paged,
             } => {
+                let walk = if *paged {
+                    self.begin_walk().await?
+                } else {
+                    None
+                };
                 self.deliveries += 1;
                 let (id, meeting) = SESSIONS[*session];
                 let path = format!("/d/{}.csv", self.deliveries);
@@ -588,6 +655,12 @@ impl Run {
                     self.served.take().unwrap().kill();
                     self.serve().await;
                 }
+                if let Some(walk) = walk {
+                    self.settle().await;
+                    let mut after = model.clone();
+                    after.apply(op);
+                    self.finish_walk(walk, model, &after).await?;
+                }
             }
             Op::Again => {
                 if let Some((body, hmac)) = self.last_body.clone() {
@@ -606,11 +679,14 @@ impl Run {
             }
             Op::Purge => {
                 self.audited.purges += 1;
-                self.run_ok(&["purge", "--older-than", PURGE_AGE])?;
+                self.run_ok(&["purge", "--older-than", PURGE_AGE, "--yes"])?;
             }
             Op::Backup => {
                 let backup = if self.on_sqlite() {
-                    let path = self.files.path().join(format!("backup-{}.db", uuid::Uuid::new_v4()));
+                    let path = self
+                        .files
+                        .path()
+                        .join(format!("backup-{}.db", uuid::Uuid::new_v4()));
                     let path = path.display().to_string();
                     self.run_ok(&["backup", &path])?;
                     path
@@ -688,11 +764,73 @@ impl Run {
         Ok(())
     }
 
+    /// The first page of a walk through every message (the admin's), if there is a next.
+    async fn begin_walk(&mut self) -> Result<Option<Walk>, String> {
+        let limit = self.rng.gen_range(1..=2);
+        let order = if self.rng.gen_bool(0.5) {
+            "asc"
+        } else {
+            "desc"
+        };
+        let path = format!("/v1/messages?limit={limit}&order={order}");
+        let (status, body) = self.get(&path, ADMIN).await?;
+        ensure!(status == 200, "{path}: {status} {body}");
+        let seen = body["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["id"].as_str().map(str::to_owned))
+            .collect();
+        Ok(body["next_cursor"].as_str().map(|cursor| Walk {
+            path,
+            cursor: cursor.to_owned(),
+            seen,
+        }))
+    }
+
+    /// The rest of `walk`, after a load: every message there before and after it appears
+    /// once, and nothing that was in neither.
+    async fn finish_walk(&self, walk: Walk, before: &Model, after: &Model) -> Checked {
+        let rest = self
+            .pages_from(&walk.path, ADMIN, "messages", Some(walk.cursor.clone()))
+            .await?;
+        let mut ids = walk.seen;
+        ids.extend(
+            rest.iter()
+                .filter_map(|m| m["id"].as_str().map(str::to_owned)),
+        );
+        let distinct: BTreeSet<&String> = ids.iter().collect();
+        ensure!(
+            ids.len() == distinct.len(),
+            "{}: across a load a row repeated: {ids:?}",
+            walk.path
+        );
+        let (before, after) = (before.messages(), after.messages());
+        for id in before.keys().filter(|id| after.contains_key(*id)) {
+            ensure!(
+                distinct.contains(id),
+                "{}: across a load {id} was skipped: {ids:?}",
+                walk.path
+            );
+        }
+        for id in &distinct {
+            ensure!(
+                before.contains_key(*id) || after.contains_key(*id),
+                "{}: across a load {id} came from nowhere",
+                walk.path
+            );
+        }
+        Ok(())
+    }
+
     /// The restore as the README tells it: stop, export the erasure list, put the backup in
     /// place, apply the list, serve. Tokens made since the backup are gone with it.
     async fn restore(&mut self, backup: &str, model: &Model) -> Checked {
         self.served.take().unwrap().stop();
-        let list = self.files.path().join(format!("erasures-{}.ndjson", uuid::Uuid::new_v4()));
+        let list = self
+            .files
+            .path()
+            .join(format!("erasures-{}.ndjson", uuid::Uuid::new_v4()));
         let list = list.display().to_string();
         self.run_ok(&["erasures", "export", &list])?;
         if self.on_sqlite() {
@@ -707,7 +845,8 @@ impl Run {
             self.site = Site::on_postgres(&url, self.root.path());
         }
         self.run_ok(&["erasures", "apply", &list])?;
-        self.readers.truncate(2 + model.backup.as_ref().map_or(0, |b| b.tokens));
+        self.readers
+            .truncate(2 + model.backup.as_ref().map_or(0, |b| b.tokens));
         self.serve().await;
         Ok(())
     }
@@ -758,8 +897,28 @@ impl Run {
 
     /// Every page of `path`, `limit` at a time, following `next_cursor`.
     async fn pages(&self, path: &str, token: &str) -> Result<Vec<serde_json::Value>, String> {
+        self.pages_of(path, token, "messages").await
+    }
+
+    /// Every item under `key` of every page of `path`, following `next_cursor`.
+    async fn pages_of(
+        &self,
+        path: &str,
+        token: &str,
+        key: &str,
+    ) -> Result<Vec<serde_json::Value>, String> {
+        self.pages_from(path, token, key, None).await
+    }
+
+    /// [`Run::pages_of`] from `cursor` on.
+    async fn pages_from(
+        &self,
+        path: &str,
+        token: &str,
+        key: &str,
+        mut cursor: Option<String>,
+    ) -> Result<Vec<serde_json::Value>, String> {
         let mut items = Vec::new();
-        let mut cursor: Option<String> = None;
         for _ in 0..1000 {
             let url = match &cursor {
                 Some(c) => format!("{path}&cursor={c}"),
@@ -767,7 +926,7 @@ impl Run {
             };
             let (status, body) = self.get(&url, token).await?;
             ensure!(status == 200, "{url}: {status} {body}");
-            items.extend(body["messages"].as_array().cloned().unwrap_or_default());
+            items.extend(body[key].as_array().cloned().unwrap_or_default());
             match body["next_cursor"].as_str() {
                 Some(next) => cursor = Some(next.to_owned()),
                 None => return Ok(items),
@@ -812,8 +971,113 @@ impl Run {
                     m["userId"] == USERS[e.user]
                         && m["sessionId"] == SESSIONS[e.session].0
                         && m["message"] == e.text.as_str()
-                        && m["pinned"] == e.pinned,
+                        && m["pinned"] == e.pinned
+                        && m["extra"]["mentions"] == e.mentions.as_str(),
                     "{m} is not the model's {e:?}"
+                );
+            }
+            // Every filter and every other route gives the model's rows for its scope.
+            let wanted_where = |keep: &dyn Fn(&Expected) -> bool| -> BTreeSet<String> {
+                expected
+                    .iter()
+                    .filter(|(_, e)| keep(e))
+                    .map(|(id, _)| (*id).clone())
+                    .collect()
+            };
+            let u = self.rng.gen_range(0..USERS.len());
+            let sn = self.rng.gen_range(0..SESSIONS.len());
+            let filters: Vec<(String, BTreeSet<String>)> = vec![
+                (format!("user={}", USERS[u]), wanted_where(&|e| e.user == u)),
+                ("pinned=true".into(), wanted_where(&|e| e.pinned)),
+                (
+                    "type=text&pinned=false".into(),
+                    wanted_where(&|e| !e.pinned),
+                ),
+                (
+                    format!("session={}", SESSIONS[sn].0),
+                    wanted_where(&|e| e.session == sn),
+                ),
+                (
+                    "q=hello".into(),
+                    wanted_where(&|e| e.text.starts_with("hello ")),
+                ),
+            ];
+            for (filter, want) in filters {
+                let path = format!("/v1/messages?{filter}&limit={limit}&order={order}");
+                let got = self.pages(&path, &reader.token).await?;
+                let got: BTreeSet<String> = got
+                    .iter()
+                    .filter_map(|m| m["id"].as_str().map(str::to_owned))
+                    .collect();
+                ensure!(
+                    got == want,
+                    "{path} under {}: {got:?} against {want:?}",
+                    reader.token
+                );
+            }
+            let listed = self
+                .pages_of(
+                    &format!("/v1/sessions?limit={limit}"),
+                    &reader.token,
+                    "sessions",
+                )
+                .await?;
+            let listed: BTreeSet<String> = listed
+                .iter()
+                .filter_map(|s| s["sessionId"].as_str().map(str::to_owned))
+                .collect();
+            let held: BTreeSet<String> = model
+                .dumps
+                .keys()
+                .filter(|s| sees(SESSIONS[**s].1))
+                .map(|s| SESSIONS[*s].0.to_owned())
+                .collect();
+            ensure!(
+                listed == held,
+                "/v1/sessions under {}: {listed:?} against {held:?}",
+                reader.token
+            );
+            let users = self
+                .pages_of(&format!("/v1/users?limit={limit}"), &reader.token, "users")
+                .await?;
+            let users: BTreeSet<String> = users
+                .iter()
+                .filter_map(|u| u["id"].as_str().map(str::to_owned))
+                .collect();
+            let writers: BTreeSet<String> = expected
+                .values()
+                .map(|e| USERS[e.user].to_owned())
+                .collect();
+            ensure!(
+                users == writers,
+                "/v1/users under {}: {users:?} against {writers:?}",
+                reader.token
+            );
+            let rejected = model.rejected();
+            for (session, (id, meeting)) in SESSIONS.iter().enumerate() {
+                if !model.dumps.contains_key(&session) || !sees(meeting) {
+                    continue;
+                }
+                let path = format!("/v1/sessions/{id}/messages?limit={limit}");
+                let got = self.pages(&path, &reader.token).await?;
+                let got: BTreeSet<String> = got
+                    .iter()
+                    .filter_map(|m| m["id"].as_str().map(str::to_owned))
+                    .collect();
+                let want = wanted_where(&|e| e.session == session);
+                ensure!(got == want, "{path}: {got:?} against {want:?}");
+                let path = format!("/v1/sessions/{id}/rejected?limit={limit}");
+                let got = self.pages_of(&path, &reader.token, "rejected").await?;
+                // A rejected row's first field is its message id.
+                let got: BTreeSet<String> = got
+                    .iter()
+                    .filter_map(|r| r["raw"].as_str())
+                    .map(|raw| raw.split(',').next().unwrap_or_default().to_owned())
+                    .collect();
+                ensure!(
+                    got == rejected[&session],
+                    "{path}: {got:?} against {:?}",
+                    rejected[&session]
                 );
             }
             // The export, the stats and the sessions say the same.
@@ -928,18 +1192,18 @@ impl Run {
                 by(chatsink::domain::CLI_PURGE_ACTOR),
                 by(chatsink::domain::CLI_ERASURES_APPLY_ACTOR),
             );
-            let erasures = entries
-                .iter()
-                .filter(|e| e["method"] == "DELETE")
-                .count()
-                - purges
-                - applies;
+            let erasures =
+                entries.iter().filter(|e| e["method"] == "DELETE").count() - purges - applies;
             let exports = entries
                 .iter()
                 .filter(|e| {
                     e["method"] == "GET"
-                        && e["route"].as_str().is_some_and(|r| r.contains("/v1/messages"))
-                        && e["filters"].as_str().is_some_and(|f| f.contains("format=ndjson"))
+                        && e["route"]
+                            .as_str()
+                            .is_some_and(|r| r.contains("/v1/messages"))
+                        && e["filters"]
+                            .as_str()
+                            .is_some_and(|f| f.contains("format=ndjson"))
                 })
                 .count();
             let want = self.audited;

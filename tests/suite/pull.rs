@@ -114,6 +114,16 @@ impl FakeRtk {
         self.state.lock().unwrap().sessions.push(session);
     }
 
+    /// How the listing pages: the first page's number, the most sessions a page holds, and
+    /// whether `paging` is sent beside `data` (the variations RealtimeKit's types allow).
+    pub(crate) fn shape(&self, page_base: u32, per_page_cap: Option<usize>, without_paging: bool) {
+        self.with(|s| {
+            s.page_base = page_base;
+            s.per_page_cap = per_page_cap;
+            s.without_paging = without_paging;
+        });
+    }
+
     /// Adds `session`, or replaces the one of its id (a new chat for it, in its place).
     pub(crate) fn put(&self, session: FakeSession) {
         let mut state = self.state.lock().unwrap();

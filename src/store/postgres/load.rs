@@ -5,8 +5,8 @@
 
 use super::{governance, search, text, PgStore};
 use crate::domain::{
-    ClaimedJob, ErasedLast, ErasureList, JobKind, JobOutcome, LoadReport, LoadRow, RejectedRow, RowSource,
-    SessionDump, SessionId,
+    ClaimedJob, ErasedLast, ErasureList, JobKind, JobOutcome, LoadReport, LoadRow, RejectedRow,
+    RowSource, SessionDump, SessionId,
 };
 use crate::store::{FileLoad, JobLoad, StoreError};
 use deadpool_postgres::Transaction;

@@ -4,8 +4,8 @@
 use super::now_ms;
 use super::{governance, jobs, sessions};
 use crate::domain::{
-    ClaimedJob, ErasedLast, ErasureList, JobOutcome, LoadReport, LoadRow, RejectedRow, RowSource, SessionDump,
-    SessionId, StoredRejectedRow,
+    ClaimedJob, ErasedLast, ErasureList, JobOutcome, LoadReport, LoadRow, RejectedRow, RowSource,
+    SessionDump, SessionId, StoredRejectedRow,
 };
 use crate::store::{FileLoad, JobLoad};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};

@@ -107,9 +107,6 @@ fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
 /// `chatsink migrate` on an SQLite file: creates it if needed, migrates it, and returns the
 /// version it was at (0 for a new file).
 pub fn migrate_file(path: &Path) -> Result<i64, StoreError> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        let _ = std::fs::create_dir_all(parent);
-    }
     refuse_read_only(path)?;
     let mut conn = connect(path)?;
     let from: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -196,9 +193,6 @@ impl FileId {
 impl SqliteStore {
     /// Opens (creating if needed) and migrates the database.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            let _ = std::fs::create_dir_all(parent);
-        }
         refuse_read_only(path)?;
         let mut conn = connect(path)?;
         migrate(&mut conn, path)?;
