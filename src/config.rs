@@ -292,7 +292,8 @@ pub struct SendTestWebhookArgs {
     /// Seconds to keep serving the dump while waiting for the service to fetch (and load) it.
     #[arg(long, default_value_t = 30)]
     pub wait_secs: u64,
-    /// A read token: with one, wait until the session is loaded and queryable.
+    /// A read token, to wait until the session is loaded and queryable (default: the one the
+    /// service generated in its data dir).
     #[arg(
         long,
         env = "CHATSINK_READ_TOKENS",
@@ -300,6 +301,9 @@ pub struct SendTestWebhookArgs {
         hide_env_values = true
     )]
     pub read_token: Vec<String>,
+    /// The service's data dir, where it wrote its generated read token.
+    #[arg(long, env = "CHATSINK_DATA_DIR", default_value = "./chatsink-data")]
+    pub data_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

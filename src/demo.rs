@@ -127,7 +127,10 @@ pub async fn send_test_webhook(args: SendTestWebhookArgs) -> anyhow::Result<Exit
         .map(|s| s.expose_secret())
         .find(|s| !s.trim().is_empty())
     else {
-        bail!("--hmac-secret (or CHATSINK_HMAC_SECRETS) is required: a whsec_ secret the service accepts");
+        bail!(
+            "{}",
+            needs_settings(&args.url, "this command has no HMAC secret to sign with")
+        );
     };
     let key = crate::config::parse_hmac_secret(secret)
         .map_err(|e| anyhow::anyhow!("--hmac-secret {e}"))?;
@@ -145,6 +148,12 @@ pub async fn send_test_webhook(args: SendTestWebhookArgs) -> anyhow::Result<Exit
         "POST {}/webhooks/realtimekit -> {status} {answer}",
         args.url.trim_end_matches('/')
     );
+    if status == 401 {
+        bail!(
+            "{}",
+            needs_settings(&args.url, "the service refused the signature")
+        );
+    }
     if status != 200 {
         bail!("the delivery was not accepted");
     }
@@ -163,10 +172,27 @@ pub async fn send_test_webhook(args: SendTestWebhookArgs) -> anyhow::Result<Exit
         "session {session}: {} messages served to chatsink from {}",
         args.messages, storage.url
     );
-    if let Some(token) = args.read_token.iter().find(|t| !t.trim().is_empty()) {
+    let generated = std::fs::read_to_string(args.data_dir.join(crate::startup::READ_TOKEN_FILE))
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty());
+    let token = args
+        .read_token
+        .iter()
+        .map(|t| t.trim().to_owned())
+        .find(|t| !t.is_empty())
+        .or(generated);
+    let Some(token) = token else {
+        println!(
+            "not waiting for the load: no read token. Pass --read-token (or CHATSINK_READ_TOKENS) \
+             with one of the service's, or --data-dir with its data dir (it writes read-token there)"
+        );
+        return Ok(ExitCode::SUCCESS);
+    };
+    {
         let loaded = tokio::time::timeout(
             Duration::from_secs(args.wait_secs),
-            wait_until_queryable(&client, &args.url, token.trim(), &session),
+            wait_until_queryable(&client, &args.url, &token, &session),
         )
         .await
         .map_err(|_| {
@@ -178,10 +204,26 @@ pub async fn send_test_webhook(args: SendTestWebhookArgs) -> anyhow::Result<Exit
         println!("session {session} is loaded and queryable ({loaded})");
     }
     println!(
-        "query it: curl -H \"Authorization: Bearer $TOKEN\" '{}/v1/messages?session={session}&limit=5'",
+        "query it: curl -H 'Authorization: Bearer {token}' '{}/v1/messages?session={session}&limit=5'",
         args.url.trim_end_matches('/')
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why a test delivery cannot go through, and every setting both sides need for it, in one
+/// message (with a fresh secret to use).
+fn needs_settings(url: &str, why: &str) -> String {
+    let secret = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(random_hex(24))
+    );
+    format!(
+        "{why}. A test delivery needs the service at {url} to accept a Standard Webhooks secret and \
+         to download from loopback, and this command to sign with the same secret. Start it with\n  \
+         CHATSINK_HMAC_SECRETS={secret} CHATSINK_DOWNLOAD_ALLOW_HOSTS=127.0.0.1 \
+         CHATSINK_DOWNLOAD_ALLOW_HTTP=true chatsink serve\nand run\n  \
+         CHATSINK_HMAC_SECRETS={secret} chatsink send-test-webhook --url {url}"
+    )
 }
 
 fn random_hex(bytes: usize) -> String {

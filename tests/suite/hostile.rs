@@ -1,5 +1,5 @@
 //! Broken dumps, table-driven: each ends in a documented, deterministic outcome, and the service
-//! stays healthy. (The outcomes are listed in the README under "What happens to a broken dump".)
+//! stays healthy. (The outcomes are listed in docs/faults.md under "What happens to a broken dump".)
 
 use crate::helpers::*;
 use std::time::{Duration, Instant};

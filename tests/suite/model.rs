@@ -823,7 +823,7 @@ impl Run {
         Ok(())
     }
 
-    /// The restore as the README tells it: stop, export the erasure list, put the backup in
+    /// The restore as docs/operations.md tells it: stop, export the erasure list, put the backup in
     /// place, apply the list, serve. Tokens made since the backup are gone with it.
     async fn restore(&mut self, backup: &str, model: &Model) -> Checked {
         self.served.take().unwrap().stop();

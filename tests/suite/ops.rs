@@ -651,3 +651,87 @@ fn a_taken_port_stops_start_up_first_and_names_the_setting() {
         );
     }
 }
+
+/// Pointed at a `serve` that cannot take its delivery, `send-test-webhook` says in one message
+/// every setting both sides need; pointed at one that can, it finds the read token the service
+/// generated, waits until the session is loaded, and prints a curl line whose token works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_test_webhook_says_what_serve_needs_and_waits_for_the_load() {
+    let site = Site::new();
+    let plain = site.start("").await;
+    let address = plain.address().to_owned();
+    for envs in [vec![], vec![("CHATSINK_HMAC_SECRETS", whsec(HMAC_KEY))]] {
+        let address = address.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            chatsink(
+                &["send-test-webhook", "--url", &address, "--wait-secs", "5"],
+                &envs,
+            )
+        })
+        .await
+        .unwrap();
+        assert!(!out.status.success());
+        for needed in [
+            "CHATSINK_HMAC_SECRETS=whsec_",
+            "CHATSINK_DOWNLOAD_ALLOW_HOSTS=127.0.0.1",
+            "CHATSINK_DOWNLOAD_ALLOW_HTTP=true",
+            "chatsink serve",
+        ] {
+            assert!(text(&out).contains(needed), "{needed}: {}", text(&out));
+        }
+    }
+    plain.stop();
+
+    let secret = whsec(HMAC_KEY);
+    let served = site
+        .start_with("", |command| {
+            command
+                .env("CHATSINK_HMAC_SECRETS", &secret)
+                .env_remove("CHATSINK_READ_TOKENS");
+        })
+        .await;
+    let address = served.address().to_owned();
+    let data_dir = site.data_dir().display().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        chatsink(
+            &[
+                "send-test-webhook",
+                "--url",
+                &address,
+                "--session",
+                "by-default",
+            ],
+            &[
+                ("CHATSINK_HMAC_SECRETS", &whsec(HMAC_KEY)),
+                ("CHATSINK_DATA_DIR", &data_dir),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("session by-default is loaded and queryable"),
+        "{}",
+        text(&out)
+    );
+    let said = text(&out);
+    let token = said
+        .split("Authorization: Bearer ")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .expect("a curl line with a token");
+    let answer = served
+        .client
+        .get(format!(
+            "{}/v1/messages?session=by-default&limit=5",
+            served.address()
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    served.stop();
+}

@@ -199,7 +199,7 @@ fn a_read_only_role_can_read_the_view_and_write_nothing() {
     assert!(chatsink(&["migrate"], &url, dir.path()).status.success());
     let role = format!("analyst_{}", uuid::Uuid::new_v4().simple());
     let database = url.rsplit('/').next().unwrap();
-    // The set-up the README gives for analysts' tools.
+    // The set-up docs/several-instances.md gives for analysts' tools.
     server.sql(
         &url,
         &format!(

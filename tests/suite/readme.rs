@@ -1,4 +1,4 @@
-//! The README's command blocks, run verbatim (with the port swapped for a free one), so the
+//! The documents' command blocks (README.md and docs/), run verbatim (with the port swapped for a free one), so the
 //! newcomer's path cannot rot.
 
 use crate::helpers::*;
@@ -6,11 +6,27 @@ use crate::site::free_port;
 use std::path::Path;
 use std::process::Command;
 
-/// The first ```sh block after `marker` in the README.
+/// The README and every document under `docs/`, as one text.
+fn documents() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut text = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut docs: Vec<_> = std::fs::read_dir(root.join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.sort();
+    for doc in docs {
+        text.push('\n');
+        text.push_str(&std::fs::read_to_string(doc).unwrap());
+    }
+    text
+}
+
+/// The first ```sh block after `marker` in the README or `docs/`.
 fn block(marker: &str) -> String {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let after = &readme[readme.find(marker).expect("marker in README") + marker.len()..];
+    let readme = documents();
+    let after = &readme[readme.find(marker).expect("marker in the documents") + marker.len()..];
     let start = after.find("```sh\n").expect("a sh block") + "```sh\n".len();
     let end = after[start..].find("```").unwrap() + start;
     after[start..end].to_owned()
@@ -49,10 +65,16 @@ fn the_walkthrough_runs_as_written() {
     let script =
         block("<!-- walkthrough -->").replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"));
     // `serve` listens on its default 127.0.0.1:8080 in the README; here on a free port.
+    // Its scratch directory goes under this test's own (TMPDIR), so nothing outlives it.
+    let scratch = dir.path().join("tmp");
+    std::fs::create_dir(&scratch).unwrap();
     let output = bash(
         &script,
         dir.path(),
-        &[("CHATSINK_LISTEN", format!("127.0.0.1:{port}"))],
+        &[
+            ("CHATSINK_LISTEN", format!("127.0.0.1:{port}")),
+            ("TMPDIR", scratch.display().to_string()),
+        ],
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -66,10 +88,16 @@ fn the_walkthrough_runs_as_written() {
     );
     assert!(stdout.contains("\"type\":\"text\""), "{stdout}");
     assert!(stdout.contains("readme-1\tok\t200 loaded"), "{stdout}");
-    let csv = std::fs::read_to_string(dir.path().join("readme-1.csv")).unwrap();
-    assert!(csv.starts_with("id,"), "{csv}");
-    let backup = Archive::open(&dir.path().join("readme-backup.db"));
-    assert_eq!(backup.all_messages().len(), 200);
+    assert!(stdout.contains("\nid,"), "the export's header: {stdout}");
+    assert!(stdout.contains("readme-backup.db"), "the backup: {stdout}");
+    // Pasted, it leaves nothing behind: not in the directory it ran from, not in its scratch.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .chain(std::fs::read_dir(&scratch).unwrap())
+        .map(|e| e.unwrap().file_name())
+        .filter(|name| name != "tmp")
+        .collect();
+    assert!(left.is_empty(), "the walkthrough left {left:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,8 +157,7 @@ fn error_codes_in_source() -> std::collections::BTreeSet<String> {
 fn every_error_code_the_service_sends_is_documented() {
     let codes = error_codes_in_source();
     assert!(codes.len() >= 15, "the scan finds the codes: {codes:?}");
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let readme = documents();
     let table = &readme[readme.find("<!-- error-codes -->").unwrap()..];
     let documented: std::collections::BTreeSet<String> = table
         .lines()
