@@ -26,6 +26,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     // Every answer under /ui (redirects, errors and other methods' JSON 405 too) carries the
     // page's headers.
     cfg.service(
+        // A browser pointed at the service's address finds the page.
+        crate::api::only("/", Method::GET, || async {
+            HttpResponse::Found()
+                .insert_header((header::LOCATION, "/ui/"))
+                .finish()
+        })
+        .wrap(page_headers()),
+    )
+    .service(
         crate::api::only("/ui", Method::GET, || async {
             HttpResponse::PermanentRedirect()
                 .insert_header((header::LOCATION, "/ui/"))

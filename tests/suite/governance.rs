@@ -2377,6 +2377,7 @@ async fn every_ui_answer_carries_the_pages_headers() {
     for (method, path, status) in [
         (reqwest::Method::GET, "/ui/", 200),
         (reqwest::Method::GET, "/ui", 308),
+        (reqwest::Method::GET, "/", 302),
         (reqwest::Method::GET, "/ui/assets/nope.js", 404),
         (reqwest::Method::POST, "/ui/", 405),
         (reqwest::Method::DELETE, "/ui", 405),

@@ -167,8 +167,13 @@ pub async fn migrate(pool: &Pool, shown: &str) -> Result<i64, StoreError> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
-    tx.batch_execute("CREATE TABLE IF NOT EXISTS chatsink_schema (version BIGINT NOT NULL)")
-        .await?;
+    // `IF NOT EXISTS` on a migrated database is no news: without this, every command would
+    // print PostgreSQL's NOTICE that the relation exists.
+    tx.batch_execute(
+        "SET LOCAL client_min_messages = warning;
+         CREATE TABLE IF NOT EXISTS chatsink_schema (version BIGINT NOT NULL)",
+    )
+    .await?;
     let found: i64 = tx
         .query_opt("SELECT max(version) FROM chatsink_schema", &[])
         .await?

@@ -60,9 +60,13 @@ pub fn claim_next_job(
 ) -> rusqlite::Result<Option<ClaimedJob>> {
     let now = now_ms();
     let lease_token = uuid::Uuid::new_v4().to_string();
+    // The owner's heartbeat is refreshed with the claim (an idle owner beats rarely), and the
+    // transaction rolled back, writing nothing, when there is no job to take.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    super::owners::refresh(&tx, owner)?;
     // One statement picks and takes the job, so no other claim can come between the two
     // whatever the locking: the claim is atomic by itself, not by SQLite's single writer.
-    let claimed = conn
+    let claimed = tx
         .prepare_cached(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, claimed_until_ms = ?4, lease_token = ?5,
                              owner_id = ?6, updated_ms = ?1
@@ -105,6 +109,7 @@ pub fn claim_next_job(
     let Some((id, kind, session, download_url, download_expiry_ms, attempt)) = claimed else {
         return Ok(None);
     };
+    tx.commit()?;
     let session_id = match SessionId::parse(&session) {
         Ok(s) => s,
         Err(e) => {

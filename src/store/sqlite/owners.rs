@@ -5,15 +5,42 @@ use super::now_ms;
 use crate::store::{Owner, ProcessIdentity};
 use rusqlite::{params, Connection, TransactionBehavior};
 
-/// Writes (or rewrites) the owner's row with a fresh heartbeat.
+/// How often an owner that holds nothing (no running job, no pass) beats: an idle `serve` so
+/// writes one page a minute, not one a second. Its liveness matters only for what it holds, and
+/// taking a job or a pass refreshes it in the same transaction ([`refresh`]).
+pub const IDLE_BEAT_MS: i64 = 60_000;
+
+/// The owner's heartbeat: written when it holds a running job or a pass, or when the last one
+/// is [`IDLE_BEAT_MS`] old; otherwise nothing is written (an idle SQLite file stays quiet).
 pub fn beat(conn: &Connection, owner: &Owner) -> rusqlite::Result<()> {
+    write_beat(
+        conn,
+        owner,
+        "ON CONFLICT (id) DO UPDATE SET heartbeat_ms = excluded.heartbeat_ms
+         WHERE owners.heartbeat_ms < excluded.heartbeat_ms - ?9
+            OR EXISTS (SELECT 1 FROM jobs WHERE jobs.owner_id = owners.id AND jobs.state = 'running')
+            OR EXISTS (SELECT 1 FROM passes WHERE passes.owner_id = owners.id AND passes.lease_token IS NOT NULL)",
+    )
+}
+
+/// A fresh heartbeat now, whatever the owner holds: on taking a job or a pass, so no other
+/// process finds the new holder stale.
+pub fn refresh(conn: &Connection, owner: &Owner) -> rusqlite::Result<()> {
+    write_beat(
+        conn,
+        owner,
+        "ON CONFLICT (id) DO UPDATE SET heartbeat_ms = excluded.heartbeat_ms WHERE ?9 IS NOT NULL",
+    )
+}
+
+fn write_beat(conn: &Connection, owner: &Owner, on_conflict: &str) -> rusqlite::Result<()> {
     let me = &owner.identity;
     let now = now_ms();
-    conn.prepare_cached(
+    conn.prepare_cached(&format!(
         "INSERT INTO owners (id, role, host, boot_id, pid_namespace, pid, start_ticks, started_ms, heartbeat_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
-         ON CONFLICT (id) DO UPDATE SET heartbeat_ms = excluded.heartbeat_ms",
-    )?
+         {on_conflict}"
+    ))?
     .execute(params![
         owner.id,
         owner.role,
@@ -22,7 +49,8 @@ pub fn beat(conn: &Connection, owner: &Owner) -> rusqlite::Result<()> {
         me.pid_namespace,
         me.pid,
         me.start_ticks as i64,
-        now
+        now,
+        IDLE_BEAT_MS
     ])?;
     Ok(())
 }
@@ -31,7 +59,7 @@ pub fn beat(conn: &Connection, owner: &Owner) -> rusqlite::Result<()> {
 /// jobs they held can be claimed at once. Returns how many were deleted.
 pub fn register(conn: &mut Connection, owner: &Owner) -> rusqlite::Result<usize> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    beat(&tx, owner)?;
+    refresh(&tx, owner)?;
     let others: Vec<(String, ProcessIdentity, i64)> = tx
         .prepare(
             "SELECT id, host, boot_id, pid_namespace, pid, start_ticks, heartbeat_ms FROM owners WHERE id <> ?1",

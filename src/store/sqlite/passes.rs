@@ -41,6 +41,9 @@ pub fn begin_pass(
             |r| r.get::<_, Option<i64>>(0),
         )
         .optional()?;
+    if taken.is_some() {
+        super::owners::refresh(&tx, owner)?;
+    }
     tx.commit()?;
     Ok(taken.map(|watermark_ms| PassLease {
         name: name.to_owned(),
