@@ -46,8 +46,29 @@ pub fn metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
             tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
         }
         describe();
+        zero_at_start();
         handle
     })
+}
+
+/// Counters of failures and rare events, there at zero from the start: a series that is born
+/// at 1 shows no `increase()`, so an alert on it would miss the first failure.
+const ZERO_AT_START: [&str; 9] = [
+    "chatsink_audit_write_failures_total",
+    "chatsink_participant_fetch_failures_total",
+    "chatsink_reconcile_listing_shortfall_total",
+    "chatsink_reconcile_sessions_enqueued_total",
+    "chatsink_reconcile_sessions_missing_total",
+    "chatsink_rtk_api_rate_limited_total",
+    "chatsink_rtk_key_fetch_failures_total",
+    "chatsink_rtk_key_refetches_total",
+    "chatsink_store_conflict_retries_total",
+];
+
+fn zero_at_start() {
+    for name in ZERO_AT_START {
+        metrics::counter!(name).absolute(0);
+    }
 }
 
 fn describe() {
@@ -94,4 +115,19 @@ fn describe() {
         Unit::Seconds,
         "Query API latency by route and status class."
     );
+}
+
+/// The error with its causes, `a: b: c`, for job records and logs.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let cause = e.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+        source = e.source();
+    }
+    text
 }

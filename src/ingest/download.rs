@@ -261,17 +261,4 @@ fn classify(mut error: reqwest::Error) -> DownloadError {
     DownloadError::Network(error_chain(&error))
 }
 
-/// The error with its causes, `a: b: c`, for job records.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let cause = e.to_string();
-        if !text.contains(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-        source = e.source();
-    }
-    text
-}
+pub use crate::telemetry::error_chain;

@@ -32,7 +32,7 @@ pub enum Recheck {
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("the RealtimeKit public key could not be fetched from {url}: {reason}")]
+    #[error("the RealtimeKit public key could not be fetched from {url}: {reason}. On a host that cannot reach it, pin the key: CHATSINK_RTK_PUBLIC_KEY_FILE (CHATSINK_DYTE_PUBLIC_KEY_FILE for dyte-signature deliveries)")]
     Unavailable { url: String, reason: String },
 }
 
@@ -162,7 +162,8 @@ impl RsaKeyStore {
             .get(url)
             .send()
             .await
-            .map_err(|e| unavailable(e.to_string()))?;
+            // With its causes: "error sending request" alone does not say "connection refused".
+            .map_err(|e| unavailable(crate::telemetry::error_chain(&e)))?;
         if !response.status().is_success() {
             return Err(unavailable(format!("HTTP {}", response.status())));
         }

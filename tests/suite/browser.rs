@@ -4,6 +4,7 @@
 
 use crate::helpers::*;
 use fantoccini::{Client, ClientBuilder, Locator};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,10 +20,29 @@ struct Browser {
 }
 
 impl Drop for Browser {
+    /// Ends chromedriver and every Chromium process it started (its process group: killing
+    /// chromedriver alone would leave Chromium running, and writing into the removed profile).
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{}", self.driver.id())])
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        // Chromium's processes may take a moment to go after the signal.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && group_alive(self.driver.id()) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
+}
+
+/// Whether any process of process group `pgid` is still running.
+fn group_alive(pgid: u32) -> bool {
+    Command::new("pgrep")
+        .args(["-g", &pgid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 impl Browser {
@@ -37,7 +57,9 @@ impl Browser {
             return None;
         }
         let port = crate::site::free_port();
+        // Its own process group, so the browser it starts can be ended with it.
         let driver = Command::new(CHROMEDRIVER)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -356,3 +356,34 @@ fn the_postgres_variants_run_several_instances_on_one_database() {
         );
     }
 }
+
+/// The operators' kit: the alert rules pass `promtool check rules`, the dashboard is Grafana
+/// JSON with a query per panel. (That each metric they name is exported: `ops.rs`.)
+#[test]
+fn the_alert_rules_check_and_the_dashboard_parses() {
+    let rules = deploy_dir().join("monitoring/alerts.yml");
+    if let Some(output) = run("promtool", &["check", "rules", rules.to_str().unwrap()]) {
+        assert_passed("promtool", &output);
+    }
+    if let Some(output) = run(
+        "yamllint",
+        &[
+            "-d",
+            "{extends: relaxed, rules: {line-length: {max: 120}}}",
+            rules.to_str().unwrap(),
+        ],
+    ) {
+        assert_passed("yamllint", &output);
+    }
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("deploy/monitoring/grafana-dashboard.json")).unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 10, "{panels:?}");
+    for panel in panels {
+        let targets = panel["targets"].as_array().unwrap();
+        assert!(
+            !targets.is_empty() && targets.iter().all(|t| t["expr"].is_string()),
+            "{panel}"
+        );
+    }
+}

@@ -16,7 +16,8 @@
 //! `copy-archive` from SQLite mid-sequence, the rest then running on PostgreSQL.
 //!
 //! `CHATSINK_MODEL_SEEDS=N` runs N seeds (default 3); `CHATSINK_MODEL_SEED=S` runs one. A
-//! failure prints its seed and the shortest failing sequence the shrinker found.
+//! failure prints its seed and the shortest failing sequence the shrinker found in at most
+//! `CHATSINK_MODEL_SHRINK_RUNS` re-runs (default 24).
 
 use crate::helpers::*;
 use crate::pull::{Chat, FakeRtk, FakeSession};
@@ -1336,7 +1337,11 @@ async fn random_sequences_keep_every_promise_of_the_archive() {
         }
         eprintln!("model: seed {seed}: {} steps {kinds:?}", ops.len());
         if let Err(failure) = run(seed, &ops).await {
-            let (shortest, failure) = shrink(seed, ops.clone(), failure, 24).await;
+            let budget = std::env::var("CHATSINK_MODEL_SHRINK_RUNS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(24);
+            let (shortest, failure) = shrink(seed, ops.clone(), failure, budget).await;
             panic!(
                 "seed {seed} fails (CHATSINK_MODEL_SEED={seed} runs it again); a shortest sequence, {} of {} steps:\n{shortest:#?}\n{failure}",
                 shortest.len(),

@@ -769,3 +769,111 @@ async fn an_idle_sqlite_serve_writes_nothing() {
     );
     served.stop();
 }
+
+/// Every metric the operators' kit (deploy/monitoring: alert rules, dashboard) names is one
+/// `/metrics` exports, as written, after an ordinary hour: a delivery with a rejected row, a
+/// forged one, a query, an erasure and a reconcile pass. Failure counters are there at zero
+/// from the start, so an alert on their `increase()` fires on the first failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_the_operators_kit_names_is_exported() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/monitoring");
+    let text = format!(
+        "{}{}",
+        std::fs::read_to_string(root.join("alerts.yml")).unwrap(),
+        std::fs::read_to_string(root.join("grafana-dashboard.json")).unwrap()
+    );
+    let mut named = std::collections::BTreeSet::new();
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("chatsink_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        named.insert(name);
+    }
+    assert!(named.len() >= 15, "{named:?}");
+    const KIT_ADMIN: &str = "kit-admin-token-0123456789abcdef";
+
+    let api = crate::pull::FakeRtk::start().await;
+    let site = Site::new();
+    let served = site
+        .start_with("", |command| {
+            command
+                .env("CHATSINK_ADMIN_TOKENS", KIT_ADMIN)
+                .env("CHATSINK_RECONCILE_INTERVAL_SECS", "1")
+                .envs(api.env());
+        })
+        .await;
+    let server = FakeServer::start().await;
+    let mut dump = simple_dump("kit-1", 5);
+    dump.extend_from_slice(b"bad-row,u,kit-1,m,Name,false,false,TEXT_MESSAGE,hi,not a time\r\n");
+    server.route("/k.csv", vec![Reply::Body(dump)]);
+    let body = chat_synced("kit-1", &server.url("/k.csv"));
+    assert_eq!(served.post(&body, "kit-1").await.unwrap().status(), 200);
+    let forged = served
+        .sender()
+        .post_signed_by(&rsa_keys().1, &body, "kit-forged")
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    site.wait_until_settled().await;
+    assert_eq!(served.get("/v1/messages?session=kit-1").await.status(), 200);
+    let erased = served
+        .client
+        .delete(format!("{}/v1/users/user-1", served.address()))
+        .bearer_auth(KIT_ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(erased.status(), 200, "{:?}", erased.text().await);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let exported = served.get("/metrics").await.text().await.unwrap();
+        let missing: Vec<&String> = named
+            .iter()
+            .filter(|name| {
+                !exported.lines().any(|l| {
+                    l.strip_prefix(name.as_str())
+                        .is_some_and(|after| after.starts_with(['{', ' ']))
+                })
+            })
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the operators' kit names metrics /metrics does not export: {missing:?}\n{exported}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    served.stop();
+}
+
+/// An unreachable key URL is reported with its cause (connection refused, not just "error
+/// sending request") and the way out on an offline host: pinning the key in a file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_key_url_says_why_and_what_to_do() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/.well-known/webhooks.json",
+        closed.local_addr().unwrap()
+    );
+    drop(closed);
+    let site = Site::new();
+    let served = site
+        .start_with("", |command| {
+            command
+                .env_remove("CHATSINK_RTK_PUBLIC_KEY_FILE")
+                .env("CHATSINK_RTK_PUBLIC_KEY_URL", &url);
+        })
+        .await;
+    let body = chat_synced("key-1", "http://127.0.0.1:9/x.csv");
+    let answer = served.post(&body, "key-1").await.unwrap();
+    assert_eq!(answer.status(), 503);
+    let said = format!("{}{}", answer.text().await.unwrap(), site.log());
+    assert!(said.contains("Connection refused"), "{said}");
+    assert!(said.contains("CHATSINK_RTK_PUBLIC_KEY_FILE"), "{said}");
+    served.stop();
+}
