@@ -556,10 +556,13 @@ async fn audit_command(args: AuditArgs) -> anyhow::Result<ExitCode> {
         "{:<24}  {:<20}  {:<6}  {:>6}  {:>8}  route?filters",
         "time", "token", "method", "status", "rows"
     );
-    for e in store
+    let mut entries = store
         .audit_page(query, std::time::Duration::from_secs(3600))
-        .await?
-    {
+        .await?;
+    // Entries are numbered as the writer commits its batches, not when the requests came:
+    // listed newest first by their time.
+    entries.sort_by(|a, b| b.at_ms.cmp(&a.at_ms).then(b.id.cmp(&a.id)));
+    for e in entries {
         println!(
             "{:<24}  {:<20}  {:<6}  {:>6}  {:>8}  {}{}{}",
             when(Some(e.at_ms)),

@@ -206,8 +206,9 @@ pub struct PurgeArgs {
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
-    /// Entries from this time on (RFC 3339).
-    #[arg(long, value_parser = rfc3339)]
+    /// Entries from this time on: a date (2026-12-01, midnight UTC) or a time (RFC 3339), as
+    /// the API's `since` takes.
+    #[arg(long, value_parser = date_or_time)]
     pub since: Option<Timestamp>,
     /// Only this token's entries (its name).
     #[arg(long)]
@@ -317,6 +318,10 @@ pub struct DemoArgs {
     /// Exit after showing the queries instead of serving until Ctrl-C.
     #[arg(long)]
     pub once: bool,
+    /// Keep the demo's archive (its database and data dir) in this directory, instead of a
+    /// temporary one removed at exit; `serve` can open it afterwards.
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -597,6 +602,11 @@ pub struct BackfillArgs {
 
 fn rfc3339(raw: &str) -> Result<Timestamp, String> {
     Timestamp::parse(raw).map_err(|e| e.to_string())
+}
+
+/// A date or a time, as the API's filters take them.
+fn date_or_time(raw: &str) -> Result<Timestamp, String> {
+    Timestamp::parse_date_or_time(raw).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]

@@ -233,6 +233,15 @@ fn random_hex(bytes: usize) -> String {
 }
 
 pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    if let Some(dir) = &args.keep {
+        std::fs::create_dir_all(dir).with_context(|| format!("--keep {}", dir.display()))?;
+        let result = run_demo(&args, dir).await;
+        println!(
+            "the demo's archive is kept in {0}: CHATSINK_DATABASE={0}/chatsink.db CHATSINK_DATA_DIR={0}/data chatsink serve",
+            dir.display()
+        );
+        return result;
+    }
     let dir = std::env::temp_dir().join(format!("chatsink-demo-{}", random_hex(4)));
     std::fs::create_dir_all(&dir)?;
     let result = run_demo(&args, &dir).await;

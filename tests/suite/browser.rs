@@ -594,6 +594,15 @@ async fn an_analyst_reads_searches_and_exports_in_a_real_browser() {
         .js("return [...document.querySelectorAll('#results mark')].map(m => m.textContent)")
         .await;
     assert_eq!(marks, serde_json::json!(["budget", "budget"]));
+    // Counted in words; the sender's id on hover, not printed beside every name; the since
+    // box's hint cannot pass for a date already filled in.
+    assert_eq!(browser.text_of("#result-count").await, "2 messages");
+    let shown = browser
+        .js("return [document.querySelectorAll('#results .uid').length, document.querySelector('#results .sender').title, document.getElementById('f-since').placeholder]")
+        .await;
+    assert_eq!(shown[0], 0, "{shown}");
+    assert!(!shown[1].as_str().unwrap_or_default().is_empty(), "{shown}");
+    assert_eq!(shown[2], "YYYY-MM-DD", "{shown}");
     browser.shot("search").await;
 
     // Export exactly these results.

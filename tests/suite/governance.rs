@@ -1266,6 +1266,20 @@ async fn every_request_and_every_deletion_has_an_audit_entry() {
         "{text}"
     );
     assert!(!text.contains("limit=3"), "another token's entry: {text}");
+    // A date, as the API takes it, reads the same; entries are listed newest first by time.
+    let by_date = world.chatsink(&["audit", "--since", "2020-01-01", "--token", "analyst"]);
+    assert!(by_date.status.success(), "{}", said(&by_date));
+    assert_eq!(said(&by_date), text);
+    let times: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(times.len() >= 2, "{text}");
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "not newest first: {times:?}"
+    );
     let bad = world.chatsink(&["audit", "--since", "yesterday"]);
     assert!(!bad.status.success());
     tokio::time::sleep(Duration::from_millis(1100)).await;

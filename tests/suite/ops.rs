@@ -877,3 +877,28 @@ async fn an_unreachable_key_url_says_why_and_what_to_do() {
     assert!(said.contains("CHATSINK_RTK_PUBLIC_KEY_FILE"), "{said}");
     served.stop();
 }
+
+/// `chatsink demo --keep DIR` keeps its archive where `serve` can open it again; without it,
+/// nothing of the demo is left.
+#[test]
+fn the_demo_keeps_its_archive_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let kept = dir.path().join("demo");
+    let run = chatsink(
+        &[
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--once",
+            "--messages",
+            "50",
+            "--keep",
+            kept.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(text(&run).contains("kept in"), "{}", text(&run));
+    let archive = Archive::open(&kept.join("chatsink.db"));
+    assert_eq!(archive.all_messages().len(), 50);
+}

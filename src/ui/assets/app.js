@@ -388,8 +388,7 @@ function messageCard(message, highlight, showWhere) {
     el(
       "header",
       {},
-      el("span", { class: "sender" }, marked(message.displayName, highlight)),
-      el("span", { class: "uid" }, message.userId),
+      el("span", { class: "sender", title: message.userId }, marked(message.displayName, highlight)),
       message.customParticipantId
         ? link(`/ui/search?custom_participant=${encodeURIComponent(message.customParticipantId)}`, message.customParticipantId)
         : null,
@@ -484,6 +483,11 @@ const Q_HELP = [
   ["( )", "grouping"],
 ];
 
+// "1 message", "12 messages", and whether more follow on the next page.
+function counted(n, more) {
+  return `${n} message${n === 1 ? "" : "s"}${more ? " on this page, more on the next" : ""}`;
+}
+
 function filterForm(action, values, submitLabel) {
   const field = (name, label, input, wide) => {
     const problem = el("p", { class: "error", id: `${name}-error`, role: "alert" });
@@ -508,7 +512,7 @@ function filterForm(action, values, submitLabel) {
     field("private", "Private", choice("private", yesNo)),
     field("session", "Session id", text("session")),
     field("meeting", "Meeting id", text("meeting")),
-    field("since", "Since (date or time)", text("since", "2026-06-01")),
+    field("since", "Since (date or time)", text("since", "YYYY-MM-DD")),
     field("until", "Until", text("until")),
     el("button", { type: "submit", class: "primary" }, submitLabel),
   );
@@ -542,7 +546,8 @@ function showFieldError(error) {
   const name = error instanceof ApiError && error.status === 400 ? error.body.parameter : null;
   const spot = name ? document.getElementById(`${name}-error`) : null;
   if (!spot) return false;
-  spot.textContent = error.message;
+  spot.textContent = name === "q" ? error.message.replace(/see the q syntax in \/openapi\.json/, "see Search syntax below") : error.message;
+  if (name === "q") document.querySelector("details.help")?.setAttribute("open", "");
   document.getElementById(`f-${name}`)?.setAttribute("aria-invalid", "true");
   return true;
 }
@@ -572,7 +577,7 @@ async function results(root, endpoint, chosen, highlight) {
     el(
       "div",
       { class: "toolbar" },
-      el("span", {}, `${page.messages.length}${page.next_cursor ? "+" : ""} message(s)`),
+      el("span", { id: "result-count" }, counted(page.messages.length, page.next_cursor)),
       el("button", { type: "button", id: "export-csv", onclick: () => exportAs(endpoint, chosen, "csv", status) }, "Export CSV"),
       el("button", { type: "button", id: "export-ndjson", onclick: () => exportAs(endpoint, chosen, "ndjson", status) }, "Export NDJSON"),
       endpoint === "/v1/messages" ? link(`/ui/stats${query(chosen)}`, "Stats for these filters") : null,
