@@ -13,6 +13,7 @@ pub mod telemetry;
 pub mod api;
 pub mod domain;
 pub mod dumpgen;
+pub mod error_chain;
 pub mod failpoint;
 pub mod governance;
 pub mod ingest;

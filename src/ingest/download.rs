@@ -261,4 +261,4 @@ fn classify(mut error: reqwest::Error) -> DownloadError {
     DownloadError::Network(error_chain(&error))
 }
 
-pub use crate::telemetry::error_chain;
+pub use crate::error_chain::error_chain;

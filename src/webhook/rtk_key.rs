@@ -163,7 +163,7 @@ impl RsaKeyStore {
             .send()
             .await
             // With its causes: "error sending request" alone does not say "connection refused".
-            .map_err(|e| unavailable(crate::telemetry::error_chain(&e)))?;
+            .map_err(|e| unavailable(crate::error_chain::error_chain(&e)))?;
         if !response.status().is_success() {
             return Err(unavailable(format!("HTTP {}", response.status())));
         }
